@@ -1,0 +1,79 @@
+import type { Filter, Hit, Metadata, Metric, Vector } from '../../types.ts';
+
+/** HNSW-style index parameters; backends use what applies to them. */
+export interface IndexParams {
+  /** Graph degree. Default 16. */
+  M?: number;
+  /** Build-time candidate list size. Default 200. */
+  efConstruction?: number;
+  /** Default query-time candidate list size. Default 100. */
+  ef?: number;
+}
+
+/** What a collection holds: one per feature variant. */
+export interface CollectionSpec {
+  /** Unique, filesystem- and URL-safe collection name, e.g. `word_vec__v1`. */
+  name: string;
+  dims: number;
+  metric: Metric;
+  index: IndexParams;
+  /** Metadata fields that filters may use. */
+  metadataFields: string[];
+}
+
+export interface VectorRecord {
+  id: string;
+  vector: Vector;
+  metadata?: Metadata;
+}
+
+export interface SearchQuery {
+  vector: Vector;
+  k: number;
+  /** Query-time candidate list size; defaults to the collection's `index.ef`. */
+  ef?: number;
+  filter?: Filter;
+  /** Ids never returned (e.g. the query entity itself). */
+  exclude?: string[];
+  /** Return each hit's vector. */
+  includeVectors?: boolean;
+}
+
+/** Recommend-style query: closer to `positive`, away from `negative` (ids or vectors). */
+export interface ExampleQuery extends Omit<SearchQuery, 'vector'> {
+  positive: Array<string | Vector>;
+  negative?: Array<string | Vector>;
+}
+
+/** One collection (feature variant) inside a vector provider. Batch methods are the primary API. */
+export interface VectorCollection {
+  readonly spec: CollectionSpec;
+  /** Insert or replace by id. Validates every record (dims, finite values) before writing any. */
+  upsert(records: VectorRecord[]): Promise<void>;
+  /** Remove ids; unknown ids are ignored. */
+  delete(ids: string[]): Promise<void>;
+  /** Vectors and metadata by id, `null` where absent, in the order asked. */
+  get(ids: string[]): Promise<Array<VectorRecord | null>>;
+  /** Batch search; results in query order, best first, scores higher-is-closer. */
+  search(queries: SearchQuery[]): Promise<Hit[][]>;
+  count(): Promise<number>;
+  /** Make everything written so far durable (atomic snapshot for file-backed backends). */
+  flush(): Promise<void>;
+}
+
+export interface VectorProvider {
+  readonly kind: string;
+  readonly name: string;
+  readonly supportsFilter: boolean;
+  readonly supportsDelete: boolean;
+  /** Native recommend (positive/negative examples); else the store averages example vectors. */
+  readonly supportsExamples: boolean;
+  open(): Promise<void>;
+  close(): Promise<void>;
+  /** Opens the collection, creating it empty if absent. Throws NL_CONFLICT if it exists with another dims/metric. */
+  collection(spec: CollectionSpec): Promise<VectorCollection>;
+  /** Removes a collection and its files; missing is not an error. */
+  dropCollection(name: string): Promise<void>;
+  /** Recommend query; only when `supportsExamples`. */
+  searchExamples?(collection: string, queries: ExampleQuery[]): Promise<Hit[][]>;
+}
