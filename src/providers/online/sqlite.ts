@@ -1,0 +1,181 @@
+import { mkdirSync } from 'node:fs';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import Database from 'better-sqlite3';
+import { nlError, providerError } from '../../errors.ts';
+import type { OnlineValue } from '../../types.ts';
+import type { ProviderContext } from '../index.ts';
+import type { OnlineStore } from './types.ts';
+import { bytesToVector, checkFeatureKey, checkGetArgs, validatePut } from './values.ts';
+
+export interface SqliteOnlineOptions {
+  /** Database file; a relative path resolves against nearline's home, `:memory:` keeps values in process. Default `<home>/online.db`. */
+  path?: string;
+}
+
+// The value column is typed ANY so each scalar keeps its storage class; `type` restores what SQLite cannot
+// (booleans are stored as 0/1 integers, vectors as little-endian float32 BLOBs).
+const NUMBER = 0;
+const STRING = 1;
+const BOOLEAN = 2;
+const VECTOR = 3;
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS online_values (
+  feature TEXT NOT NULL,
+  id      TEXT NOT NULL,
+  type    INTEGER NOT NULL,
+  value   ANY NOT NULL,
+  PRIMARY KEY (feature, id)
+) STRICT;
+`;
+
+// One statement for any ids x features: the two JSON arrays are joined against the primary key, so a call costs
+// one query whatever its size, and positions (json_each.key) map rows back to the request. CROSS JOIN pins the
+// loop order: left to itself the planner scans every id of a feature instead of seeking (feature, id).
+const GET_SQL = `
+SELECT f.key, i.key, v.type, v.value
+FROM json_each(?) AS f
+CROSS JOIN json_each(?) AS i
+CROSS JOIN online_values AS v ON v.feature = f.value AND v.id = i.value`;
+
+const UPSERT_SQL = `
+INSERT INTO online_values (feature, id, type, value) VALUES (?, ?, ?, ?)
+ON CONFLICT (feature, id) DO UPDATE SET type = excluded.type, value = excluded.value`;
+
+export function createSqliteOnlineStore(options: SqliteOnlineOptions, ctx: ProviderContext): OnlineStore {
+  if (options.path !== undefined && (typeof options.path !== 'string' || options.path.length === 0)) {
+    throw nlError('NL_BAD_DEFINITION', `provider ${ctx.name}: path must be a non-empty string`);
+  }
+  const path = resolvePath(options.path, ctx.home);
+  let db: Database.Database | undefined;
+  let stmts: ReturnType<typeof prepare> | undefined;
+
+  function prepare(conn: Database.Database) {
+    const upsert = conn.prepare(UPSERT_SQL);
+    const remove = conn.prepare('DELETE FROM online_values WHERE feature = ? AND id = ?');
+    return {
+      get: conn.prepare(GET_SQL).raw(),
+      count: conn.prepare('SELECT count(*) FROM online_values WHERE feature = ?').pluck(),
+      dropFeature: conn.prepare('DELETE FROM online_values WHERE feature = ?'),
+      write: conn.transaction((feature: string, sets: Map<string, Exclude<OnlineValue, null>>, deletes: Set<string>) => {
+        for (const id of deletes) remove.run(feature, id);
+        for (const [id, value] of sets) upsert.run(feature, id, ...encode(value));
+      }),
+    };
+  }
+
+  function statements(): NonNullable<typeof stmts> {
+    if (stmts) return stmts;
+    try {
+      if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+      db = new Database(path);
+      db.pragma('journal_mode = WAL');
+      // WAL + NORMAL is durable against process crashes; an OS crash can lose the last commits, which
+      // materialization re-writes idempotently.
+      db.pragma('synchronous = NORMAL');
+      db.pragma('busy_timeout = 5000');
+      db.exec(SCHEMA);
+      stmts = prepare(db);
+      return stmts;
+    } catch (e) {
+      db?.close();
+      db = undefined;
+      throw providerError(ctx.name, e);
+    }
+  }
+
+  return {
+    kind: 'sqlite',
+    name: ctx.name,
+
+    async open() {
+      statements();
+    },
+
+    async close() {
+      db?.close();
+      db = undefined;
+      stmts = undefined;
+    },
+
+    async put(feature, rows) {
+      const { sets, deletes } = validatePut(feature, rows);
+      const s = statements();
+      try {
+        s.write(feature, sets, deletes);
+      } catch (e) {
+        throw providerError(ctx.name, e);
+      }
+    },
+
+    async get(ids, features) {
+      checkGetArgs(ids, features);
+      const out: OnlineValue[][] = ids.map(() => new Array<OnlineValue>(features.length).fill(null));
+      if (ids.length === 0 || features.length === 0) return out;
+      const s = statements();
+      let rows: unknown[][];
+      try {
+        rows = s.get.all(JSON.stringify(features), JSON.stringify(ids)) as unknown[][];
+      } catch (e) {
+        throw providerError(ctx.name, e);
+      }
+      for (const [f, i, type, value] of rows) {
+        out[i as number][f as number] = decode(type as number, value);
+      }
+      return out;
+    },
+
+    async deleteFeature(feature) {
+      checkFeatureKey(feature);
+      const s = statements();
+      try {
+        s.dropFeature.run(feature);
+      } catch (e) {
+        throw providerError(ctx.name, e);
+      }
+    },
+
+    async count(feature) {
+      checkFeatureKey(feature);
+      const s = statements();
+      try {
+        return s.count.get(feature) as number;
+      } catch (e) {
+        throw providerError(ctx.name, e);
+      }
+    },
+  };
+}
+
+function resolvePath(path: string | undefined, home: string): string {
+  if (path === ':memory:') return path;
+  if (path === undefined) return join(resolve(home), 'online.db');
+  return isAbsolute(path) ? path : resolve(home, path);
+}
+
+function encode(value: Exclude<OnlineValue, null>): [type: number, value: number | string | Buffer] {
+  switch (typeof value) {
+    case 'number':
+      return [NUMBER, value];
+    case 'string':
+      return [STRING, value];
+    case 'boolean':
+      return [BOOLEAN, value ? 1 : 0];
+    default:
+      return [VECTOR, Buffer.from(value.buffer, value.byteOffset, value.byteLength)];
+  }
+}
+
+function decode(type: number, value: unknown): OnlineValue {
+  switch (type) {
+    case NUMBER:
+    case STRING:
+      return value as number | string;
+    case BOOLEAN:
+      return value === 1;
+    case VECTOR:
+      return bytesToVector(value as Buffer);
+    default:
+      throw nlError('NL_INTERNAL', `online_values holds unknown value type ${type}`);
+  }
+}

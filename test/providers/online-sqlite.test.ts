@@ -1,0 +1,61 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { isNearlineError } from '../../src/errors.ts';
+import { createOnlineStore } from '../../src/providers/index.ts';
+import { createSqliteOnlineStore } from '../../src/providers/online/sqlite.ts';
+import { onlineStoreSuite } from './online.suite.ts';
+
+onlineStoreSuite('sqlite (file)', async () => {
+  const home = mkdtempSync(join(tmpdir(), 'nearline-online-'));
+  return {
+    store: createSqliteOnlineStore({}, { name: 'kv', home }),
+    cleanup: async () => rmSync(home, { recursive: true, force: true }),
+  };
+});
+
+onlineStoreSuite('sqlite (:memory:)', async () => ({
+  store: createSqliteOnlineStore({ path: ':memory:' }, { name: 'kv', home: tmpdir() }),
+}));
+
+describe('sqlite online store', () => {
+  it('persists to <home>/online.db across reopen, and is reachable through the provider registry', async () => {
+    const home = mkdtempSync(join(tmpdir(), 'nearline-online-'));
+    try {
+      const first = await createOnlineStore('sqlite', {}, { name: 'kv', home });
+      await first.open();
+      await first.put('f@v1', [['a', true], ['b', new Float32Array([1.5, -2])]]);
+      await first.close();
+      const second = createSqliteOnlineStore({ path: 'online.db' }, { name: 'kv', home: home });
+      await second.open();
+      expect(await second.get(['a', 'b'], ['f@v1'])).toEqual([[true], [new Float32Array([1.5, -2])]]);
+      expect(await second.count('f@v1')).toBe(2);
+      await second.close();
+    } finally {
+      rmSync(home, { recursive: true, force: true });
+    }
+  });
+
+  it('maps an unusable database file to a coded provider error naming the provider', async () => {
+    const home = mkdtempSync(join(tmpdir(), 'nearline-online-'));
+    try {
+      // A directory where the database file should be cannot be opened as a database.
+      const store = createSqliteOnlineStore({ path: home }, { name: 'kv-broken', home });
+      const err = await store.open().then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(isNearlineError(err, 'NL_PROVIDER_ERROR')).toBe(true);
+      expect((err as Error).message).toContain('kv-broken');
+    } finally {
+      rmSync(home, { recursive: true, force: true });
+    }
+  });
+
+  it('rejects a non-string path as a bad definition', () => {
+    expect(() => createSqliteOnlineStore({ path: 42 as unknown as string }, { name: 'kv', home: tmpdir() })).toThrow(
+      expect.objectContaining({ code: 'NL_BAD_DEFINITION' }),
+    );
+  });
+});
