@@ -1,6 +1,10 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { CollectionSpec } from '../../src/providers/vector/types.ts';
 import { createHnswProvider } from '../../src/providers/vector/hnsw.ts';
 import { vectorProviderSuite } from './vector.suite.ts';
 
@@ -22,4 +26,112 @@ vectorProviderSuite('hnsw, filtered queries through the graph', async () => {
     reopen: async () => createHnswProvider(options, { name: 'local', home }),
     cleanup: () => rm(home, { recursive: true, force: true }),
   };
+});
+
+describe('hnsw files', () => {
+  let home: string;
+  beforeEach(async () => {
+    home = await mkdtemp(join(tmpdir(), 'nearline-hnsw-'));
+  });
+  afterEach(() => rm(home, { recursive: true, force: true }));
+
+  const spec = (name: string, dims = 4): CollectionSpec => ({ name, dims, metric: 'l2', index: { M: 8, efConstruction: 50, ef: 50 }, metadataFields: ['n'] });
+  const row = (id: string, x: number, dims = 4) => ({ id, vector: new Float32Array(dims).fill(x), metadata: { n: x } });
+
+  it('grows the index from a small initial capacity as rows arrive', async () => {
+    const p = createHnswProvider({ initialCapacity: 4 }, { name: 'local', home });
+    await p.open();
+    const c = await p.collection(spec('grow'));
+    for (let start = 0; start < 1000; start += 7) {
+      await c.upsert(Array.from({ length: Math.min(7, 1000 - start) }, (_, j) => row(`g${start + j}`, start + j)));
+    }
+    expect(await c.count()).toBe(1000);
+    const got = await c.get(['g0', 'g500', 'g999']);
+    expect(got.map((r) => r?.vector[0])).toEqual([0, 500, 999]);
+    const hits = await c.search([0, 123, 999].map((x) => ({ vector: new Float32Array(4).fill(x), k: 1 })));
+    expect(hits.map((h) => h[0].id)).toEqual(['g0', 'g123', 'g999']);
+    await p.close();
+  });
+
+  it('reuses deleted labels, so churn does not grow the snapshot', async () => {
+    const p = createHnswProvider({ initialCapacity: 512 }, { name: 'local', home });
+    await p.open();
+    const c = await p.collection(spec('churn'));
+    await c.upsert(Array.from({ length: 500 }, (_, i) => row(`a${i}`, i)));
+    await c.flush();
+    const manifest = async () => JSON.parse(await readFile(join(home, 'indexes', 'churn', 'manifest.json'), 'utf8')) as { index: string; generation: number };
+    const before = await stat(join(home, 'indexes', 'churn', (await manifest()).index));
+    await c.delete(Array.from({ length: 250 }, (_, i) => `a${i}`));
+    await c.upsert(Array.from({ length: 250 }, (_, i) => row(`b${i}`, 1000 + i)));
+    await c.flush();
+    const m = await manifest();
+    const after = await stat(join(home, 'indexes', 'churn', m.index));
+    expect(after.size).toBe(before.size);
+    expect(await c.count()).toBe(500);
+    const [hits] = await c.search([{ vector: new Float32Array(4).fill(1100.2), k: 3 }]);
+    expect(hits.map((h) => h.id)).toEqual(['b100', 'b101', 'b99']);
+    expect(await readdir(join(home, 'indexes', 'churn'))).toEqual(['index-' + m.generation + '.hnsw', 'manifest.json', 'rows-' + m.generation + '.json'].sort());
+    await p.close();
+  });
+
+  it('ignores and removes leftovers of an interrupted snapshot: temp files, a newer generation without its manifest', async () => {
+    const p = createHnswProvider({}, { name: 'local', home });
+    await p.open();
+    const c = await p.collection(spec('crash'));
+    await c.upsert([row('a', 1), row('b', 2)]);
+    await p.close();
+    const dir = join(home, 'indexes', 'crash');
+    const { generation } = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as { generation: number };
+    await writeFile(join(dir, `index-${generation + 1}.hnsw`), 'half an index');
+    await writeFile(join(dir, `index-${generation + 1}.hnsw.tmp`), 'garbage');
+    await writeFile(join(dir, `rows-${generation + 1}.json.tmp`), '{"ids":[');
+    await writeFile(join(dir, 'manifest.json.tmp'), '{"format":1,"gener');
+
+    const again = createHnswProvider({}, { name: 'local', home });
+    await again.open();
+    const c2 = await again.collection(spec('crash'));
+    expect(await c2.count()).toBe(2);
+    expect((await c2.get(['b']))[0]?.metadata).toEqual({ n: 2 });
+    expect((await readdir(dir)).sort()).toEqual([`index-${generation}.hnsw`, 'manifest.json', `rows-${generation}.json`]);
+    await again.close();
+  });
+
+  it('a writer killed at any moment leaves the last flushed snapshot readable', async () => {
+    const fixture = fileURLToPath(new URL('./hnsw-writer.fixture.ts', import.meta.url));
+    for (let round = 0; round < 4; round++) {
+      const name = `killed${round}`;
+      const child = spawn(process.execPath, ['--import', 'tsx', fixture, home, name], { stdio: ['ignore', 'pipe', 'inherit'] });
+      let flushed = 0;
+      child.stdout.on('data', (b: Buffer) => (flushed = Math.max(flushed, ...b.toString().trim().split('\n').map(Number))));
+      const target = 2 + round;
+      await new Promise<void>((resolve, reject) => {
+        child.on('exit', () => reject(new Error('writer exited on its own')));
+        const poll = setInterval(() => {
+          if (flushed >= target) {
+            clearInterval(poll);
+            // Lands at a different point of the snapshot each round.
+            setTimeout(() => {
+              child.removeAllListeners('exit');
+              child.on('exit', () => resolve());
+              child.kill('SIGKILL');
+            }, round * 7);
+          }
+        }, 1);
+      });
+      const p = createHnswProvider({}, { name: 'local', home });
+      await p.open();
+      const c = await p.collection({ name, dims: 32, metric: 'l2', index: {}, metadataFields: ['gen'] });
+      const n = (await c.count()) - 20_000;
+      expect(n).toBeGreaterThanOrEqual(flushed);
+      expect(n).toBeLessThanOrEqual(flushed + 1);
+      const rows = await c.get(Array.from({ length: n }, (_, i) => `r${i + 1}`));
+      rows.forEach((r, i) => {
+        expect(r?.metadata).toEqual({ gen: i + 1 });
+        expect(r?.vector[31]).toBe(i + 1);
+      });
+      const [hits] = await c.search([{ vector: new Float32Array(32).fill(n), k: 1 }]);
+      expect(hits[0].id).toBe(`r${n}`);
+      await p.close();
+    }
+  }, 120_000);
 });
