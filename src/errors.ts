@@ -20,7 +20,7 @@ export const ERRORS = {
   NL_ENTITY_NOT_FOUND: [404, 'entity %s not found'],
   NL_ID_NOT_FOUND: [404, 'id %s not found in %s'],
   NL_NOT_FOUND: [404, '%s'],
-  NL_VARIANT_IMMUTABLE: [409, 'variant %s is materialized and immutable: %s'],
+  NL_VARIANT_IMMUTABLE: [409, '%s is immutable: %s'],
   NL_MODEL_CHANGED: [409, 'model %s changed on disk: %s'],
   NL_CONFLICT: [409, '%s'],
   NL_NOT_MATERIALIZED: [409, 'feature %s is not materialized'],

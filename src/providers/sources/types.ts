@@ -4,6 +4,8 @@ export interface SourceRow {
   values: Record<string, unknown>;
   /** Resume position after this row; opaque to callers (byte offset for files). */
   position: number;
+  /** Set when the row could not be parsed; `values` is then empty. */
+  error?: string;
 }
 
 export interface SourceSpec {
@@ -22,5 +24,7 @@ export interface SourceSpec {
 
 /** A dataset read as a stream, resumable from a position a previous read reported. */
 export interface Source {
+  /** Total size in the unit of `position` (bytes for files), for progress and ETA; undefined if unknown. */
+  size(): Promise<number | undefined>;
   read(from?: { position: number; line: number }): AsyncIterable<SourceRow>;
 }

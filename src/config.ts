@@ -1,0 +1,366 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import YAML from 'yaml';
+import { NearlineError, nlError } from './errors.ts';
+import type { Metric } from './types.ts';
+
+/** A configured backend. Every key besides name and kind is the backend's own option. */
+export interface ProviderDef {
+  name: string;
+  kind: string;
+  options: Record<string, unknown>;
+}
+
+export interface EntityDef {
+  name: string;
+  key: string;
+}
+
+export interface SourceDef {
+  name: string;
+  variant: string;
+  kind: string;
+  /** Absolute, resolved against the definitions file's folder. */
+  path?: string;
+  table?: string;
+  url?: string;
+  delimiter?: string;
+}
+
+export interface ModelDef {
+  name: string;
+  version: string;
+  runtime: string;
+  /** Absolute folder, resolved against the definitions file's folder. */
+  path?: string;
+  hub?: string;
+  cacheDir?: string;
+  pooling: 'mean' | 'cls';
+  normalize: boolean;
+  maxTokens: number;
+  threads?: number;
+}
+
+export interface VariantRef {
+  name: string;
+  variant: string;
+}
+
+export interface FeatureDef {
+  name: string;
+  variant: string;
+  entity: string;
+  source: VariantRef;
+  kind: 'embedding' | 'scalar';
+  provider: string;
+  /** Embedding: a precomputed vector column ... */
+  vector?: { column: string };
+  /** ... or a text column embedded through a registered model. */
+  text?: { column: string; model: { name: string; version: string } };
+  dims?: number;
+  metric?: Metric;
+  index?: { M: number; efConstruction: number; ef: number };
+  /** Metadata columns stored with each vector, usable in filters. */
+  metadata: string[];
+  /** Scalar: the source column and its type. */
+  column?: string;
+  type?: ScalarType;
+}
+
+export type ScalarType = 'float' | 'int' | 'string' | 'bool';
+
+export interface AliasDef {
+  feature: string;
+  name: string;
+  variant: string;
+}
+
+export interface Definitions {
+  providers: ProviderDef[];
+  entities: EntityDef[];
+  sources: SourceDef[];
+  models: ModelDef[];
+  features: FeatureDef[];
+  aliases: AliasDef[];
+}
+
+const NAME = /^[A-Za-z][A-Za-z0-9_-]{0,63}$/;
+const VARIANT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+const SECTIONS = ['providers', 'entities', 'sources', 'models', 'features', 'aliases'] as const;
+const METRICS: Metric[] = ['cosine', 'dot', 'l2'];
+const SCALAR_TYPES: ScalarType[] = ['float', 'int', 'string', 'bool'];
+export const DEFAULT_INDEX = { M: 16, efConstruction: 200, ef: 100 };
+
+/** Reads a YAML, JSON, or TS/JS module definitions file and validates it. */
+export async function loadDefinitions(file: string): Promise<Definitions> {
+  const abs = path.resolve(file);
+  const ext = path.extname(abs).toLowerCase();
+  let raw: unknown;
+  try {
+    if (['.ts', '.mts', '.js', '.mjs', '.cjs'].includes(ext)) {
+      const mod = (await import(pathToFileURL(abs).href)) as Record<string, unknown>;
+      raw = mod.default ?? mod.definitions;
+    } else {
+      const text = await readFile(abs, 'utf8');
+      raw = ext === '.json' ? JSON.parse(text) : YAML.parse(text);
+    }
+  } catch (e) {
+    if (e instanceof NearlineError) throw e;
+    const code = (e as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'file not found' : (e as Error).message;
+    throw new NearlineError('NL_BAD_DEFINITION', [`${file}: ${why}`], { cause: e });
+  }
+  return validateDefinitions(raw, file, path.dirname(abs));
+}
+
+/** Validates a definitions object; errors name the file, the object and the field. */
+export function validateDefinitions(raw: unknown, file: string, baseDir: string): Definitions {
+  const fail = (where: string, msg: string): never => {
+    throw nlError('NL_BAD_DEFINITION', `${file}: ${where}: ${msg}`);
+  };
+  if (!isObject(raw)) fail('top level', 'expected an object with providers, entities, sources, models, features, aliases');
+  const top = raw as Record<string, unknown>;
+  for (const key of Object.keys(top)) {
+    if (!(SECTIONS as readonly string[]).includes(key)) fail('top level', `unknown section "${key}" (expected ${SECTIONS.join(', ')})`);
+  }
+  const section = (key: (typeof SECTIONS)[number]): Array<{ where: string; f: Fields }> => {
+    const list = top[key] ?? [];
+    if (!Array.isArray(list)) fail(key, 'expected a list');
+    return (list as unknown[]).map((item, i) => {
+      const label = isObject(item) && typeof item.name === 'string' ? ` (${item.name}${typeof item.variant === 'string' ? '@' + item.variant : ''})` : '';
+      const where = `${key}[${i}]${label}`;
+      if (!isObject(item)) fail(where, 'expected an object');
+      return { where, f: new Fields(item as Record<string, unknown>, where, fail) };
+    });
+  };
+  const resolvePath = (p: string | undefined) => (p === undefined ? undefined : path.resolve(baseDir, p));
+
+  const providers = section('providers').map(({ f }) => {
+    const name = f.name('name');
+    const kind = f.str('kind');
+    const options = f.rest(['name', 'kind']);
+    return { name, kind, options };
+  });
+  const entities = section('entities').map(({ f }) => {
+    const def = { name: f.name('name'), key: f.str('key') };
+    f.done();
+    return def;
+  });
+  const sources = section('sources').map(({ f }) => {
+    const def: SourceDef = { name: f.name('name'), variant: f.variant('variant'), kind: f.str('kind') };
+    const p = f.optStr('path');
+    if (p !== undefined) def.path = resolvePath(p);
+    setDefined(def, 'table', f.optStr('table'));
+    setDefined(def, 'url', f.optStr('url'));
+    setDefined(def, 'delimiter', f.optStr('delimiter'));
+    if ((def.kind === 'csv' || def.kind === 'jsonl') && !def.path) f.fail('path', `a ${def.kind} source needs a path`);
+    f.done();
+    return def;
+  });
+  const models = section('models').map(({ f }) => {
+    const def: ModelDef = {
+      name: f.name('name'),
+      version: f.version('version'),
+      runtime: f.str('runtime'),
+      pooling: f.oneOf('pooling', ['mean', 'cls'], 'mean'),
+      normalize: f.bool('normalize', true),
+      maxTokens: f.posInt('maxTokens', 256),
+    };
+    const p = f.optStr('path');
+    if (p !== undefined) def.path = resolvePath(p);
+    setDefined(def, 'hub', f.optStr('hub'));
+    const cache = f.optStr('cacheDir');
+    if (cache !== undefined) def.cacheDir = resolvePath(cache);
+    const threads = f.optPosInt('threads');
+    if (threads !== undefined) def.threads = threads;
+    if ((def.runtime === 'onnx' && !def.path) || (def.runtime === 'transformers' && !def.path && !def.hub)) {
+      f.fail('path', `runtime ${def.runtime} needs a model folder${def.runtime === 'transformers' ? ' or a hub id' : ''}`);
+    }
+    f.done();
+    return def;
+  });
+  const features = section('features').map(({ f }) => {
+    const kind = f.oneOf('kind', ['embedding', 'scalar'] as const);
+    const def: FeatureDef = {
+      name: f.name('name'),
+      variant: f.variant('variant'),
+      entity: f.str('entity'),
+      source: f.ref('source'),
+      kind,
+      provider: f.str('provider'),
+      metadata: f.strList('metadata'),
+    };
+    if (kind === 'embedding') {
+      const vector = f.optObj('vector');
+      const text = f.optObj('text');
+      if (!!vector === !!text) f.fail('vector', 'an embedding feature needs exactly one of vector: {column} or text: {column, model}');
+      if (vector) def.vector = { column: vector.str('column') };
+      if (text) {
+        const m = text.str('model');
+        const at = m.indexOf('@');
+        if (at <= 0 || at === m.length - 1) text.fail('model', `expected name@version, got "${m}"`);
+        def.text = { column: text.str('column'), model: { name: m.slice(0, at), version: m.slice(at + 1) } };
+      }
+      vector?.done();
+      text?.done();
+      def.dims = f.posInt('dims');
+      def.metric = f.oneOf('metric', METRICS, 'cosine');
+      const index = f.optObj('index');
+      def.index = {
+        M: index?.posInt('M', DEFAULT_INDEX.M) ?? DEFAULT_INDEX.M,
+        efConstruction: index?.posInt('efConstruction', DEFAULT_INDEX.efConstruction) ?? DEFAULT_INDEX.efConstruction,
+        ef: index?.posInt('ef', DEFAULT_INDEX.ef) ?? DEFAULT_INDEX.ef,
+      };
+      index?.done();
+    } else {
+      def.column = f.str('column');
+      def.type = f.oneOf('type', SCALAR_TYPES);
+      if (def.metadata.length) f.fail('metadata', 'only embedding features have metadata columns');
+    }
+    f.done();
+    return def;
+  });
+  const aliases = section('aliases').map(({ f }) => {
+    const def = { feature: f.name('feature'), name: f.name('name'), variant: f.variant('variant') };
+    f.done();
+    return def;
+  });
+
+  const defs: Definitions = { providers, entities, sources, models, features, aliases };
+  checkUnique(defs, fail);
+  return defs;
+}
+
+function checkUnique(defs: Definitions, fail: (where: string, msg: string) => never): void {
+  const seen = (key: string, items: string[]) => {
+    const set = new Set<string>();
+    for (const item of items) {
+      if (set.has(item)) fail(key, `"${item}" is defined twice`);
+      set.add(item);
+    }
+  };
+  seen('providers', defs.providers.map((p) => p.name));
+  seen('entities', defs.entities.map((e) => e.name));
+  seen('sources', defs.sources.map((s) => `${s.name}@${s.variant}`));
+  seen('models', defs.models.map((m) => `${m.name}@${m.version}`));
+  seen('features', defs.features.map((f) => `${f.name}@${f.variant}`));
+  seen('aliases', defs.aliases.map((a) => `${a.feature}@${a.name}`));
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
+function setDefined<T extends object, K extends keyof T>(obj: T, key: K, value: T[K] | undefined): void {
+  if (value !== undefined) obj[key] = value;
+}
+
+/** Field reader for one definitions object: typed getters that fail with the object's location. */
+class Fields {
+  private readonly used = new Set<string>();
+
+  constructor(
+    private readonly obj: Record<string, unknown>,
+    private readonly where: string,
+    private readonly onFail: (where: string, msg: string) => never,
+  ) {}
+
+  fail(field: string, msg: string): never {
+    return this.onFail(this.where, `field "${field}": ${msg}`);
+  }
+
+  private get(field: string): unknown {
+    this.used.add(field);
+    return this.obj[field];
+  }
+
+  private got(v: unknown): string {
+    return v === undefined ? 'nothing' : JSON.stringify(v);
+  }
+
+  str(field: string): string {
+    const v = this.get(field);
+    if (typeof v !== 'string' || v.length === 0) this.fail(field, `expected a non-empty string, got ${this.got(v)}`);
+    return v as string;
+  }
+
+  optStr(field: string): string | undefined {
+    return this.get(field) === undefined ? undefined : this.str(field);
+  }
+
+  name(field: string): string {
+    const v = this.str(field);
+    if (!NAME.test(v)) this.fail(field, `"${v}" is not a valid name (letters, digits, _ and -, starting with a letter)`);
+    return v;
+  }
+
+  variant(field: string): string {
+    const v = this.get(field);
+    const s = typeof v === 'number' ? String(v) : v;
+    if (typeof s !== 'string' || !VARIANT.test(s)) this.fail(field, `expected a variant like v1, got ${this.got(v)}`);
+    return s as string;
+  }
+
+  version(field: string): string {
+    return this.variant(field);
+  }
+
+  ref(field: string): VariantRef {
+    const v = this.str(field);
+    const at = v.indexOf('@');
+    if (at <= 0 || at === v.length - 1) this.fail(field, `expected name@variant, got "${v}"`);
+    return { name: v.slice(0, at), variant: v.slice(at + 1) };
+  }
+
+  bool(field: string, dflt: boolean): boolean {
+    const v = this.get(field);
+    if (v === undefined) return dflt;
+    if (typeof v !== 'boolean') this.fail(field, `expected true or false, got ${this.got(v)}`);
+    return v as boolean;
+  }
+
+  posInt(field: string, dflt?: number): number {
+    const v = this.get(field);
+    if (v === undefined && dflt !== undefined) return dflt;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) this.fail(field, `expected a positive integer, got ${this.got(v)}`);
+    return v as number;
+  }
+
+  optPosInt(field: string): number | undefined {
+    return this.obj[field] === undefined ? (this.used.add(field), undefined) : this.posInt(field);
+  }
+
+  oneOf<T extends string>(field: string, allowed: readonly T[], dflt?: T): T {
+    const v = this.get(field);
+    if (v === undefined && dflt !== undefined) return dflt;
+    if (typeof v !== 'string' || !allowed.includes(v as T)) this.fail(field, `expected one of ${allowed.join(', ')}, got ${this.got(v)}`);
+    return v as T;
+  }
+
+  strList(field: string): string[] {
+    const v = this.get(field);
+    if (v === undefined) return [];
+    if (!Array.isArray(v) || !v.every((x) => typeof x === 'string' && x.length > 0)) this.fail(field, `expected a list of column names, got ${this.got(v)}`);
+    return v as string[];
+  }
+
+  optObj(field: string): Fields | undefined {
+    const v = this.get(field);
+    if (v === undefined) return undefined;
+    if (!isObject(v)) this.fail(field, `expected an object, got ${this.got(v)}`);
+    return new Fields(v as Record<string, unknown>, `${this.where}.${field}`, this.onFail);
+  }
+
+  /** The keys not named: a provider's own options. */
+  rest(known: string[]): Record<string, unknown> {
+    return Object.fromEntries(Object.entries(this.obj).filter(([k]) => !known.includes(k)));
+  }
+
+  /** Rejects keys no getter asked for, so a typo never passes silently. */
+  done(): void {
+    for (const key of Object.keys(this.obj)) {
+      if (!this.used.has(key)) this.fail(key, 'unknown field');
+    }
+  }
+}

@@ -1,0 +1,221 @@
+import { isNearlineError, NearlineError, nlError } from '../errors.ts';
+import type { EmbeddingModel } from '../providers/embedding/types.ts';
+import type { OnlineStore } from '../providers/online/types.ts';
+import type { Source, SourceRow } from '../providers/sources/types.ts';
+import type { VectorCollection, VectorRecord } from '../providers/vector/types.ts';
+import type { FeatureRecord, Registry } from '../registry/registry.ts';
+import type { Metadata, OnlineValue, Scalar } from '../types.ts';
+import { toVector } from '../vector.ts';
+import { createProgress, type ProgressOptions } from './progress.ts';
+
+/** What the job needs from the store: opened providers for one feature variant. */
+export interface MaterializeContext {
+  registry: Registry;
+  collection(feature: FeatureRecord): Promise<VectorCollection>;
+  dropData(feature: FeatureRecord): Promise<void>;
+  online(feature: FeatureRecord): Promise<OnlineStore>;
+  model(name: string, version: string): Promise<EmbeddingModel>;
+  source(feature: FeatureRecord): Promise<{ source: Source; kind: string }>;
+}
+
+export interface MaterializeOptions {
+  /** Continue an interrupted run from its last checkpoint. */
+  resume?: boolean;
+  /** Skip rows with a missing id, wrong dims or NaN (and report the count) instead of failing. */
+  skipInvalid?: boolean;
+  /** Rows per write batch. Default 1000 for vectors and scalars, 128 for text. */
+  batchSize?: number;
+  /** Make writes durable and record a checkpoint at least this often, in rows. Default 50,000. */
+  checkpointRows?: number;
+  /** ... and in seconds. Default 10. */
+  checkpointSeconds?: number;
+  /** Progress display; `false` for none. */
+  progress?: false | Partial<ProgressOptions>;
+}
+
+export interface MaterializeResult {
+  feature: string;
+  variant: string;
+  status: 'done' | 'unchanged';
+  rows: number;
+  skipped: number;
+  /** The first invalid rows, with their line numbers. */
+  invalid: Array<{ line: number; reason: string }>;
+  seconds: number;
+}
+
+interface Prepared {
+  id: string;
+  vector?: Float32Array;
+  text?: string;
+  metadata?: Metadata;
+  value?: OnlineValue;
+}
+
+const SHOWN_INVALID = 10;
+
+/**
+ * Reads the source, embeds (if the feature has a model), writes to the provider, checkpoints.
+ * Idempotent (writes are upserts by id) and resumable: a checkpoint is recorded only after the
+ * provider made everything before it durable, so a resumed run re-reads at most one checkpoint's rows.
+ */
+export async function materialize(ctx: MaterializeContext, feature: FeatureRecord, opts: MaterializeOptions = {}): Promise<MaterializeResult> {
+  const started = Date.now();
+  const ref = `${feature.name}@${feature.variant}`;
+  const { registry } = ctx;
+  const base = { feature: feature.name, variant: feature.variant, invalid: [] as MaterializeResult['invalid'] };
+  if (feature.status === 'materialized') {
+    return { ...base, status: 'unchanged', rows: feature.rows, skipped: 0, seconds: 0 };
+  }
+  const state = registry.getMaterialization(feature.name, feature.variant);
+  const resuming = Boolean(opts.resume && state && state.status !== 'done' && state.position > 0);
+  if (!resuming) {
+    await ctx.dropData(feature);
+    registry.beginMaterialization(feature.name, feature.variant);
+  } else {
+    registry.checkpoint(feature.name, feature.variant, state!);
+    registry.db.prepare("UPDATE features SET status = 'materializing' WHERE name = ? AND variant = ?").run(feature.name, feature.variant);
+  }
+  const from = resuming ? { position: state!.position, line: state!.line } : { position: 0, line: 0 };
+  let rowsRead = resuming ? state!.rowsRead : 0;
+  let skipped = resuming ? state!.rowsSkipped : 0;
+
+  const entity = registry.getEntity(feature.entity);
+  if (!entity) throw nlError('NL_ENTITY_NOT_FOUND', feature.entity);
+  const { source, kind: sourceKind } = await ctx.source(feature);
+  const textual = sourceKind === 'csv';
+  const collection = feature.kind === 'embedding' ? await ctx.collection(feature) : undefined;
+  const online = feature.kind === 'scalar' ? await ctx.online(feature) : undefined;
+  const model = feature.text ? await ctx.model(feature.text.model.name, feature.text.model.version) : undefined;
+  const batchSize = opts.batchSize ?? (model ? 128 : 1000);
+  const checkpointRows = opts.checkpointRows ?? 50_000;
+  const checkpointMs = (opts.checkpointSeconds ?? 10) * 1000;
+  const progress =
+    opts.progress === false
+      ? undefined
+      : createProgress({ label: `materialize ${ref}`, unit: model ? 'texts' : 'rows', total: await source.size(), ...opts.progress });
+
+  let batch: Prepared[] = [];
+  let batchEnd = from;
+  let sinceCheckpoint = 0;
+  let lastCheckpoint = Date.now();
+
+  const writeBatch = async () => {
+    if (!batch.length) return;
+    if (collection) {
+      if (model) {
+        const vectors = await model.embed(batch.map((r) => r.text!));
+        vectors.forEach((v, i) => {
+          if (v.length !== feature.dims) throw nlError('NL_DIMENSION_MISMATCH', feature.dims, `${v.length} from model`);
+          batch[i].vector = v;
+        });
+      }
+      await collection.upsert(batch.map((r): VectorRecord => ({ id: r.id, vector: r.vector!, ...(r.metadata ? { metadata: r.metadata } : {}) })));
+    } else {
+      await online!.put(ref, batch.map((r) => [r.id, r.value ?? null]));
+    }
+    sinceCheckpoint += batch.length;
+    batch = [];
+    if (sinceCheckpoint >= checkpointRows || Date.now() - lastCheckpoint >= checkpointMs) await checkpoint();
+  };
+  const checkpoint = async () => {
+    await collection?.flush();
+    registry.checkpoint(feature.name, feature.variant, { ...batchEnd, rowsRead, rowsSkipped: skipped });
+    sinceCheckpoint = 0;
+    lastCheckpoint = Date.now();
+  };
+
+  try {
+    for await (const row of source.read(from)) {
+      rowsRead++;
+      const prepared = prepare(row, feature, entity.key, textual);
+      if ('reason' in prepared) {
+        if (!opts.skipInvalid) {
+          throw nlError('NL_BAD_SOURCE_ROW', `${ref}: line ${row.line}: ${prepared.reason} (nothing was published; fix the source or pass --skip-invalid)`);
+        }
+        skipped++;
+        if (base.invalid.length < SHOWN_INVALID) base.invalid.push({ line: row.line, reason: prepared.reason });
+      } else {
+        batch.push(prepared);
+      }
+      batchEnd = { position: row.position, line: row.line };
+      if (batch.length >= batchSize) await writeBatch();
+      progress?.update(rowsRead - skipped, row.position);
+    }
+    await writeBatch();
+    await checkpoint();
+    const rows = collection ? await collection.count() : await online!.count(ref);
+    registry.finishMaterialization(feature.name, feature.variant, rows);
+    progress?.done(rows, `done${skipped ? `, ${skipped} invalid rows skipped` : ''}`);
+    return { ...base, status: 'done', rows, skipped, seconds: (Date.now() - started) / 1000 };
+  } catch (e) {
+    const badRow = isNearlineError(e, 'NL_BAD_SOURCE_ROW') || isNearlineError(e, 'NL_DIMENSION_MISMATCH');
+    // Bad data is final for this source variant: drop what was written so nothing half-made remains.
+    // Anything else (a provider outage) keeps the checkpoint so that --resume continues.
+    if (badRow) await ctx.dropData(feature);
+    registry.failMaterialization(feature.name, feature.variant, (e as Error).message);
+    if (badRow) registry.db.prepare('DELETE FROM materializations WHERE feature = ? AND variant = ?').run(feature.name, feature.variant);
+    throw e instanceof NearlineError ? e : nlError('NL_INTERNAL', `${ref}: ${(e as Error).message}`);
+  }
+}
+
+function prepare(row: SourceRow, feature: FeatureRecord, key: string, textual: boolean): Prepared | { reason: string } {
+  if (row.error) return { reason: row.error };
+  const rawId = row.values[key];
+  if (rawId === undefined || rawId === null || rawId === '') return { reason: `missing id column "${key}"` };
+  if (typeof rawId !== 'string' && typeof rawId !== 'number') return { reason: `id column "${key}" must be a string or number` };
+  const id = String(rawId);
+  if (feature.kind === 'scalar') {
+    const value = toScalar(row.values[feature.column!], feature.type!);
+    if (typeof value === 'object' && value !== null) return value;
+    return { id, value };
+  }
+  const out: Prepared = { id };
+  if (feature.vector) {
+    try {
+      out.vector = toVector(row.values[feature.vector.column], feature.dims!, `column "${feature.vector.column}"`);
+    } catch (e) {
+      return { reason: (e as Error).message };
+    }
+  } else {
+    const text = row.values[feature.text!.column];
+    if (typeof text !== 'string' || text.trim() === '') return { reason: `text column "${feature.text!.column}" is empty or not a string` };
+    out.text = text;
+  }
+  if (feature.metadata.length) {
+    out.metadata = {};
+    for (const field of feature.metadata) out.metadata[field] = toMetadata(row.values[field], textual);
+  }
+  return out;
+}
+
+function toMetadata(v: unknown, textual: boolean): Scalar {
+  if (v === undefined || v === null) return null;
+  if (typeof v === 'number' || typeof v === 'boolean') return v;
+  if (typeof v !== 'string') return JSON.stringify(v);
+  if (!textual) return v;
+  // CSV has no types: numbers and booleans are recognised so that range filters work on them.
+  if (v === '') return null;
+  if (v === 'true' || v === 'false') return v === 'true';
+  const n = Number(v);
+  return Number.isFinite(n) && /^-?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/.test(v.trim()) ? n : v;
+}
+
+function toScalar(v: unknown, type: string): Scalar | { reason: string } {
+  if (v === undefined || v === null || v === '') return null;
+  switch (type) {
+    case 'float':
+    case 'int': {
+      const n = typeof v === 'number' ? v : typeof v === 'string' ? Number(v) : NaN;
+      if (!Number.isFinite(n)) return { reason: `${JSON.stringify(v)} is not a finite number` };
+      if (type === 'int' && !Number.isInteger(n)) return { reason: `${JSON.stringify(v)} is not an integer` };
+      return n;
+    }
+    case 'bool':
+      if (v === true || v === 'true' || v === 1 || v === '1') return true;
+      if (v === false || v === 'false' || v === 0 || v === '0') return false;
+      return { reason: `${JSON.stringify(v)} is not a boolean` };
+    default:
+      return typeof v === 'string' ? v : JSON.stringify(v);
+  }
+}

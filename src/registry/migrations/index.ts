@@ -1,0 +1,98 @@
+/**
+ * Versioned registry migrations, applied in order inside one transaction each.
+ * Never edit a shipped migration: add the next version.
+ */
+export const MIGRATIONS: ReadonlyArray<{ version: number; name: string; sql: string }> = [
+  {
+    version: 1,
+    name: 'init',
+    sql: `
+      CREATE TABLE providers (
+        name TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        options TEXT NOT NULL,
+        created_at TEXT NOT NULL
+      );
+      CREATE TABLE entities (
+        name TEXT PRIMARY KEY,
+        key TEXT NOT NULL,
+        created_at TEXT NOT NULL
+      );
+      CREATE TABLE sources (
+        name TEXT NOT NULL,
+        variant TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        spec TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (name, variant)
+      );
+      CREATE TABLE models (
+        name TEXT NOT NULL,
+        version TEXT NOT NULL,
+        runtime TEXT NOT NULL,
+        spec TEXT NOT NULL,
+        dims INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (name, version)
+      );
+      CREATE TABLE features (
+        name TEXT NOT NULL,
+        variant TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('embedding', 'scalar')),
+        entity TEXT NOT NULL REFERENCES entities(name),
+        source_name TEXT NOT NULL,
+        source_variant TEXT NOT NULL,
+        provider TEXT NOT NULL REFERENCES providers(name),
+        model_name TEXT,
+        model_version TEXT,
+        spec TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'registered'
+          CHECK (status IN ('registered', 'materializing', 'materialized', 'failed')),
+        rows INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL,
+        materialized_at TEXT,
+        PRIMARY KEY (name, variant),
+        FOREIGN KEY (source_name, source_variant) REFERENCES sources(name, variant),
+        FOREIGN KEY (model_name, model_version) REFERENCES models(name, version)
+      );
+      CREATE TABLE aliases (
+        feature TEXT NOT NULL,
+        name TEXT NOT NULL,
+        variant TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (feature, name),
+        FOREIGN KEY (feature, variant) REFERENCES features(name, variant)
+      );
+      CREATE TABLE alias_history (
+        feature TEXT NOT NULL,
+        name TEXT NOT NULL,
+        variant TEXT NOT NULL,
+        previous TEXT,
+        at TEXT NOT NULL
+      );
+      CREATE TABLE materializations (
+        feature TEXT NOT NULL,
+        variant TEXT NOT NULL,
+        status TEXT NOT NULL,
+        position INTEGER NOT NULL DEFAULT 0,
+        line INTEGER NOT NULL DEFAULT 0,
+        rows_read INTEGER NOT NULL DEFAULT 0,
+        rows_skipped INTEGER NOT NULL DEFAULT 0,
+        started_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        finished_at TEXT,
+        error TEXT,
+        PRIMARY KEY (feature, variant),
+        FOREIGN KEY (feature, variant) REFERENCES features(name, variant)
+      );
+      CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY,
+        hash TEXT NOT NULL UNIQUE,
+        scope TEXT NOT NULL CHECK (scope IN ('serve', 'write', 'admin')),
+        features TEXT,
+        created_at TEXT NOT NULL
+      );
+    `,
+  },
+];

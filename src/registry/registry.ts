@@ -1,0 +1,474 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import type { AliasDef, Definitions, EntityDef, FeatureDef, ModelDef, ProviderDef, SourceDef } from '../config.ts';
+import { nlError, type ErrorCode } from '../errors.ts';
+import { isVectorKind, ONLINE_KINDS } from '../providers/index.ts';
+import { MIGRATIONS } from './migrations/index.ts';
+
+export type FeatureStatus = 'registered' | 'materializing' | 'materialized' | 'failed';
+
+export interface FeatureRecord extends FeatureDef {
+  status: FeatureStatus;
+  rows: number;
+  createdAt: string;
+  materializedAt: string | null;
+}
+
+export interface ModelRecord extends ModelDef {
+  dims: number;
+  sha256: string;
+  createdAt: string;
+}
+
+export interface ProviderRecord extends ProviderDef {
+  createdAt: string;
+}
+
+export interface AliasRecord extends AliasDef {
+  updatedAt: string;
+}
+
+export interface MaterializationState {
+  status: 'running' | 'done' | 'failed';
+  position: number;
+  line: number;
+  rowsRead: number;
+  rowsSkipped: number;
+  startedAt: string;
+  updatedAt: string;
+  finishedAt: string | null;
+  error: string | null;
+}
+
+export type PlanAction = 'create' | 'update' | 'unchanged' | 'refused';
+
+export interface PlanItem {
+  action: PlanAction;
+  kind: 'provider' | 'entity' | 'source' | 'model' | 'feature' | 'alias';
+  name: string;
+  reason?: string;
+  code?: ErrorCode;
+}
+
+/** What apply learns about a model by loading it: written to the registry with the model. */
+export interface ModelProbe {
+  dims: number;
+  sha256: string;
+}
+
+export interface ApiKeyRecord {
+  id: string;
+  scope: 'serve' | 'write' | 'admin';
+  features: string[] | null;
+  createdAt: string;
+}
+
+const now = () => new Date().toISOString();
+
+/** Canonical JSON (sorted keys) so that equal definitions compare equal whatever their key order. */
+export function canonical(value: unknown): string {
+  return JSON.stringify(value, (_k, v) =>
+    v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => a.localeCompare(b))) : v,
+  );
+}
+
+/**
+ * The registry: providers, entities, sources, models, features (name@variant), aliases,
+ * materialization state and API keys, in one SQLite file (WAL).
+ */
+export class Registry {
+  readonly db: Database.Database;
+
+  constructor(file: string) {
+    if (file !== ':memory:') mkdirSync(path.dirname(file), { recursive: true });
+    this.db = new Database(file);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('foreign_keys = ON');
+    this.db.pragma('busy_timeout = 5000');
+    this.migrate();
+  }
+
+  static open(home: string): Registry {
+    return new Registry(path.join(home, 'nearline.db'));
+  }
+
+  close(): void {
+    this.db.close();
+  }
+
+  private migrate(): void {
+    this.db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)');
+    const applied = new Set(this.db.prepare('SELECT version FROM schema_migrations').pluck().all() as number[]);
+    for (const m of MIGRATIONS) {
+      if (applied.has(m.version)) continue;
+      this.db.transaction(() => {
+        this.db.exec(m.sql);
+        this.db.prepare('INSERT INTO schema_migrations VALUES (?, ?, ?)').run(m.version, m.name, now());
+      })();
+    }
+  }
+
+  // ---- reads ----
+
+  getProvider(name: string): ProviderRecord | undefined {
+    const r = this.db.prepare('SELECT * FROM providers WHERE name = ?').get(name) as Row | undefined;
+    return r && { name: r.name, kind: r.kind, options: JSON.parse(r.options), createdAt: r.created_at };
+  }
+
+  listProviders(): ProviderRecord[] {
+    return (this.db.prepare('SELECT name FROM providers ORDER BY name').pluck().all() as string[]).map((n) => this.getProvider(n)!);
+  }
+
+  getEntity(name: string): EntityDef | undefined {
+    const r = this.db.prepare('SELECT name, key FROM entities WHERE name = ?').get(name) as EntityDef | undefined;
+    return r && { name: r.name, key: r.key };
+  }
+
+  getSource(name: string, variant: string): SourceDef | undefined {
+    const r = this.db.prepare('SELECT spec FROM sources WHERE name = ? AND variant = ?').get(name, variant) as Row | undefined;
+    return r && JSON.parse(r.spec);
+  }
+
+  getModel(name: string, version: string): ModelRecord | undefined {
+    const r = this.db.prepare('SELECT * FROM models WHERE name = ? AND version = ?').get(name, version) as Row | undefined;
+    return r && { ...JSON.parse(r.spec), dims: r.dims, sha256: r.sha256, createdAt: r.created_at };
+  }
+
+  listModels(name?: string): ModelRecord[] {
+    const rows = this.db
+      .prepare(`SELECT name, version FROM models ${name ? 'WHERE name = ?' : ''} ORDER BY name, created_at`)
+      .all(...(name ? [name] : [])) as Row[];
+    return rows.map((r) => this.getModel(r.name, r.version)!);
+  }
+
+  getFeature(name: string, variant: string): FeatureRecord | undefined {
+    const r = this.db.prepare('SELECT * FROM features WHERE name = ? AND variant = ?').get(name, variant) as Row | undefined;
+    return r && toFeature(r);
+  }
+
+  listFeatures(name?: string): FeatureRecord[] {
+    const rows = this.db
+      .prepare(`SELECT * FROM features ${name ? 'WHERE name = ?' : ''} ORDER BY name, created_at, rowid`)
+      .all(...(name ? [name] : [])) as Row[];
+    return rows.map(toFeature);
+  }
+
+  getAlias(feature: string, name: string): AliasRecord | undefined {
+    const r = this.db.prepare('SELECT * FROM aliases WHERE feature = ? AND name = ?').get(feature, name) as Row | undefined;
+    return r && { feature: r.feature, name: r.name, variant: r.variant, updatedAt: r.updated_at };
+  }
+
+  listAliases(feature?: string): AliasRecord[] {
+    const rows = this.db
+      .prepare(`SELECT * FROM aliases ${feature ? 'WHERE feature = ?' : ''} ORDER BY feature, name`)
+      .all(...(feature ? [feature] : [])) as Row[];
+    return rows.map((r) => ({ feature: r.feature, name: r.name, variant: r.variant, updatedAt: r.updated_at }));
+  }
+
+  /**
+   * `name` -> alias `prod` if set, else the newest variant; `name@x` -> alias x if one exists, else variant x.
+   */
+  resolveFeature(ref: string): FeatureRecord {
+    const at = ref.indexOf('@');
+    const name = at < 0 ? ref : ref.slice(0, at);
+    const tag = at < 0 ? undefined : ref.slice(at + 1);
+    if (tag === undefined) {
+      const prod = this.getAlias(name, 'prod');
+      if (prod) return this.getFeature(name, prod.variant)!;
+      const newest = this.db.prepare('SELECT * FROM features WHERE name = ? ORDER BY created_at DESC, rowid DESC LIMIT 1').get(name) as Row | undefined;
+      if (!newest) throw nlError('NL_FEATURE_NOT_FOUND', ref);
+      return toFeature(newest);
+    }
+    const alias = this.getAlias(name, tag);
+    const feature = this.getFeature(name, alias ? alias.variant : tag);
+    if (!feature) throw nlError('NL_FEATURE_NOT_FOUND', ref);
+    return feature;
+  }
+
+  /** Features that use a model, source or provider: lineage read backwards. */
+  dependents(kind: 'model' | 'source' | 'provider' | 'entity', name: string, variant?: string): FeatureRecord[] {
+    const where = {
+      model: 'model_name = ? AND model_version = ?',
+      source: 'source_name = ? AND source_variant = ?',
+      provider: 'provider = ?',
+      entity: 'entity = ?',
+    }[kind];
+    const args = variant === undefined ? [name] : [name, variant];
+    return (this.db.prepare(`SELECT * FROM features WHERE ${where} ORDER BY name, variant`).all(...args) as Row[]).map(toFeature);
+  }
+
+  // ---- apply ----
+
+  /**
+   * Compares definitions with the registry. Pure: writes nothing. A definition that would change
+   * a materialized variant, a registered model, or anything in use is `refused`.
+   */
+  plan(defs: Definitions, probes: Map<string, ModelProbe>): PlanItem[] {
+    const items: PlanItem[] = [];
+    const push = (kind: PlanItem['kind'], name: string, action: PlanAction, reason?: string, code?: ErrorCode) =>
+      items.push({ kind, name, action, ...(reason ? { reason } : {}), ...(code ? { code } : {}) });
+    const providerKinds = new Map(this.listProviders().map((p) => [p.name, p.kind]));
+
+    for (const p of defs.providers) {
+      const old = this.getProvider(p.name);
+      if (!isVectorKind(p.kind) && !ONLINE_KINDS.includes(p.kind)) throw nlError('NL_BAD_DEFINITION', `provider ${p.name}: unknown kind ${p.kind}`);
+      providerKinds.set(p.name, p.kind);
+      if (!old) push('provider', p.name, 'create');
+      else if (old.kind === p.kind && canonical(old.options) === canonical(p.options)) push('provider', p.name, 'unchanged');
+      else if (old.kind !== p.kind && this.dependents('provider', p.name).length) {
+        push('provider', p.name, 'refused', `kind ${old.kind} -> ${p.kind} while features use it; define a new provider`, 'NL_CONFLICT');
+      } else push('provider', p.name, 'update');
+    }
+    for (const e of defs.entities) {
+      const old = this.getEntity(e.name);
+      if (!old) push('entity', e.name, 'create');
+      else if (old.key === e.key) push('entity', e.name, 'unchanged');
+      else if (this.dependents('entity', e.name).length) push('entity', e.name, 'refused', `key ${old.key} -> ${e.key} while features use it`, 'NL_CONFLICT');
+      else push('entity', e.name, 'update');
+    }
+    for (const s of defs.sources) {
+      const ref = `${s.name}@${s.variant}`;
+      const old = this.getSource(s.name, s.variant);
+      if (!old) push('source', ref, 'create');
+      else if (canonical(old) === canonical(s)) push('source', ref, 'unchanged');
+      else {
+        const used = this.dependents('source', s.name, s.variant).filter((f) => f.status !== 'registered');
+        if (used.length) push('source', ref, 'refused', `materialized by ${used.map((f) => `${f.name}@${f.variant}`).join(', ')}; a changed source is a new source variant`, 'NL_VARIANT_IMMUTABLE');
+        else push('source', ref, 'update');
+      }
+    }
+    for (const m of defs.models) {
+      const ref = `${m.name}@${m.version}`;
+      const old = this.getModel(m.name, m.version);
+      const probe = probes.get(ref);
+      if (!old) push('model', ref, 'create');
+      else if (canonical(modelSpec(old)) !== canonical(m)) push('model', ref, 'refused', 'a registered model version is immutable; register a new version', 'NL_VARIANT_IMMUTABLE');
+      else if (probe && probe.sha256 !== old.sha256) {
+        push('model', ref, 'refused', `its files changed on disk (sha256 ${old.sha256.slice(0, 12)} -> ${probe.sha256.slice(0, 12)}); a new model means a new version`, 'NL_MODEL_CHANGED');
+      } else push('model', ref, 'unchanged');
+    }
+    const sources = new Set([...defs.sources.map((s) => `${s.name}@${s.variant}`)]);
+    const entities = new Set(defs.entities.map((e) => e.name));
+    const modelDims = new Map(defs.models.map((m) => [`${m.name}@${m.version}`, probes.get(`${m.name}@${m.version}`)?.dims]));
+    for (const f of defs.features) {
+      const ref = `${f.name}@${f.variant}`;
+      const where = `feature ${ref}`;
+      const src = `${f.source.name}@${f.source.variant}`;
+      if (!sources.has(src) && !this.getSource(f.source.name, f.source.variant)) throw nlError('NL_BAD_DEFINITION', `${where}: source ${src} is not defined`);
+      if (!entities.has(f.entity) && !this.getEntity(f.entity)) throw nlError('NL_BAD_DEFINITION', `${where}: entity ${f.entity} is not defined`);
+      const pkind = providerKinds.get(f.provider);
+      if (!pkind) throw nlError('NL_BAD_DEFINITION', `${where}: provider ${f.provider} is not defined`);
+      if (f.kind === 'embedding' && !isVectorKind(pkind)) throw nlError('NL_BAD_DEFINITION', `${where}: provider ${f.provider} (${pkind}) is not a vector provider`);
+      if (f.kind === 'scalar' && !ONLINE_KINDS.includes(pkind)) throw nlError('NL_BAD_DEFINITION', `${where}: provider ${f.provider} (${pkind}) is not an online store`);
+      if (f.text) {
+        const mref = `${f.text.model.name}@${f.text.model.version}`;
+        const dims = modelDims.has(mref) ? modelDims.get(mref) : this.getModel(f.text.model.name, f.text.model.version)?.dims;
+        if (dims === undefined && !modelDims.has(mref)) throw nlError('NL_BAD_DEFINITION', `${where}: model ${mref} is not defined`);
+        if (dims !== undefined && dims !== f.dims) {
+          throw nlError('NL_DIMENSION_MISMATCH', `${f.dims} dims for ${where}`, `${dims} from model ${mref}`);
+        }
+      }
+      const old = this.getFeature(f.name, f.variant);
+      if (!old) push('feature', ref, 'create');
+      else if (canonical(featureSpec(old)) === canonical(f)) push('feature', ref, 'unchanged');
+      else if (old.status !== 'registered') push('feature', ref, 'refused', `it is ${old.status}; define a new variant instead`, 'NL_VARIANT_IMMUTABLE');
+      else push('feature', ref, 'update');
+    }
+    const features = new Set(defs.features.map((f) => `${f.name}@${f.variant}`));
+    for (const a of defs.aliases) {
+      const ref = `${a.feature}@${a.name}`;
+      if (!features.has(`${a.feature}@${a.variant}`) && !this.getFeature(a.feature, a.variant)) {
+        throw nlError('NL_BAD_DEFINITION', `alias ${ref}: feature ${a.feature}@${a.variant} is not defined`);
+      }
+      const old = this.getAlias(a.feature, a.name);
+      if (!old) push('alias', ref, 'create');
+      else if (old.variant === a.variant) push('alias', ref, 'unchanged');
+      else push('alias', ref, 'update', `${old.variant} -> ${a.variant}`);
+    }
+    return items;
+  }
+
+  /** Writes a plan that has no refusals, in one transaction: all of it or nothing. */
+  commit(defs: Definitions, plan: PlanItem[], probes: Map<string, ModelProbe>): void {
+    const refused = plan.filter((p) => p.action === 'refused');
+    if (refused.length) {
+      const first = refused[0];
+      throw nlError(first.code === 'NL_MODEL_CHANGED' ? 'NL_MODEL_CHANGED' : 'NL_VARIANT_IMMUTABLE', first.name, first.reason ?? 'refused');
+    }
+    const todo = new Set(plan.filter((p) => p.action === 'create' || p.action === 'update').map((p) => `${p.kind}:${p.name}`));
+    const t = now();
+    this.db.transaction(() => {
+      for (const p of defs.providers) {
+        if (!todo.has(`provider:${p.name}`)) continue;
+        this.db
+          .prepare('INSERT INTO providers VALUES (?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET kind = excluded.kind, options = excluded.options')
+          .run(p.name, p.kind, JSON.stringify(p.options), t);
+      }
+      for (const e of defs.entities) {
+        if (!todo.has(`entity:${e.name}`)) continue;
+        this.db.prepare('INSERT INTO entities VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE SET key = excluded.key').run(e.name, e.key, t);
+      }
+      for (const s of defs.sources) {
+        if (!todo.has(`source:${s.name}@${s.variant}`)) continue;
+        this.db
+          .prepare('INSERT INTO sources VALUES (?, ?, ?, ?, ?) ON CONFLICT(name, variant) DO UPDATE SET kind = excluded.kind, spec = excluded.spec')
+          .run(s.name, s.variant, s.kind, JSON.stringify(s), t);
+      }
+      for (const m of defs.models) {
+        const ref = `${m.name}@${m.version}`;
+        if (!todo.has(`model:${ref}`)) continue;
+        const probe = probes.get(ref);
+        if (!probe) throw nlError('NL_INTERNAL', `model ${ref} was not probed`);
+        this.db.prepare('INSERT INTO models VALUES (?, ?, ?, ?, ?, ?, ?)').run(m.name, m.version, m.runtime, JSON.stringify(m), probe.dims, probe.sha256, t);
+      }
+      for (const f of defs.features) {
+        if (!todo.has(`feature:${f.name}@${f.variant}`)) continue;
+        this.db
+          .prepare(
+            `INSERT INTO features (name, variant, kind, entity, source_name, source_variant, provider, model_name, model_version, spec, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT(name, variant) DO UPDATE SET kind = excluded.kind, entity = excluded.entity,
+               source_name = excluded.source_name, source_variant = excluded.source_variant, provider = excluded.provider,
+               model_name = excluded.model_name, model_version = excluded.model_version, spec = excluded.spec`,
+          )
+          .run(f.name, f.variant, f.kind, f.entity, f.source.name, f.source.variant, f.provider, f.text?.model.name ?? null, f.text?.model.version ?? null, JSON.stringify(f), t);
+      }
+      for (const a of defs.aliases) {
+        if (todo.has(`alias:${a.feature}@${a.name}`)) this.setAliasInTx(a.feature, a.name, a.variant);
+      }
+    })();
+  }
+
+  // ---- aliases ----
+
+  /** Atomic alias switch; the previous variant stays servable and is recorded for rollback. */
+  setAlias(feature: string, name: string, variant: string): AliasRecord {
+    this.db.transaction(() => this.setAliasInTx(feature, name, variant))();
+    return this.getAlias(feature, name)!;
+  }
+
+  private setAliasInTx(feature: string, name: string, variant: string): void {
+    if (!this.getFeature(feature, variant)) throw nlError('NL_FEATURE_NOT_FOUND', `${feature}@${variant}`);
+    if (this.getFeature(feature, name)) throw nlError('NL_CONFLICT', `alias ${name} would hide variant ${feature}@${name}`);
+    const previous = this.getAlias(feature, name)?.variant ?? null;
+    const t = now();
+    this.db
+      .prepare('INSERT INTO aliases VALUES (?, ?, ?, ?) ON CONFLICT(feature, name) DO UPDATE SET variant = excluded.variant, updated_at = excluded.updated_at')
+      .run(feature, name, variant, t);
+    this.db.prepare('INSERT INTO alias_history VALUES (?, ?, ?, ?, ?)').run(feature, name, variant, previous, t);
+  }
+
+  aliasHistory(feature: string, name: string): Array<{ variant: string; previous: string | null; at: string }> {
+    return this.db.prepare('SELECT variant, previous, at FROM alias_history WHERE feature = ? AND name = ? ORDER BY rowid').all(feature, name) as Array<{
+      variant: string;
+      previous: string | null;
+      at: string;
+    }>;
+  }
+
+  // ---- materialization state ----
+
+  getMaterialization(feature: string, variant: string): MaterializationState | undefined {
+    const r = this.db.prepare('SELECT * FROM materializations WHERE feature = ? AND variant = ?').get(feature, variant) as Row | undefined;
+    return (
+      r && {
+        status: r.status,
+        position: r.position,
+        line: r.line,
+        rowsRead: r.rows_read,
+        rowsSkipped: r.rows_skipped,
+        startedAt: r.started_at,
+        updatedAt: r.updated_at,
+        finishedAt: r.finished_at,
+        error: r.error,
+      }
+    );
+  }
+
+  /** Starts (or restarts from zero) a materialization run. */
+  beginMaterialization(feature: string, variant: string): void {
+    const t = now();
+    this.db.transaction(() => {
+      this.db
+        .prepare(
+          `INSERT INTO materializations (feature, variant, status, started_at, updated_at) VALUES (?, ?, 'running', ?, ?)
+           ON CONFLICT(feature, variant) DO UPDATE SET status = 'running', position = 0, line = 0, rows_read = 0, rows_skipped = 0,
+             started_at = excluded.started_at, updated_at = excluded.updated_at, finished_at = NULL, error = NULL`,
+        )
+        .run(feature, variant, t, t);
+      this.db.prepare("UPDATE features SET status = 'materializing', rows = 0 WHERE name = ? AND variant = ?").run(feature, variant);
+    })();
+  }
+
+  /** Records how far a run got; called only after the providers made that much durable. */
+  checkpoint(feature: string, variant: string, at: { position: number; line: number; rowsRead: number; rowsSkipped: number }): void {
+    this.db
+      .prepare("UPDATE materializations SET status = 'running', position = ?, line = ?, rows_read = ?, rows_skipped = ?, updated_at = ? WHERE feature = ? AND variant = ?")
+      .run(at.position, at.line, at.rowsRead, at.rowsSkipped, now(), feature, variant);
+  }
+
+  /** Publishes the variant: from here on it is immutable and servable. */
+  finishMaterialization(feature: string, variant: string, rows: number): void {
+    const t = now();
+    this.db.transaction(() => {
+      this.db.prepare("UPDATE materializations SET status = 'done', finished_at = ?, updated_at = ? WHERE feature = ? AND variant = ?").run(t, t, feature, variant);
+      this.db.prepare("UPDATE features SET status = 'materialized', rows = ?, materialized_at = ? WHERE name = ? AND variant = ?").run(rows, t, feature, variant);
+    })();
+  }
+
+  failMaterialization(feature: string, variant: string, error: string): void {
+    const t = now();
+    this.db.transaction(() => {
+      this.db.prepare("UPDATE materializations SET status = 'failed', error = ?, updated_at = ? WHERE feature = ? AND variant = ?").run(error, t, feature, variant);
+      this.db.prepare("UPDATE features SET status = 'failed' WHERE name = ? AND variant = ?").run(feature, variant);
+    })();
+  }
+
+  /** Keeps a materialized variant's row count current after online upserts and deletes. */
+  setFeatureRows(feature: string, variant: string, rows: number): void {
+    this.db.prepare('UPDATE features SET rows = ? WHERE name = ? AND variant = ?').run(rows, feature, variant);
+  }
+
+  // ---- API keys ----
+
+  /** Creates a key; the secret is returned once and only its hash is stored. */
+  createKey(scope: ApiKeyRecord['scope'], features: string[] | null): { key: string; record: ApiKeyRecord } {
+    const id = randomBytes(6).toString('hex');
+    const key = `nl_${id}_${randomBytes(24).toString('base64url')}`;
+    const t = now();
+    this.db.prepare('INSERT INTO api_keys VALUES (?, ?, ?, ?, ?)').run(id, hashKey(key), scope, features ? JSON.stringify(features) : null, t);
+    return { key, record: { id, scope, features, createdAt: t } };
+  }
+
+  findKey(key: string): ApiKeyRecord | undefined {
+    const r = this.db.prepare('SELECT * FROM api_keys WHERE hash = ?').get(hashKey(key)) as Row | undefined;
+    return r && { id: r.id, scope: r.scope, features: r.features ? JSON.parse(r.features) : null, createdAt: r.created_at };
+  }
+
+  countKeys(): number {
+    return this.db.prepare('SELECT count(*) FROM api_keys').pluck().get() as number;
+  }
+}
+
+export function hashKey(key: string): string {
+  return createHash('sha256').update(key).digest('hex');
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Row = Record<string, any>;
+
+function toFeature(r: Row): FeatureRecord {
+  return { ...JSON.parse(r.spec), status: r.status, rows: r.rows, createdAt: r.created_at, materializedAt: r.materialized_at };
+}
+
+function featureSpec(f: FeatureRecord): FeatureDef {
+  const { status: _s, rows: _r, createdAt: _c, materializedAt: _m, ...spec } = f;
+  return spec;
+}
+
+function modelSpec(m: ModelRecord): ModelDef {
+  const { dims: _d, sha256: _s, createdAt: _c, ...spec } = m;
+  return spec;
+}

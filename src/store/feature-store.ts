@@ -1,0 +1,422 @@
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import type { Definitions } from '../config.ts';
+import { nlError } from '../errors.ts';
+import { validateFilter } from '../filter.ts';
+import { materialize, type MaterializeOptions, type MaterializeResult } from '../materialize/job.ts';
+import { modelFingerprint, probeModel } from '../providers/embedding/fingerprint.ts';
+import type { EmbeddingModel, ModelSpec } from '../providers/embedding/types.ts';
+import { createEmbeddingModel, createOnlineStore, createSource, createVectorProvider } from '../providers/index.ts';
+import type { OnlineStore } from '../providers/online/types.ts';
+import type { CollectionSpec, VectorCollection, VectorProvider } from '../providers/vector/types.ts';
+import { Registry, type FeatureRecord, type ModelProbe, type ModelRecord, type PlanItem } from '../registry/registry.ts';
+import type { Filter, Hit, OnlineValue, Vector } from '../types.ts';
+import { toVector } from '../vector.ts';
+import { mmr } from './mmr.ts';
+
+export type Query = { vector: unknown } | { id: string } | { text: string } | { positive: unknown[]; negative?: unknown[] };
+
+export interface NearestRequest {
+  feature: string;
+  k?: number;
+  query: Query;
+  filter?: unknown;
+  exclude?: string[];
+  ef?: number;
+  include?: { vectors?: boolean; features?: string[] };
+  diversity?: { lambda: number };
+}
+
+export interface NearestResult {
+  feature: string;
+  variant: string;
+  hits: Hit[];
+  took_ms: number;
+}
+
+export interface FeatureStoreOptions {
+  /** Home folder: registry file `nearline.db`, in-process indexes under `indexes/`. */
+  home: string;
+}
+
+/** Bounds that keep one request from monopolising the process; the HTTP layer adds its own. */
+export const LIMITS = { maxK: 1000, maxEf: 4096, overfetchForDiversity: 4 };
+
+/**
+ * Orchestration over the registry and providers: apply, materialize, nearest, online, embed.
+ * Providers, collections and models are opened once and reused. No HTTP, no CLI here.
+ */
+export class FeatureStore {
+  readonly registry: Registry;
+  readonly home: string;
+  private readonly vectorProviders = new Map<string, Promise<VectorProvider>>();
+  private readonly onlineStores = new Map<string, Promise<OnlineStore>>();
+  private readonly collections = new Map<string, Promise<VectorCollection>>();
+  private readonly models = new Map<string, Promise<EmbeddingModel>>();
+
+  private constructor(home: string) {
+    this.home = path.resolve(home);
+    mkdirSync(this.home, { recursive: true });
+    this.registry = Registry.open(this.home);
+  }
+
+  static open(opts: FeatureStoreOptions): FeatureStore {
+    return new FeatureStore(opts.home);
+  }
+
+  async close(): Promise<void> {
+    const settle = async <T>(map: Map<string, Promise<T>>, close: (x: T) => Promise<void>) => {
+      for (const p of map.values()) await p.then(close, () => undefined);
+      map.clear();
+    };
+    this.collections.clear();
+    await settle(this.vectorProviders, (p) => p.close());
+    await settle(this.onlineStores, (s) => s.close());
+    await settle(this.models, (m) => m.close());
+    this.registry.close();
+  }
+
+  // ---- definitions ----
+
+  /**
+   * Plans definitions against the registry and, unless `dryRun` or anything is refused, writes them
+   * in one transaction. Models are loaded to learn their dims and fingerprint before anything is written.
+   */
+  async apply(defs: Definitions, opts: { dryRun?: boolean } = {}): Promise<{ plan: PlanItem[]; applied: boolean }> {
+    const probes = new Map<string, ModelProbe>();
+    for (const m of defs.models) {
+      const ref = `${m.name}@${m.version}`;
+      const sha256 = await modelFingerprint(m);
+      const known = this.registry.getModel(m.name, m.version);
+      const dims = known && known.sha256 === sha256 ? known.dims : (await probeModel(m)).dims;
+      probes.set(ref, { dims, sha256 });
+    }
+    const plan = this.registry.plan(defs, probes);
+    const refused = plan.some((p) => p.action === 'refused');
+    if (refused || opts.dryRun) return { plan, applied: false };
+    this.registry.commit(defs, plan, probes);
+    return { plan, applied: true };
+  }
+
+  // ---- providers ----
+
+  vectorProvider(name: string): Promise<VectorProvider> {
+    return cached(this.vectorProviders, name, async () => {
+      const rec = this.registry.getProvider(name);
+      if (!rec) throw nlError('NL_PROVIDER_NOT_FOUND', name);
+      const provider = await createVectorProvider(rec.kind, rec.options, { name, home: this.home });
+      await provider.open();
+      return provider;
+    });
+  }
+
+  onlineStore(name: string): Promise<OnlineStore> {
+    return cached(this.onlineStores, name, async () => {
+      const rec = this.registry.getProvider(name);
+      if (!rec) throw nlError('NL_PROVIDER_NOT_FOUND', name);
+      const store = await createOnlineStore(rec.kind, rec.options, { name, home: this.home });
+      await store.open();
+      return store;
+    });
+  }
+
+  collection(feature: FeatureRecord): Promise<VectorCollection> {
+    const spec = collectionSpec(feature);
+    return cached(this.collections, `${feature.provider}/${spec.name}`, async () => (await this.vectorProvider(feature.provider)).collection(spec));
+  }
+
+  /** A registered model, loaded once; refuses a model whose files changed since registration. */
+  model(name: string, version: string): Promise<EmbeddingModel> {
+    return cached(this.models, `${name}@${version}`, async () => {
+      const rec = this.registry.getModel(name, version);
+      if (!rec) throw nlError('NL_MODEL_NOT_FOUND', `${name}@${version}`);
+      const sha = await modelFingerprint(rec);
+      if (sha !== rec.sha256) throw nlError('NL_MODEL_CHANGED', `${name}@${version}`, `sha256 ${rec.sha256.slice(0, 12)} registered, ${sha.slice(0, 12)} on disk; register a new version`);
+      const model = await createEmbeddingModel(modelSpec(rec));
+      await model.open();
+      return model;
+    });
+  }
+
+  // ---- materialization ----
+
+  async materialize(ref: string, opts: MaterializeOptions = {}): Promise<MaterializeResult> {
+    const feature = this.registry.resolveFeature(ref);
+    return materialize(
+      {
+        registry: this.registry,
+        collection: (f) => this.collection(f),
+        online: (f) => this.onlineStore(f.provider),
+        model: (n, v) => this.model(n, v),
+        dropData: (f) => this.dropData(f),
+        source: async (f) => {
+          const spec = this.registry.getSource(f.source.name, f.source.variant);
+          if (!spec) throw nlError('NL_SOURCE_NOT_FOUND', `${f.source.name}@${f.source.variant}`);
+          return { source: await createSource(spec), kind: spec.kind };
+        },
+      },
+      feature,
+      opts,
+    );
+  }
+
+  private async dropData(feature: FeatureRecord): Promise<void> {
+    if (feature.kind === 'embedding') {
+      const spec = collectionSpec(feature);
+      this.collections.delete(`${feature.provider}/${spec.name}`);
+      await (await this.vectorProvider(feature.provider)).dropCollection(spec.name);
+    } else {
+      await (await this.onlineStore(feature.provider)).deleteFeature(`${feature.name}@${feature.variant}`);
+    }
+  }
+
+  // ---- serving ----
+
+  /** Resolves a feature reference to a materialized variant of the wanted kind. */
+  servable(ref: string, kind?: 'embedding' | 'scalar'): FeatureRecord {
+    const feature = this.registry.resolveFeature(ref);
+    if (kind && feature.kind !== kind) throw nlError('NL_UNSUPPORTED', `${ref} is a ${feature.kind} feature, not ${kind}`);
+    if (feature.status !== 'materialized') throw nlError('NL_NOT_MATERIALIZED', `${feature.name}@${feature.variant}`);
+    return feature;
+  }
+
+  async nearest(req: NearestRequest): Promise<NearestResult> {
+    return (await this.nearestMany(req.feature, [req]))[0];
+  }
+
+  /** Many queries against one feature: vector queries go to the provider as one batch. */
+  async nearestMany(featureRef: string, reqs: Array<Omit<NearestRequest, 'feature'>>): Promise<NearestResult[]> {
+    const t0 = performance.now();
+    const feature = this.servable(featureRef, 'embedding');
+    const collection = await this.collection(feature);
+    const provider = await this.vectorProvider(feature.provider);
+    const plans = await Promise.all(reqs.map((r) => this.planQuery(feature, collection, provider, r)));
+    const searchable = plans.filter((p) => !p.examples);
+    const found = searchable.length ? await collection.search(searchable.map((p) => p.search)) : [];
+    const results: Hit[][] = [];
+    let next = 0;
+    for (const p of plans) {
+      if (p.examples) {
+        const [hits] = await provider.searchExamples!(collection.spec.name, [{ ...p.search, ...p.examples }]);
+        results.push(hits);
+      } else results.push(found[next++]);
+    }
+    const out: NearestResult[] = [];
+    for (let i = 0; i < plans.length; i++) {
+      const req = reqs[i];
+      let hits = results[i];
+      if (req.diversity) hits = mmr(plans[i].search.vector, hits, plans[i].k, req.diversity.lambda);
+      if (!req.include?.vectors) for (const h of hits) delete h.vector;
+      if (req.include?.features?.length) await this.joinFeatures(hits, req.include.features);
+      out.push({ feature: feature.name, variant: feature.variant, hits, took_ms: 0 });
+    }
+    const took = Math.round((performance.now() - t0) * 1000) / 1000;
+    for (const r of out) r.took_ms = took;
+    return out;
+  }
+
+  private async planQuery(feature: FeatureRecord, collection: VectorCollection, provider: VectorProvider, req: Omit<NearestRequest, 'feature'>) {
+    const k = req.k ?? 10;
+    if (!Number.isInteger(k) || k < 1 || k > LIMITS.maxK) throw nlError('NL_LIMIT_EXCEEDED', `k must be an integer from 1 to ${LIMITS.maxK}`);
+    if (req.ef !== undefined && (!Number.isInteger(req.ef) || req.ef < 1 || req.ef > LIMITS.maxEf)) {
+      throw nlError('NL_LIMIT_EXCEEDED', `ef must be an integer from 1 to ${LIMITS.maxEf}`);
+    }
+    if (req.diversity !== undefined) {
+      const l = req.diversity?.lambda;
+      if (typeof l !== 'number' || !(l >= 0 && l <= 1)) throw nlError('NL_BAD_REQUEST', 'diversity.lambda must be a number from 0 to 1');
+    }
+    const filter: Filter | undefined = req.filter === undefined ? undefined : validateFilter(req.filter, feature.metadata);
+    const exclude = new Set(req.exclude ?? []);
+    const q = req.query as Record<string, unknown>;
+    if (!q || typeof q !== 'object') throw nlError('NL_BAD_REQUEST', 'query must be one of {vector}, {id}, {text}, {positive, negative}');
+    const keys = Object.keys(q);
+    let vector: Vector;
+    let examples: { positive: Array<string | Vector>; negative: Array<string | Vector> } | undefined;
+    if (keys.length === 1 && 'vector' in q) vector = toVector(q.vector, feature.dims!, 'query.vector');
+    else if (keys.length === 1 && 'id' in q) {
+      if (typeof q.id !== 'string' || !q.id) throw nlError('NL_BAD_REQUEST', 'query.id must be a non-empty string');
+      const [rec] = await collection.get([q.id]);
+      if (!rec) throw nlError('NL_ID_NOT_FOUND', q.id, `${feature.name}@${feature.variant}`);
+      vector = rec.vector;
+      exclude.add(q.id);
+    } else if (keys.length === 1 && 'text' in q) {
+      if (!feature.text) throw nlError('NL_UNSUPPORTED', `${feature.name}@${feature.variant} has no model; query it by vector or id`);
+      if (typeof q.text !== 'string' || !q.text.trim()) throw nlError('NL_BAD_TEXT', 'query.text must be a non-empty string');
+      const model = await this.model(feature.text.model.name, feature.text.model.version);
+      [vector] = await model.embed([q.text]);
+    } else if ('positive' in q && keys.every((key) => key === 'positive' || key === 'negative')) {
+      const parse = async (list: unknown, what: string) => {
+        if (list === undefined && what === 'negative') return [];
+        if (!Array.isArray(list) || (what === 'positive' && list.length === 0) || list.length > 100) {
+          throw nlError('NL_BAD_REQUEST', `query.${what} must be an array of 1 to 100 ids or vectors`);
+        }
+        return Promise.all(
+          list.map(async (x, i): Promise<{ key: string | Vector; vector: Vector }> => {
+            if (typeof x === 'string') {
+              const [rec] = await collection.get([x]);
+              if (!rec) throw nlError('NL_ID_NOT_FOUND', x, `${feature.name}@${feature.variant}`);
+              exclude.add(x);
+              return { key: x, vector: rec.vector };
+            }
+            const v = toVector(x, feature.dims!, `query.${what}[${i}]`);
+            return { key: v, vector: v };
+          }),
+        );
+      };
+      const pos = await parse(q.positive, 'positive');
+      const neg = await parse(q.negative, 'negative');
+      vector = exampleVector(pos.map((p) => p.vector), neg.map((n) => n.vector));
+      if (provider.supportsExamples && provider.searchExamples) examples = { positive: pos.map((p) => p.key), negative: neg.map((n) => n.key) };
+    } else throw nlError('NL_BAD_REQUEST', 'query must be exactly one of {vector}, {id}, {text}, {positive, negative?}');
+    if (filter && !provider.supportsFilter) throw nlError('NL_UNSUPPORTED', `provider ${provider.name} cannot filter`);
+    const fetchK = req.diversity ? Math.min(k * LIMITS.overfetchForDiversity, LIMITS.maxK) : k;
+    return {
+      k,
+      examples,
+      search: {
+        vector,
+        k: fetchK,
+        ...(req.ef !== undefined ? { ef: Math.max(req.ef, fetchK) } : {}),
+        ...(filter ? { filter } : {}),
+        ...(exclude.size ? { exclude: [...exclude] } : {}),
+        includeVectors: Boolean(req.include?.vectors || req.diversity),
+      },
+    };
+  }
+
+  /** Joins scalar and vector features of the hits (stage 2's feature pull, in the same call). */
+  private async joinFeatures(hits: Hit[], refs: string[]): Promise<void> {
+    const values = await this.online(hits.map((h) => h.id), refs);
+    hits.forEach((h, i) => (h.features = values[i].features));
+  }
+
+  /** Many ids x many features (scalar or embedding), grouped into one call per provider. */
+  async online(ids: string[], refs: string[]): Promise<Array<{ id: string; features: Record<string, OnlineValue> }>> {
+    const rows = ids.map((id) => ({ id, features: {} as Record<string, OnlineValue> }));
+    const byProvider = new Map<string, Array<{ ref: string; feature: FeatureRecord }>>();
+    for (const ref of refs) {
+      const feature = this.servable(ref);
+      const list = byProvider.get(feature.provider) ?? [];
+      list.push({ ref, feature });
+      byProvider.set(feature.provider, list);
+    }
+    await Promise.all(
+      [...byProvider.values()].map(async (list) => {
+        const scalar = list.filter((x) => x.feature.kind === 'scalar');
+        if (scalar.length) {
+          const store = await this.onlineStore(scalar[0].feature.provider);
+          const got = await store.get(ids, scalar.map((x) => `${x.feature.name}@${x.feature.variant}`));
+          got.forEach((row, i) => scalar.forEach((x, j) => (rows[i].features[x.ref] = row[j])));
+        }
+        for (const x of list.filter((y) => y.feature.kind === 'embedding')) {
+          const got = await (await this.collection(x.feature)).get(ids);
+          got.forEach((rec, i) => (rows[i].features[x.ref] = rec ? rec.vector : null));
+        }
+      }),
+    );
+    return rows;
+  }
+
+  async embed(modelRef: string, texts: unknown[]): Promise<{ model: string; dims: number; vectors: Vector[] }> {
+    const at = modelRef.indexOf('@');
+    if (at <= 0) throw nlError('NL_BAD_REQUEST', `model must be name@version, got ${JSON.stringify(modelRef)}`);
+    texts.forEach((t, i) => {
+      if (typeof t !== 'string' || !t.trim()) throw nlError('NL_BAD_TEXT', `texts[${i}] must be a non-empty string`);
+    });
+    const model = await this.model(modelRef.slice(0, at), modelRef.slice(at + 1));
+    return { model: modelRef, dims: model.dims, vectors: await model.embed(texts as string[]) };
+  }
+
+  /**
+   * Online upserts and deletes on an embedding feature. Everything is validated (and texts embedded)
+   * before the first write, so a bad item changes nothing.
+   */
+  async writeVectors(
+    featureRef: string,
+    upserts: Array<{ id: string; vector?: unknown; text?: unknown; metadata?: Record<string, unknown> }>,
+    deletes: string[] = [],
+  ): Promise<{ feature: string; variant: string; upserted: number; deleted: number }> {
+    const feature = this.servable(featureRef, 'embedding');
+    const collection = await this.collection(feature);
+    const records = upserts.map((u, i) => {
+      if (typeof u.id !== 'string' || !u.id) throw nlError('NL_BAD_REQUEST', `upserts[${i}].id must be a non-empty string`);
+      if ((u.vector === undefined) === (u.text === undefined)) throw nlError('NL_BAD_REQUEST', `upserts[${i}] needs exactly one of vector or text`);
+      const metadata = u.metadata ?? {};
+      for (const [key, value] of Object.entries(metadata)) {
+        if (!feature.metadata.includes(key)) throw nlError('NL_BAD_REQUEST', `upserts[${i}].metadata.${key} is not a metadata field of ${feature.name}`);
+        if (value !== null && !['string', 'number', 'boolean'].includes(typeof value)) throw nlError('NL_BAD_REQUEST', `upserts[${i}].metadata.${key} must be a scalar`);
+        if (typeof value === 'number' && !Number.isFinite(value)) throw nlError('NL_BAD_REQUEST', `upserts[${i}].metadata.${key} must be finite`);
+      }
+      if (u.text !== undefined && (typeof u.text !== 'string' || !u.text.trim())) throw nlError('NL_BAD_TEXT', `upserts[${i}].text must be a non-empty string`);
+      if (u.text !== undefined && !feature.text) throw nlError('NL_UNSUPPORTED', `${feature.name}@${feature.variant} has no model; send vectors`);
+      return {
+        id: u.id,
+        vector: u.vector === undefined ? undefined : toVector(u.vector, feature.dims!, `upserts[${i}].vector`),
+        text: u.text as string | undefined,
+        metadata: Object.fromEntries(feature.metadata.map((f) => [f, (metadata[f] ?? null) as string | number | boolean | null])),
+      };
+    });
+    deletes.forEach((d, i) => {
+      if (typeof d !== 'string' || !d) throw nlError('NL_BAD_REQUEST', `deletes[${i}] must be a non-empty string`);
+    });
+    const needText = records.filter((r) => r.vector === undefined);
+    if (needText.length) {
+      const model = await this.model(feature.text!.model.name, feature.text!.model.version);
+      const vectors = await model.embed(needText.map((r) => r.text!));
+      needText.forEach((r, i) => (r.vector = vectors[i]));
+    }
+    if (records.length) await collection.upsert(records.map((r) => ({ id: r.id, vector: r.vector!, metadata: r.metadata })));
+    if (deletes.length) await collection.delete(deletes);
+    await collection.flush();
+    this.registry.setFeatureRows(feature.name, feature.variant, await collection.count());
+    return { feature: feature.name, variant: feature.variant, upserted: records.length, deleted: deletes.length };
+  }
+
+  /** Size of every materialized embedding feature's index, for metrics. */
+  async indexSizes(): Promise<Array<{ feature: string; variant: string; rows: number }>> {
+    return this.registry
+      .listFeatures()
+      .filter((f) => f.kind === 'embedding' && f.status === 'materialized')
+      .map((f) => ({ feature: f.name, variant: f.variant, rows: f.rows }));
+  }
+}
+
+function cached<T>(map: Map<string, Promise<T>>, key: string, make: () => Promise<T>): Promise<T> {
+  let p = map.get(key);
+  if (!p) {
+    p = make();
+    map.set(key, p);
+    p.catch(() => map.delete(key));
+  }
+  return p;
+}
+
+export function collectionSpec(feature: FeatureRecord): CollectionSpec {
+  return {
+    name: `${feature.name}__${feature.variant}`,
+    dims: feature.dims!,
+    metric: feature.metric!,
+    index: feature.index!,
+    metadataFields: feature.metadata,
+  };
+}
+
+function modelSpec(rec: ModelRecord): ModelSpec {
+  const { dims: _d, sha256: _s, createdAt: _c, ...spec } = rec;
+  return spec;
+}
+
+/** Qdrant's average-vector recommend strategy: avg(positive) + (avg(positive) - avg(negative)). */
+function exampleVector(positive: Vector[], negative: Vector[]): Vector {
+  const dims = positive[0].length;
+  const avg = (list: Vector[]) => {
+    const out = new Float32Array(dims);
+    for (const v of list) for (let i = 0; i < dims; i++) out[i] += v[i] / list.length;
+    return out;
+  };
+  const p = avg(positive);
+  if (!negative.length) return p;
+  const n = avg(negative);
+  for (let i = 0; i < dims; i++) p[i] = 2 * p[i] - n[i];
+  return p;
+}
