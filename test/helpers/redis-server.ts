@@ -1,0 +1,127 @@
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+/** A throwaway redis-server owned by one test file: loopback only, no persistence, its own temp dir. */
+export interface RedisServer {
+  readonly port: number;
+  readonly url: string;
+  readonly pid: number;
+  /** Sends a signal to this server only (SIGSTOP / SIGCONT simulate a stalled server). */
+  signal(signal: NodeJS.Signals): void;
+  /** Stops the server and removes its directory. Safe to call twice. */
+  stop(): Promise<void>;
+}
+
+const BINARY = process.env.REDIS_SERVER_BIN ?? 'redis-server';
+
+/** Whether Redis-backed tests should be skipped: only when redis-server is missing and NEARLINE_SKIP_REDIS=1. */
+export function skipRedisTests(): boolean {
+  return process.env.NEARLINE_SKIP_REDIS === '1' && !hasRedisServer();
+}
+
+export function hasRedisServer(): boolean {
+  const probe = spawnSync(BINARY, ['--version'], { stdio: 'ignore' });
+  return probe.error === undefined && probe.status === 0;
+}
+
+/** A loopback port nothing listens on at the moment of the call. */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const address = probe.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * Starts redis-server on a free loopback port (or `port`) and resolves once it accepts connections.
+ * Fails with an actionable message when the binary is missing: CI installs it, so a missing binary is an error.
+ */
+export async function startRedisServer(opts: { port?: number; timeoutMs?: number } = {}): Promise<RedisServer> {
+  if (!hasRedisServer()) {
+    throw new Error(
+      `${BINARY} not found: install Redis (apt-get install redis-server, brew install redis) or set NEARLINE_SKIP_REDIS=1 to skip the Redis tests`,
+    );
+  }
+  // A port picked by freePort() can be taken before redis binds it; retry on a fresh one.
+  for (let attempt = 0; ; attempt++) {
+    const port = opts.port ?? (await freePort());
+    try {
+      return await launch(port, opts.timeoutMs ?? 10_000);
+    } catch (e) {
+      if (opts.port !== undefined || attempt >= 3 || !String(e).includes('Address already in use')) throw e;
+    }
+  }
+}
+
+async function launch(port: number, timeoutMs: number): Promise<RedisServer> {
+  const dir = mkdtempSync(join(tmpdir(), 'nearline-redis-'));
+  const child = spawn(
+    BINARY,
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--daemonize', 'no', '--loglevel', 'notice'],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let output = '';
+  const onExit = () => child.kill('SIGKILL');
+  process.once('exit', onExit);
+  const cleanup = () => {
+    process.removeListener('exit', onExit);
+    rmSync(dir, { recursive: true, force: true });
+  };
+
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`redis-server on port ${port} not ready after ${timeoutMs} ms:\n${output}`)), timeoutMs);
+      const onData = (chunk: Buffer) => {
+        output += chunk.toString();
+        if (output.includes('Ready to accept connections')) {
+          clearTimeout(timer);
+          resolve();
+        }
+      };
+      child.stdout!.on('data', onData);
+      child.stderr!.on('data', onData);
+      child.once('error', (e) => {
+        clearTimeout(timer);
+        reject(e);
+      });
+      child.once('exit', (code, signal) => {
+        clearTimeout(timer);
+        reject(new Error(`redis-server on port ${port} exited (${code ?? signal}):\n${output}`));
+      });
+    });
+  } catch (e) {
+    child.kill('SIGKILL');
+    cleanup();
+    throw e;
+  }
+
+  let stopped: Promise<void> | undefined;
+  return {
+    port,
+    url: `redis://127.0.0.1:${port}`,
+    pid: child.pid!,
+    signal: (signal) => {
+      child.kill(signal);
+    },
+    stop: () => (stopped ??= stop(child).finally(cleanup)),
+  };
+}
+
+async function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  // A stopped (SIGSTOP) server would ignore SIGTERM until continued.
+  child.kill('SIGCONT');
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+  await exited;
+  clearTimeout(timer);
+}
