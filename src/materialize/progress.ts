@@ -27,7 +27,7 @@ export function createProgress(opts: ProgressOptions): Progress {
   const started = Date.now();
   let startRows: number | undefined;
   let startPos = 0;
-  let last = 0;
+  let last = started;
   const every = (opts.lineEvery ?? 2) * 1000;
 
   const render = (rows: number, position: number): string => {

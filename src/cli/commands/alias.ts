@@ -1,0 +1,21 @@
+import type { Command } from './index.ts';
+import { withStore } from './open.ts';
+
+export const alias: Command = {
+  summary: 'atomically point an alias (e.g. prod) at a variant; the old variant stays servable',
+  usage: 'usage: nearline alias set FEATURE NAME VARIANT [--home DIR]',
+  options: {},
+  async run({ home, positionals }) {
+    const [verb, feature, name, variant] = positionals;
+    if (verb !== 'set' || !feature || !name || !variant || positionals.length !== 4) {
+      process.stderr.write(`${this.usage}\n`);
+      return 2;
+    }
+    return withStore(home, async ({ registry }) => {
+      const previous = registry.getAlias(feature, name)?.variant;
+      registry.setAlias(feature, name, variant);
+      process.stdout.write(`${feature}@${name} -> ${variant}${previous && previous !== variant ? ` (was ${previous})` : ''}\n`);
+      return 0;
+    });
+  },
+};

@@ -1,0 +1,34 @@
+import type { ParseArgsConfig } from 'node:util';
+import { alias } from './alias.ts';
+import { apply } from './apply.ts';
+import { demo } from './demo.ts';
+import { keys } from './keys.ts';
+import { list, show } from './list.ts';
+import { materializeCommand } from './materialize.ts';
+import { nearest } from './nearest.ts';
+import { serve } from './serve.ts';
+
+export interface CommandContext {
+  home: string;
+  values: Record<string, unknown>;
+  positionals: string[];
+}
+
+export interface Command {
+  summary: string;
+  usage: string;
+  options: NonNullable<ParseArgsConfig['options']>;
+  run(ctx: CommandContext): Promise<number>;
+}
+
+export const COMMANDS: Record<string, Command> = {
+  apply,
+  materialize: materializeCommand,
+  serve,
+  nearest,
+  list,
+  show,
+  alias,
+  keys,
+  demo,
+};

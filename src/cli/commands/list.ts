@@ -1,0 +1,82 @@
+import { nlError } from '../../errors.ts';
+import type { Command } from './index.ts';
+import { toJson, withStore } from './open.ts';
+
+export const list: Command = {
+  summary: 'list models, features or aliases (default: features)',
+  usage: 'usage: nearline list [models|features|aliases] [--json] [--home DIR]',
+  options: { json: { type: 'boolean' } },
+  async run({ home, values, positionals }) {
+    const what = positionals[0] ?? 'features';
+    if (!['models', 'features', 'aliases'].includes(what) || positionals.length > 1) {
+      process.stderr.write(`${this.usage}\n`);
+      return 2;
+    }
+    return withStore(home, async ({ registry }) => {
+      const rows: Array<Record<string, unknown>> =
+        what === 'models'
+          ? registry.listModels().map((m) => ({ model: `${m.name}@${m.version}`, runtime: m.runtime, dims: m.dims, pooling: m.pooling, sha256: m.sha256.slice(0, 12) }))
+          : what === 'aliases'
+            ? registry.listAliases().map((a) => ({ alias: `${a.feature}@${a.name}`, variant: a.variant, updated: a.updatedAt }))
+            : registry.listFeatures().map((f) => ({
+                feature: `${f.name}@${f.variant}`,
+                kind: f.kind,
+                status: f.status,
+                rows: f.rows,
+                provider: f.provider,
+                source: `${f.source.name}@${f.source.variant}`,
+                ...(f.text ? { model: `${f.text.model.name}@${f.text.model.version}` } : {}),
+              }));
+      if (values.json) process.stdout.write(toJson(rows, 2) + '\n');
+      else printTable(rows);
+      return 0;
+    });
+  },
+};
+
+export const show: Command = {
+  summary: 'a feature variant with its lineage (source, model, provider) and materialization state',
+  usage: 'usage: nearline show FEATURE[@VARIANT] [--home DIR]',
+  options: {},
+  async run({ home, positionals }) {
+    const [ref] = positionals;
+    if (!ref || positionals.length > 1) {
+      process.stderr.write(`${this.usage}\n`);
+      return 2;
+    }
+    return withStore(home, async ({ registry }) => {
+      const f = registry.resolveFeature(ref);
+      const source = registry.getSource(f.source.name, f.source.variant);
+      const provider = registry.getProvider(f.provider);
+      if (!provider) throw nlError('NL_PROVIDER_NOT_FOUND', f.provider);
+      const model = f.text ? registry.getModel(f.text.model.name, f.text.model.version) : undefined;
+      const out = {
+        feature: `${f.name}@${f.variant}`,
+        ...f,
+        aliases: registry.listAliases(f.name).filter((a) => a.variant === f.variant).map((a) => a.name),
+        lineage: {
+          source: source && { ref: `${source.name}@${source.variant}`, ...source },
+          model: model && { ref: `${model.name}@${model.version}`, runtime: model.runtime, dims: model.dims, sha256: model.sha256 },
+          provider: { name: provider.name, kind: provider.kind },
+          entity: registry.getEntity(f.entity),
+        },
+        materialization: registry.getMaterialization(f.name, f.variant) ?? null,
+      };
+      process.stdout.write(toJson(out, 2) + '\n');
+      return 0;
+    });
+  },
+};
+
+function printTable(rows: Array<Record<string, unknown>>): void {
+  if (!rows.length) {
+    process.stdout.write('(none)\n');
+    return;
+  }
+  const cols = [...new Set(rows.flatMap((r) => Object.keys(r)))];
+  const cell = (v: unknown) => (v === undefined || v === null ? '' : String(v));
+  const widths = cols.map((c) => Math.max(c.length, ...rows.map((r) => cell(r[c]).length)));
+  const line = (vals: string[]) => vals.map((v, i) => v.padEnd(widths[i])).join('  ').trimEnd() + '\n';
+  process.stdout.write(line(cols));
+  for (const r of rows) process.stdout.write(line(cols.map((c) => cell(r[c]))));
+}

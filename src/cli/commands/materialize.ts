@@ -1,0 +1,48 @@
+import { nlError } from '../../errors.ts';
+import type { Command } from './index.ts';
+import { withStore } from './open.ts';
+
+export const materializeCommand: Command = {
+  summary: 'read a source, embed if needed, write the provider (progress bar, resumable)',
+  usage: `usage: nearline materialize FEATURE[@VARIANT] [--resume] [--skip-invalid] [--batch N] [--checkpoint-rows N] [--home DIR]
+  --resume            continue an interrupted run from its last checkpoint
+  --skip-invalid      skip rows with a missing id, wrong dims or NaN, and report how many
+  --batch N           rows per write batch (default 1000; 128 for text)
+  --checkpoint-rows N make writes durable and checkpoint every N rows (default 50000)`,
+  options: {
+    resume: { type: 'boolean' },
+    'skip-invalid': { type: 'boolean' },
+    batch: { type: 'string' },
+    'checkpoint-rows': { type: 'string' },
+  },
+  async run({ home, values, positionals }) {
+    const [ref] = positionals;
+    if (!ref || positionals.length > 1) {
+      process.stderr.write(`${this.usage}\n`);
+      return 2;
+    }
+    const int = (name: string) => (values[name] === undefined ? undefined : positiveInt(values[name] as string, name));
+    return withStore(home, async (store) => {
+      const result = await store.materialize(ref, {
+        resume: Boolean(values.resume),
+        skipInvalid: Boolean(values['skip-invalid']),
+        batchSize: int('batch'),
+        checkpointRows: int('checkpoint-rows'),
+      });
+      if (result.status === 'unchanged') {
+        process.stdout.write(`${result.feature}@${result.variant} is already materialized (${result.rows} rows): nothing to do\n`);
+      } else {
+        for (const bad of result.invalid) process.stderr.write(`skipped line ${bad.line}: ${bad.reason}\n`);
+        if (result.skipped > result.invalid.length) process.stderr.write(`... and ${result.skipped - result.invalid.length} more\n`);
+        process.stdout.write(`${result.feature}@${result.variant}: ${result.rows} rows materialized${result.skipped ? `, ${result.skipped} invalid rows skipped` : ''} in ${result.seconds.toFixed(1)}s\n`);
+      }
+      return 0;
+    });
+  },
+};
+
+function positiveInt(text: string, name: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n <= 0) throw nlError('NL_BAD_REQUEST', `--${name} must be a positive integer`);
+  return n;
+}

@@ -1,0 +1,16 @@
+import { FeatureStore } from '../../store/feature-store.ts';
+
+/** Opens the store for one command and always closes it, so indexes are flushed and files released. */
+export async function withStore<T>(home: string, fn: (store: FeatureStore) => Promise<T>): Promise<T> {
+  const store = FeatureStore.open({ home });
+  try {
+    return await fn(store);
+  } finally {
+    await store.close();
+  }
+}
+
+/** JSON out: Float32Array vectors become number arrays. */
+export function toJson(value: unknown, indent?: number): string {
+  return JSON.stringify(value, (_k, v) => (v instanceof Float32Array ? Array.from(v) : v), indent);
+}
