@@ -39,6 +39,8 @@ export interface MaterializeResult {
   status: 'done' | 'unchanged';
   rows: number;
   skipped: number;
+  /** The source line a resumed run continued after. */
+  resumedFrom?: number;
   /** The first invalid rows, with their line numbers. */
   invalid: Array<{ line: number; reason: string }>;
   seconds: number;
@@ -63,7 +65,7 @@ export async function materialize(ctx: MaterializeContext, feature: FeatureRecor
   const started = Date.now();
   const ref = `${feature.name}@${feature.variant}`;
   const { registry } = ctx;
-  const base = { feature: feature.name, variant: feature.variant, invalid: [] as MaterializeResult['invalid'] };
+  const base: Pick<MaterializeResult, 'feature' | 'variant' | 'invalid' | 'resumedFrom'> = { feature: feature.name, variant: feature.variant, invalid: [] };
   if (feature.status === 'materialized') {
     return { ...base, status: 'unchanged', rows: feature.rows, skipped: 0, seconds: 0 };
   }
@@ -77,6 +79,7 @@ export async function materialize(ctx: MaterializeContext, feature: FeatureRecor
     registry.db.prepare("UPDATE features SET status = 'materializing' WHERE name = ? AND variant = ?").run(feature.name, feature.variant);
   }
   const from = resuming ? { position: state!.position, line: state!.line } : { position: 0, line: 0 };
+  if (resuming) Object.assign(base, { resumedFrom: from.line });
   let rowsRead = resuming ? state!.rowsRead : 0;
   let skipped = resuming ? state!.rowsSkipped : 0;
 

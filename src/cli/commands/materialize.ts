@@ -32,6 +32,7 @@ export const materializeCommand: Command = {
       if (result.status === 'unchanged') {
         process.stdout.write(`${result.feature}@${result.variant} is already materialized (${result.rows} rows): nothing to do\n`);
       } else {
+        if (result.resumedFrom !== undefined) process.stderr.write(`resumed after source line ${result.resumedFrom}\n`);
         for (const bad of result.invalid) process.stderr.write(`skipped line ${bad.line}: ${bad.reason}\n`);
         if (result.skipped > result.invalid.length) process.stderr.write(`... and ${result.skipped - result.invalid.length} more\n`);
         process.stdout.write(`${result.feature}@${result.variant}: ${result.rows} rows materialized${result.skipped ? `, ${result.skipped} invalid rows skipped` : ''} in ${result.seconds.toFixed(1)}s\n`);
