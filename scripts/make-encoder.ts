@@ -30,6 +30,8 @@ export interface EncoderOptions {
   maxPositions?: number;
   /** Weight seed. Default 1. */
   seed?: number;
+  /** Whether the graph takes token_type_ids, as BERT does (DistilBERT-style graphs do not). Default true. */
+  tokenTypes?: boolean;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -196,7 +198,7 @@ function normal(rand: () => number, n: number, std: number): Float32Array {
 // The graph: BERT's encoder, written the way exporters write it so onnxruntime's fusions apply.
 
 function buildGraph(o: Required<EncoderOptions>): Uint8Array {
-  const { layers, hidden, heads, ffn, vocab, maxPositions, seed } = o;
+  const { layers, hidden, heads, ffn, vocab, maxPositions, seed, tokenTypes } = o;
   const headDim = hidden / heads;
   const rand = rng(seed);
   const nodes: Node[] = [];
@@ -241,8 +243,11 @@ function buildGraph(o: Required<EncoderOptions>): Uint8Array {
   const seqLen = op('Gather', [shape, scalarInt('const.one_index', 1)], 'emb.seq_len', { axis: 0 });
   const positionIds = op('Range', [scalarInt('const.zero', 0), seqLen, scalarInt('const.one', 1)], 'emb.position_ids');
   const positions = op('Gather', [weight('embeddings.position', [maxPositions, hidden], 0.5), positionIds], 'emb.positions');
-  const types = op('Gather', [weight('embeddings.token_type', [2, hidden], 0.5), 'token_type_ids'], 'emb.types');
-  const sum = op('Add', [op('Add', [words, positions], 'emb.sum1'), types], 'emb.sum2');
+  let sum = op('Add', [words, positions], 'emb.sum1');
+  if (tokenTypes) {
+    const types = op('Gather', [weight('embeddings.token_type', [2, hidden], 0.5), 'token_type_ids'], 'emb.types');
+    sum = op('Add', [sum, types], 'emb.sum2');
+  }
   let x = layerNorm(sum, 'emb.ln');
 
   // Additive mask: 0 where attended, -10000 at padding, broadcast over heads and query positions.
@@ -286,7 +291,7 @@ function buildGraph(o: Required<EncoderOptions>): Uint8Array {
   return modelProto(
     nodes,
     inits,
-    [ids('input_ids'), ids('attention_mask'), ids('token_type_ids')],
+    [ids('input_ids'), ids('attention_mask'), ...(tokenTypes ? [ids('token_type_ids')] : [])],
     [valueInfo('last_hidden_state', FLOAT, ['batch_size', 'sequence_length', hidden])],
   );
 }
@@ -403,6 +408,7 @@ export function makeEncoder(options: EncoderOptions): string {
     vocab: options.vocab ?? 1000,
     maxPositions: options.maxPositions ?? 512,
     seed: options.seed ?? 1,
+    tokenTypes: options.tokenTypes ?? true,
   };
   if (o.hidden % o.heads !== 0) throw new Error(`hidden (${o.hidden}) must be a multiple of heads (${o.heads})`);
   const vocab = buildVocab(o.vocab);
@@ -440,7 +446,7 @@ export function makeEncoder(options: EncoderOptions): string {
         intermediate_size: o.ffn,
         hidden_act: 'gelu',
         max_position_embeddings: o.maxPositions,
-        type_vocab_size: 2,
+        type_vocab_size: o.tokenTypes ? 2 : 0,
         layer_norm_eps: 1e-12,
         pad_token_id: 0,
       },
@@ -462,6 +468,7 @@ function main(): void {
       vocab: { type: 'string' },
       'max-positions': { type: 'string' },
       seed: { type: 'string' },
+      'no-token-types': { type: 'boolean' },
     },
   });
   const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
@@ -475,6 +482,7 @@ function main(): void {
     vocab: num(values.vocab),
     maxPositions: num(values['max-positions']),
     seed: num(values.seed),
+    tokenTypes: !values['no-token-types'],
   });
   console.log(`wrote ${out} in ${Math.round(performance.now() - started)} ms`);
 }

@@ -27,6 +27,8 @@ export function onnxSessionOptions(threads = 1): ort.InferenceSession.SessionOpt
     interOpNumThreads: 1,
     executionMode: 'sequential',
     graphOptimizationLevel: 'all',
+    // Run failures reach the caller as exceptions with the same message; the native log would repeat them.
+    logSeverityLevel: 4,
   };
 }
 

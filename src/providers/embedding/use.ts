@@ -77,13 +77,25 @@ class UniversalSentenceEncoder implements EmbeddingModel {
     return out;
   }
 
+  /**
+   * Token ids of `text`, at most maxTokens. The packaged tokenizer is quadratic in the text's length, so
+   * it sees a prefix cut at a space, grown until it yields maxTokens; no piece spans a space, so the ids
+   * are those of the whole text, truncated.
+   */
+  private encode(text: string): number[] {
+    const maxTokens = this.spec.maxTokens > 0 ? this.spec.maxTokens : 512;
+    const tokenizer = this.use!.tokenizer;
+    for (let cut = maxTokens * 8; ; cut *= 4) {
+      if (text.length <= cut) return tokenizer.encode(text).slice(0, maxTokens);
+      const space = text.lastIndexOf(' ', cut);
+      const ids = tokenizer.encode(text.slice(0, space > 0 ? space : cut));
+      if (ids.length >= maxTokens) return ids.slice(0, maxTokens);
+    }
+  }
+
   private async embedBatch(texts: string[]): Promise<Float32Array[]> {
     const tf = this.tf!;
-    const maxTokens = this.spec.maxTokens > 0 ? this.spec.maxTokens : Infinity;
-    const encodings = texts.map((t) => {
-      const ids = this.use!.tokenizer.encode(t);
-      return ids.length > maxTokens ? ids.slice(0, maxTokens) : ids;
-    });
+    const encodings = texts.map((t) => this.encode(t));
     let total = 0;
     for (const e of encodings) total += e.length;
     // Sparse input: (row, position) pairs and the token id at each.
