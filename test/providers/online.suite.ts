@@ -97,8 +97,10 @@ export function onlineStoreSuite(label: string, makeStore: () => Promise<OnlineS
         expect(got).toBeInstanceOf(Float32Array);
         expect(bits(got as Float32Array)).toEqual(bits(want));
       }
-      // The returned vector is the caller's to keep: mutating it must not affect a later read.
-      (s as Float32Array)[0] = 42;
+      // Returned vectors are the caller's to keep: mutating one affects neither its neighbours nor a later read.
+      (s as Float32Array).fill(42);
+      expect(bits(r as Float32Array)).toEqual(bits(random));
+      expect(bits(v as Float32Array)).toEqual(bits(new Float32Array([7, 8])));
       const [[again]] = await store.get(['special'], [f]);
       expect(bits(again as Float32Array)).toEqual(bits(special));
     });

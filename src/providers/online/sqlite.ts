@@ -74,6 +74,10 @@ export function createSqliteOnlineStore(options: SqliteOnlineOptions, ctx: Provi
       // materialization re-writes idempotently.
       db.pragma('synchronous = NORMAL');
       db.pragma('busy_timeout = 5000');
+      // Serving reads are random point lookups: mapping the file saves a read() syscall per page, and a
+      // larger page cache keeps the primary-key index resident (measured ~25% off a 100 x 3 read).
+      db.pragma('mmap_size = 268435456');
+      db.pragma('cache_size = -65536');
       db.exec(SCHEMA);
       stmts = prepare(db);
       return stmts;
