@@ -1,0 +1,116 @@
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import type { FeatureStore } from '../store/feature-store.ts';
+import { Auth, type AuthOptions } from './auth.ts';
+import type { ServerContext } from './context.ts';
+import { installErrorHandlers } from './errors.ts';
+import { Lane, type LaneOptions } from './limiter.ts';
+import { Metrics } from './metrics.ts';
+import { featureRoutes } from './routes/features.ts';
+import { nearestRoutes } from './routes/nearest.ts';
+import { opsRoutes } from './routes/ops.ts';
+import { registryRoutes } from './routes/registry.ts';
+import { errorSchema, HTTP_LIMITS } from './schemas/common.ts';
+
+export interface BuildOptions {
+  store: FeatureStore;
+  /** fastify's logger option. Default false. */
+  logger?: FastifyServerOptions['logger'];
+  auth?: AuthOptions;
+  /** Cheap searches in flight and waiting. Default 64 running, 1024 queued. */
+  cheap?: LaneOptions;
+  /** Heavy work (see routes/nearest.ts): default one at a time, 64 queued. */
+  heavy?: LaneOptions;
+  /** Load every materialized embedding feature's index before /readyz says ready. Default true. */
+  warm?: boolean;
+}
+
+/** The HTTP API as a fastify instance, not listening; `inject()` it in tests. */
+export async function build(opts: BuildOptions): Promise<FastifyInstance> {
+  const { store } = opts;
+  const app = Fastify({
+    logger: opts.logger ?? false,
+    bodyLimit: HTTP_LIMITS.bodyBytes,
+    // A JSON API: values keep their JSON types (no "10" -> 10), and unknown keys are errors, not dropped.
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: true, allErrors: false } },
+    onProtoPoisoning: 'error',
+    onConstructorPoisoning: 'error',
+    return503OnClosing: true,
+  });
+  const metrics = new Metrics();
+  const ctx: ServerContext = {
+    store,
+    auth: new Auth(store.registry, opts.auth),
+    metrics,
+    lanes: {
+      cheap: new Lane('search', opts.cheap ?? { concurrency: 64, queue: 1024 }),
+      heavy: new Lane('heavy-query', opts.heavy ?? { concurrency: 1, queue: 64, yieldBetween: true }),
+    },
+    readiness: { ready: false, failed: [] },
+  };
+
+  app.decorateRequest('apiKey', null);
+  app.addSchema(errorSchema);
+  installErrorHandlers(app, metrics);
+  app.addHook('onResponse', async (request, reply) => {
+    metrics.requests.observe(
+      { method: request.method, route: request.routeOptions.url ?? 'unmatched', feature: request.servedFeature ?? '', status: String(reply.statusCode) },
+      reply.elapsedTime / 1000,
+    );
+  });
+  app.addHook('onClose', async () => metrics.close());
+
+  metrics.gauge('nearline_index_rows', 'rows in each materialized embedding feature', async () =>
+    (await store.indexSizes()).map((s) => ({ labels: { feature: s.feature, variant: s.variant }, value: s.rows })),
+  );
+  const lanes = Object.values(ctx.lanes);
+  metrics.gauge('nearline_lane_active', 'tasks running per admission lane', () => lanes.map((l) => ({ labels: { lane: l.name }, value: l.active })));
+  metrics.gauge('nearline_lane_queued', 'tasks waiting per admission lane', () => lanes.map((l) => ({ labels: { lane: l.name }, value: l.queued })));
+  metrics.gauge(
+    'nearline_lane_rejected_total',
+    'tasks refused with NL_OVERLOADED per admission lane',
+    () => lanes.map((l) => ({ labels: { lane: l.name }, value: l.rejected })),
+    'counter',
+  );
+
+  await app.register(swagger, {
+    openapi: {
+      info: { title: 'nearline', version: '0.1.0', description: 'Embedding feature store: nearest-neighbour serving, online features, embeddings.' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+
+  await app.register(
+    async (v1) => {
+      v1.addHook('onRequest', async (request) => {
+        request.apiKey = ctx.auth.authenticate(request.headers.authorization);
+        const scope = request.routeOptions.config.scope;
+        if (scope) ctx.auth.requireScope(request.apiKey, scope);
+      });
+      await v1.register(nearestRoutes, ctx);
+      await v1.register(featureRoutes, ctx);
+      await v1.register(registryRoutes, ctx);
+    },
+    { prefix: '/v1' },
+  );
+  await app.register(opsRoutes, ctx);
+
+  const warm = async () => {
+    for (const f of store.registry.listFeatures()) {
+      if (f.kind !== 'embedding' || f.status !== 'materialized') continue;
+      try {
+        await store.collection(f);
+      } catch (e) {
+        ctx.readiness.failed.push({ feature: `${f.name}@${f.variant}`, message: (e as Error).message });
+        app.log.error({ err: e, feature: `${f.name}@${f.variant}` }, 'index failed to load');
+      }
+    }
+    ctx.readiness.ready = true;
+  };
+  if (opts.warm === false) ctx.readiness.ready = true;
+  else app.addHook('onReady', async () => void warm());
+  return app;
+}

@@ -1,0 +1,83 @@
+import { nlError } from '../errors.ts';
+import type { ApiKeyRecord, Registry } from '../registry/registry.ts';
+
+export type Scope = ApiKeyRecord['scope'];
+
+const RANK: Record<Scope, number> = { serve: 0, write: 1, admin: 2 };
+
+export interface AuthOptions {
+  /**
+   * How long the key count and verified keys are trusted before the registry is read again, ms.
+   * Keys are created by `nearline keys create` in another process; this is how soon the server sees them. Default 1000.
+   */
+  cacheMs?: number;
+}
+
+/**
+ * API keys: open while no key exists; once one does, every /v1 call needs `Authorization: Bearer KEY`
+ * with a scope at least the route's, and a feature-limited key may only name its features.
+ */
+export class Auth {
+  private readonly registry: Registry;
+  private readonly cacheMs: number;
+  private count = { value: 0, at: -Infinity };
+  private readonly known = new Map<string, { key: ApiKeyRecord; at: number }>();
+
+  constructor(registry: Registry, opts: AuthOptions = {}) {
+    this.registry = registry;
+    this.cacheMs = opts.cacheMs ?? 1000;
+  }
+
+  /** Whether any key exists, i.e. whether /v1 needs one. */
+  required(): boolean {
+    const t = performance.now();
+    if (t - this.count.at >= this.cacheMs) this.count = { value: this.registry.countKeys(), at: t };
+    return this.count.value > 0;
+  }
+
+  /** The caller's key, or null while the server is open; throws NL_UNAUTHORIZED. */
+  authenticate(header: string | undefined): ApiKeyRecord | null {
+    if (!this.required()) return null;
+    const m = header === undefined ? null : /^Bearer[ ]+(\S+)[ ]*$/i.exec(header);
+    if (!m) throw nlError('NL_UNAUTHORIZED');
+    const secret = m[1];
+    const t = performance.now();
+    const hit = this.known.get(secret);
+    if (hit && t - hit.at < this.cacheMs) return hit.key;
+    const key = secret.length <= 256 ? this.registry.findKey(secret) : undefined;
+    if (!key) throw nlError('NL_UNAUTHORIZED');
+    // Bounded: each entry was a valid key, and they are few; clearing now and then drops expired ones.
+    if (this.known.size >= 1024) this.known.clear();
+    this.known.set(secret, { key, at: t });
+    return key;
+  }
+
+  requireScope(key: ApiKeyRecord | null, scope: Scope): void {
+    if (key && RANK[key.scope] < RANK[scope]) throw nlError('NL_FORBIDDEN', `this key has scope ${key.scope}; the call needs ${scope}`);
+  }
+
+  /** Whether the key may use a feature reference (`name`, `name@variant`, `name@alias`). */
+  allows(key: ApiKeyRecord | null, ref: string): boolean {
+    if (!key?.features) return true;
+    const name = ref.split('@')[0];
+    for (const allowed of key.features) {
+      const [allowedName, allowedTag] = allowed.split('@');
+      if (allowedName !== name) continue;
+      if (allowedTag === undefined || allowed === ref) return true;
+      // The key names a variant or alias; compare what both resolve to now.
+      try {
+        if (this.registry.resolveFeature(allowed).variant === this.registry.resolveFeature(ref).variant) return true;
+      } catch {
+        // Unknown either side: not this entry.
+      }
+    }
+    return false;
+  }
+
+  /** Throws NL_FORBIDDEN for the first reference outside the key's features. */
+  requireFeatures(key: ApiKeyRecord | null, refs: Iterable<string>): void {
+    for (const ref of refs) {
+      if (!this.allows(key, ref)) throw nlError('NL_FORBIDDEN', `this key may not use feature ${ref}`);
+    }
+  }
+}

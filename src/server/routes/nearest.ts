@@ -1,0 +1,72 @@
+import type { FastifyInstance } from 'fastify';
+import type { NearestRequest, Query } from '../../store/feature-store.ts';
+import type { ServerContext } from '../context.ts';
+import { hitsJson } from '../json.ts';
+import { nearestBatchSchema, nearestSchema } from '../schemas/nearest.ts';
+
+type Include = NearestRequest['include'];
+
+interface NearestBody {
+  feature: string;
+  k: number;
+  query: Query;
+  filter?: unknown;
+  exclude?: string[];
+  ef?: number;
+  include?: Include;
+  diversity?: { lambda: number };
+}
+
+interface BatchBody {
+  feature: string;
+  k: number;
+  queries: Query[];
+  filter?: unknown;
+  ef?: number;
+  include?: Include;
+}
+
+/**
+ * Searches whose cost is bounded and small go to the cheap lane; anything that can hold the JS thread
+ * for milliseconds (a wide graph walk, a filter's scan over every row, MMR, a text embedding) goes to
+ * the heavy lane, which runs one at a time and lets waiting requests in between.
+ */
+export function isHeavy(req: { k: number; ef?: number; filter?: unknown; diversity?: unknown; queries: Query[] }): boolean {
+  if (req.filter !== undefined || req.diversity !== undefined) return true;
+  if (req.queries.some((q) => 'text' in q)) return true;
+  const width = Math.max(req.k, req.ef ?? 0, 100);
+  return req.queries.length * width > 64 * 100 || req.k > 100 || width > 400;
+}
+
+export async function nearestRoutes(app: FastifyInstance, ctx: ServerContext): Promise<void> {
+  const { store, auth, lanes } = ctx;
+
+  const features = (feature: string, include: Include) => [feature, ...(include?.features ?? [])];
+
+  app.post('/nearest', { schema: nearestSchema, config: { scope: 'serve' } }, async (request) => {
+    const body = request.body as NearestBody;
+    auth.requireFeatures(request.apiKey, features(body.feature, body.include));
+    const lane = isHeavy({ ...body, queries: [body.query] }) ? lanes.heavy : lanes.cheap;
+    const res = await lane.run(() => store.nearest(body));
+    request.servedFeature = `${res.feature}@${res.variant}`;
+    return { feature: res.feature, variant: res.variant, hits: hitsJson(res.hits), took_ms: res.took_ms };
+  });
+
+  app.post('/nearest/batch', { schema: nearestBatchSchema, config: { scope: 'serve' } }, async (request) => {
+    const body = request.body as BatchBody;
+    auth.requireFeatures(request.apiKey, features(body.feature, body.include));
+    const { k, ef, filter, include } = body;
+    const reqs = body.queries.map((query) => ({
+      k,
+      query,
+      ...(ef !== undefined ? { ef } : {}),
+      ...(filter !== undefined ? { filter } : {}),
+      ...(include !== undefined ? { include } : {}),
+    }));
+    const lane = isHeavy(body) ? lanes.heavy : lanes.cheap;
+    const results = await lane.run(() => store.nearestMany(body.feature, reqs));
+    const first = results[0];
+    request.servedFeature = `${first.feature}@${first.variant}`;
+    return { feature: first.feature, variant: first.variant, results: results.map((r) => ({ hits: hitsJson(r.hits) })), took_ms: first.took_ms };
+  });
+}

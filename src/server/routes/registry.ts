@@ -1,0 +1,55 @@
+import type { FastifyInstance } from 'fastify';
+import { nlError } from '../../errors.ts';
+import type { FeatureRecord } from '../../registry/registry.ts';
+import type { ServerContext } from '../context.ts';
+import { registrySchemas as s } from '../schemas/registry.ts';
+
+/** Read-only views of the registry; a feature-limited key sees only its features. */
+export async function registryRoutes(app: FastifyInstance, ctx: ServerContext): Promise<void> {
+  const { registry } = ctx.store;
+  const { auth } = ctx;
+  const config = { scope: 'serve' as const };
+
+  const withAliases = (features: FeatureRecord[]) => {
+    const aliases = registry.listAliases();
+    return features.map((f) => ({
+      ...f,
+      aliases: aliases.filter((a) => a.feature === f.name && a.variant === f.variant).map((a) => a.name),
+    }));
+  };
+
+  app.get('/registry/features', { schema: s.features, config }, async (request) => ({
+    features: withAliases(registry.listFeatures().filter((f) => auth.allows(request.apiKey, `${f.name}@${f.variant}`))),
+  }));
+
+  app.get('/registry/features/:name', { schema: s.feature, config }, async (request) => {
+    const { name } = request.params as { name: string };
+    auth.requireFeatures(request.apiKey, [name]);
+    // `name@variant` or `name@alias` names one variant; a bare name lists them all.
+    const found = name.includes('@') ? [registry.resolveFeature(name)] : registry.listFeatures(name);
+    const visible = found.filter((f) => auth.allows(request.apiKey, `${f.name}@${f.variant}`));
+    if (!visible.length) throw nlError('NL_FEATURE_NOT_FOUND', name);
+    return { features: withAliases(visible) };
+  });
+
+  app.get('/registry/models', { schema: s.models, config }, async () => ({ models: registry.listModels() }));
+
+  app.get('/registry/models/:name', { schema: s.model, config }, async (request) => {
+    const { name } = request.params as { name: string };
+    const at = name.indexOf('@');
+    const models = at < 0 ? registry.listModels(name) : [registry.getModel(name.slice(0, at), name.slice(at + 1))].filter((m) => m !== undefined);
+    if (!models.length) throw nlError('NL_MODEL_NOT_FOUND', name);
+    return { models };
+  });
+
+  app.get('/registry/aliases', { schema: s.aliases, config }, async (request) => ({
+    aliases: registry.listAliases().filter((a) => auth.allows(request.apiKey, `${a.feature}@${a.variant}`)),
+  }));
+
+  app.get('/registry/aliases/:name', { schema: s.alias, config }, async (request) => {
+    const { name } = request.params as { name: string };
+    auth.requireFeatures(request.apiKey, [name]);
+    if (!registry.listFeatures(name).length) throw nlError('NL_FEATURE_NOT_FOUND', name);
+    return { aliases: registry.listAliases(name).filter((a) => auth.allows(request.apiKey, `${a.feature}@${a.variant}`)) };
+  });
+}
