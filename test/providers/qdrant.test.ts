@@ -131,14 +131,20 @@ describe('qdrant provider specifics (test server)', () => {
       write_consistency_factor: 2,
     });
     expect(server.collectionNames()).toContain(`pre_${s.name}`);
-    await c.search([{ vector: vec([1, 0, 0, 0]), k: 3 }, { vector: vec([0, 1, 0, 0]), k: 2, ef: 7 }]);
+    await c.search([{ vector: vec([1, 0, 0, 0]), k: 3 }, { vector: vec([0, 1, 0, 0]), k: 2, ef: 7, exclude: ['x', 'y', 'x'] }]);
     const batches = sent('POST /collections/{collection_name}/points/query/batch');
     expect(batches).toHaveLength(1);
-    const searches = (batches[0].body as { searches: Array<{ params: unknown; limit: number }> }).searches;
-    expect(searches.map((x) => [x.params, x.limit])).toEqual([
-      [{ hnsw_ef: 40 }, 3],
-      [{ hnsw_ef: 7 }, 2],
-    ]);
+    expect(batches[0].body).toEqual({
+      searches: [
+        { query: [1, 0, 0, 0], limit: 3, params: { hnsw_ef: 40 }, with_payload: [ID_KEY], with_vector: false },
+        { query: [0, 1, 0, 0], limit: 2, params: { hnsw_ef: 7 }, with_payload: [ID_KEY], with_vector: false, filter: { must_not: [{ has_id: [pointId('x'), pointId('y')] }] } },
+      ],
+    });
+    server.requests.length = 0;
+    const many = Array.from({ length: 600 }, (_, i) => ({ id: `m${i}`, vector: vec([i, 1, 0, 0]) }));
+    await c.upsert(many);
+    expect(sent('PUT /collections/{collection_name}/points').map((r) => (r.body as { points: unknown[] }).points.length)).toEqual([256, 256, 88]);
+    expect(await c.count()).toBe(600);
     await q.dropCollection(s.name);
     expect(server.collectionNames()).not.toContain(`pre_${s.name}`);
     await q.close();
@@ -297,7 +303,8 @@ describe('filter translation', () => {
       { field: 'x', op: 'in', value: ['a', 1, true, 0.5, null] },
       { should: [{ key: 'x', match: { value: 'a' } }, { key: 'x', match: { value: 1 } }, { key: 'x', match: { value: true } }, { key: 'x', range: { gte: 0.5, lte: 0.5 } }, { is_empty: { key: 'x' } }] },
     ],
-    ['in empty', { field: 'c', op: 'in', value: [] }, { must: [{ key: 'c', match: { any: [] } }] }],
+    ['in empty', { field: 'c', op: 'in', value: [] }, { must: [{ is_empty: { key: 'c' } }, { must_not: [{ is_empty: { key: 'c' } }] }] }],
+    ['nin empty', { field: 'c', op: 'nin', value: [] }, { must_not: [{ must: [{ is_empty: { key: 'c' } }, { must_not: [{ is_empty: { key: 'c' } }] }] }] }],
     ['nin', { field: 'c', op: 'nin', value: ['a', 'b'] }, { must_not: [{ key: 'c', match: { any: ['a', 'b'] } }] }],
     ['gt', { field: 'n', op: 'gt', value: 1 }, { must: [{ key: 'n', range: { gt: 1 } }] }],
     ['gte', { field: 'n', op: 'gte', value: 1 }, { must: [{ key: 'n', range: { gte: 1 } }] }],

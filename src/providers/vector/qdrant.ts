@@ -135,8 +135,8 @@ function anyOf(key: string, values: Scalar[]): QCondition {
   for (const v of unique) {
     if (v === null || typeof v === 'boolean' || (typeof v === 'number' && !Number.isSafeInteger(v))) parts.push(equals(key, v));
   }
-  // `in []` matches nothing; an empty `any` list says so in a form Qdrant accepts.
-  if (parts.length === 0) return { key, match: { any: [] } };
+  // `in []` matches nothing: "empty and not empty" is false for every point, in conditions Qdrant always accepts.
+  if (parts.length === 0) return { must: [{ is_empty: { key } }, { must_not: [{ is_empty: { key } }] }] };
   return parts.length === 1 ? parts[0] : { should: parts };
 }
 
