@@ -133,8 +133,9 @@ async function sanityCheck(redis: OnlineStore, sqlite: OnlineStore, rawRead: Rea
   const batch = sample(ids, BATCH);
   const [a, b] = await Promise.all([redis.get(batch, FEATURES), sqlite.get(batch, FEATURES)]);
   const rawRows = (await rawRead(batch)) as Array<[Error | null, Array<Buffer | null>]>;
+  const bytes = (v: Float32Array) => Buffer.from(v.buffer, v.byteOffset, v.byteLength);
   const same = (x: OnlineValue, y: OnlineValue) =>
-    x instanceof Float32Array && y instanceof Float32Array ? Buffer.from(x.buffer).equals(Buffer.from(y.buffer)) : Object.is(x, y);
+    x instanceof Float32Array && y instanceof Float32Array ? bytes(x).equals(bytes(y)) : Object.is(x, y);
   batch.forEach((id, i) => {
     const want: OnlineValue[] = [Number(id.slice(5)) * 0.25, `segment-${Number(id.slice(5)) % 97}`, vectorFor(Number(id.slice(5)))];
     for (let j = 0; j < FEATURES.length; j++) {
