@@ -1,7 +1,8 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { isNearlineError, type ErrorCode } from '../../src/errors.ts';
 import { compileFilter, validateFilter } from '../../src/filter.ts';
-import { createQdrantProvider, ID_KEY, pointId, toQdrantFilter, type QdrantClientLike, type QdrantVectorOptions, type QdrantVectorProvider } from '../../src/providers/vector/qdrant.ts';
+import { toQdrantFilter } from '../../src/providers/vector/qdrant-filter.ts';
+import { createQdrantProvider, ID_KEY, pointId, type QdrantClientLike, type QdrantVectorOptions, type QdrantVectorProvider } from '../../src/providers/vector/qdrant.ts';
 import type { CollectionSpec, VectorRecord } from '../../src/providers/vector/types.ts';
 import type { Filter, Metadata, Scalar } from '../../src/types.ts';
 import { loadQdrantOpenApi, QDRANT_OPENAPI_PATH } from '../helpers/qdrant-openapi.ts';
