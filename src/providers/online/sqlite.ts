@@ -5,7 +5,7 @@ import { nlError, providerError } from '../../errors.ts';
 import type { OnlineValue } from '../../types.ts';
 import type { ProviderContext } from '../index.ts';
 import type { OnlineStore } from './types.ts';
-import { bytesToVector, checkFeatureKey, checkGetArgs, validatePut } from './values.ts';
+import { checkFeatureKey, checkGetArgs, validatePut } from './values.ts';
 
 export interface SqliteOnlineOptions {
   /** Database file; a relative path resolves against nearline's home, `:memory:` keeps values in process. Default `<home>/online.db`. */
@@ -123,8 +123,20 @@ export function createSqliteOnlineStore(options: SqliteOnlineOptions, ctx: Provi
       } catch (e) {
         throw providerError(ctx.name, e);
       }
+      // All vectors of a call share one ArrayBuffer (disjoint views): one allocation instead of one per vector.
+      let vectorBytes = 0;
+      for (const row of rows) if (row[2] === VECTOR) vectorBytes += (row[3] as Buffer).byteLength;
+      const arena = new Uint8Array(vectorBytes);
+      let offset = 0;
       for (const [f, i, type, value] of rows) {
-        out[i as number][f as number] = decode(type as number, value);
+        if (type === VECTOR) {
+          const bytes = value as Buffer;
+          arena.set(bytes, offset);
+          out[i as number][f as number] = new Float32Array(arena.buffer, offset, bytes.byteLength >>> 2);
+          offset += bytes.byteLength;
+        } else {
+          out[i as number][f as number] = decodeScalar(type as number, value);
+        }
       }
       return out;
     },
@@ -170,15 +182,13 @@ function encode(value: Exclude<OnlineValue, null>): [type: number, value: number
   }
 }
 
-function decode(type: number, value: unknown): OnlineValue {
+function decodeScalar(type: number, value: unknown): OnlineValue {
   switch (type) {
     case NUMBER:
     case STRING:
       return value as number | string;
     case BOOLEAN:
       return value === 1;
-    case VECTOR:
-      return bytesToVector(value as Buffer);
     default:
       throw nlError('NL_INTERNAL', `online_values holds unknown value type ${type}`);
   }

@@ -84,10 +84,3 @@ function describe(value: unknown): string {
   if (typeof value === 'object') return value.constructor?.name ?? 'object';
   return typeof value;
 }
-
-/** Copies bytes into a fresh, aligned Float32Array: driver buffers may be pooled or unaligned. */
-export function bytesToVector(bytes: Uint8Array, offset = 0): Float32Array {
-  const out = new Float32Array((bytes.byteLength - offset) >>> 2);
-  new Uint8Array(out.buffer).set(bytes.subarray(offset, offset + out.byteLength));
-  return out;
-}
