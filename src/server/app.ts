@@ -4,7 +4,7 @@ import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastif
 import type { FeatureStore } from '../store/feature-store.ts';
 import { Auth, type AuthOptions } from './auth.ts';
 import type { ServerContext } from './context.ts';
-import { installErrorHandlers } from './errors.ts';
+import { frameworkErrors, installErrorHandlers } from './errors.ts';
 import { Lane, type LaneOptions } from './limiter.ts';
 import { Metrics } from './metrics.ts';
 import { featureRoutes } from './routes/features.ts';
@@ -29,6 +29,7 @@ export interface BuildOptions {
 /** The HTTP API as a fastify instance, not listening; `inject()` it in tests. */
 export async function build(opts: BuildOptions): Promise<FastifyInstance> {
   const { store } = opts;
+  const metrics = new Metrics();
   const app = Fastify({
     logger: opts.logger ?? false,
     bodyLimit: HTTP_LIMITS.bodyBytes,
@@ -37,8 +38,8 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
     return503OnClosing: true,
+    frameworkErrors: frameworkErrors(metrics),
   });
-  const metrics = new Metrics();
   const ctx: ServerContext = {
     store,
     auth: new Auth(store.registry, opts.auth),

@@ -51,14 +51,26 @@ export function toNearlineError(err: FastifyError | Error, log: FastifyRequest['
   return new NearlineError('NL_INTERNAL', ['internal error; the server log has the details'], { cause: err });
 }
 
+/** Sends a coded error: the status from errors.ts, the one body shape, and the headers some codes need. */
+export function sendError(reply: FastifyReply, e: NearlineError, metrics: Metrics): FastifyReply {
+  metrics.errors.inc({ code: e.code });
+  if (e.code === 'NL_OVERLOADED') reply.header('retry-after', '1');
+  if (e.code === 'NL_UNAUTHORIZED') reply.header('www-authenticate', 'Bearer');
+  if (e.code === 'NL_PROVIDER_ERROR') reply.log.error({ err: e }, 'provider failed');
+  return reply.code(e.status).send(e.toJSON());
+}
+
 export function installErrorHandlers(app: FastifyInstance, metrics: Metrics): void {
-  const send = (reply: FastifyReply, e: NearlineError) => {
-    metrics.errors.inc({ code: e.code });
-    if (e.code === 'NL_OVERLOADED') reply.header('retry-after', '1');
-    if (e.code === 'NL_UNAUTHORIZED') reply.header('www-authenticate', 'Bearer');
-    if (e.code === 'NL_PROVIDER_ERROR') reply.log.error({ err: e }, 'provider failed');
-    return reply.code(e.status).send(e.toJSON());
+  app.setErrorHandler((err, request, reply) => sendError(reply, toNearlineError(err as FastifyError, request.log), metrics));
+  app.setNotFoundHandler((request, reply) =>
+    sendError(reply, nlError('NL_NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0].slice(0, 200)}`), metrics),
+  );
+}
+
+/** Errors the router raises before any route runs (bad URL encoding, an over-long parameter): fastify's `frameworkErrors`. */
+export function frameworkErrors(metrics: Metrics) {
+  return (err: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
+    const e = err.code === 'FST_ERR_MAX_PARAM_LENGTH' ? nlError('NL_LIMIT_EXCEEDED', 'a path parameter is too long') : toNearlineError(err, request.log);
+    sendError(reply, e, metrics);
   };
-  app.setErrorHandler((err, request, reply) => send(reply, toNearlineError(err as FastifyError, request.log)));
-  app.setNotFoundHandler((request, reply) => send(reply, nlError('NL_NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0].slice(0, 200)}`)));
 }

@@ -17,8 +17,8 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await closeApp();
-  cleanup();
+  await closeApp?.();
+  cleanup?.();
 });
 
 const byId = (id: string) => items.find((i) => i.id === id)!;
