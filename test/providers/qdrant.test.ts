@@ -284,7 +284,7 @@ describe('qdrant provider specifics (test server)', () => {
     expect(connects).toBe(1);
     const down = createQdrantProvider({ url: 'http://127.0.0.1:9', retries: 1, retryDelay: 1 }, { name: 'vectors-q', home: '/x' });
     await expectCode(down.open(), 'NL_PROVIDER_ERROR');
-    expect(() => createQdrantProvider({ url: server.url, shards: 2 }, { name: 'vectors-q', home: '/x' })).toThrow(/unknown option/);
+    expect(() => createQdrantProvider({ url: server.url, shards: 2 } as QdrantVectorOptions, { name: 'vectors-q', home: '/x' })).toThrow(/unknown option/);
   });
 });
 

@@ -142,22 +142,34 @@ function readOptions(raw: Record<string, unknown>): ResolvedOptions {
 /** Why a call may be retried, or undefined when it may not. */
 function transient(e: unknown): { reason: string; retryAfterMs?: number } | undefined {
   const err = e as { status?: number; name?: string; retry_after?: number; code?: string; cause?: { code?: string } } | undefined;
-  if (err?.name === 'QdrantClientResourceExhaustedError') return { reason: '429 Too Many Requests', retryAfterMs: (err.retry_after ?? 0) * 1000 };
+  if (err?.name === 'QdrantClientResourceExhaustedError') return { reason: '429 Too Many Requests', retryAfterMs: Math.min((err.retry_after ?? 0) * 1000, 30_000) };
   if (err?.status === 429 || err?.status === 503) return { reason: `${err.status} ${err.status === 429 ? 'Too Many Requests' : 'Service Unavailable'}` };
   const code = err?.code ?? err?.cause?.code;
   if (code && RETRY_CODES.has(code)) return { reason: code };
   return undefined;
 }
 
-function describe(e: unknown): string {
+function explain(e: unknown): string {
   const err = e as { status?: number; data?: { status?: { error?: string } }; message?: string };
   const detail = err?.data?.status?.error;
   if (err?.status) return `${err.status}${detail ? `: ${detail}` : err.message ? ` ${err.message}` : ''}`;
   return e instanceof Error ? e.message : String(e);
 }
 
-export function createQdrantProvider(rawOptions: QdrantVectorOptions | Record<string, unknown>, ctx: ProviderContext, deps: QdrantDeps = {}): QdrantVectorProvider {
-  const o = readOptions(rawOptions as Record<string, unknown>);
+/** The HTTP status Qdrant answered with, behind nearline's wrapping; undefined if it never answered. */
+function status(e: unknown): number | undefined {
+  let x: unknown = e;
+  for (let depth = 0; x && depth < 4; depth++) {
+    const { status: code, cause } = x as { status?: unknown; cause?: unknown };
+    if (!(x instanceof NearlineError) && typeof code === 'number') return code;
+    x = cause;
+  }
+  return undefined;
+}
+
+export function createQdrantProvider(options: QdrantVectorOptions, ctx: ProviderContext, deps: QdrantDeps = {}): QdrantVectorProvider {
+  // Options arrive from definitions files, so their types are checked here rather than trusted.
+  const o = readOptions(options as Record<string, unknown>);
   const sleep = deps.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
   const connect = deps.connect ?? ((c) => new QdrantClient({ url: c.url, apiKey: c.apiKey, timeout: c.timeout, checkCompatibility: false }));
   const open = new Map<string, QdrantCollection>();
@@ -177,24 +189,13 @@ export function createQdrantProvider(rawOptions: QdrantVectorOptions | Record<st
       } catch (e) {
         const t = transient(e);
         if (!t || attempt >= o.retries) {
-          const why = t ? `${t.reason} after ${attempt + 1} attempts` : describe(e);
+          const why = t ? `${t.reason} after ${attempt + 1} attempts` : explain(e);
           throw providerError(ctx.name, new Error(`qdrant ${what}: ${why}`, { cause: e }));
         }
         const backoff = Math.min(o.retryDelay * 2 ** attempt, 10_000);
         await sleep(Math.max(t.retryAfterMs ?? 0, backoff / 2 + (Math.random() * backoff) / 2));
       }
     }
-  }
-
-  /** The HTTP status Qdrant answered with, behind nearline's wrapping; undefined if it never answered. */
-  function status(e: unknown): number | undefined {
-    let x: unknown = e;
-    for (let depth = 0; x && depth < 4; depth++) {
-      const { status: code, cause } = x as { status?: unknown; cause?: unknown };
-      if (!(x instanceof NearlineError) && typeof code === 'number') return code;
-      x = cause;
-    }
-    return undefined;
   }
 
   class QdrantCollection implements VectorCollection {
