@@ -20,6 +20,9 @@ import type { EmbeddingModel, ModelSpec, Pooling } from './types.ts';
 /** The files the `onnx` runtime reads from a model folder. */
 export const ONNX_MODEL_FILES = ['config.json', 'tokenizer.json', 'onnx/model.onnx'] as const;
 
+/** The inputs this runtime can feed an encoder graph. */
+const FED_INPUTS = ['input_ids', 'attention_mask', 'token_type_ids'];
+
 /** Session options shared with the benchmark's raw session, so both sides run the same graph. */
 export function onnxSessionOptions(threads = 1): ort.InferenceSession.SessionOptions {
   return {
@@ -81,11 +84,12 @@ class OnnxModel implements EmbeddingModel {
     } catch (e) {
       throw invalidModel(spec, `onnx/model.onnx cannot be loaded: ${(e as Error).message}`, e);
     }
-    for (const name of ['input_ids', 'attention_mask']) {
-      if (!session.inputNames.includes(name)) {
-        await session.release();
-        throw invalidModel(spec, `onnx/model.onnx has no ${name} input (inputs: ${session.inputNames.join(', ')})`);
-      }
+    const inputs = session.inputNames.join(', ');
+    const missing = ['input_ids', 'attention_mask'].find((n) => !session.inputNames.includes(n));
+    const unknown = session.inputNames.find((n) => !FED_INPUTS.includes(n));
+    if (missing || unknown) {
+      await session.release();
+      throw invalidModel(spec, `onnx/model.onnx ${missing ? `has no ${missing} input` : `needs input ${unknown}, which an encoder is not fed`} (inputs: ${inputs})`);
     }
     this.feedTypeIds = session.inputNames.includes('token_type_ids');
     this.output = ['last_hidden_state', 'token_embeddings', 'sentence_embedding'].find((n) => session.outputNames.includes(n)) ?? session.outputNames[0];
@@ -99,7 +103,11 @@ class OnnxModel implements EmbeddingModel {
       this.dims = probe.length;
     } catch (e) {
       await this.close();
-      throw invalidModel(spec, `the tokenizer's ids do not fit onnx/model.onnx: ${(e as Error).message}`, e);
+      const message = (e as Error).message;
+      const reason = /indices|out of (data )?bounds|out of range/i.test(message)
+        ? `the tokenizer's ids do not fit onnx/model.onnx's embedding table: ${message}`
+        : `a probe run of onnx/model.onnx failed: ${message}`;
+      throw invalidModel(spec, reason, e);
     }
     if (this.dims === 0) {
       await this.close();
