@@ -41,58 +41,44 @@ interface RowsFile {
   metadata: Array<Metadata | null>;
 }
 
-/** What the provider needs from an HNSW implementation; labels are dense integers chosen by the provider. */
-interface AnnIndex {
-  readonly capacity: number;
+/** nearline's addon over hnswlib (native/): Float32Array in, searches and inserts on the libuv thread pool. */
+interface NativeIndex {
+  capacity(): number;
   resize(capacity: number): void;
-  add(vectors: Float32Array[], labels: number[]): void;
+  /** Inserts, or updates in place a label already present (also a deleted one, which it revives). */
+  add(vectors: Float32Array, labels: Uint32Array, threads: number): Promise<void>;
   markDelete(label: number): void;
-  vector(label: number): Float32Array;
-  /** Raw hnswlib distances, nearest first; `allowed` is a bitset over labels. */
-  search(query: Float32Array, k: number, ef: number, allowed?: Uint8Array): Promise<Neighbors>;
-  save(path: string): void;
+  /** Copies each label's stored vector into `out`. */
+  vectors(labels: Uint32Array, out: Float32Array): void;
+  /** Per query `counts[i]` hits at `labels/distances[i*k ..]`, nearest first; `allow` is one byte per label. */
+  search(queries: Float32Array, k: number, ef: number, allow?: Uint8Array): Promise<Found>;
+  /** Brute force over `candidates`. */
+  exact(queries: Float32Array, k: number, candidates: Uint32Array): Promise<Found>;
+  save(path: string): Promise<void>;
 }
 
-interface Neighbors {
-  labels: ArrayLike<number>;
-  distances: ArrayLike<number>;
+interface Found {
+  labels: Uint32Array;
+  distances: Float32Array;
+  counts: Uint32Array;
 }
 
-interface HnswlibNode {
-  HierarchicalNSW: new (space: 'l2' | 'ip', dims: number) => {
-    initIndex(max: number, m: number, efc: number, seed: number): void;
-    readIndexSync(path: string): void;
-    writeIndexSync(path: string): void;
-    resizeIndex(max: number): void;
-    addPoint(p: number[], label: number): void;
-    markDelete(label: number): void;
-    getPoint(label: number): number[];
-    getMaxElements(): number;
-    setEf(ef: number): void;
-    searchKnn(q: number[], k: number, filter?: (label: number) => boolean): { distances: number[]; neighbors: number[] };
-  };
-}
+type NativeIndexClass = {
+  new (space: 'l2' | 'ip', dims: number, capacity: number, M: number, efConstruction: number, seed: number): NativeIndex;
+  new (space: 'l2' | 'ip', dims: number, path: string): NativeIndex;
+};
 
-function hnswlibIndex(space: 'l2' | 'ip', dims: number, init: { path: string } | { capacity: number; M: number; efConstruction: number }): AnnIndex {
-  const lib = createRequire(import.meta.url)('hnswlib-node') as HnswlibNode;
-  const h = new lib.HierarchicalNSW(space, dims);
-  if ('path' in init) h.readIndexSync(init.path);
-  else h.initIndex(init.capacity, init.M, init.efConstruction, 100);
-  return {
-    get capacity() {
-      return h.getMaxElements();
-    },
-    resize: (n) => h.resizeIndex(n),
-    add: (vs, labels) => vs.forEach((v, i) => h.addPoint(Array.from(v), labels[i])),
-    markDelete: (label) => h.markDelete(label),
-    vector: (label) => Float32Array.from(h.getPoint(label)),
-    search: async (q, k, ef, allowed) => {
-      h.setEf(ef);
-      const r = h.searchKnn(Array.from(q), k, allowed ? (label) => allowed[label] === 1 : undefined);
-      return { labels: r.neighbors, distances: r.distances };
-    },
-    save: (path) => h.writeIndexSync(path),
-  };
+let addon: NativeIndexClass | undefined;
+
+function nativeIndexClass(): NativeIndexClass {
+  if (!addon) {
+    try {
+      addon = (createRequire(import.meta.url)('../../../native/build/Release/nearline_hnsw.node') as { Index: NativeIndexClass }).Index;
+    } catch (e) {
+      throw providerError('hnsw', new Error(`native addon not built (run \`npm rebuild\` or \`npx node-gyp rebuild --directory native\`): ${(e as Error).message}`));
+    }
+  }
+  return addon;
 }
 
 /** Writes `data` (or lets `write` produce the file) to `path` so that a crash leaves either the old file or the new one. */
@@ -201,7 +187,7 @@ class HnswCollection implements VectorCollection {
     spec: CollectionSpec,
     private readonly dir: string,
     private readonly opts: Required<Omit<HnswVectorOptions, 'dir'>>,
-    private index: AnnIndex,
+    private readonly index: NativeIndex,
     private manifest: Manifest,
     private readonly ids: Array<string | null>,
     private readonly meta: Array<Metadata | null>,
@@ -210,10 +196,6 @@ class HnswCollection implements VectorCollection {
   ) {
     this.spec = spec;
     ids.forEach((id, label) => (id === null ? undefined : this.labels.set(id, label)));
-  }
-
-  private get space(): 'l2' | 'ip' {
-    return this.spec.metric === 'l2' ? 'l2' : 'ip';
   }
 
   private score(distance: number): number {
@@ -232,12 +214,15 @@ class HnswCollection implements VectorCollection {
       last.set(r.id, { vector: this.prepare(r.vector, `id ${r.id}`), metadata: r.metadata ?? null });
     }
     if (last.size === 0) return;
-    await this.lock.write(() => {
+    await this.lock.write(async () => {
       const fresh = [...last.keys()].filter((id) => !this.labels.has(id)).length;
       const needed = this.ids.length + Math.max(0, fresh - this.free.length);
-      if (needed > this.index.capacity) this.index.resize(Math.max(needed, this.index.capacity * 2));
-      const vectors: Float32Array[] = [];
-      const labels: number[] = [];
+      const capacity = this.index.capacity();
+      // 1.5x rather than 2x: a resize copies the graph once in a while, but slack slots cost resident memory always.
+      if (needed > capacity) this.index.resize(Math.max(needed, Math.ceil(capacity * 1.5)));
+      const vectors = new Float32Array(last.size * this.spec.dims);
+      const labels = new Uint32Array(last.size);
+      let i = 0;
       for (const [id, row] of last) {
         let label = this.labels.get(id);
         if (label === undefined) {
@@ -246,15 +231,15 @@ class HnswCollection implements VectorCollection {
           this.ids[label] = id;
         }
         this.meta[label] = row.metadata;
-        vectors.push(row.vector);
-        labels.push(label);
+        vectors.set(row.vector, i * this.spec.dims);
+        labels[i++] = label;
       }
+      this.dirty = true;
       try {
-        this.index.add(vectors, labels);
+        await this.index.add(vectors, labels, this.opts.threads);
       } catch (e) {
         throw providerError('hnsw', e);
       }
-      this.dirty = true;
     });
   }
 
@@ -274,13 +259,23 @@ class HnswCollection implements VectorCollection {
   }
 
   async get(ids: string[]): Promise<Array<VectorRecord | null>> {
-    return this.lock.read(async () =>
-      ids.map((id) => {
-        const label = this.labels.get(id);
+    return this.lock.read(async () => {
+      const found = ids.map((id) => this.labels.get(id));
+      const vectors = this.vectors(Uint32Array.from(found.filter((l) => l !== undefined)));
+      let next = 0;
+      return ids.map((id, i) => {
+        const label = found[i];
         if (label === undefined) return null;
-        return { id, vector: this.index.vector(label), metadata: this.meta[label] ?? {} };
-      }),
-    );
+        return { id, vector: vectors[next++], metadata: this.meta[label] ?? {} };
+      });
+    });
+  }
+
+  private vectors(labels: Uint32Array): Float32Array[] {
+    const dims = this.spec.dims;
+    const out = new Float32Array(labels.length * dims);
+    this.index.vectors(labels, out);
+    return Array.from(labels, (_, i) => out.subarray(i * dims, (i + 1) * dims));
   }
 
   async count(): Promise<number> {
@@ -293,80 +288,134 @@ class HnswCollection implements VectorCollection {
       const filter = q.filter === undefined ? undefined : validateFilter(q.filter, this.spec.metadataFields);
       return { ...q, vector: this.prepare(q.vector, `query ${i}`), filter };
     });
-    return this.lock.read(() => {
+    return this.lock.read(async () => {
+      const out: Hit[][] = new Array(prepared.length);
+      const plain = new Map<string, number[]>();
       const matches = new Map<string, number[]>();
-      return Promise.all(
-        prepared.map((q) => {
-          let matching: number[] | undefined;
-          if (q.filter) {
-            const key = JSON.stringify(q.filter);
-            matching = matches.get(key);
-            if (!matching) {
-              const pred = compileFilter(q.filter);
-              matching = [];
-              for (let label = 0; label < this.ids.length; label++) {
-                if (this.ids[label] !== null && pred(this.meta[label] ?? undefined)) matching.push(label);
-              }
-              matches.set(key, matching);
-            }
+      const pending: Array<Promise<void>> = [];
+      prepared.forEach((q, i) => {
+        const excluded = this.excludedLabels(q.exclude);
+        if (!q.filter) {
+          // Unfiltered queries asking the same k and ef go to the addon together, split across threads.
+          const key = `${q.k + excluded.size}/${this.ef(q) + excluded.size}`;
+          const group = plain.get(key);
+          if (group) group.push(i);
+          else plain.set(key, [i]);
+          return;
+        }
+        const key = JSON.stringify(q.filter);
+        let matching = matches.get(key);
+        if (!matching) {
+          const pred = compileFilter(q.filter);
+          matching = [];
+          for (let label = 0; label < this.ids.length; label++) {
+            if (this.ids[label] !== null && pred(this.meta[label] ?? undefined)) matching.push(label);
           }
-          return this.searchOne(q, matching);
-        }),
-      );
+          matches.set(key, matching);
+        }
+        const allowed = excluded.size ? matching.filter((l) => !excluded.has(l)) : matching;
+        pending.push(this.searchFiltered(q, allowed).then((hits) => void (out[i] = hits)));
+      });
+      for (const members of plain.values()) {
+        const first = prepared[members[0]];
+        const extra = this.excludedLabels(first.exclude).size;
+        const stride = first.k + extra;
+        const search = this.searchMany(
+          members.map((i) => prepared[i].vector),
+          stride,
+          this.ef(first) + extra,
+        );
+        pending.push(
+          search.then((found) =>
+            members.forEach((qi, j) => {
+              const q = prepared[qi];
+              out[qi] = this.hits(found, j, stride, this.excludedLabels(q.exclude), q.k, q.includeVectors);
+            }),
+          ),
+        );
+      }
+      await Promise.all(pending);
+      return out;
     });
   }
 
-  private async searchOne(q: SearchQuery, matching: number[] | undefined): Promise<Hit[]> {
-    const live = this.labels.size;
-    const excluded = new Set<number>();
-    for (const id of q.exclude ?? []) {
+  private ef(q: SearchQuery): number {
+    return Math.max(q.ef ?? this.spec.index.ef ?? 100, q.k);
+  }
+
+  private excludedLabels(exclude: string[] | undefined): Set<number> {
+    const out = new Set<number>();
+    for (const id of exclude ?? []) {
       const label = this.labels.get(id);
-      if (label !== undefined) excluded.add(label);
+      if (label !== undefined) out.add(label);
     }
-    const pool = (matching?.length ?? live) - (matching ? matching.filter((l) => excluded.has(l)).length : excluded.size);
-    const k = Math.min(q.k, pool);
-    if (k <= 0) return [];
-    const ef = Math.max(q.ef ?? this.spec.index.ef ?? 100, k);
-
-    let found: Neighbors;
-    if (!matching) {
-      found = await this.index.search(q.vector, k + excluded.size, ef + excluded.size);
-    } else {
-      const allowed = matching.filter((l) => !excluded.has(l));
-      if (allowed.length <= this.opts.exactScanBelow || allowed.length < live * this.opts.exactScanSelectivity) {
-        return this.exact(q, allowed, k);
-      }
-      const bits = new Uint8Array(this.index.capacity);
-      for (const l of allowed) bits[l] = 1;
-      // A graph walk under a filter can strand itself among rejected nodes; widen, then give up on the graph.
-      let wide = Math.max(ef, Math.ceil(k / (allowed.length / live)));
-      for (let attempt = 0; ; attempt++) {
-        found = await this.index.search(q.vector, k, wide, bits);
-        if (found.labels.length >= k) break;
-        if (attempt === 3) return this.exact(q, allowed, k);
-        wide *= 4;
-      }
-      excluded.clear();
-    }
-    return this.hits(found, excluded, k, q.includeVectors);
+    return out;
   }
 
-  private exact(q: SearchQuery, labels: number[], k: number): Hit[] {
-    const dist = this.space === 'l2' ? l2sq : ipDistance;
-    const scored = labels.map((label) => [label, dist(q.vector, this.index.vector(label))] as const);
-    scored.sort((a, b) => a[1] - b[1]);
-    const top = scored.slice(0, k);
-    return this.hits({ labels: top.map((s) => s[0]), distances: top.map((s) => s[1]) }, new Set(), k, q.includeVectors);
+  /** One addon call per thread, each over a contiguous slice of the queries; results concatenated in order. */
+  private async searchMany(vectors: Float32Array[], k: number, ef: number): Promise<Found> {
+    const dims = this.spec.dims;
+    const chunks = Math.max(1, Math.min(this.opts.threads, Math.floor(vectors.length / 8)));
+    const per = Math.ceil(vectors.length / chunks);
+    const parts = await Promise.all(
+      Array.from({ length: chunks }, (_, c) => {
+        const slice = vectors.slice(c * per, (c + 1) * per);
+        const packed = new Float32Array(slice.length * dims);
+        slice.forEach((v, j) => packed.set(v, j * dims));
+        return this.index.search(packed, k, ef);
+      }),
+    );
+    if (parts.length === 1) return parts[0];
+    const total = (pick: (f: Found) => { length: number }) => parts.reduce((n, f) => n + pick(f).length, 0);
+    const found: Found = {
+      labels: new Uint32Array(total((f) => f.labels)),
+      distances: new Float32Array(total((f) => f.distances)),
+      counts: new Uint32Array(total((f) => f.counts)),
+    };
+    let slots = 0;
+    let queries = 0;
+    for (const f of parts) {
+      found.labels.set(f.labels, slots);
+      found.distances.set(f.distances, slots);
+      found.counts.set(f.counts, queries);
+      slots += f.labels.length;
+      queries += f.counts.length;
+    }
+    return found;
   }
 
-  private hits(found: Neighbors, excluded: Set<number>, k: number, includeVectors?: boolean): Hit[] {
+  private async searchFiltered(q: SearchQuery, allowed: number[]): Promise<Hit[]> {
+    const k = Math.min(q.k, allowed.length);
+    if (k === 0) return [];
+    const none = new Set<number>();
+    const live = this.labels.size;
+    const exact = async () => this.hits(await this.index.exact(q.vector, k, Uint32Array.from(allowed)), 0, k, none, k, q.includeVectors);
+    if (allowed.length <= this.opts.exactScanBelow || allowed.length < live * this.opts.exactScanSelectivity) return exact();
+    const bits = new Uint8Array(this.index.capacity());
+    for (const l of allowed) bits[l] = 1;
+    // A graph walk under a filter can strand itself among rejected nodes; widen, then give up on the graph.
+    let ef = Math.max(this.ef(q), Math.ceil(k / (allowed.length / live)));
+    for (let attempt = 0; attempt < 3; attempt++, ef *= 4) {
+      const found = await this.index.search(q.vector, k, ef, bits);
+      if (found.counts[0] >= k) return this.hits(found, 0, k, none, k, q.includeVectors);
+    }
+    return exact();
+  }
+
+  /** Hits of query `qi` from a result laid out `stride` slots per query, minus `excluded`, at most `k`. */
+  private hits(found: Found, qi: number, stride: number, excluded: Set<number>, k: number, includeVectors?: boolean): Hit[] {
     const out: Hit[] = [];
-    for (let i = 0; i < found.labels.length && out.length < k; i++) {
+    const labels: number[] = [];
+    const end = qi * stride + found.counts[qi];
+    for (let i = qi * stride; i < end && out.length < k; i++) {
       const label = found.labels[i];
       if (excluded.has(label)) continue;
-      const hit: Hit = { id: this.ids[label]!, score: this.score(found.distances[i]) };
-      if (includeVectors) hit.vector = this.index.vector(label);
-      out.push(hit);
+      out.push({ id: this.ids[label]!, score: this.score(found.distances[i]) });
+      labels.push(label);
+    }
+    if (includeVectors && out.length) {
+      const vectors = this.vectors(Uint32Array.from(labels));
+      out.forEach((h, i) => (h.vector = vectors[i]));
     }
     return out;
   }
@@ -381,7 +430,7 @@ class HnswCollection implements VectorCollection {
     const generation = this.manifest.generation + 1;
     const next: Manifest = { ...this.manifest, generation, index: `index-${generation}.hnsw`, rows: `rows-${generation}.json` };
     try {
-      await writeAtomic(join(this.dir, next.index), async (tmp) => this.index.save(tmp));
+      await writeAtomic(join(this.dir, next.index), (tmp) => this.index.save(tmp));
       const rows: RowsFile = { ids: this.ids, metadata: this.meta };
       await writeAtomic(join(this.dir, next.rows), (tmp) => writeFileSynced(tmp, JSON.stringify(rows)));
       await writeAtomic(join(this.dir, MANIFEST), (tmp) => writeFileSynced(tmp, JSON.stringify(next)));
@@ -393,21 +442,6 @@ class HnswCollection implements VectorCollection {
     this.dirty = false;
     await removeStale(this.dir, next);
   }
-}
-
-function l2sq(a: Float32Array, b: Float32Array): number {
-  let s = 0;
-  for (let i = 0; i < a.length; i++) {
-    const d = a[i] - b[i];
-    s += d * d;
-  }
-  return s;
-}
-
-function ipDistance(a: Float32Array, b: Float32Array): number {
-  let s = 0;
-  for (let i = 0; i < a.length; i++) s += a[i] * b[i];
-  return 1 - s;
 }
 
 /** Deletes files no manifest names: older generations and temp files of an interrupted snapshot. */
@@ -446,7 +480,7 @@ export function createHnswProvider(options: HnswVectorOptions, ctx: ProviderCont
       }
       await removeStale(dir, m);
       const rows = JSON.parse(await readFile(join(dir, m.rows), 'utf8')) as RowsFile;
-      const index = hnswlibIndex(space, m.dims, { path: join(dir, m.index) });
+      const index = new (nativeIndexClass())(space, m.dims, join(dir, m.index));
       const free: number[] = [];
       rows.ids.forEach((id, label) => (id === null ? free.push(label) : undefined));
       free.reverse();
@@ -454,7 +488,7 @@ export function createHnswProvider(options: HnswVectorOptions, ctx: ProviderCont
     }
     const M = spec.index.M ?? 16;
     const efConstruction = spec.index.efConstruction ?? 200;
-    const index = hnswlibIndex(space, spec.dims, { capacity: opts.initialCapacity, M, efConstruction });
+    const index = new (nativeIndexClass())(space, spec.dims, opts.initialCapacity, M, efConstruction, 100);
     const m: Manifest = { format: FORMAT, generation: 0, dims: spec.dims, metric: spec.metric, M, efConstruction, index: '', rows: '' };
     const c = new HnswCollection(spec, dir, opts, index, m, [], [], []);
     await c.snapshot(true);
