@@ -44,7 +44,7 @@ export async function freePort(): Promise<number> {
  * Starts redis-server on a free loopback port (or `port`) and resolves once it accepts connections.
  * Fails with an actionable message when the binary is missing: CI installs it, so a missing binary is an error.
  */
-export async function startRedisServer(opts: { port?: number; timeoutMs?: number } = {}): Promise<RedisServer> {
+export async function startRedisServer(opts: { port?: number; timeoutMs?: number; args?: string[] } = {}): Promise<RedisServer> {
   if (!hasRedisServer()) {
     throw new Error(
       `${BINARY} not found: install Redis (apt-get install redis-server, brew install redis) or set NEARLINE_SKIP_REDIS=1 to skip the Redis tests`,
@@ -54,18 +54,18 @@ export async function startRedisServer(opts: { port?: number; timeoutMs?: number
   for (let attempt = 0; ; attempt++) {
     const port = opts.port ?? (await freePort());
     try {
-      return await launch(port, opts.timeoutMs ?? 10_000);
+      return await launch(port, opts.timeoutMs ?? 10_000, opts.args ?? []);
     } catch (e) {
       if (opts.port !== undefined || attempt >= 3 || !String(e).includes('Address already in use')) throw e;
     }
   }
 }
 
-async function launch(port: number, timeoutMs: number): Promise<RedisServer> {
+async function launch(port: number, timeoutMs: number, extraArgs: string[]): Promise<RedisServer> {
   const dir = mkdtempSync(join(tmpdir(), 'nearline-redis-'));
   const child = spawn(
     BINARY,
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--daemonize', 'no', '--loglevel', 'notice'],
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--daemonize', 'no', '--loglevel', 'notice', ...extraArgs],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let output = '';
@@ -124,4 +124,49 @@ async function stop(child: ChildProcess): Promise<void> {
   const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
   await exited;
   clearTimeout(timer);
+}
+
+/** A throwaway Redis Cluster: masters only, slots split evenly, every node a child process of this test. */
+export interface RedisCluster {
+  readonly nodes: RedisServer[];
+  stop(): Promise<void>;
+}
+
+export async function startRedisCluster(size = 3): Promise<RedisCluster> {
+  const nodes: RedisServer[] = [];
+  const busPorts: number[] = [];
+  try {
+    for (let i = 0; i < size; i++) {
+      // An explicit bus port: the default (port + 10000) can fall outside the port range or be taken.
+      const busPort = await freePort();
+      busPorts.push(busPort);
+      nodes.push(await startRedisServer({ args: ['--cluster-enabled', 'yes', '--cluster-port', String(busPort), '--cluster-node-timeout', '2000'] }));
+    }
+    await formCluster(nodes, busPorts);
+    return { nodes, stop: async () => void (await Promise.all(nodes.map((n) => n.stop()))) };
+  } catch (e) {
+    await Promise.all(nodes.map((n) => n.stop()));
+    throw e;
+  }
+}
+
+async function formCluster(nodes: RedisServer[], busPorts: number[]): Promise<void> {
+  const { Redis } = await import('ioredis');
+  const clients = nodes.map((n) => new Redis(n.port, '127.0.0.1', { lazyConnect: true }));
+  try {
+    const per = Math.ceil(16384 / nodes.length);
+    for (let i = 0; i < nodes.length; i++) {
+      await clients[i].call('CLUSTER', 'ADDSLOTSRANGE', String(i * per), String(Math.min(16383, (i + 1) * per - 1)));
+      if (i > 0) await clients[0].call('CLUSTER', 'MEET', '127.0.0.1', String(nodes[i].port), String(busPorts[i]));
+    }
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      const infos = await Promise.all(clients.map((c) => c.call('CLUSTER', 'INFO') as Promise<string>));
+      if (infos.every((info) => info.includes('cluster_state:ok') && info.includes(`cluster_known_nodes:${nodes.length}`))) return;
+      if (Date.now() > deadline) throw new Error(`redis cluster did not converge:\n${infos.join('\n')}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  } finally {
+    for (const c of clients) c.disconnect();
+  }
 }
