@@ -369,7 +369,7 @@ export async function startQdrantTestServer(options: TestServerOptions = {}): Pr
   }
 
   /** The endpoints, keyed by documented operation. */
-  const routes: Record<string, (params: Record<string, string>, body: Json, q: URLSearchParams) => unknown> = {
+  const routes: Record<string, (params: Record<string, string>, body: Json) => unknown> = {
     'GET /': () => ({ title: 'qdrant - vector search engine', version: validator?.version.replace(/^v|\.x$/g, '') ?? '1.19.0' }),
 
     'GET /collections/{collection_name}/exists': ({ collection_name }) => ({ exists: collections.has(collection_name) }),
@@ -501,7 +501,6 @@ export async function startQdrantTestServer(options: TestServerOptions = {}): Pr
       if (ts.length !== ps.length) continue;
       const params: Record<string, string> = {};
       if (ts.every((s, i) => (s.startsWith('{') ? ((params[s.slice(1, -1)] = decodeURIComponent(ps[i])), true) : s === ps[i]))) {
-        if (t === '/collections/{collection_name}' && ps[1] === 'aliases') continue;
         return { operation: op, params };
       }
     }
@@ -571,7 +570,7 @@ export async function startQdrantTestServer(options: TestServerOptions = {}): Pr
       return fail(400, `not implemented by the test server: ${where}`);
     }
     try {
-      const result = route(params, (body ?? {}) as Json, url.searchParams);
+      const result = route(params, (body ?? {}) as Json);
       send(200, operation === 'GET /' ? result : { result, status: 'ok', time: 0.0001 });
     } catch (e) {
       if (e instanceof Unsupported) violations.push(`${where}: ${e.message}`);
