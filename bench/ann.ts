@@ -180,7 +180,8 @@ interface Engine {
 }
 
 async function nearlineEngine(base: Float32Array, queries: Float32Array, dir: string) {
-  const provider = createHnswProvider({ dir }, { name: 'bench', home: dir });
+  // threads: 1 keeps a single call on one core; concurrency comes from calls in flight, as in a server.
+  const provider = createHnswProvider({ dir, threads: 1 }, { name: 'bench', home: dir });
   await provider.open();
   const c = await provider.collection({ name: 'glove', dims: DIMS, metric: 'cosine', index: { M, efConstruction: EF_CONSTRUCTION }, metadataFields: [] });
   const qs = rowsOf(queries);

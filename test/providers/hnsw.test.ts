@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { CollectionSpec } from '../../src/providers/vector/types.ts';
 import { createHnswProvider } from '../../src/providers/vector/hnsw.ts';
-import { vectorProviderSuite } from './vector.suite.ts';
+import { mulberry32, vectorProviderSuite } from './vector.suite.ts';
 
 vectorProviderSuite('hnsw', async () => {
   const home = await mkdtemp(join(tmpdir(), 'nearline-hnsw-'));
@@ -134,4 +134,35 @@ describe('hnsw files', () => {
       await p.close();
     }
   }, 120_000);
+});
+
+describe('hnsw and the event loop', () => {
+  it('searches off the JS thread: timers keep firing while a large batch runs', async () => {
+    const home = await mkdtemp(join(tmpdir(), 'nearline-hnsw-'));
+    const p = createHnswProvider({ threads: 1 }, { name: 'local', home });
+    await p.open();
+    const dims = 64;
+    const c = await p.collection({ name: 'loop', dims, metric: 'l2', index: { M: 8, efConstruction: 40 }, metadataFields: [] });
+    const rand = mulberry32(3);
+    const rows = Array.from({ length: 3000 }, (_, i) => ({ id: `x${i}`, vector: Float32Array.from({ length: dims }, () => rand()) }));
+    await c.upsert(rows);
+    const queries = rows.slice(0, 2000).map((r) => ({ vector: r.vector, k: 10, ef: 400 }));
+    let ticks = 0;
+    let done = false;
+    const tick = (): void => {
+      ticks++;
+      if (!done) setImmediate(tick);
+    };
+    setImmediate(tick);
+    const started = performance.now();
+    const results = await c.search(queries);
+    const ms = performance.now() - started;
+    done = true;
+    expect(results.map((hits) => hits[0].id)).toEqual(queries.map((_, i) => `x${i}`));
+    // A search running on the JS thread would let the loop turn once or twice in all that time.
+    expect(ms).toBeGreaterThan(20);
+    expect(ticks).toBeGreaterThan(20);
+    await p.close();
+    await rm(home, { recursive: true, force: true });
+  });
 });
