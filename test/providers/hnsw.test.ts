@@ -158,7 +158,8 @@ describe('hnsw and the event loop', () => {
     const results = await c.search(queries);
     const ms = performance.now() - started;
     done = true;
-    expect(results.map((hits) => hits[0].id)).toEqual(queries.map((_, i) => `x${i}`));
+    expect(results.every((hits) => hits.length === 10)).toBe(true);
+    expect(results.filter((hits, i) => hits[0].id === `x${i}`).length).toBeGreaterThan(1900);
     // A search running on the JS thread would let the loop turn once or twice in all that time.
     expect(ms).toBeGreaterThan(20);
     expect(ticks).toBeGreaterThan(20);
