@@ -247,6 +247,8 @@ function checkFilter(filter: Json | null | undefined, point: Point): boolean {
 export interface TestServerOptions {
   /** Validate against the OpenAPI document when present. Default true. */
   validate?: boolean;
+  /** Require this `api-key` header, as a Qdrant configured with `service.api_key` does. Default: none. */
+  apiKey?: string;
 }
 
 export async function startQdrantTestServer(options: TestServerOptions = {}): Promise<QdrantTestServer> {
@@ -552,6 +554,10 @@ export async function startQdrantTestServer(options: TestServerOptions = {}): Pr
     } else {
       ({ operation, params } = documented(method, url.pathname));
       entry.operation = operation;
+    }
+
+    if (options.apiKey !== undefined && req.headers['api-key'] !== options.apiKey) {
+      return fail(401, 'Unauthorized: must provide a valid api-key');
     }
 
     const failure = failures.shift();

@@ -1,4 +1,4 @@
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { isNearlineError, type ErrorCode } from '../../src/errors.ts';
 import { compileFilter, validateFilter } from '../../src/filter.ts';
 import { toQdrantFilter } from '../../src/providers/vector/qdrant-filter.ts';
@@ -273,6 +273,27 @@ describe('qdrant provider specifics (test server)', () => {
     expect(server.requests).toHaveLength(1);
     expect(await c.count()).toBe(0);
     await q.close();
+  });
+
+  it('sends the api key to a Qdrant that requires one', async () => {
+    const secured = await startQdrantTestServer({ apiKey: 's3cret' });
+    // The client warns about an api key over plain http, which is what a loopback test uses.
+    const quiet = vi.spyOn(console, 'warn').mockImplementation(() => undefined);
+    try {
+      const good = provider({ apiKey: 's3cret' }, secured.url);
+      await good.open();
+      const s = specOf();
+      const c = await good.collection(s);
+      expect(await c.count()).toBe(0);
+      await good.dropCollection(s.name);
+      const bad = provider({ apiKey: 'wrong' }, secured.url);
+      const e = await expectCode(bad.open(), 'NL_PROVIDER_ERROR');
+      expect(String((e as Error).message)).toContain('401');
+      expect(secured.takeViolations()).toEqual([]);
+    } finally {
+      quiet.mockRestore();
+      await secured.close();
+    }
   });
 
   it('opens one connection in open() and reuses it; an unreachable Qdrant is a coded error', async () => {
