@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -29,6 +29,7 @@ export const demo: Command = {
     if (!Number.isInteger(docs) || docs < 10 || docs > 6046) throw nlError('NL_BAD_REQUEST', '--docs must be an integer from 10 to 6046');
     const given = (values.home as string | undefined) ?? process.env.NEARLINE_HOME;
     const home = given ? path.resolve(given) : mkdtempSync(path.join(tmpdir(), 'nearline-demo-'));
+    mkdirSync(home, { recursive: true });
     process.stdout.write(`nearline demo — home ${home}\n\n`);
 
     const mails = loadMails(docs);
@@ -41,7 +42,7 @@ export const demo: Command = {
       process.stdout.write('$ nearline apply demo.yaml\n');
       const { plan } = await store.apply(await loadDefinitions(defsFile));
       for (const item of plan) process.stdout.write(`  ${item.action.padEnd(9)} ${item.kind.padEnd(8)} ${item.name}\n`);
-      for (const ref of ['mail_subject@v1', 'mail_vec@v1']) {
+      for (const ref of ['mail_subject@v1', 'mail_label@v1', 'mail_vec@v1']) {
         process.stdout.write(`\n$ nearline materialize ${ref}\n`);
         const r = await store.materialize(ref);
         process.stdout.write(`  ${r.rows} rows ${r.status === 'unchanged' ? '(already materialized)' : `in ${r.seconds.toFixed(1)}s`}\n`);
@@ -123,9 +124,10 @@ function loadMails(limit: number): Mail[] {
       .replace(/&[a-z]+;/gi, ' ')
       .replace(/\s+/g, ' ')
       .trim();
-    const text = `${subject}. ${body}`.slice(0, 1000);
+    // Subject and the opening of the body carry most of a mail's topic, and keep embedding fast.
+    const text = `${subject}. ${body}`.slice(0, 300);
     if (text.length < 20) continue;
-    out.push({ id: `mail-${m.id}`, subject, text, label: m.group.startsWith('spam') ? 'spam' : 'ham', group: m.group });
+    out.push({ id: `${m.group}/${m.id}`, subject, text, label: m.group.startsWith('spam') ? 'spam' : 'ham', group: m.group });
     if (out.length >= limit) break;
   }
   return out;
