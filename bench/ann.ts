@@ -165,9 +165,10 @@ function rowsOf(m: Float32Array): Float32Array[] {
   return Array.from({ length: m.length / DIMS }, (_, i) => m.subarray(i * DIMS, (i + 1) * DIMS));
 }
 
-function rssAfterGc(): number {
+function memoryAfterGc(): { rss: number; heap: number } {
   (globalThis as { gc?: () => void }).gc?.();
-  return process.memoryUsage().rss;
+  const m = process.memoryUsage();
+  return { rss: m.rss, heap: m.heapUsed };
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -191,16 +192,23 @@ async function nearlineEngine(base: Float32Array, queries: Float32Array, dir: st
     for (let i = 0; i < qs.length; i += BATCH) out.push(qs.slice(i, i + BATCH).map((vector) => ({ vector, k: K, ef })));
     return out;
   };
-  const engine: Engine & { concurrent(ef: number): Promise<number>; rssPerVector: number } = {
+  const engine: Engine & { concurrent(ef: number): Promise<number>; rssPerVector: number; heapPerVector: number } = {
     name: 'nearline',
     rssPerVector: 0,
+    heapPerVector: 0,
     async build() {
-      const before = rssAfterGc();
-      const rows = rowsOf(base);
+      const before = memoryAfterGc();
+      const n = base.length / DIMS;
       const start = performance.now();
-      for (let i = 0; i < rows.length; i += 10_000) await c.upsert(rows.slice(i, i + 10_000).map((vector, j) => ({ id: `w${i + j}`, vector })));
+      for (let i = 0; i < n; i += 10_000) {
+        const batch = [];
+        for (let j = i; j < Math.min(n, i + 10_000); j++) batch.push({ id: `w${j}`, vector: base.subarray(j * DIMS, (j + 1) * DIMS) });
+        await c.upsert(batch);
+      }
       const seconds = (performance.now() - start) / 1000;
-      engine.rssPerVector = (rssAfterGc() - before) / rows.length;
+      const after = memoryAfterGc();
+      engine.rssPerVector = (after.rss - before.rss) / (base.length / DIMS);
+      engine.heapPerVector = (after.heap - before.heap) / (base.length / DIMS);
       return seconds;
     },
     async search(ef) {
@@ -232,13 +240,13 @@ function hnswlibNodeEngine(base: Float32Array, queries: Float32Array) {
     name: 'hnswlib-node',
     rssPerVector: 0,
     async build() {
-      const before = rssAfterGc();
+      const before = memoryAfterGc().rss;
       const rows = rowsOf(base);
       const start = performance.now();
       index.initIndex(rows.length, M, EF_CONSTRUCTION, 100);
       rows.forEach((v, i) => index.addPoint(Array.from(v), i));
       const seconds = (performance.now() - start) / 1000;
-      engine.rssPerVector = (rssAfterGc() - before) / rows.length;
+      engine.rssPerVector = (memoryAfterGc().rss - before) / rows.length;
       return seconds;
     },
     async search(ef) {
@@ -275,13 +283,16 @@ async function cppEngine(python: string, base: Float32Array, queries: Float32Arr
     if (cmd) child.stdin.write(`${cmd}\n`);
     const { value, done } = await lines.next();
     if (done) throw new Error('python3 hnswlib baseline exited');
-    return JSON.parse(value) as { seconds: number };
+    return JSON.parse(value) as { seconds: number; rss?: number };
   };
   await ask('');
-  const engine: Engine = {
+  const engine: Engine & { rssPerVector: number } = {
     name: 'C++ hnswlib',
+    rssPerVector: 0,
     async build() {
-      return (await ask('build')).seconds;
+      const { seconds, rss } = await ask('build');
+      engine.rssPerVector = (rss ?? 0) / (base.length / DIMS);
+      return seconds;
     },
     async search(ef) {
       const out = join(work, 'labels.i32');
@@ -369,7 +380,7 @@ async function main(): Promise<void> {
     table,
     '',
     `Build (one thread, seconds): ${Object.entries(builds).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')}`,
-    `Resident memory per vector (RSS growth over the build / n): nearline ${nearline.engine.rssPerVector.toFixed(0)} B, hnswlib-node ${node.rssPerVector.toFixed(0)} B; hnswlib's estimate d*4 + M*2*4 = ${ESTIMATE} B -> nearline at ${(nearline.engine.rssPerVector / ESTIMATE).toFixed(2)}x.`,
+    `Resident memory per vector (RSS growth over the build / n): nearline ${nearline.engine.rssPerVector.toFixed(0)} B (of which JS heap: ids, metadata ${nearline.engine.heapPerVector.toFixed(0)} B), hnswlib-node ${node.rssPerVector.toFixed(0)} B${cpp ? `, C++ hnswlib ${cpp.engine.rssPerVector.toFixed(0)} B` : ''}; hnswlib's estimate d*4 + M*2*4 = ${ESTIMATE} B -> nearline at ${(nearline.engine.rssPerVector / ESTIMATE).toFixed(2)}x${cpp ? `, ${(nearline.engine.rssPerVector / cpp.engine.rssPerVector).toFixed(2)}x C++ hnswlib's measured` : ''}.`,
     target
       ? `At the first ef with recall@10 >= 0.95 (ef=${target.ef}, recall ${target.recall.toFixed(4)}): nearline single-thread at ${target.ratioCpp.toFixed(2)}x C++ hnswlib, concurrent at ${target.scaling.toFixed(2)}x its single-thread figure.`
       : 'No ef reached recall@10 >= 0.95.',

@@ -2,7 +2,7 @@
 
 Reads float32 matrices written by the TS bench, then answers commands on stdin, one per line,
 so the TS side can interleave its runs with ours on a noisy machine:
-  build                -> {"seconds": s}
+  build                -> {"seconds": s, "rss": resident bytes the index added}
   search EF OUT_PATH   -> writes int32 labels [queries x k] to OUT_PATH, {"seconds": s}
 """
 import json
@@ -11,6 +11,11 @@ import time
 
 import hnswlib
 import numpy as np
+
+
+def rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
 
 
 def main() -> None:
@@ -25,12 +30,14 @@ def main() -> None:
         if not cmd:
             continue
         if cmd[0] == "build":
+            before = rss()
             index = hnswlib.Index(space="cosine", dim=dims)
             start = time.perf_counter()
             index.init_index(max_elements=len(base), M=m, ef_construction=ef_construction, random_seed=100)
             # One thread, like the Node builds it is compared with.
             index.add_items(base, np.arange(len(base)), num_threads=1)
-            print(json.dumps({"seconds": time.perf_counter() - start}), flush=True)
+            seconds = time.perf_counter() - start
+            print(json.dumps({"seconds": seconds, "rss": rss() - before}), flush=True)
         elif cmd[0] == "search":
             index.set_ef(int(cmd[1]))
             start = time.perf_counter()
