@@ -1,0 +1,19 @@
+// nearline's public API: the store, the registry, definitions, provider interfaces and factories.
+export { FeatureStore, LIMITS, collectionSpec } from './store/feature-store.ts';
+export type { FeatureStoreOptions, NearestRequest, NearestResult, Query } from './store/feature-store.ts';
+export { Registry } from './registry/registry.ts';
+export type { FeatureRecord, ModelRecord, PlanItem, PlanAction, AliasRecord, MaterializationState } from './registry/registry.ts';
+export { loadDefinitions, validateDefinitions } from './config.ts';
+export type { Definitions, FeatureDef, ModelDef, SourceDef, ProviderDef, EntityDef, AliasDef } from './config.ts';
+export { NearlineError, ERRORS, isNearlineError } from './errors.ts';
+export type { ErrorCode } from './errors.ts';
+export { validateFilter, compileFilter } from './filter.ts';
+export type { Filter, FilterOp, FeatureRef, Hit, Metadata, Metric, OnlineValue, Scalar, Vector } from './types.ts';
+export { createEmbeddingModel, createOnlineStore, createSource, createVectorProvider } from './providers/index.ts';
+export type { ProviderContext } from './providers/index.ts';
+export type { VectorProvider, VectorCollection, CollectionSpec, SearchQuery, VectorRecord } from './providers/vector/types.ts';
+export type { OnlineStore } from './providers/online/types.ts';
+export type { EmbeddingModel, ModelSpec } from './providers/embedding/types.ts';
+export type { Source, SourceRow, SourceSpec } from './providers/sources/types.ts';
+export type { MaterializeOptions, MaterializeResult } from './materialize/job.ts';
+export { build } from './server/app.ts';
