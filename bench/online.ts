@@ -40,6 +40,8 @@ interface Contender {
   name: string;
   read: Read;
   latencies: number[];
+  /** Median latency of each round's one-in-flight phase, ms. */
+  roundP50: number[];
   /** Wall time of each round's one-in-flight phase, ms. */
   serialMs: number[];
   /** Wall time of each round's concurrent phase, ms. */
@@ -75,9 +77,9 @@ async function main(): Promise<void> {
     await sanityCheck(redisStore, sqliteStore, rawRead, ids);
 
     const contenders: Contender[] = [
-      { name: 'raw ioredis pipeline', read: rawRead, latencies: [], serialMs: [], concurrentMs: [] },
-      { name: 'nearline redis', read: (b) => redisStore.get(b, FEATURES), latencies: [], serialMs: [], concurrentMs: [] },
-      { name: 'nearline sqlite', read: (b) => sqliteStore.get(b, FEATURES), latencies: [], serialMs: [], concurrentMs: [] },
+      { name: 'raw ioredis pipeline', read: rawRead, latencies: [], roundP50: [], serialMs: [], concurrentMs: [] },
+      { name: 'nearline redis', read: (b) => redisStore.get(b, FEATURES), latencies: [], roundP50: [], serialMs: [], concurrentMs: [] },
+      { name: 'nearline sqlite', read: (b) => sqliteStore.get(b, FEATURES), latencies: [], roundP50: [], serialMs: [], concurrentMs: [] },
     ];
     const batches = Array.from({ length: CALLS }, () => sample(ids, BATCH));
     for (const c of contenders) for (const b of batches.slice(0, 50)) await c.read(b); // warm-up
@@ -87,12 +89,15 @@ async function main(): Promise<void> {
       const order = contenders.map((_, i) => contenders[(i + round) % contenders.length]);
       for (const c of order) {
         const start = performance.now();
+        const round: number[] = [];
         for (const b of batches) {
           const s = performance.now();
           await c.read(b);
-          c.latencies.push(performance.now() - s);
+          round.push(performance.now() - s);
         }
         c.serialMs.push(performance.now() - start);
+        c.latencies.push(...round);
+        c.roundP50.push(median(round));
       }
       for (const c of order) c.concurrentMs.push(await concurrent(c.read, batches, CONCURRENCY));
       process.stdout.write(`round ${round + 1}/${ROUNDS}\r`);
@@ -181,6 +186,7 @@ function render(contenders: Contender[], info: { redisLoad: number; sqliteLoad: 
     return [
       c.name,
       `${(quantile(sorted, 0.5) * 1000).toFixed(0)} µs`,
+      `${ratio(raw.roundP50, c.roundP50).toFixed(2)}x`,
       `${(quantile(sorted, 0.99) * 1000).toFixed(0)} µs`,
       `${Math.round((CALLS * 1000) / median(c.serialMs))}`,
       `${ratio(raw.serialMs, c.serialMs).toFixed(2)}x`,
@@ -188,20 +194,23 @@ function render(contenders: Contender[], info: { redisLoad: number; sqliteLoad: 
       `${ratio(raw.concurrentMs, c.concurrentMs).toFixed(2)}x`,
     ];
   });
-  const header = ['reader', 'p50', 'p99', 'reads/s (1 in flight)', 'vs raw (1 in flight)', `reads/s (${CONCURRENCY} in flight)`, `vs raw (${CONCURRENCY} in flight)`];
+  const header = ['reader', 'p50', 'p50 vs raw', 'p99', 'reads/s (1 in flight)', 'vs raw (1 in flight)', `reads/s (${CONCURRENCY} in flight)`, `vs raw (${CONCURRENCY} in flight)`];
   const table = [header, header.map(() => '---'), ...rows].map((r) => `| ${r.join(' | ')} |`).join('\n');
   const redisRatio = ratio(raw.serialMs, contenders[1].serialMs);
+  const redisP50Ratio = ratio(raw.roundP50, contenders[1].roundP50);
   return `# Online store reads
 
 One read = ${BATCH} random ids x ${FEATURES.length} features (a float, a string, a ${DIMS}-d float32 vector) from
 ${N_IDS.toLocaleString('en-US')} loaded ids, decoded to JS values (the raw baseline returns undecoded Buffers).
 ${ROUNDS} interleaved rounds x ${CALLS} reads per contender and phase. p50/p99 pool the one-in-flight latencies of
-all rounds; reads/s use the median round; "vs raw" is the median over rounds of raw ioredis time / contender time
-within the same round (higher is better, 1.00x = parity).
+all rounds; reads/s use the median round; "vs raw" is the median over rounds of raw ioredis / contender within
+the same round, of total time (reads/s columns) or of median latency (p50 column): higher is better, 1.00x = parity.
+On a busy machine the p50 ratio is the steadier one: stalls from other processes land in the totals.
 
 ${table}
 
-Target: nearline redis >= 0.8x raw pipelined ioredis (1 in flight): **${redisRatio.toFixed(2)}x, ${redisRatio >= 0.8 ? 'met' : 'NOT met'}**.
+Target: nearline redis >= 0.8x raw pipelined ioredis: **${redisRatio.toFixed(2)}x reads/s (1 in flight), ${redisP50Ratio.toFixed(2)}x p50,
+${Math.min(redisRatio, redisP50Ratio) >= 0.8 ? 'met' : 'NOT met'}**.
 
 Load of ${N_IDS.toLocaleString('en-US')} ids x ${FEATURES.length} features in puts of 10k rows: redis ${(info.redisLoad / 1000).toFixed(1)} s,
 sqlite ${(info.sqliteLoad / 1000).toFixed(1)} s (file in a temp dir, WAL).
