@@ -129,7 +129,7 @@ export function createRedisOnlineStore(options: RedisOnlineOptions, ctx: Provide
       if (sets.size === 0 && deletes.size === 0) return;
       const key = keyOf(feature);
       await run(async (c) => {
-        // MULTI: a put lands whole or not at all, even when a command fails on the server.
+        // MULTI: readers never see half a put, and a connection lost before EXEC discards the queued writes.
         const tx = c.multi();
         if (deletes.size > 0) tx.hdel(key, ...deletes);
         let args: Array<string | Buffer> = [];
