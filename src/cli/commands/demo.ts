@@ -18,14 +18,14 @@ const QUERIES: Array<{ text: string; filter?: Filter }> = [
 
 export const demo: Command = {
   summary: 'the main job end to end on embedded defaults, offline: mail corpus -> USE embeddings -> HNSW -> queries',
-  usage: `usage: nearline demo [--docs 3000] [--home DIR]
+  usage: `usage: nearline demo [--docs 2000] [--home DIR]
   Registers the Universal Sentence Encoder (packaged, offline), a text feature over the SpamAssassin
   public mail corpus with spam/ham as a filterable column, materializes it into the in-process HNSW
   index and SQLite, and prints the nearest mails for a few queries, with and without a filter.
   Without --home (or NEARLINE_HOME) it works in a new temporary folder.`,
   options: { docs: { type: 'string' } },
   async run({ values }) {
-    const docs = values.docs === undefined ? 3000 : Number(values.docs);
+    const docs = values.docs === undefined ? 2000 : Number(values.docs);
     if (!Number.isInteger(docs) || docs < 10 || docs > 6046) throw nlError('NL_BAD_REQUEST', '--docs must be an integer from 10 to 6046');
     const given = (values.home as string | undefined) ?? process.env.NEARLINE_HOME;
     const home = given ? path.resolve(given) : mkdtempSync(path.join(tmpdir(), 'nearline-demo-'));
@@ -125,7 +125,7 @@ function loadMails(limit: number): Mail[] {
       .replace(/\s+/g, ' ')
       .trim();
     // Subject and the opening of the body carry most of a mail's topic, and keep embedding fast.
-    const text = `${subject}. ${body}`.slice(0, 300);
+    const text = `${subject}. ${body}`.slice(0, 240);
     if (text.length < 20) continue;
     out.push({ id: `${m.group}/${m.id}`, subject, text, label: m.group.startsWith('spam') ? 'spam' : 'ham', group: m.group });
     if (out.length >= limit) break;
