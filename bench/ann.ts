@@ -115,14 +115,19 @@ function normalized(m: Float32Array): Float32Array {
   return out;
 }
 
-/** Step 3: exact cosine top-K by brute force, cached per (n, queries). */
-async function groundTruth(base: Float32Array, queries: Float32Array, n: number): Promise<Int32Array> {
+/** Step 3: exact cosine top-K by brute force (numpy when the C++ baseline's python is there), cached per (n, queries). */
+async function groundTruth(base: Float32Array, queries: Float32Array, n: number, viaPython?: (path: string) => Promise<void>): Promise<Int32Array> {
   const path = join(DATA, `truth-${n}-${QUERIES}.i32`);
-  if (existsSync(path)) {
-    const buf = await readFile(path);
-    return new Int32Array(buf.buffer, buf.byteOffset, buf.byteLength / 4);
+  if (!existsSync(path)) {
+    log(`exact ground truth: ${QUERIES} x ${n} (cached afterwards in ${path})`);
+    if (viaPython) await viaPython(path);
+    else await writeFile(path, bruteForce(base, queries, n));
   }
-  log(`exact ground truth: ${QUERIES} x ${n} (cached afterwards in ${path})`);
+  const buf = await readFile(path);
+  return new Int32Array(buf.buffer, buf.byteOffset, buf.byteLength / 4);
+}
+
+function bruteForce(base: Float32Array, queries: Float32Array, n: number): Int32Array {
   const b = normalized(base);
   const q = normalized(queries);
   const truth = new Int32Array(QUERIES * K);
@@ -148,7 +153,6 @@ async function groundTruth(base: Float32Array, queries: Float32Array, n: number)
     }
     truth.set(bestI, qi * K);
   }
-  await writeFile(path, truth);
   return truth;
 }
 
@@ -302,7 +306,8 @@ async function cppEngine(python: string, base: Float32Array, queries: Float32Arr
       return { seconds, labels: Array.from({ length: QUERIES }, (_, i) => flat.subarray(i * K, (i + 1) * K)) };
     },
   };
-  return { engine, close: () => child.stdin.end('quit\n') };
+  const truth = async (path: string) => void (await ask(`truth ${path}`));
+  return { engine, truth, close: () => child.stdin.end('quit\n') };
 }
 
 /** What hnswlib's README gives per element: vector plus level-0 links, d*4 + M*2*4 bytes. */
@@ -311,10 +316,11 @@ const ESTIMATE = DIMS * 4 + M * 2 * 4;
 async function main(): Promise<void> {
   const all = await loadVectors();
   const { base, queries, n } = split(all);
-  const truth = await groundTruth(base, queries, n);
   const work = await mkdtemp(join(tmpdir(), 'nearline-ann-'));
   const python = findPython();
   if (!python) log('C++ baseline skipped: apt-get install -y python3-hnswlib python3-numpy');
+  const cpp = python ? await cppEngine(python, base, queries, work) : null;
+  const truth = await groundTruth(base, queries, n, cpp?.truth);
 
   log(`building nearline over ${n} vectors`);
   const nearline = await nearlineEngine(base, queries, join(work, 'nearline'));
@@ -322,7 +328,6 @@ async function main(): Promise<void> {
   log(`building hnswlib-node`);
   const node = hnswlibNodeEngine(base, queries);
   builds['hnswlib-node'] = await node.build();
-  const cpp = python ? await cppEngine(python, base, queries, work) : null;
   if (cpp) {
     log(`building C++ hnswlib`);
     builds['C++ hnswlib'] = await cpp.engine.build();

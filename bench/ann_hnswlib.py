@@ -4,6 +4,7 @@ Reads float32 matrices written by the TS bench, then answers commands on stdin, 
 so the TS side can interleave its runs with ours on a noisy machine:
   build                -> {"seconds": s, "rss": resident bytes the index added}
   search EF OUT_PATH   -> writes int32 labels [queries x k] to OUT_PATH, {"seconds": s}
+  truth OUT_PATH       -> exact cosine top-k by brute force (BLAS), int32 labels to OUT_PATH
 """
 import json
 import sys
@@ -45,6 +46,18 @@ def main() -> None:
             seconds = time.perf_counter() - start
             labels.astype(np.int32).tofile(cmd[2])
             print(json.dumps({"seconds": seconds}), flush=True)
+        elif cmd[0] == "truth":
+            start = time.perf_counter()
+            b = base / np.maximum(np.linalg.norm(base, axis=1, keepdims=True), 1e-30)
+            q = queries / np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-30)
+            out = np.empty((len(q), k), dtype=np.int32)
+            for i in range(0, len(q), 100):
+                sims = q[i : i + 100] @ b.T
+                top = np.argpartition(-sims, k, axis=1)[:, :k]
+                order = np.argsort(-np.take_along_axis(sims, top, axis=1), axis=1)
+                out[i : i + 100] = np.take_along_axis(top, order, axis=1)
+            out.tofile(cmd[1])
+            print(json.dumps({"seconds": time.perf_counter() - start}), flush=True)
         elif cmd[0] == "quit":
             return
 
