@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Definitions } from '../config.ts';
-import { nlError } from '../errors.ts';
+import { NearlineError, nlError } from '../errors.ts';
 import { validateFilter } from '../filter.ts';
 import { materialize, type MaterializeOptions, type MaterializeResult } from '../materialize/job.ts';
 import { modelFingerprint, probeModel } from '../providers/embedding/fingerprint.ts';
@@ -9,7 +9,7 @@ import type { EmbeddingModel, ModelSpec } from '../providers/embedding/types.ts'
 import { createEmbeddingModel, createOnlineStore, createSource, createVectorProvider } from '../providers/index.ts';
 import type { OnlineStore } from '../providers/online/types.ts';
 import type { CollectionSpec, VectorCollection, VectorProvider } from '../providers/vector/types.ts';
-import { Registry, type FeatureRecord, type ModelProbe, type ModelRecord, type PlanItem } from '../registry/registry.ts';
+import { Registry, type AliasRecord, type FeatureRecord, type ModelProbe, type ModelRecord, type PlanItem } from '../registry/registry.ts';
 import type { Filter, Hit, OnlineValue, Vector } from '../types.ts';
 import { toVector } from '../vector.ts';
 import { mmr } from './mmr.ts';
@@ -94,8 +94,67 @@ export class FeatureStore {
     const plan = this.registry.plan(defs, probes);
     const refused = plan.some((p) => p.action === 'refused');
     if (refused || opts.dryRun) return { plan, applied: false };
+    const moved = defs.aliases
+      .filter((a) => plan.some((p) => p.kind === 'alias' && p.name === `${a.feature}@${a.name}` && p.action !== 'unchanged'))
+      .map((a) => ({ ...a, previous: this.registry.getAlias(a.feature, a.name)?.variant }));
     this.registry.commit(defs, plan, probes);
+    for (const a of moved) await this.mirrorAlias(a.feature, a.name, a.previous);
     return { plan, applied: true };
+  }
+
+  // ---- aliases ----
+
+  /**
+   * Moves alias `name` of `feature` to `variant` in the registry (atomic for nearline's readers), then
+   * the vector provider's own alias, so readers of the backend itself follow the same cutover.
+   * Setting an alias to the variant it already names retries a provider move that failed before.
+   */
+  async setAlias(feature: string, name: string, variant: string): Promise<{ alias: AliasRecord; previous?: string }> {
+    const previous = this.registry.getAlias(feature, name)?.variant;
+    const alias = this.registry.setAlias(feature, name, variant);
+    await this.mirrorAlias(feature, name, previous);
+    return { alias, ...(previous !== undefined ? { previous } : {}) };
+  }
+
+  /** The name a nearline alias has inside a vector provider, beside the `feature__variant` collections. */
+  static providerAliasName(feature: string, name: string): string {
+    return `${feature}__${name}`;
+  }
+
+  /**
+   * Makes the provider alias follow what nearline serves under `feature@name`: it names the variant's
+   * collection once that variant is materialized. While the alias names an unmaterialized variant the
+   * provider alias is removed, as nearline refuses to serve it and a backend reader must not see it half-written.
+   */
+  private async mirrorAlias(feature: string, name: string, previous?: string): Promise<void> {
+    const current = this.registry.getAlias(feature, name);
+    const live = (variant: string | undefined) => {
+      const f = variant === undefined ? undefined : this.registry.getFeature(feature, variant);
+      return f?.kind === 'embedding' && f.status === 'materialized' ? f : undefined;
+    };
+    const target = live(current?.variant);
+    // Only a variant that was servable can have a provider alias naming it, so nothing else is touched.
+    const before = live(previous);
+    const aliasName = FeatureStore.providerAliasName(feature, name);
+    const move = async (providerName: string, fn: (p: VectorProvider) => Promise<void>) => {
+      try {
+        const provider = await this.vectorProvider(providerName);
+        if (provider.supportsAliases) await fn(provider);
+      } catch (e) {
+        const why = e instanceof Error ? e.message : String(e);
+        const retry = current ? `; run \`nearline alias set ${feature} ${name} ${current.variant}\` to retry` : '';
+        throw new NearlineError('NL_PROVIDER_ERROR', [providerName, `${feature}@${name} moved in the registry, but its alias ${aliasName} did not follow (${why})${retry}`], { cause: e });
+      }
+    };
+    if (before && before.provider !== target?.provider) await move(before.provider, (p) => p.deleteAlias!(aliasName));
+    if (target) await move(target.provider, (p) => p.setAlias!(aliasName, collectionSpec(target).name));
+  }
+
+  /** After a variant is published, the aliases already naming it reach the provider too. */
+  private async mirrorAliasesOf(feature: FeatureRecord): Promise<void> {
+    for (const a of this.registry.listAliases(feature.name)) {
+      if (a.variant === feature.variant) await this.mirrorAlias(feature.name, a.name);
+    }
   }
 
   // ---- providers ----
@@ -142,7 +201,7 @@ export class FeatureStore {
 
   async materialize(ref: string, opts: MaterializeOptions = {}): Promise<MaterializeResult> {
     const feature = this.registry.resolveFeature(ref);
-    return materialize(
+    const result = await materialize(
       {
         registry: this.registry,
         collection: (f) => this.collection(f),
@@ -158,6 +217,8 @@ export class FeatureStore {
       feature,
       opts,
     );
+    if (feature.kind === 'embedding') await this.mirrorAliasesOf(feature);
+    return result;
   }
 
   private async dropData(feature: FeatureRecord): Promise<void> {

@@ -11,9 +11,8 @@ export const alias: Command = {
       process.stderr.write(`${this.usage}\n`);
       return 2;
     }
-    return withStore(home, async ({ registry }) => {
-      const previous = registry.getAlias(feature, name)?.variant;
-      registry.setAlias(feature, name, variant);
+    return withStore(home, async (store) => {
+      const { previous } = await store.setAlias(feature, name, variant);
       process.stdout.write(`${feature}@${name} -> ${variant}${previous && previous !== variant ? ` (was ${previous})` : ''}\n`);
       return 0;
     });

@@ -57,6 +57,7 @@ export interface QdrantDeps {
 
 /** The qdrant provider adds alias cutover to the vector provider interface. */
 export interface QdrantVectorProvider extends VectorProvider {
+  readonly supportsAliases: true;
   /** Points `alias` at `collection` in one atomic request (delete + create), so readers never see a gap. */
   setAlias(alias: string, collection: string): Promise<void>;
   deleteAlias(alias: string): Promise<void>;
@@ -355,6 +356,7 @@ export function createQdrantProvider(options: QdrantVectorOptions, ctx: Provider
     supportsFilter: true,
     supportsDelete: true,
     supportsExamples: true,
+    supportsAliases: true,
 
     async open() {
       if (client) return;

@@ -76,4 +76,13 @@ export interface VectorProvider {
   dropCollection(name: string): Promise<void>;
   /** Recommend query; only when `supportsExamples`. */
   searchExamples?(collection: string, queries: ExampleQuery[]): Promise<Hit[][]>;
+  /**
+   * The backend has its own collection aliases, which the store moves with nearline's aliases so that
+   * readers of the backend itself see a cutover at the same moment. Absent means false.
+   */
+  readonly supportsAliases?: boolean;
+  /** Points backend alias `alias` at `collection` in one atomic step; only when `supportsAliases`. */
+  setAlias?(alias: string, collection: string): Promise<void>;
+  /** Removes backend alias `alias`; missing is not an error. Only when `supportsAliases`. */
+  deleteAlias?(alias: string): Promise<void>;
 }
