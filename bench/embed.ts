@@ -5,8 +5,8 @@
  *
  *   npm run bench:embed -- [--threads 1] [--rounds 3] [--batches 1,8,32,128] [--out bench/results/embed.md]
  *
- * Contenders run interleaved, in a rotating order, round after round; each cell reports the median over
- * rounds, and ratios are medians of per-round ratios, so drift on a shared machine hits both sides alike.
+ * Contenders run interleaved batch by batch, in a rotating order; each cell reports the median over rounds,
+ * and ratios are medians of paired per-batch time ratios, so noise on a shared machine hits every side alike.
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -172,12 +172,24 @@ const median = (xs: number[]) => {
 const percentile = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))];
 
 /** Texts per timed pass: enough for a stable number, few enough that long text at batch 128 stays bearable. */
-const PASS = { short: 256, long: 16, mixed: 64 } as const;
+const PASS = { short: 128, long: 16, mixed: 64 } as const;
 
-async function throughput(c: Contender, texts: string[], batch: number): Promise<number> {
-  const started = performance.now();
-  for (let i = 0; i < texts.length; i += batch) await c.embed(texts.slice(i, i + batch));
-  return texts.length / ((performance.now() - started) / 1000);
+/**
+ * One round over `texts` in batches: every batch goes to every contender back to back, in a rotating order,
+ * so a noisy second on a shared machine slows all sides alike. Returns seconds per batch per contender.
+ */
+async function round(contenders: Contender[], texts: string[], batch: number, r: number): Promise<number[][]> {
+  const seconds = contenders.map(() => [] as number[]);
+  for (let i = 0, step = 0; i < texts.length; i += batch, step++) {
+    const slice = texts.slice(i, i + batch);
+    for (let k = 0; k < contenders.length; k++) {
+      const j = (k + r + step) % contenders.length;
+      const started = performance.now();
+      await contenders[j].embed(slice);
+      seconds[j].push((performance.now() - started) / 1000);
+    }
+  }
+  return seconds;
 }
 
 interface Cell {
@@ -185,6 +197,8 @@ interface Cell {
   batch: number;
   /** Contender name -> sentences/s per round. */
   rates: Map<string, number[]>;
+  /** Contender name -> seconds per batch, rounds concatenated; index i is the same batch for everyone. */
+  times: Map<string, number[]>;
 }
 
 async function main(): Promise<void> {
@@ -206,14 +220,14 @@ async function main(): Promise<void> {
       const count = Math.ceil(Math.max(batch, PASS[kind]) / batch) * batch;
       // One seed per kind: every batch size sees the same texts (a prefix of them), so rows compare.
       const texts = makeTexts(kind, count, { short: 1, long: 2, mixed: 3 }[kind]);
-      const cell: Cell = { kind, batch, rates: new Map(contenders.map((c) => [c.name, []])) };
+      const cell: Cell = { kind, batch, rates: new Map(contenders.map((c) => [c.name, []])), times: new Map(contenders.map((c) => [c.name, []])) };
       for (const c of contenders) await c.embed(texts.slice(0, batch));
       for (let r = 0; r < ROUNDS; r++) {
-        // Rotate who goes first, so no contender always runs right after the slowest one.
-        for (let k = 0; k < contenders.length; k++) {
-          const c = contenders[(k + r) % contenders.length];
-          cell.rates.get(c.name)!.push(await throughput(c, texts, batch));
-        }
+        const seconds = await round(contenders, texts, batch, r);
+        contenders.forEach((c, j) => {
+          cell.rates.get(c.name)!.push(texts.length / seconds[j].reduce((a, b) => a + b, 0));
+          cell.times.get(c.name)!.push(...seconds[j]);
+        });
       }
       cells.push(cell);
       const line = contenders.map((c) => `${c.name} ${median(cell.rates.get(c.name)!).toFixed(1)}`).join(' | ');
@@ -234,7 +248,8 @@ async function main(): Promise<void> {
   }
   for (const c of contenders) await c.close();
 
-  const ratio = (cell: Cell, a: string, b: string) => median(cell.rates.get(a)!.map((x, i) => x / cell.rates.get(b)![i]));
+  // Throughput ratio a/b as the median over batches of b's time / a's time on the very same batch.
+  const ratio = (cell: Cell, a: string, b: string) => median(cell.times.get(b)!.map((t, i) => t / cell.times.get(a)![i]));
   const rows = cells.map((cell) => {
     const rate = (n: string) => median(cell.rates.get(n)!).toFixed(1);
     return `| ${cell.kind} | ${cell.batch} | ${rate(ours)} | ${rate(raw)} | ${rate(tjs)} | ${rate(contenders[3].name)} | ${ratio(cell, ours, raw).toFixed(2)}x | ${ratio(cell, ours, tjs).toFixed(2)}x |`;
@@ -256,7 +271,8 @@ async function main(): Promise<void> {
     `Machine: ${cpu}, ${cpus().length} cores, Node ${process.version}, onnxruntime-node ${ort.env.versions.common}; ` +
       `intra-op threads ${THREADS}; ${ROUNDS} interleaved rounds per cell (median); ${new Date().toISOString().slice(0, 16)}Z.`,
     '',
-    'Sentences per second (higher is better). Ratios are medians of per-round ratios.',
+    'Sentences per second (higher is better): median over rounds. Ratios: median over every timed batch of the ' +
+      "other side's time / ours on that same batch (paired, so machine noise cancels).",
     '',
     `| texts | batch | ${ours} | ${raw} | ${tjs} | ${contenders[3].name} | ours / raw | ours / transformers.js |`,
     '|---|---:|---:|---:|---:|---:|---:|---:|',
