@@ -185,6 +185,29 @@ describe('POST /v1/nearest', () => {
   });
 });
 
+describe('concurrent /v1/nearest calls', () => {
+  it('are answered as one store batch, each with its own result, and a bad one fails alone', async () => {
+    const spy = vi.spyOn(store, 'nearestMany');
+    try {
+      const queries = Array.from({ length: 12 }, (_, i) => ({ id: `i${i * 3}` }));
+      const payloads: object[] = queries.map((query) => ({ feature: 'item_vec', k: 4, query }));
+      payloads.splice(5, 0, { feature: 'item_vec', k: 4, query: { id: 'missing' } });
+      payloads.splice(9, 0, { feature: 'item_vec', k: 4, query: { vector: [1, 2] } });
+      const results = await Promise.all(payloads.map((p) => nearest(p)));
+      expectError(results[5], 404, 'NL_ID_NOT_FOUND');
+      expectError(results[9], 400, 'NL_DIMENSION_MISMATCH');
+      const good = results.filter((_, i) => i !== 5 && i !== 9);
+      good.forEach((r, i) => {
+        expect(r.status).toBe(200);
+        expect(ids(r.body.hits)).toEqual(exactCosine(items, byId(queries[i].id).vec, 4, [queries[i].id]));
+      });
+      expect(Math.max(...spy.mock.calls.map((c) => c[1].length))).toBeGreaterThan(1);
+    } finally {
+      spy.mockRestore();
+    }
+  });
+});
+
 describe('POST /v1/nearest/batch', () => {
   it('answers each query in order, as the single endpoint does', async () => {
     const queries = [{ id: 'i1' }, { vector: byId('i20').vec }, { positive: ['i2', 'i3'] }, { id: 'i40' }];

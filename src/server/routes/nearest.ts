@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { NearestRequest, Query } from '../../store/feature-store.ts';
+import { Coalescer } from '../coalesce.ts';
 import type { ServerContext } from '../context.ts';
 import { hitsJson } from '../json.ts';
 import { nearestBatchSchema, nearestSchema } from '../schemas/nearest.ts';
@@ -40,14 +41,16 @@ export function isHeavy(req: { k: number; ef?: number; filter?: unknown; diversi
 
 export async function nearestRoutes(app: FastifyInstance, ctx: ServerContext): Promise<void> {
   const { store, auth, lanes } = ctx;
+  const coalescer = new Coalescer(store);
 
   const features = (feature: string, include: Include) => [feature, ...(include?.features ?? [])];
 
   app.post('/nearest', { schema: nearestSchema, config: { scope: 'serve' } }, async (request) => {
     const body = request.body as NearestBody;
     auth.requireFeatures(request.apiKey, features(body.feature, body.include));
-    const lane = isHeavy({ ...body, queries: [body.query] }) ? lanes.heavy : lanes.cheap;
-    const res = await lane.run(() => store.nearest(body));
+    const res = isHeavy({ ...body, queries: [body.query] })
+      ? await lanes.heavy.run(() => store.nearest(body))
+      : await lanes.cheap.run(() => coalescer.nearest(body));
     request.servedFeature = `${res.feature}@${res.variant}`;
     return { feature: res.feature, variant: res.variant, hits: hitsJson(res.hits), took_ms: res.took_ms };
   });
