@@ -122,6 +122,13 @@ describe('provider aliases follow nearline aliases', () => {
     expect(await qdrantAliases()).toEqual({ item_vec__prod: 'item_vec__v2' });
   });
 
+  it('apply refuses a new variant named like an alias, which would resolve to, and write into, the aliased variant', async () => {
+    const { plan, applied } = await store.apply(await defs('v2', ['v1', 'v2', 'v3', 'prod']));
+    expect(applied).toBe(false);
+    expect(plan.find((p) => p.name === 'item_vec@prod')).toMatchObject({ action: 'refused', code: 'NL_CONFLICT' });
+    expect(store.registry.getFeature('item_vec', 'prod')).toBeUndefined();
+  });
+
   it('an alias moved to a variant on a provider without aliases is removed from Qdrant', async () => {
     await store.apply(await defs('v2', ['v1', 'v2', 'v3', 'v9']));
     await store.materialize('item_vec@v9', { progress: false });

@@ -271,7 +271,10 @@ export class Registry {
         }
       }
       const old = this.getFeature(f.name, f.variant);
-      if (!old) push('feature', ref, 'create');
+      // `name@x` resolves to alias x first, and a provider may hold an alias `name__x` beside the collections,
+      // where a collection of that name would be the aliased variant's.
+      if (!old && this.getAlias(f.name, f.variant)) push('feature', ref, 'refused', `${ref} is an alias; name the variant differently`, 'NL_CONFLICT');
+      else if (!old) push('feature', ref, 'create');
       else if (canonical(featureSpec(old)) === canonical(f)) push('feature', ref, 'unchanged');
       else if (old.status !== 'registered') push('feature', ref, 'refused', `it is ${old.status}; define a new variant instead`, 'NL_VARIANT_IMMUTABLE');
       else push('feature', ref, 'update');
