@@ -1,6 +1,7 @@
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import { nlError } from '../errors.ts';
 import type { FeatureStore } from '../store/feature-store.ts';
 import { Auth, type AuthOptions } from './auth.ts';
 import type { ServerContext } from './context.ts';
@@ -37,7 +38,8 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: true, allErrors: false } },
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
-    return503OnClosing: true,
+    // Requests that arrive while closing get NL_OVERLOADED from the hook below, in the one error format.
+    return503OnClosing: false,
     frameworkErrors: frameworkErrors(metrics),
   });
   const ctx: ServerContext = {
@@ -59,6 +61,11 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
       { method: request.method, route: request.routeOptions.url ?? 'unmatched', feature: request.servedFeature ?? '', status: String(reply.statusCode) },
       reply.elapsedTime / 1000,
     );
+  });
+  let closing = false;
+  app.addHook('preClose', async () => void (closing = true));
+  app.addHook('onRequest', async () => {
+    if (closing) throw nlError('NL_OVERLOADED', 'the server is shutting down; retry on another instance');
   });
   app.addHook('onClose', async () => metrics.close());
 
