@@ -96,6 +96,21 @@ describe('hnsw files', () => {
     await again.close();
   });
 
+  it('a damaged index file is a coded provider error, not a crash', async () => {
+    const p = createHnswProvider({}, { name: 'local', home });
+    await p.open();
+    const c = await p.collection(spec('damaged'));
+    await c.upsert([row('a', 1), row('b', 2)]);
+    await p.close();
+    const dir = join(home, 'indexes', 'damaged');
+    const { index } = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as { index: string };
+    const bytes = await readFile(join(dir, index));
+    await writeFile(join(dir, index), bytes.subarray(0, bytes.length >> 1));
+    const again = createHnswProvider({}, { name: 'local', home });
+    await again.open();
+    await expect(again.collection(spec('damaged'))).rejects.toMatchObject({ code: 'NL_PROVIDER_ERROR' });
+  });
+
   it('a writer killed at any moment leaves the last flushed snapshot readable', async () => {
     const fixture = fileURLToPath(new URL('./hnsw-writer.fixture.ts', import.meta.url));
     for (let round = 0; round < 4; round++) {

@@ -22,6 +22,8 @@ export interface HnswVectorOptions {
   threads?: number;
 }
 
+type Settings = Required<Omit<HnswVectorOptions, 'dir'>> & { name: string };
+
 const MANIFEST = 'manifest.json';
 const FORMAT = 1;
 
@@ -70,12 +72,12 @@ type NativeIndexClass = {
 
 let addon: NativeIndexClass | undefined;
 
-function nativeIndexClass(): NativeIndexClass {
+function nativeIndexClass(provider: string): NativeIndexClass {
   if (!addon) {
     try {
       addon = (createRequire(import.meta.url)('../../../native/build/Release/nearline_hnsw.node') as { Index: NativeIndexClass }).Index;
     } catch (e) {
-      throw providerError('hnsw', new Error(`native addon not built (run \`npm rebuild\` or \`npx node-gyp rebuild --directory native\`): ${(e as Error).message}`));
+      throw providerError(provider, new Error(`native addon native/ is not built (npm ci builds it; so does \`npm run install\`): ${(e as Error).message}`));
     }
   }
   return addon;
@@ -186,7 +188,7 @@ class HnswCollection implements VectorCollection {
   constructor(
     spec: CollectionSpec,
     private readonly dir: string,
-    private readonly opts: Required<Omit<HnswVectorOptions, 'dir'>>,
+    private readonly opts: Settings,
     private readonly index: NativeIndex,
     private manifest: Manifest,
     private readonly ids: Array<string | null>,
@@ -238,7 +240,7 @@ class HnswCollection implements VectorCollection {
       try {
         await this.index.add(vectors, labels, this.opts.threads);
       } catch (e) {
-        throw providerError('hnsw', e);
+        throw providerError(this.opts.name, e);
       }
     });
   }
@@ -436,7 +438,7 @@ class HnswCollection implements VectorCollection {
       await writeAtomic(join(this.dir, MANIFEST), (tmp) => writeFileSynced(tmp, JSON.stringify(next)));
       await syncDir(this.dir);
     } catch (e) {
-      throw providerError('hnsw', e);
+      throw providerError(this.opts.name, e);
     }
     this.manifest = next;
     this.dirty = false;
@@ -454,7 +456,8 @@ const NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
 
 export function createHnswProvider(options: HnswVectorOptions, ctx: ProviderContext): VectorProvider {
   const root = options.dir ?? join(ctx.home, 'indexes');
-  const opts = {
+  const opts: Settings = {
+    name: ctx.name,
     initialCapacity: options.initialCapacity ?? 1024,
     exactScanBelow: options.exactScanBelow ?? 2048,
     exactScanSelectivity: options.exactScanSelectivity ?? 0.02,
@@ -480,7 +483,7 @@ export function createHnswProvider(options: HnswVectorOptions, ctx: ProviderCont
       }
       await removeStale(dir, m);
       const rows = JSON.parse(await readFile(join(dir, m.rows), 'utf8')) as RowsFile;
-      const index = new (nativeIndexClass())(space, m.dims, join(dir, m.index));
+      const index = new (nativeIndexClass(ctx.name))(space, m.dims, join(dir, m.index));
       const free: number[] = [];
       rows.ids.forEach((id, label) => (id === null ? free.push(label) : undefined));
       free.reverse();
@@ -488,7 +491,7 @@ export function createHnswProvider(options: HnswVectorOptions, ctx: ProviderCont
     }
     const M = spec.index.M ?? 16;
     const efConstruction = spec.index.efConstruction ?? 200;
-    const index = new (nativeIndexClass())(space, spec.dims, opts.initialCapacity, M, efConstruction, 100);
+    const index = new (nativeIndexClass(ctx.name))(space, spec.dims, opts.initialCapacity, M, efConstruction, 100);
     const m: Manifest = { format: FORMAT, generation: 0, dims: spec.dims, metric: spec.metric, M, efConstruction, index: '', rows: '' };
     const c = new HnswCollection(spec, dir, opts, index, m, [], [], []);
     await c.snapshot(true);
@@ -518,7 +521,9 @@ export function createHnswProvider(options: HnswVectorOptions, ctx: ProviderCont
     async collection(spec) {
       let p = open.get(spec.name);
       if (!p) {
-        p = load(spec);
+        p = load(spec).catch((e: unknown) => {
+          throw providerError(ctx.name, e);
+        });
         open.set(spec.name, p);
         p.catch(() => open.delete(spec.name));
       }
