@@ -25,9 +25,9 @@ function checkpointLine(home: string): number {
 }
 
 describe('materialization survives kill -9', () => {
-  it('resumes after SIGKILL mid-run and ends complete and consistent, without duplicates', async () => {
+  it('resumes after SIGKILL mid-run and ends complete and consistent, without duplicates', { timeout: 240_000 }, async () => {
     const home = tempDir();
-    const n = 60_000;
+    const n = 40_000;
     const dims = 32;
     const rows = writeWords(home, n, dims, 7);
     writeDefs(home, wordDefs(dims));
