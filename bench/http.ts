@@ -234,7 +234,6 @@ async function prepareHome(all: Float32Array): Promise<{ home: string; n: number
 // In-process reference: the same queries through store.nearest / nearestMany, `inflight` calls at a time.
 
 async function inProcess(
-  store: import('../src/store/feature-store.ts').FeatureStore,
   make: (i: number) => Promise<unknown>,
   seconds: number,
   inflight: number,
@@ -252,7 +251,6 @@ async function inProcess(
     }),
   );
   lat.sort((a, b) => a - b);
-  void store;
   return { qps: lat.length / seconds, p50: percentile(lat, 50), p99: percentile(lat, 99) };
 }
 
@@ -295,13 +293,12 @@ async function main(): Promise<void> {
     const runs = { local: [] as Array<{ qps: number; p50: number; p99: number }>, localBatch: [] as Array<{ qps: number; p50: number; p99: number }>, max: [] as LoadResult[], batch: [] as LoadResult[] };
     for (let round = 1; round <= ROUNDS; round++) {
       log(`round ${round}/${ROUNDS}: in-process store.nearest, ${CONNECTIONS} in flight, ${SECONDS} s`);
-      runs.local.push(await inProcess(store, (i) => store.nearest({ feature: 'glove', k: K, query: { vector: f32Queries[i % QUERY_POOL] } }), SECONDS, CONNECTIONS));
+      runs.local.push(await inProcess((i) => store.nearest({ feature: 'glove', k: K, query: { vector: f32Queries[i % QUERY_POOL] } }), SECONDS, CONNECTIONS));
       log(`round ${round}/${ROUNDS}: HTTP /v1/nearest at full speed, ${CONNECTIONS} connections, ${SECONDS} s`);
       runs.max.push(await load({ url, path: '/v1/nearest', bodies: cheapBodies, seconds: SECONDS, connections: CONNECTIONS }));
       log(`round ${round}/${ROUNDS}: in-process store.nearestMany x${BATCH}, ${BATCH_CONNECTIONS} in flight, ${SECONDS} s`);
       runs.localBatch.push(
         await inProcess(
-          store,
           (i) => {
             const at = (i * BATCH) % (QUERY_POOL - BATCH);
             return store.nearestMany('glove', f32Queries.slice(at, at + BATCH).map((vector) => ({ k: K, query: { vector } })));

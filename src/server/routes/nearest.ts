@@ -28,9 +28,11 @@ interface BatchBody {
 }
 
 /**
- * Searches whose cost is bounded and small go to the cheap lane; anything that can hold the JS thread
- * for milliseconds (a wide graph walk, a filter's scan over every row, MMR, a text embedding) goes to
- * the heavy lane, which runs one at a time and lets waiting requests in between.
+ * Searches whose cost is bounded and small go to the cheap lane. Anything that can hold the JS thread for
+ * milliseconds (a filter evaluated over every row, MMR, a text embedding) or one of the libuv pool's four
+ * threads for tens of them (a wide graph walk: large k or ef, large batches) goes to the heavy lane. That
+ * lane runs one task at a time and lets waiting requests in before each, so cheap searches always find a
+ * free pool thread and wait behind at most one heavy task; when its queue is full it sheds with 503.
  */
 export function isHeavy(req: { k: number; ef?: number; filter?: unknown; diversity?: unknown; queries: Query[] }): boolean {
   if (req.filter !== undefined || req.diversity !== undefined) return true;
