@@ -182,3 +182,36 @@ describe('hnsw and the event loop', () => {
     await rm(home, { recursive: true, force: true });
   });
 });
+
+describe('hnsw id bookkeeping', () => {
+  it('matches a plain Map model through random upserts and deletes, and after a reopen', async () => {
+    const home = await mkdtemp(join(tmpdir(), 'nearline-hnsw-'));
+    const s: CollectionSpec = { name: 'churn', dims: 2, metric: 'l2', index: { M: 8, efConstruction: 20 }, metadataFields: [] };
+    let p = createHnswProvider({ initialCapacity: 8 }, { name: 'local', home });
+    await p.open();
+    let c = await p.collection(s);
+    const rand = mulberry32(5);
+    const model = new Map<string, number>();
+    const id = () => `id-${Math.floor(rand() * 3000)}`;
+    for (let round = 0; round < 30; round++) {
+      const ups = Array.from({ length: 200 }, () => ({ id: id(), vector: Float32Array.of(round, rand()) }));
+      await c.upsert(ups);
+      for (const u of ups) model.set(u.id, u.vector[1]);
+      const dels = Array.from({ length: 150 }, id);
+      await c.delete(dels);
+      for (const d of dels) model.delete(d);
+      if (round === 15) {
+        await p.close();
+        p = createHnswProvider({ initialCapacity: 8 }, { name: 'local', home });
+        await p.open();
+        c = await p.collection(s);
+      }
+    }
+    expect(await c.count()).toBe(model.size);
+    const all = Array.from({ length: 3000 }, (_, i) => `id-${i}`);
+    const got = await c.get(all);
+    expect(got.map((r) => (r ? r.vector[1] : null))).toEqual(all.map((i) => model.get(i) ?? null));
+    await p.close();
+    await rm(home, { recursive: true, force: true });
+  });
+});
