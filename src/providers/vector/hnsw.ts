@@ -8,6 +8,22 @@ import type { Hit, Metadata, Metric } from '../../types.ts';
 import type { ProviderContext } from '../index.ts';
 import type { CollectionSpec, SearchQuery, VectorCollection, VectorProvider, VectorRecord } from './types.ts';
 
+/*
+ * The in-process `hnsw` vector provider. One collection per folder under `dir`:
+ *
+ *   manifest.json        names the current generation; its rename is the commit point of a snapshot
+ *   index-<gen>.hnsw     hnswlib's own index format (labels are dense integers)
+ *   rows-<gen>.json      label -> string id and metadata (null where deleted)
+ *
+ * A snapshot writes the index and the rows under a new generation (temp file, fsync, rename), then the
+ * manifest the same way, then fsyncs the folder; files no manifest names are removed on open, so a crash
+ * at any point leaves the previous snapshot whole. Writes between flushes live in memory only.
+ *
+ * Deleted labels are marked deleted in the graph and reused by the next new ids, which hnswlib updates in
+ * place: churn does not grow the index. Cosine collections store unit vectors (inner product on them), so
+ * `get` returns the normalized vector.
+ */
+
 /** Options of the in-process `hnsw` vector provider. */
 export interface HnswVectorOptions {
   /** Folder holding one sub-folder per collection. Default `<home>/indexes`. */
@@ -18,7 +34,7 @@ export interface HnswVectorOptions {
   exactScanBelow?: number;
   /** A filtered query scans exactly when fewer than this fraction of rows match. Default 0.02. */
   exactScanSelectivity?: number;
-  /** Searches of one batch run on up to this many threads. Default `os.availableParallelism()`. */
+  /** Threads one call may use: a search batch is split across them, an insert batch runs on them. Default `os.availableParallelism()`. */
   threads?: number;
 }
 
