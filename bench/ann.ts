@@ -13,7 +13,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -319,6 +319,7 @@ async function cppEngine(python: string, base: Float32Array, queries: Float32Arr
 const ESTIMATE = DIMS * 4 + M * 2 * 4;
 
 async function main(): Promise<void> {
+  const loadAtStart = loadavg()[0];
   const all = await loadVectors();
   const { base, queries, n } = split(all);
   const work = await mkdtemp(join(tmpdir(), 'nearline-ann-'));
@@ -384,6 +385,7 @@ async function main(): Promise<void> {
     `# ANN benchmark: ${n} x ${DIMS}-d GloVe (cosine), ${QUERIES} held-out queries, k=${K}, M=${M}, efConstruction=${EF_CONSTRUCTION}`,
     '',
     `Provider module: ${args.provider ?? 'src/providers/vector/hnsw.ts'}. Run ${new Date().toISOString()} on ${process.platform}/${process.arch}, Node ${process.version}; medians of ${REPS} interleaved runs.`,
+    `${cpus().length} cores; 1-minute load average ${loadAtStart.toFixed(1)} at start, ${loadavg()[0].toFixed(1)} at the end (other work on the machine shows here).`,
     `Single thread: nearline answers batches of ${BATCH} queries one call at a time; hnswlib-node one searchKnn(number[]) per query; C++ hnswlib knn_query(all, num_threads=1).`,
     `Concurrent: ${INFLIGHT} calls of ${BATCH} queries in flight through nearline.`,
     '',
