@@ -21,7 +21,10 @@ export interface BuildOptions {
   auth?: AuthOptions;
   /** Cheap searches in flight and waiting. Default 64 running, 1024 queued. */
   cheap?: LaneOptions;
-  /** Heavy work (see routes/nearest.ts): default one at a time, 64 queued. */
+  /**
+   * Heavy work (see routes/nearest.ts): default one at a time, 64 queued, and while cheap searches are in
+   * flight at most a third of the time, so a stream of slow queries cannot starve them.
+   */
   heavy?: LaneOptions;
   /** Load every materialized embedding feature's index before /readyz says ready. Default true. */
   warm?: boolean;
@@ -42,14 +45,12 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
     return503OnClosing: false,
     frameworkErrors: frameworkErrors(metrics),
   });
+  const cheap = new Lane('search', opts.cheap ?? { concurrency: 64, queue: 1024 });
   const ctx: ServerContext = {
     store,
     auth: new Auth(store.registry, opts.auth),
     metrics,
-    lanes: {
-      cheap: new Lane('search', opts.cheap ?? { concurrency: 64, queue: 1024 }),
-      heavy: new Lane('heavy-query', opts.heavy ?? { concurrency: 1, queue: 64, yieldBetween: true }),
-    },
+    lanes: { cheap, heavy: new Lane('heavy-query', opts.heavy ?? { concurrency: 1, queue: 64, yieldBetween: true, share: 1 / 3 }, cheap) },
     readiness: { ready: false, failed: [] },
   };
 

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { NearlineError } from '../errors.ts';
 
 export interface LaneOptions {
@@ -6,10 +7,17 @@ export interface LaneOptions {
   /** Tasks waiting beyond that; one more is refused with NL_OVERLOADED (503, Retry-After). */
   queue: number;
   /**
-   * Let pending I/O run before each task starts. The in-process index searches on the JS thread, so a
-   * heavy task that starts straight after another would keep requests that already arrived waiting behind both.
+   * Let pending I/O run before each task starts. Work that holds the JS thread (a filter evaluated over
+   * every row) would otherwise run back to back while requests that already arrived wait behind it.
    */
   yieldBetween?: boolean;
+  /**
+   * While the lane given as `yieldTo` has work, the share of wall time this lane's tasks may take:
+   * a task that ran d ms delays the next by d * (1 - share) / share, at most `maxPauseMs`. Unset: no pacing.
+   */
+  share?: number;
+  /** Longest pause that pacing inserts, ms. Default 100. */
+  maxPauseMs?: number;
 }
 
 /**
@@ -19,14 +27,17 @@ export interface LaneOptions {
 export class Lane {
   readonly name: string;
   private readonly opts: LaneOptions;
+  private readonly yieldTo: Lane | undefined;
   private running = 0;
   private readonly waiting: Array<() => void> = [];
+  private notBefore = 0;
   /** Refused tasks since start, for metrics. */
   rejected = 0;
 
-  constructor(name: string, opts: LaneOptions) {
+  constructor(name: string, opts: LaneOptions, yieldTo?: Lane) {
     this.name = name;
     this.opts = opts;
+    this.yieldTo = yieldTo;
   }
 
   get active(): number {
@@ -47,7 +58,20 @@ export class Lane {
     } else this.running++;
     try {
       if (this.opts.yieldBetween) await new Promise<void>((resolve) => setImmediate(resolve));
-      return await task();
+      const { share } = this.opts;
+      if (share !== undefined && this.yieldTo && this.yieldTo.active + this.yieldTo.queued > 0) {
+        const wait = this.notBefore - performance.now();
+        if (wait > 0) await sleep(wait);
+      }
+      const started = performance.now();
+      try {
+        return await task();
+      } finally {
+        if (share !== undefined) {
+          const ran = performance.now() - started;
+          this.notBefore = performance.now() + Math.min((ran * (1 - share)) / share, this.opts.maxPauseMs ?? 100);
+        }
+      }
     } finally {
       const next = this.waiting.shift();
       if (next) next();
