@@ -240,7 +240,9 @@ async function main(): Promise<void> {
   const latencies = new Map(contenders.map((c) => [c.name, [] as number[]]));
   for (const c of contenders) for (let i = 0; i < 5; i++) await c.embed(sentence);
   for (let i = 0; i < LATENCY_CALLS; i++) {
-    for (const c of contenders) {
+    // Rotated like the throughput rounds: whoever runs right after USE's TensorFlow.js pays for its garbage.
+    for (let k = 0; k < contenders.length; k++) {
+      const c = contenders[(i + k) % contenders.length];
       const t = performance.now();
       await c.embed(sentence);
       latencies.get(c.name)!.push(performance.now() - t);

@@ -3,6 +3,8 @@ import { env, pipeline, type FeatureExtractionPipeline } from '@huggingface/tran
 import { NearlineError, providerError } from '../../errors.ts';
 import type { Vector } from '../../types.ts';
 import {
+  MAX_BATCH,
+  TOKEN_BUDGET,
   batchesByLength,
   checkTexts,
   effectiveMaxTokens,
@@ -101,8 +103,10 @@ class TransformersModel implements EmbeddingModel {
   async embed(texts: string[]): Promise<Vector[]> {
     checkTexts(texts);
     if (!this.pipe) throw providerError(modelLabel(this.spec), new Error('model is not open'));
-    // Character length orders texts well enough to group similar token lengths without tokenizing twice.
-    return embedInBatches(texts.length, batchesByLength(texts.map((t) => t.length)), (batch) => this.embedBatch(batch.map((i) => texts[i])));
+    // Character length orders texts well enough to group similar token lengths without tokenizing twice;
+    // English averages about four characters per WordPiece token, which scales the token budget.
+    const batches = batchesByLength(texts.map((t) => t.length), MAX_BATCH, 4 * TOKEN_BUDGET);
+    return embedInBatches(texts.length, batches, (batch) => this.embedBatch(batch.map((i) => texts[i])));
   }
 
   private async embedBatch(texts: string[]): Promise<Float32Array[]> {
