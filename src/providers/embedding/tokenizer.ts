@@ -5,7 +5,7 @@ import type { ModelSpec } from './types.ts';
 
 /** A Hugging Face tokenizer.json with truncation that keeps the special tokens, as the Python library does. */
 export interface TextTokenizer {
-  /** Distinct token ids, added tokens included. */
+  /** Vocabulary size, added tokens included: the largest id plus one. */
   readonly size: number;
   /** The largest id the tokenizer can produce. */
   readonly maxId: number;
