@@ -36,6 +36,9 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
   const metrics = new Metrics();
   const app = Fastify({
     logger: opts.logger ?? false,
+    // Two log lines per request cost more than the search at thousands of requests a second; latency and
+    // status per route are in /metrics, and errors are logged where they are handled.
+    disableRequestLogging: true,
     bodyLimit: HTTP_LIMITS.bodyBytes,
     // A JSON API: values keep their JSON types (no "10" -> 10), and unknown keys are errors, not dropped.
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: true, allErrors: false } },

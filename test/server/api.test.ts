@@ -465,7 +465,7 @@ describe('the one error format', () => {
       return real(...args);
     });
     try {
-      const heavy = { feature: 'item_vec', k: 3, query: { id: 'i1' }, filter: { field: 'lang', op: 'eq', value: 'en' } };
+      const heavy = { feature: 'item_vec', k: 150, query: { id: 'i1' } };
       const first = tight.inject({ method: 'POST', url: '/v1/nearest', payload: heavy });
       const second = tight.inject({ method: 'POST', url: '/v1/nearest', payload: heavy });
       await new Promise((r) => setTimeout(r, 20));

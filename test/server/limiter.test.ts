@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { isNearlineError } from '../../src/errors.ts';
 import { Lane } from '../../src/server/limiter.ts';
+import { filterConditions, isHeavy } from '../../src/server/routes/nearest.ts';
 
 const gate = () => {
   let open!: () => void;
@@ -63,5 +64,34 @@ describe('Lane', () => {
     expect(gapOverRun()).toBeGreaterThanOrEqual(0.95);
     busy.open();
     await cheapTask;
+  });
+});
+
+describe('which lane a search takes', () => {
+  const eq = (value: number) => ({ field: 'bucket', op: 'eq', value });
+  const one = { k: 10, queries: [{ id: 'w1' }] };
+
+  it('counts the conditions a filter evaluates per row', () => {
+    expect(filterConditions(eq(1))).toBe(1);
+    expect(filterConditions({ field: 'bucket', op: 'in', value: [1, 2, 3] })).toBe(1);
+    expect(filterConditions({ or: Array.from({ length: 40 }, (_, i) => eq(i)) })).toBe(40);
+    expect(filterConditions({ and: [eq(1), { not: { or: [eq(2), eq(3)] } }] })).toBe(3);
+  });
+
+  it('cheap: plain searches, and filters whose evaluation over the index is small', () => {
+    expect(isHeavy(one, 0)).toBe(false);
+    expect(isHeavy({ ...one, k: 100, ef: 400 }, 0)).toBe(false);
+    expect(isHeavy({ k: 10, queries: Array.from({ length: 32 }, () => ({ id: 'w1' })) }, 0)).toBe(false);
+    expect(isHeavy({ ...one, filter: eq(1) }, 50_000)).toBe(false);
+  });
+
+  it('heavy: wide walks, big batches, costly filters, MMR and text', () => {
+    expect(isHeavy({ ...one, k: 101 }, 0)).toBe(true);
+    expect(isHeavy({ ...one, ef: 401 }, 0)).toBe(true);
+    expect(isHeavy({ k: 10, queries: Array.from({ length: 65 }, () => ({ id: 'w1' })) }, 0)).toBe(true);
+    expect(isHeavy({ ...one, filter: eq(1) }, 1_000_000)).toBe(true);
+    expect(isHeavy({ ...one, filter: { or: Array.from({ length: 40 }, (_, i) => eq(i)) } }, 50_000)).toBe(true);
+    expect(isHeavy({ ...one, diversity: { lambda: 0.5 } }, 0)).toBe(true);
+    expect(isHeavy({ k: 10, queries: [{ text: 'hello' }] }, 0)).toBe(true);
   });
 });

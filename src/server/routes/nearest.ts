@@ -27,15 +27,30 @@ interface BatchBody {
   include?: Include;
 }
 
+/** Filter conditions evaluated per row of the index, beyond which a filtered search counts as heavy (about a millisecond of JS). */
+export const FILTER_BUDGET = 250_000;
+
+/** Leaf conditions of a filter: the per-row cost of evaluating it (`in` and `nin` are set lookups: one each). */
+export function filterConditions(filter: unknown, depth = 0): number {
+  if (!filter || typeof filter !== 'object' || depth > 32) return 1;
+  const f = filter as Record<string, unknown>;
+  if (Array.isArray(f.and)) return f.and.reduce((n: number, x) => n + filterConditions(x, depth + 1), 0);
+  if (Array.isArray(f.or)) return f.or.reduce((n: number, x) => n + filterConditions(x, depth + 1), 0);
+  if ('not' in f) return filterConditions(f.not, depth + 1);
+  return 1;
+}
+
 /**
  * Searches whose cost is bounded and small go to the cheap lane. Anything that can hold the JS thread for
- * milliseconds (a filter evaluated over every row, MMR, a text embedding) or one of the libuv pool's four
- * threads for tens of them (a wide graph walk: large k or ef, large batches) goes to the heavy lane. That
- * lane runs one task at a time and lets waiting requests in before each, so cheap searches always find a
- * free pool thread and wait behind at most one heavy task; when its queue is full it sheds with 503.
+ * milliseconds (a filter evaluated over every row of a large index, MMR, a text embedding) or one of the
+ * libuv pool's four threads for tens of them (a wide graph walk: large k or ef, large batches) goes to the
+ * heavy lane. That lane runs one task at a time, lets waiting requests in before each, and paces itself
+ * while cheap searches are in flight, so they always find a free pool thread and most of the JS thread;
+ * when its queue is full it sheds with 503.
  */
-export function isHeavy(req: { k: number; ef?: number; filter?: unknown; diversity?: unknown; queries: Query[] }): boolean {
-  if (req.filter !== undefined || req.diversity !== undefined) return true;
+export function isHeavy(req: { k: number; ef?: number; filter?: unknown; diversity?: unknown; queries: Query[] }, rows: number): boolean {
+  if (req.diversity !== undefined) return true;
+  if (req.filter !== undefined && rows * filterConditions(req.filter) > FILTER_BUDGET) return true;
   if (req.queries.some((q) => 'text' in q)) return true;
   const width = Math.max(req.k, req.ef ?? 0, 100);
   return req.queries.length * width > 64 * 100 || req.k > 100 || width > 400;
@@ -44,13 +59,29 @@ export function isHeavy(req: { k: number; ef?: number; filter?: unknown; diversi
 export async function nearestRoutes(app: FastifyInstance, ctx: ServerContext): Promise<void> {
   const { store, auth, lanes } = ctx;
   const coalescer = new Coalescer(store);
+  // Index sizes for the filter cost, read from the registry at most once a second per feature reference.
+  const sizes = new Map<string, { rows: number; at: number }>();
+  const rowsOf = (ref: string): number => {
+    const now = performance.now();
+    const hit = sizes.get(ref);
+    if (hit && now - hit.at < 1000) return hit.rows;
+    let rows = 0;
+    try {
+      rows = store.servable(ref, 'embedding').rows;
+    } catch {
+      // The store answers the request with the precise error.
+    }
+    if (sizes.size >= 1024) sizes.clear();
+    sizes.set(ref, { rows, at: now });
+    return rows;
+  };
 
   const features = (feature: string, include: Include) => [feature, ...(include?.features ?? [])];
 
   app.post('/nearest', { schema: nearestSchema, config: { scope: 'serve' } }, async (request) => {
     const body = request.body as NearestBody;
     auth.requireFeatures(request.apiKey, features(body.feature, body.include));
-    const res = isHeavy({ ...body, queries: [body.query] })
+    const res = isHeavy({ ...body, queries: [body.query] }, body.filter === undefined ? 0 : rowsOf(body.feature))
       ? await lanes.heavy.run(() => store.nearest(body))
       : await lanes.cheap.run(() => coalescer.nearest(body));
     request.servedFeature = `${res.feature}@${res.variant}`;
@@ -68,7 +99,7 @@ export async function nearestRoutes(app: FastifyInstance, ctx: ServerContext): P
       ...(filter !== undefined ? { filter } : {}),
       ...(include !== undefined ? { include } : {}),
     }));
-    const lane = isHeavy(body) ? lanes.heavy : lanes.cheap;
+    const lane = isHeavy(body, body.filter === undefined ? 0 : rowsOf(body.feature)) ? lanes.heavy : lanes.cheap;
     const results = await lane.run(() => store.nearestMany(body.feature, reqs));
     const first = results[0];
     request.servedFeature = `${first.feature}@${first.variant}`;
