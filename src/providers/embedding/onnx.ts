@@ -12,6 +12,7 @@ import {
   modelLabel,
   readModelFolder,
   readOptionalJson,
+  tokenBudget,
   vocabMismatch,
 } from './common.ts';
 import { loadTokenizer, type TextTokenizer } from './tokenizer.ts';
@@ -127,7 +128,8 @@ class OnnxModel implements EmbeddingModel {
     const tokenizer = this.tokenizer;
     if (!tokenizer) throw providerError(modelLabel(this.spec), new Error('model is not open'));
     const ids = texts.map((t) => tokenizer.encode(t));
-    const vectors = await embedInBatches(texts.length, batchesByLength(ids.map((x) => x.length)), (batch) =>
+    const batches = batchesByLength(ids.map((x) => x.length), tokenBudget(this.spec.threads));
+    const vectors = await embedInBatches(texts.length, batches, (batch) =>
       this.run(batch.map((i) => ids[i])),
     );
     if (this.spec.normalize) for (const v of vectors) l2normalize(v);

@@ -3,8 +3,6 @@ import { env, pipeline, type FeatureExtractionPipeline } from '@huggingface/tran
 import { NearlineError, providerError } from '../../errors.ts';
 import type { Vector } from '../../types.ts';
 import {
-  MAX_BATCH,
-  TOKEN_BUDGET,
   batchesByLength,
   checkTexts,
   effectiveMaxTokens,
@@ -13,6 +11,7 @@ import {
   modelLabel,
   readModelFolder,
   readOptionalJson,
+  tokenBudget,
   vocabMismatch,
 } from './common.ts';
 import type { EmbeddingModel, ModelSpec } from './types.ts';
@@ -105,7 +104,7 @@ class TransformersModel implements EmbeddingModel {
     if (!this.pipe) throw providerError(modelLabel(this.spec), new Error('model is not open'));
     // Character length orders texts well enough to group similar token lengths without tokenizing twice;
     // English averages about four characters per WordPiece token, which scales the token budget.
-    const batches = batchesByLength(texts.map((t) => t.length), MAX_BATCH, 4 * TOKEN_BUDGET);
+    const batches = batchesByLength(texts.map((t) => t.length), 4 * tokenBudget(this.spec.threads));
     return embedInBatches(texts.length, batches, (batch) => this.embedBatch(batch.map((i) => texts[i])));
   }
 
