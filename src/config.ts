@@ -3,6 +3,9 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import YAML from 'yaml';
 import { NearlineError, nlError } from './errors.ts';
+import type { ModelSpec } from './providers/embedding/types.ts';
+import { RUNTIMES, SOURCE_KINDS } from './providers/index.ts';
+import type { SourceSpec } from './providers/sources/types.ts';
 import type { Metric } from './types.ts';
 
 /** A configured backend. Every key besides name and kind is the backend's own option. */
@@ -17,30 +20,11 @@ export interface EntityDef {
   key: string;
 }
 
-export interface SourceDef {
-  name: string;
-  variant: string;
-  kind: string;
-  /** Absolute, resolved against the definitions file's folder. */
-  path?: string;
-  table?: string;
-  url?: string;
-  delimiter?: string;
-}
+/** A source as defined; paths are absolute, resolved against the definitions file's folder. */
+export type SourceDef = SourceSpec;
 
-export interface ModelDef {
-  name: string;
-  version: string;
-  runtime: string;
-  /** Absolute folder, resolved against the definitions file's folder. */
-  path?: string;
-  hub?: string;
-  cacheDir?: string;
-  pooling: 'mean' | 'cls';
-  normalize: boolean;
-  maxTokens: number;
-  threads?: number;
-}
+/** A model as defined; `path` and `cacheDir` are absolute, resolved against the definitions file's folder. */
+export type ModelDef = ModelSpec;
 
 export interface VariantRef {
   name: string;
@@ -148,13 +132,13 @@ export function validateDefinitions(raw: unknown, file: string, baseDir: string)
     return def;
   });
   const sources = section('sources').map(({ f }) => {
-    const def: SourceDef = { name: f.name('name'), variant: f.variant('variant'), kind: f.str('kind') };
+    const def: SourceDef = { name: f.name('name'), variant: f.variant('variant'), kind: f.oneOf('kind', SOURCE_KINDS) };
     const p = f.optStr('path');
     if (p !== undefined) def.path = resolvePath(p);
     setDefined(def, 'table', f.optStr('table'));
-    setDefined(def, 'url', f.optStr('url'));
     setDefined(def, 'delimiter', f.optStr('delimiter'));
-    if ((def.kind === 'csv' || def.kind === 'jsonl') && !def.path) f.fail('path', `a ${def.kind} source needs a path`);
+    if (!def.path) f.fail('path', `a ${def.kind} source needs a path`);
+    if (def.kind === 'sqlite' && !def.table) f.fail('table', 'a sqlite source needs a table');
     f.done();
     return def;
   });
@@ -162,7 +146,7 @@ export function validateDefinitions(raw: unknown, file: string, baseDir: string)
     const def: ModelDef = {
       name: f.name('name'),
       version: f.version('version'),
-      runtime: f.str('runtime'),
+      runtime: f.oneOf('runtime', RUNTIMES),
       pooling: f.oneOf('pooling', ['mean', 'cls'], 'mean'),
       normalize: f.bool('normalize', true),
       maxTokens: f.posInt('maxTokens', 256),

@@ -74,3 +74,27 @@ describe('sources', () => {
     await expect(all(createJsonlSource({ name: 'm', variant: 'v1', kind: 'jsonl', path: '/no/such.jsonl' }))).rejects.toMatchObject({ code: 'NL_SOURCE_NOT_FOUND' });
   });
 });
+
+describe('sqlite table source', () => {
+  it('reads a table in rowid order with float32 BLOB vectors, resumes after a rowid, and names a missing table', async () => {
+    const Database = (await import('better-sqlite3')).default;
+    const { createSqliteSource } = await import('../src/providers/sources/sqlite.ts');
+    const dir = tempDir();
+    const file = path.join(dir, 'words.db');
+    const db = new Database(file);
+    db.exec('CREATE TABLE words (id TEXT, vec BLOB, freq REAL)');
+    const insert = db.prepare('INSERT INTO words VALUES (?, ?, ?)');
+    for (let i = 0; i < 2500; i++) insert.run(`w${i}`, Buffer.from(new Float32Array([i, -i, 0.5]).buffer), i / 2);
+    db.close();
+    const source = createSqliteSource({ name: 's', variant: 'v1', kind: 'sqlite', path: file, table: 'words' });
+    const rows = await all(source);
+    expect(rows).toHaveLength(2500);
+    expect(rows[7].values).toEqual({ id: 'w7', vec: [7, -7, 0.5], freq: 3.5 });
+    expect(await source.size()).toBe(2500);
+    const rest = await all(source, { position: rows[1999].position, line: rows[1999].line });
+    expect(rest.map((r) => r.values.id)).toEqual(rows.slice(2000).map((r) => r.values.id));
+    const missing = createSqliteSource({ name: 's', variant: 'v1', kind: 'sqlite', path: file, table: 'nope' });
+    await expect(all(missing)).rejects.toMatchObject({ code: 'NL_SOURCE_NOT_FOUND' });
+    expect(() => createSqliteSource({ name: 's', variant: 'v1', kind: 'sqlite', path: file, table: 'x; DROP TABLE words' })).toThrow(/identifier/);
+  });
+});

@@ -34,6 +34,7 @@ const EMBEDDING: Record<string, () => Promise<(spec: ModelSpec) => EmbeddingMode
 const SOURCES: Record<string, () => Promise<(spec: SourceSpec) => Source>> = {
   csv: async () => (await import('./sources/csv.ts')).createCsvSource,
   jsonl: async () => (await import('./sources/jsonl.ts')).createJsonlSource,
+  sqlite: async () => (await import('./sources/sqlite.ts')).createSqliteSource,
 };
 
 export const VECTOR_KINDS = Object.keys(VECTOR);

@@ -12,12 +12,10 @@ export interface SourceSpec {
   name: string;
   variant: string;
   kind: string;
-  /** Absolute path for file sources. */
+  /** Absolute path of the file (csv, jsonl, or the SQLite database). */
   path?: string;
-  /** Table for database sources. */
+  /** Table of a sqlite source. */
   table?: string;
-  /** Connection string / file for database sources. */
-  url?: string;
   /** CSV delimiter. Default `,`. */
   delimiter?: string;
 }
