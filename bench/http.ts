@@ -8,7 +8,7 @@
  *
  * Then the stall experiment: cheap queries at a fixed rate, alone and next to a stream of slow ones
  * (k=1000 with ef=4096; a 1%-selective filter; a 40-way `or` filter), with the heavy-query lane on and off.
- * Results: a table on stdout and in bench/results/http.md.
+ * Results: a table on stdout and in bench/results/http.md (http-limit-N.md for a --limit run).
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -374,7 +374,8 @@ async function main(): Promise<void> {
   ].join('\n');
   process.stdout.write(`\n${md}`);
   await mkdir(RESULTS, { recursive: true });
-  await writeFile(join(RESULTS, 'http.md'), md);
+  // A --limit run is a quick look: kept beside, not over, the full run's results.
+  await writeFile(join(RESULTS, args.limit ? `http-limit-${n}.md` : 'http.md'), md);
 }
 
 /**
