@@ -178,6 +178,12 @@ function memoryAfterGc(): { rss: number; heap: number } {
   return { rss: m.rss, heap: m.heapUsed };
 }
 
+/** CPU seconds this process used per wall second: how many cores it actually got. */
+function coresUsed(since: NodeJS.CpuUsage, seconds: number): number {
+  const used = process.cpuUsage(since);
+  return (used.user + used.system) / 1e6 / seconds;
+}
+
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 interface Engine {
@@ -201,8 +207,9 @@ async function nearlineEngine(base: Float32Array, queries: Float32Array, dir: st
     for (let i = 0; i < qs.length; i += BATCH) out.push(qs.slice(i, i + BATCH).map((vector) => ({ vector, k: K, ef })));
     return out;
   };
-  const engine: Engine & { concurrent(ef: number): Promise<number>; rssPerVector: number; heapPerVector: number } = {
+  const engine: Engine & { concurrent(ef: number): Promise<{ seconds: number; cores: number }>; cores: number; rssPerVector: number; heapPerVector: number } = {
     name: 'nearline',
+    cores: 0,
     rssPerVector: 0,
     heapPerVector: 0,
     async build() {
@@ -223,19 +230,24 @@ async function nearlineEngine(base: Float32Array, queries: Float32Array, dir: st
     async search(ef) {
       const labels: number[][] = [];
       const start = performance.now();
+      const cpu = process.cpuUsage();
       // One call at a time: never more than one search thread busy.
       for (const batch of batches(ef)) for (const hits of await c.search(batch)) labels.push(hits.map((h) => labelOf(h.id)));
-      return { seconds: (performance.now() - start) / 1000, labels };
+      const seconds = (performance.now() - start) / 1000;
+      engine.cores = coresUsed(cpu, seconds);
+      return { seconds, labels };
     },
     async concurrent(ef) {
       const todo = batches(ef);
       const start = performance.now();
+      const cpu = process.cpuUsage();
       await Promise.all(
         Array.from({ length: INFLIGHT }, async () => {
           for (let b = todo.pop(); b; b = todo.pop()) await c.search(b);
         }),
       );
-      return (performance.now() - start) / 1000;
+      const seconds = (performance.now() - start) / 1000;
+      return { seconds, cores: coresUsed(cpu, seconds) };
     },
   };
   return { engine, close: () => provider.close() };
@@ -346,13 +358,18 @@ async function main(): Promise<void> {
     const qps: Record<string, number[]> = {};
     const rec: Record<string, number> = {};
     const conc: number[] = [];
+    const cores: number[] = [];
+    const concCores: number[] = [];
     for (let rep = 0; rep < REPS; rep++) {
       for (const e of engines) {
         const { seconds, labels } = await e.search(ef);
         (qps[e.name] ??= []).push(QUERIES / seconds);
         rec[e.name] = recall(truth, labels);
+        if (e === nearline.engine) cores.push(nearline.engine.cores);
       }
-      conc.push(QUERIES / (await nearline.engine.concurrent(ef)));
+      const c = await nearline.engine.concurrent(ef);
+      conc.push(QUERIES / c.seconds);
+      concCores.push(c.cores);
     }
     const q = Object.fromEntries(Object.entries(qps).map(([k, v]) => [k, median(v)]));
     const cq = median(conc);
@@ -371,6 +388,7 @@ async function main(): Promise<void> {
       (q.nearline / q['hnswlib-node']).toFixed(2),
       cq.toFixed(0),
       scaling.toFixed(2),
+      `${median(cores).toFixed(2)} / ${median(concCores).toFixed(2)}`,
     ]);
     log(`ef=${ef} done`);
   }
@@ -378,7 +396,7 @@ async function main(): Promise<void> {
   cpp?.close();
   await rm(work, { recursive: true, force: true });
 
-  const header = ['ef', 'recall nearline', 'recall hnswlib-node', 'recall C++', 'qps nearline 1 thread', 'qps hnswlib-node', 'qps C++', 'nearline / C++', 'nearline / hnswlib-node', `qps nearline ${INFLIGHT} in flight`, 'concurrency scaling'];
+  const header = ['ef', 'recall nearline', 'recall hnswlib-node', 'recall C++', 'qps nearline 1 thread', 'qps hnswlib-node', 'qps C++', 'nearline / C++', 'nearline / hnswlib-node', `qps nearline ${INFLIGHT} in flight`, 'concurrency scaling', 'cores nearline got (1 thread / in flight)'];
   const table = [header, header.map(() => '---'), ...rows].map((r) => `| ${r.join(' | ')} |`).join('\n');
   const target = summary.find((s) => s.recall >= 0.95);
   const text = [
