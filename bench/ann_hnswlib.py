@@ -3,7 +3,7 @@
 Reads float32 matrices written by the TS bench, then answers commands on stdin, one per line,
 so the TS side can interleave its runs with ours on a noisy machine:
   build                -> {"seconds": s, "rss": resident bytes the index added}
-  search EF OUT_PATH   -> writes int32 labels [queries x k] to OUT_PATH, {"seconds": s}
+  search EF OUT_PATH [THREADS]  -> writes int32 labels [queries x k] to OUT_PATH, {"seconds": s}
   truth OUT_PATH       -> exact cosine top-k by brute force (BLAS), int32 labels to OUT_PATH
 """
 import json
@@ -42,7 +42,7 @@ def main() -> None:
         elif cmd[0] == "search":
             index.set_ef(int(cmd[1]))
             start = time.perf_counter()
-            labels, _ = index.knn_query(queries, k=k, num_threads=1)
+            labels, _ = index.knn_query(queries, k=k, num_threads=int(cmd[3]) if len(cmd) > 3 else 1)
             seconds = time.perf_counter() - start
             labels.astype(np.int32).tofile(cmd[2])
             print(json.dumps({"seconds": seconds}), flush=True)
