@@ -189,8 +189,8 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 interface Engine {
   name: string;
   build(): Promise<number>;
-  /** Seconds for all queries at this ef, single thread, plus the labels found. */
-  search(ef: number): Promise<{ seconds: number; labels: ArrayLike<number>[] }>;
+  /** Wall and CPU seconds for all queries at this ef, single thread, plus the labels found. */
+  search(ef: number): Promise<{ seconds: number; cpu: number; labels: ArrayLike<number>[] }>;
 }
 
 async function nearlineEngine(base: Float32Array, queries: Float32Array, dir: string) {
@@ -235,7 +235,7 @@ async function nearlineEngine(base: Float32Array, queries: Float32Array, dir: st
       for (const batch of batches(ef)) for (const hits of await c.search(batch)) labels.push(hits.map((h) => labelOf(h.id)));
       const seconds = (performance.now() - start) / 1000;
       engine.cores = coresUsed(cpu, seconds);
-      return { seconds, labels };
+      return { seconds, cpu: engine.cores * seconds, labels };
     },
     async concurrent(ef) {
       const todo = batches(ef);
@@ -274,8 +274,10 @@ function hnswlibNodeEngine(base: Float32Array, queries: Float32Array) {
       index.setEf(ef);
       const labels: number[][] = [];
       const start = performance.now();
+      const cpu = process.cpuUsage();
       for (const q of qs) labels.push(index.searchKnn(Array.from(q), K).neighbors);
-      return { seconds: (performance.now() - start) / 1000, labels };
+      const seconds = (performance.now() - start) / 1000;
+      return { seconds, cpu: coresUsed(cpu, seconds) * seconds, labels };
     },
   };
   return engine;
@@ -304,7 +306,7 @@ async function cppEngine(python: string, base: Float32Array, queries: Float32Arr
     if (cmd) child.stdin.write(`${cmd}\n`);
     const { value, done } = await lines.next();
     if (done) throw new Error('python3 hnswlib baseline exited');
-    return JSON.parse(value) as { seconds: number; rss?: number };
+    return JSON.parse(value) as { seconds: number; cpu?: number; rss?: number };
   };
   await ask('');
   const engine: Engine & { rssPerVector: number; search(ef: number, threads?: number): ReturnType<Engine['search']> } = {
@@ -317,10 +319,10 @@ async function cppEngine(python: string, base: Float32Array, queries: Float32Arr
     },
     async search(ef, threads = 1) {
       const out = join(work, 'labels.i32');
-      const { seconds } = await ask(`search ${ef} ${out} ${threads}`);
+      const { seconds, cpu } = await ask(`search ${ef} ${out} ${threads}`);
       const buf = await readFile(out);
       const flat = new Int32Array(buf.buffer, buf.byteOffset, buf.byteLength / 4);
-      return { seconds, labels: Array.from({ length: QUERIES }, (_, i) => flat.subarray(i * K, (i + 1) * K)) };
+      return { seconds, cpu: cpu ?? seconds, labels: Array.from({ length: QUERIES }, (_, i) => flat.subarray(i * K, (i + 1) * K)) };
     },
   };
   const truth = async (path: string) => void (await ask(`truth ${path}`));
@@ -353,9 +355,10 @@ async function main(): Promise<void> {
   const engines = [nearline.engine, node, ...(cpp ? [cpp.engine] : [])];
 
   const rows: string[][] = [];
-  const summary: Array<{ ef: number; recall: number; ratioCpp: number; scaling: number }> = [];
+  const summary: Array<{ ef: number; recall: number; ratioCpp: number; cpuRatioCpp: number; scaling: number }> = [];
   for (const ef of EFS) {
     const qps: Record<string, number[]> = {};
+    const perCpu: Record<string, number[]> = {};
     const rec: Record<string, number> = {};
     const conc: number[] = [];
     const cores: number[] = [];
@@ -363,8 +366,9 @@ async function main(): Promise<void> {
     const concCores: number[] = [];
     for (let rep = 0; rep < REPS; rep++) {
       for (const e of engines) {
-        const { seconds, labels } = await e.search(ef);
+        const { seconds, cpu, labels } = await e.search(ef);
         (qps[e.name] ??= []).push(QUERIES / seconds);
+        (perCpu[e.name] ??= []).push(QUERIES / cpu);
         rec[e.name] = recall(truth, labels);
         if (e === nearline.engine) cores.push(nearline.engine.cores);
       }
@@ -375,10 +379,11 @@ async function main(): Promise<void> {
       if (cpp) cppTwo.push(QUERIES / (await cpp.engine.search(ef, 2)).seconds);
     }
     const q = Object.fromEntries(Object.entries(qps).map(([k, v]) => [k, median(v)]));
+    const pc = Object.fromEntries(Object.entries(perCpu).map(([k, v]) => [k, median(v)]));
     const cq = median(conc);
     const ratioCpp = cpp ? q.nearline / q['C++ hnswlib'] : NaN;
     const scaling = cq / q.nearline;
-    summary.push({ ef, recall: rec.nearline, ratioCpp, scaling });
+    summary.push({ ef, recall: rec.nearline, ratioCpp, cpuRatioCpp: cpp ? pc.nearline / pc['C++ hnswlib'] : NaN, scaling });
     rows.push([
       `${ef}`,
       rec.nearline.toFixed(4),
@@ -389,6 +394,8 @@ async function main(): Promise<void> {
       cpp ? q['C++ hnswlib'].toFixed(0) : '-',
       cpp ? ratioCpp.toFixed(2) : '-',
       (q.nearline / q['hnswlib-node']).toFixed(2),
+      cpp ? (pc.nearline / pc['C++ hnswlib']).toFixed(2) : '-',
+      (pc.nearline / pc['hnswlib-node']).toFixed(2),
       cq.toFixed(0),
       scaling.toFixed(2),
       `${median(cores).toFixed(2)} / ${median(concCores).toFixed(2)}`,
@@ -400,7 +407,7 @@ async function main(): Promise<void> {
   cpp?.close();
   await rm(work, { recursive: true, force: true });
 
-  const header = ['ef', 'recall nearline', 'recall hnswlib-node', 'recall C++', 'qps nearline 1 thread', 'qps hnswlib-node', 'qps C++', 'nearline / C++', 'nearline / hnswlib-node', `qps nearline ${INFLIGHT} in flight`, 'concurrency scaling', 'cores nearline got (1 thread / in flight)', 'C++ hnswlib scaling, 2 threads'];
+  const header = ['ef', 'recall nearline', 'recall hnswlib-node', 'recall C++', 'qps nearline 1 thread', 'qps hnswlib-node', 'qps C++', 'nearline / C++', 'nearline / hnswlib-node', 'per CPU-second: nearline / C++', 'per CPU-second: nearline / hnswlib-node', `qps nearline ${INFLIGHT} in flight`, 'concurrency scaling', 'cores nearline got (1 thread / in flight)', 'C++ hnswlib scaling, 2 threads'];
   const table = [header, header.map(() => '---'), ...rows].map((r) => `| ${r.join(' | ')} |`).join('\n');
   const target = summary.find((s) => s.recall >= 0.95);
   const text = [
@@ -416,7 +423,7 @@ async function main(): Promise<void> {
     `Build (one thread, seconds): ${Object.entries(builds).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')}`,
     `Resident memory per vector (RSS growth over the build / n): nearline ${nearline.engine.rssPerVector.toFixed(0)} B (of which JS heap: ids, metadata ${nearline.engine.heapPerVector.toFixed(0)} B), hnswlib-node ${node.rssPerVector.toFixed(0)} B${cpp ? `, C++ hnswlib ${cpp.engine.rssPerVector.toFixed(0)} B` : ''}; hnswlib's estimate d*4 + M*2*4 = ${ESTIMATE} B -> nearline at ${(nearline.engine.rssPerVector / ESTIMATE).toFixed(2)}x${cpp ? `, ${(nearline.engine.rssPerVector / cpp.engine.rssPerVector).toFixed(2)}x C++ hnswlib's measured` : ''}.`,
     target
-      ? `At the first ef with recall@10 >= 0.95 (ef=${target.ef}, recall ${target.recall.toFixed(4)}): nearline single-thread at ${target.ratioCpp.toFixed(2)}x C++ hnswlib, concurrent at ${target.scaling.toFixed(2)}x its single-thread figure.`
+      ? `At the first ef with recall@10 >= 0.95 (ef=${target.ef}, recall ${target.recall.toFixed(4)}): nearline single-thread at ${target.ratioCpp.toFixed(2)}x C++ hnswlib (${target.cpuRatioCpp.toFixed(2)}x per CPU-second), concurrent at ${target.scaling.toFixed(2)}x its single-thread figure.`
       : 'No ef reached recall@10 >= 0.95.',
     '',
   ].join('\n');

@@ -3,10 +3,11 @@
 Reads float32 matrices written by the TS bench, then answers commands on stdin, one per line,
 so the TS side can interleave its runs with ours on a noisy machine:
   build                -> {"seconds": s, "rss": resident bytes the index added}
-  search EF OUT_PATH [THREADS]  -> writes int32 labels [queries x k] to OUT_PATH, {"seconds": s}
+  search EF OUT_PATH [THREADS]  -> writes int32 labels [queries x k] to OUT_PATH, {"seconds": s, "cpu": cpu seconds}
   truth OUT_PATH       -> exact cosine top-k by brute force (BLAS), int32 labels to OUT_PATH
 """
 import json
+import resource
 import sys
 import time
 
@@ -17,6 +18,11 @@ import numpy as np
 def rss() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * 4096
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
@@ -41,11 +47,13 @@ def main() -> None:
             print(json.dumps({"seconds": seconds, "rss": rss() - before}), flush=True)
         elif cmd[0] == "search":
             index.set_ef(int(cmd[1]))
+            cpu = cpu_seconds()
             start = time.perf_counter()
             labels, _ = index.knn_query(queries, k=k, num_threads=int(cmd[3]) if len(cmd) > 3 else 1)
             seconds = time.perf_counter() - start
+            cpu = cpu_seconds() - cpu
             labels.astype(np.int32).tofile(cmd[2])
-            print(json.dumps({"seconds": seconds}), flush=True)
+            print(json.dumps({"seconds": seconds, "cpu": cpu}), flush=True)
         elif cmd[0] == "truth":
             start = time.perf_counter()
             b = base / np.maximum(np.linalg.norm(base, axis=1, keepdims=True), 1e-30)
