@@ -90,6 +90,18 @@ export class Registry {
     this.migrate();
   }
 
+  private readonly statements = new Map<string, Database.Statement>();
+
+  /** Prepared once per SQL text: serving resolves features on every request. */
+  private stmt(sql: string): Database.Statement {
+    let st = this.statements.get(sql);
+    if (!st) {
+      st = this.db.prepare(sql);
+      this.statements.set(sql, st);
+    }
+    return st;
+  }
+
   static open(home: string): Registry {
     return new Registry(path.join(home, 'nearline.db'));
   }
@@ -100,12 +112,12 @@ export class Registry {
 
   private migrate(): void {
     this.db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)');
-    const applied = new Set(this.db.prepare('SELECT version FROM schema_migrations').pluck().all() as number[]);
+    const applied = new Set(this.stmt('SELECT version FROM schema_migrations').pluck().all() as number[]);
     for (const m of MIGRATIONS) {
       if (applied.has(m.version)) continue;
       this.db.transaction(() => {
         this.db.exec(m.sql);
-        this.db.prepare('INSERT INTO schema_migrations VALUES (?, ?, ?)').run(m.version, m.name, now());
+        this.stmt('INSERT INTO schema_migrations VALUES (?, ?, ?)').run(m.version, m.name, now());
       })();
     }
   }
@@ -113,26 +125,26 @@ export class Registry {
   // ---- reads ----
 
   getProvider(name: string): ProviderRecord | undefined {
-    const r = this.db.prepare('SELECT * FROM providers WHERE name = ?').get(name) as Row | undefined;
+    const r = this.stmt('SELECT * FROM providers WHERE name = ?').get(name) as Row | undefined;
     return r && { name: r.name, kind: r.kind, options: JSON.parse(r.options), createdAt: r.created_at };
   }
 
   listProviders(): ProviderRecord[] {
-    return (this.db.prepare('SELECT name FROM providers ORDER BY name').pluck().all() as string[]).map((n) => this.getProvider(n)!);
+    return (this.stmt('SELECT name FROM providers ORDER BY name').pluck().all() as string[]).map((n) => this.getProvider(n)!);
   }
 
   getEntity(name: string): EntityDef | undefined {
-    const r = this.db.prepare('SELECT name, key FROM entities WHERE name = ?').get(name) as EntityDef | undefined;
+    const r = this.stmt('SELECT name, key FROM entities WHERE name = ?').get(name) as EntityDef | undefined;
     return r && { name: r.name, key: r.key };
   }
 
   getSource(name: string, variant: string): SourceDef | undefined {
-    const r = this.db.prepare('SELECT spec FROM sources WHERE name = ? AND variant = ?').get(name, variant) as Row | undefined;
+    const r = this.stmt('SELECT spec FROM sources WHERE name = ? AND variant = ?').get(name, variant) as Row | undefined;
     return r && JSON.parse(r.spec);
   }
 
   getModel(name: string, version: string): ModelRecord | undefined {
-    const r = this.db.prepare('SELECT * FROM models WHERE name = ? AND version = ?').get(name, version) as Row | undefined;
+    const r = this.stmt('SELECT * FROM models WHERE name = ? AND version = ?').get(name, version) as Row | undefined;
     return r && { ...JSON.parse(r.spec), dims: r.dims, sha256: r.sha256, createdAt: r.created_at };
   }
 
@@ -144,7 +156,7 @@ export class Registry {
   }
 
   getFeature(name: string, variant: string): FeatureRecord | undefined {
-    const r = this.db.prepare('SELECT * FROM features WHERE name = ? AND variant = ?').get(name, variant) as Row | undefined;
+    const r = this.stmt('SELECT * FROM features WHERE name = ? AND variant = ?').get(name, variant) as Row | undefined;
     return r && toFeature(r);
   }
 
@@ -156,7 +168,7 @@ export class Registry {
   }
 
   getAlias(feature: string, name: string): AliasRecord | undefined {
-    const r = this.db.prepare('SELECT * FROM aliases WHERE feature = ? AND name = ?').get(feature, name) as Row | undefined;
+    const r = this.stmt('SELECT * FROM aliases WHERE feature = ? AND name = ?').get(feature, name) as Row | undefined;
     return r && { feature: r.feature, name: r.name, variant: r.variant, updatedAt: r.updated_at };
   }
 
@@ -177,7 +189,7 @@ export class Registry {
     if (tag === undefined) {
       const prod = this.getAlias(name, 'prod');
       if (prod) return this.getFeature(name, prod.variant)!;
-      const newest = this.db.prepare('SELECT * FROM features WHERE name = ? ORDER BY created_at DESC, rowid DESC LIMIT 1').get(name) as Row | undefined;
+      const newest = this.stmt('SELECT * FROM features WHERE name = ? ORDER BY created_at DESC, rowid DESC LIMIT 1').get(name) as Row | undefined;
       if (!newest) throw nlError('NL_FEATURE_NOT_FOUND', ref);
       return toFeature(newest);
     }
@@ -196,7 +208,7 @@ export class Registry {
       entity: 'entity = ?',
     }[kind];
     const args = variant === undefined ? [name] : [name, variant];
-    return (this.db.prepare(`SELECT * FROM features WHERE ${where} ORDER BY name, variant`).all(...args) as Row[]).map(toFeature);
+    return (this.stmt(`SELECT * FROM features WHERE ${where} ORDER BY name, variant`).all(...args) as Row[]).map(toFeature);
   }
 
   // ---- apply ----
@@ -311,7 +323,7 @@ export class Registry {
       }
       for (const e of defs.entities) {
         if (!todo.has(`entity:${e.name}`)) continue;
-        this.db.prepare('INSERT INTO entities VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE SET key = excluded.key').run(e.name, e.key, t);
+        this.stmt('INSERT INTO entities VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE SET key = excluded.key').run(e.name, e.key, t);
       }
       for (const s of defs.sources) {
         if (!todo.has(`source:${s.name}@${s.variant}`)) continue;
@@ -324,7 +336,7 @@ export class Registry {
         if (!todo.has(`model:${ref}`)) continue;
         const probe = probes.get(ref);
         if (!probe) throw nlError('NL_INTERNAL', `model ${ref} was not probed`);
-        this.db.prepare('INSERT INTO models VALUES (?, ?, ?, ?, ?, ?, ?)').run(m.name, m.version, m.runtime, JSON.stringify(m), probe.dims, probe.sha256, t);
+        this.stmt('INSERT INTO models VALUES (?, ?, ?, ?, ?, ?, ?)').run(m.name, m.version, m.runtime, JSON.stringify(m), probe.dims, probe.sha256, t);
       }
       for (const f of defs.features) {
         if (!todo.has(`feature:${f.name}@${f.variant}`)) continue;
@@ -360,11 +372,11 @@ export class Registry {
     this.db
       .prepare('INSERT INTO aliases VALUES (?, ?, ?, ?) ON CONFLICT(feature, name) DO UPDATE SET variant = excluded.variant, updated_at = excluded.updated_at')
       .run(feature, name, variant, t);
-    this.db.prepare('INSERT INTO alias_history VALUES (?, ?, ?, ?, ?)').run(feature, name, variant, previous, t);
+    this.stmt('INSERT INTO alias_history VALUES (?, ?, ?, ?, ?)').run(feature, name, variant, previous, t);
   }
 
   aliasHistory(feature: string, name: string): Array<{ variant: string; previous: string | null; at: string }> {
-    return this.db.prepare('SELECT variant, previous, at FROM alias_history WHERE feature = ? AND name = ? ORDER BY rowid').all(feature, name) as Array<{
+    return this.stmt('SELECT variant, previous, at FROM alias_history WHERE feature = ? AND name = ? ORDER BY rowid').all(feature, name) as Array<{
       variant: string;
       previous: string | null;
       at: string;
@@ -374,7 +386,7 @@ export class Registry {
   // ---- materialization state ----
 
   getMaterialization(feature: string, variant: string): MaterializationState | undefined {
-    const r = this.db.prepare('SELECT * FROM materializations WHERE feature = ? AND variant = ?').get(feature, variant) as Row | undefined;
+    const r = this.stmt('SELECT * FROM materializations WHERE feature = ? AND variant = ?').get(feature, variant) as Row | undefined;
     return (
       r && {
         status: r.status,
@@ -401,7 +413,7 @@ export class Registry {
              started_at = excluded.started_at, updated_at = excluded.updated_at, finished_at = NULL, error = NULL`,
         )
         .run(feature, variant, t, t);
-      this.db.prepare("UPDATE features SET status = 'materializing', rows = 0 WHERE name = ? AND variant = ?").run(feature, variant);
+      this.stmt("UPDATE features SET status = 'materializing', rows = 0 WHERE name = ? AND variant = ?").run(feature, variant);
     })();
   }
 
@@ -416,22 +428,22 @@ export class Registry {
   finishMaterialization(feature: string, variant: string, rows: number): void {
     const t = now();
     this.db.transaction(() => {
-      this.db.prepare("UPDATE materializations SET status = 'done', finished_at = ?, updated_at = ? WHERE feature = ? AND variant = ?").run(t, t, feature, variant);
-      this.db.prepare("UPDATE features SET status = 'materialized', rows = ?, materialized_at = ? WHERE name = ? AND variant = ?").run(rows, t, feature, variant);
+      this.stmt("UPDATE materializations SET status = 'done', finished_at = ?, updated_at = ? WHERE feature = ? AND variant = ?").run(t, t, feature, variant);
+      this.stmt("UPDATE features SET status = 'materialized', rows = ?, materialized_at = ? WHERE name = ? AND variant = ?").run(rows, t, feature, variant);
     })();
   }
 
   failMaterialization(feature: string, variant: string, error: string): void {
     const t = now();
     this.db.transaction(() => {
-      this.db.prepare("UPDATE materializations SET status = 'failed', error = ?, updated_at = ? WHERE feature = ? AND variant = ?").run(error, t, feature, variant);
-      this.db.prepare("UPDATE features SET status = 'failed' WHERE name = ? AND variant = ?").run(feature, variant);
+      this.stmt("UPDATE materializations SET status = 'failed', error = ?, updated_at = ? WHERE feature = ? AND variant = ?").run(error, t, feature, variant);
+      this.stmt("UPDATE features SET status = 'failed' WHERE name = ? AND variant = ?").run(feature, variant);
     })();
   }
 
   /** Keeps a materialized variant's row count current after online upserts and deletes. */
   setFeatureRows(feature: string, variant: string, rows: number): void {
-    this.db.prepare('UPDATE features SET rows = ? WHERE name = ? AND variant = ?').run(rows, feature, variant);
+    this.stmt('UPDATE features SET rows = ? WHERE name = ? AND variant = ?').run(rows, feature, variant);
   }
 
   // ---- API keys ----
@@ -441,17 +453,17 @@ export class Registry {
     const id = randomBytes(6).toString('hex');
     const key = `nl_${id}_${randomBytes(24).toString('base64url')}`;
     const t = now();
-    this.db.prepare('INSERT INTO api_keys VALUES (?, ?, ?, ?, ?)').run(id, hashKey(key), scope, features ? JSON.stringify(features) : null, t);
+    this.stmt('INSERT INTO api_keys VALUES (?, ?, ?, ?, ?)').run(id, hashKey(key), scope, features ? JSON.stringify(features) : null, t);
     return { key, record: { id, scope, features, createdAt: t } };
   }
 
   findKey(key: string): ApiKeyRecord | undefined {
-    const r = this.db.prepare('SELECT * FROM api_keys WHERE hash = ?').get(hashKey(key)) as Row | undefined;
+    const r = this.stmt('SELECT * FROM api_keys WHERE hash = ?').get(hashKey(key)) as Row | undefined;
     return r && { id: r.id, scope: r.scope, features: r.features ? JSON.parse(r.features) : null, createdAt: r.created_at };
   }
 
   countKeys(): number {
-    return this.db.prepare('SELECT count(*) FROM api_keys').pluck().get() as number;
+    return this.stmt('SELECT count(*) FROM api_keys').pluck().get() as number;
   }
 }
 
