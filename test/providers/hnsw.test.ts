@@ -38,6 +38,22 @@ describe('hnsw files', () => {
   const spec = (name: string, dims = 4): CollectionSpec => ({ name, dims, metric: 'l2', index: { M: 8, efConstruction: 50, ef: 50 }, metadataFields: ['n'] });
   const row = (id: string, x: number, dims = 4) => ({ id, vector: new Float32Array(dims).fill(x), metadata: { n: x } });
 
+  it('answers a repeated filter from its cached matches, and forgets them on every write', async () => {
+    const p = createHnswProvider({}, { name: 'local', home });
+    await p.open();
+    const c = await p.collection(spec('cache'));
+    await c.upsert(Array.from({ length: 50 }, (_, i) => row(`c${i}`, i)));
+    const query = { vector: new Float32Array(4).fill(10), k: 3, filter: { field: 'n', op: 'gte' as const, value: 40 } };
+    const ids = async () => (await c.search([query]))[0].map((h) => h.id);
+    expect(await ids()).toEqual(['c40', 'c41', 'c42']);
+    expect(await ids()).toEqual(['c40', 'c41', 'c42']);
+    await c.upsert([{ id: 'c5', vector: new Float32Array(4).fill(5), metadata: { n: 99 } }]);
+    expect(await ids()).toEqual(['c5', 'c40', 'c41']);
+    await c.delete(['c40']);
+    expect(await ids()).toEqual(['c5', 'c41', 'c42']);
+    await p.close();
+  });
+
   it('grows the index from a small initial capacity as rows arrive', async () => {
     const p = createHnswProvider({ initialCapacity: 4 }, { name: 'local', home });
     await p.open();

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { mkdir, open as openFile, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
 import { nlError, providerError } from '../../errors.ts';
 import { compileFilter, validateFilter } from '../../filter.ts';
-import type { Hit, Metadata, Metric } from '../../types.ts';
+import type { Filter, Hit, Metadata, Metric } from '../../types.ts';
 import type { ProviderContext } from '../index.ts';
 import type { CollectionSpec, SearchQuery, VectorCollection, VectorProvider, VectorRecord } from './types.ts';
 
@@ -41,6 +41,8 @@ export interface HnswVectorOptions {
 type Settings = Required<Omit<HnswVectorOptions, 'dir'>> & { name: string };
 
 const MANIFEST = 'manifest.json';
+/** Distinct filters whose matching labels a collection keeps between writes. */
+const MATCH_CACHE_SIZE = 32;
 const FORMAT = 1;
 
 interface Manifest {
@@ -264,6 +266,8 @@ class HnswCollection implements VectorCollection {
   private readonly lock = new RwLock();
   private readonly labels: IdIndex;
   private dirty = false;
+  /** Filter -> matching labels, least recently used first; emptied by every write. */
+  private readonly matchCache = new Map<string, number[]>();
 
   constructor(
     spec: CollectionSpec,
@@ -318,6 +322,7 @@ class HnswCollection implements VectorCollection {
         labels[i++] = label;
       }
       this.dirty = true;
+      this.matchCache.clear();
       try {
         await this.index.add(vectors, labels, this.opts.threads);
       } catch (e) {
@@ -337,6 +342,7 @@ class HnswCollection implements VectorCollection {
         this.meta[label] = null;
         this.free.push(label);
         this.dirty = true;
+        this.matchCache.clear();
       }
     });
   }
@@ -374,7 +380,6 @@ class HnswCollection implements VectorCollection {
     return this.lock.read(async () => {
       const out: Hit[][] = new Array(prepared.length);
       const plain = new Map<string, number[]>();
-      const matches = new Map<string, number[]>();
       const pending: Array<Promise<void>> = [];
       prepared.forEach((q, i) => {
         const excluded = this.excludedLabels(q.exclude);
@@ -386,16 +391,7 @@ class HnswCollection implements VectorCollection {
           else plain.set(key, [i]);
           return;
         }
-        const key = JSON.stringify(q.filter);
-        let matching = matches.get(key);
-        if (!matching) {
-          const pred = compileFilter(q.filter);
-          matching = [];
-          for (let label = 0; label < this.ids.length; label++) {
-            if (this.ids[label] !== null && pred(this.meta[label] ?? undefined)) matching.push(label);
-          }
-          matches.set(key, matching);
-        }
+        const matching = this.matching(q.filter);
         const allowed = excluded.size ? matching.filter((l) => !excluded.has(l)) : matching;
         pending.push(this.searchFiltered(q, allowed).then((hits) => void (out[i] = hits)));
       });
@@ -420,6 +416,27 @@ class HnswCollection implements VectorCollection {
       await Promise.all(pending);
       return out;
     });
+  }
+
+  /**
+   * Labels whose metadata passes the filter. Evaluating a filter walks every row in JS, so the answer is
+   * kept until the next write: serving traffic repeats a handful of filters (a language, a category).
+   */
+  private matching(filter: Filter): number[] {
+    const key = JSON.stringify(filter);
+    let labels = this.matchCache.get(key);
+    if (labels) {
+      this.matchCache.delete(key);
+    } else {
+      const pred = compileFilter(filter);
+      labels = [];
+      for (let label = 0; label < this.ids.length; label++) {
+        if (this.ids[label] !== null && pred(this.meta[label] ?? undefined)) labels.push(label);
+      }
+      if (this.matchCache.size >= MATCH_CACHE_SIZE) this.matchCache.delete(this.matchCache.keys().next().value!);
+    }
+    this.matchCache.set(key, labels);
+    return labels;
   }
 
   private ef(q: SearchQuery): number {
