@@ -1,6 +1,6 @@
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { nlError } from '../errors.ts';
 import type { FeatureStore } from '../store/feature-store.ts';
 import { Auth, type AuthOptions } from './auth.ts';
@@ -38,7 +38,7 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
     logger: opts.logger ?? false,
     // Two log lines per request cost more than the search at thousands of requests a second; latency and
     // status per route are in /metrics, and errors are logged where they are handled.
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: HTTP_LIMITS.bodyBytes,
     // A JSON API: values keep their JSON types (no "10" -> 10), and unknown keys are errors, not dropped.
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: true, allErrors: false } },
