@@ -75,8 +75,7 @@ export async function materialize(ctx: MaterializeContext, feature: FeatureRecor
     await ctx.dropData(feature);
     registry.beginMaterialization(feature.name, feature.variant);
   } else {
-    registry.checkpoint(feature.name, feature.variant, state!);
-    registry.db.prepare("UPDATE features SET status = 'materializing' WHERE name = ? AND variant = ?").run(feature.name, feature.variant);
+    registry.resumeMaterialization(feature.name, feature.variant);
   }
   const from = resuming ? { position: state!.position, line: state!.line } : { position: 0, line: 0 };
   if (resuming) Object.assign(base, { resumedFrom: from.line });
@@ -157,7 +156,7 @@ export async function materialize(ctx: MaterializeContext, feature: FeatureRecor
     // Anything else (a provider outage) keeps the checkpoint so that --resume continues.
     if (badRow) await ctx.dropData(feature);
     registry.failMaterialization(feature.name, feature.variant, (e as Error).message);
-    if (badRow) registry.db.prepare('DELETE FROM materializations WHERE feature = ? AND variant = ?').run(feature.name, feature.variant);
+    if (badRow) registry.forgetCheckpoint(feature.name, feature.variant);
     throw e instanceof NearlineError ? e : nlError('NL_INTERNAL', `${ref}: ${(e as Error).message}`);
   }
 }

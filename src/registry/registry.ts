@@ -417,6 +417,20 @@ export class Registry {
     })();
   }
 
+  /** Marks an interrupted run as running again; its checkpoint stays where it was. */
+  resumeMaterialization(feature: string, variant: string): void {
+    const t = now();
+    this.db.transaction(() => {
+      this.stmt("UPDATE materializations SET status = 'running', finished_at = NULL, error = NULL, updated_at = ? WHERE feature = ? AND variant = ?").run(t, feature, variant);
+      this.stmt("UPDATE features SET status = 'materializing' WHERE name = ? AND variant = ?").run(feature, variant);
+    })();
+  }
+
+  /** Drops a run's checkpoint, so the next run starts from the first row. */
+  forgetCheckpoint(feature: string, variant: string): void {
+    this.stmt('DELETE FROM materializations WHERE feature = ? AND variant = ?').run(feature, variant);
+  }
+
   /** Records how far a run got; called only after the providers made that much durable. */
   checkpoint(feature: string, variant: string, at: { position: number; line: number; rowsRead: number; rowsSkipped: number }): void {
     this.db
