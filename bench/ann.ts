@@ -20,6 +20,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { GLOVE_DIMS, loadGlove } from './glove.ts';
 import type { createHnswProvider as CreateHnswProvider } from '../src/providers/vector/hnsw.ts';
+import { mulberry32 } from '../scripts/random.ts';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const DATA = join(HERE, 'data');
@@ -48,17 +49,6 @@ function log(msg: string): void {
   process.stderr.write(`[ann] ${msg}\n`);
 }
 
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Step 2: a seeded shuffle; the last QUERIES words are held out as queries, the rest (or --limit of them) are indexed. */
 function split(all: Float32Array): { base: Float32Array; queries: Float32Array; n: number } {

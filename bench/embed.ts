@@ -20,6 +20,7 @@ import { createOnnxModel, onnxSessionOptions, poolTokens } from '../src/provider
 import type { EmbeddingModel, ModelSpec } from '../src/providers/embedding/types.ts';
 import { createUseModel } from '../src/providers/embedding/use.ts';
 import { makeEncoder } from '../scripts/make-encoder.ts';
+import { mulberry32 as rng } from '../scripts/random.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const { values: args } = parseArgs({
@@ -55,17 +56,6 @@ get place made live where after back little only round man year came show every 
 just form sentence great think say help low line turn cause much mean before move right boy old too same tell does set
 three want air well also play small end put home read hand port large spell add even land here must big high such follow
 market price stock customer search review rating movie album season player team`.split(/\s+/);
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function makeTexts(kind: Kind, count: number, seed: number): string[] {
   const rand = rng(seed);

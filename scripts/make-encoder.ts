@@ -12,6 +12,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { mulberry32 as rng } from './random.ts';
 
 export interface EncoderOptions {
   /** Output folder; created if missing. */
@@ -170,17 +171,6 @@ function modelProto(nodes: Node[], initializers: Tensor[], inputs: Writer[], out
 
 // ---------------------------------------------------------------------------------------------
 // Deterministic weights.
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function normal(rand: () => number, n: number, std: number): Float32Array {
   const out = new Float32Array(n);

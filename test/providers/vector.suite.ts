@@ -2,6 +2,9 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isNearlineError, type ErrorCode } from '../../src/errors.ts';
 import type { CollectionSpec, VectorCollection, VectorProvider, VectorRecord } from '../../src/providers/vector/types.ts';
 import type { Filter, Hit, Metadata, Metric } from '../../src/types.ts';
+import { mulberry32 } from '../../scripts/random.ts';
+
+export { mulberry32 };
 
 /** What a backend's test file hands the suite: a fresh, not yet opened provider. */
 export interface SuiteProvider {
@@ -20,18 +23,6 @@ export interface SuiteOptions {
 }
 
 const vec = (xs: number[]): Float32Array => Float32Array.from(xs);
-
-/** Deterministic PRNG so a failing case reproduces. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randomVector(rand: () => number, dims: number): Float32Array {
   const v = new Float32Array(dims);
