@@ -497,7 +497,8 @@ function featureSpec(f: FeatureRecord): FeatureDef {
   return spec;
 }
 
-function modelSpec(m: ModelRecord): ModelDef {
+/** A registered model without what registration learned (dims, sha256): the runtime's spec. */
+export function modelSpec(m: ModelRecord): ModelDef {
   const { dims: _d, sha256: _s, createdAt: _c, ...spec } = m;
   return spec;
 }

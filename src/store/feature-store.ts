@@ -5,11 +5,11 @@ import { NearlineError, nlError } from '../errors.ts';
 import { validateFilter } from '../filter.ts';
 import { materialize, type MaterializeOptions, type MaterializeResult } from '../materialize/job.ts';
 import { modelFingerprint, probeModel } from '../providers/embedding/fingerprint.ts';
-import type { EmbeddingModel, ModelSpec } from '../providers/embedding/types.ts';
+import type { EmbeddingModel } from '../providers/embedding/types.ts';
 import { createEmbeddingModel, createOnlineStore, createSource, createVectorProvider } from '../providers/index.ts';
 import type { OnlineStore } from '../providers/online/types.ts';
 import type { CollectionSpec, VectorCollection, VectorProvider } from '../providers/vector/types.ts';
-import { Registry, type AliasRecord, type FeatureRecord, type ModelProbe, type ModelRecord, type PlanItem } from '../registry/registry.ts';
+import { modelSpec, Registry, type AliasRecord, type FeatureRecord, type ModelProbe, type PlanItem } from '../registry/registry.ts';
 import type { Filter, Hit, OnlineValue, Vector } from '../types.ts';
 import { toVector } from '../vector.ts';
 import { mmr } from './mmr.ts';
@@ -460,11 +460,6 @@ export function collectionSpec(feature: FeatureRecord): CollectionSpec {
     index: feature.index!,
     metadataFields: feature.metadata,
   };
-}
-
-function modelSpec(rec: ModelRecord): ModelSpec {
-  const { dims: _d, sha256: _s, createdAt: _c, ...spec } = rec;
-  return spec;
 }
 
 /** Qdrant's average-vector recommend strategy: avg(positive) + (avg(positive) - avg(negative)). */
