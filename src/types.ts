@@ -34,14 +34,3 @@ export type Filter =
 
 /** A value in the online store: a scalar, a vector, or null when absent. */
 export type OnlineValue = string | number | boolean | Vector | null;
-
-/** Parses `name`, `name@variant`. */
-export function parseFeatureRef(text: string): FeatureRef {
-  const at = text.indexOf('@');
-  if (at < 0) return { name: text };
-  return { name: text.slice(0, at), variant: text.slice(at + 1) };
-}
-
-export function formatRef(name: string, variant: string): string {
-  return `${name}@${variant}`;
-}

@@ -31,8 +31,3 @@ function safeJson(s: string): unknown {
     return undefined;
   }
 }
-
-/** JSON out: a Float32Array as a plain number array. */
-export function vectorToJson(v: Vector): number[] {
-  return Array.from(v);
-}

@@ -39,7 +39,6 @@ const SOURCES: Record<string, () => Promise<(spec: SourceSpec) => Source>> = {
 
 export const VECTOR_KINDS = Object.keys(VECTOR);
 export const ONLINE_KINDS = Object.keys(ONLINE);
-export const PROVIDER_KINDS = [...VECTOR_KINDS, ...ONLINE_KINDS];
 export const RUNTIMES = Object.keys(EMBEDDING);
 export const SOURCE_KINDS = Object.keys(SOURCES);
 
