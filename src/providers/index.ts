@@ -16,7 +16,7 @@ type Factory<T> = (options: Record<string, unknown>, ctx: ProviderContext) => T;
 
 // Kind name -> lazy import, so a user of hnsw + sqlite never loads ioredis or the Qdrant client.
 const VECTOR: Record<string, () => Promise<Factory<VectorProvider>>> = {
-  hnsw: async () => (await import('./vector/hnsw.ts')).createHnswProvider as Factory<VectorProvider>,
+  hnsw: async () => (await import('./vector/hnsw/provider.ts')).createHnswProvider as Factory<VectorProvider>,
   qdrant: async () => (await import('./vector/qdrant.ts')).createQdrantProvider as Factory<VectorProvider>,
 };
 

@@ -1,5 +1,5 @@
 // Child process for the crash test: keeps writing and flushing generations until it is killed.
-import { createHnswProvider } from '../../src/providers/vector/hnsw.ts';
+import { createHnswProvider } from '../../src/providers/vector/hnsw/provider.ts';
 
 const [home, name] = process.argv.slice(2);
 const dims = 32;

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { CollectionSpec } from '../../src/providers/vector/types.ts';
-import { createHnswProvider } from '../../src/providers/vector/hnsw.ts';
+import { createHnswProvider } from '../../src/providers/vector/hnsw/provider.ts';
 import { mulberry32, vectorProviderSuite } from './vector.suite.ts';
 
 vectorProviderSuite('hnsw', async () => {

@@ -1,184 +1,26 @@
-import { createRequire } from 'node:module';
-import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
-import { mkdir, open as openFile, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
-import { nlError, providerError } from '../../errors.ts';
-import { compileFilter, validateFilter } from '../../filter.ts';
-import type { Filter, Hit, Metadata, Metric } from '../../types.ts';
-import type { ProviderContext } from '../index.ts';
-import type { CollectionSpec, SearchQuery, VectorCollection, VectorProvider, VectorRecord } from './types.ts';
+import { nlError, providerError } from '../../../errors.ts';
+import { compileFilter, validateFilter } from '../../../filter.ts';
+import type { Filter, Hit, Metadata } from '../../../types.ts';
+import type { CollectionSpec, SearchQuery, VectorCollection, VectorRecord } from '../types.ts';
+import { MANIFEST, removeStale, syncDir, writeAtomic, writeFileSynced, type Manifest, type RowsFile } from './files.ts';
+import { IdIndex } from './id-index.ts';
+import type { Found, NativeIndex } from './native.ts';
+import type { HnswVectorOptions } from './provider.ts';
+import { RwLock } from './rw-lock.ts';
 
 /*
- * The in-process `hnsw` vector provider. One collection per folder under `dir`:
- *
- *   manifest.json        names the current generation; its rename is the commit point of a snapshot
- *   index-<gen>.hnsw     hnswlib's own index format (labels are dense integers)
- *   rows-<gen>.json      label -> string id and metadata (null where deleted)
- *
- * A snapshot writes the index and the rows under a new generation (temp file, fsync, rename), then the
- * manifest the same way, then fsyncs the folder; files no manifest names are removed on open, so a crash
- * at any point leaves the previous snapshot whole. Writes between flushes live in memory only.
+ * One collection: the native graph, label <-> id, metadata per label.
  *
  * Deleted labels are marked deleted in the graph and reused by the next new ids, which hnswlib updates in
  * place: churn does not grow the index. Cosine collections store unit vectors (inner product on them), so
- * `get` returns the normalized vector.
+ * `get` returns the normalized vector. Writes between flushes live in memory only.
  */
 
-/** Options of the in-process `hnsw` vector provider. */
-export interface HnswVectorOptions {
-  /** Folder holding one sub-folder per collection. Default `<home>/indexes`. */
-  dir?: string;
-  /** Slots allocated when a collection is created. Default 1024. */
-  initialCapacity?: number;
-  /** A filtered query scans its matching rows exactly when at most this many match. Default 2048. */
-  exactScanBelow?: number;
-  /** A filtered query scans exactly when fewer than this fraction of rows match. Default 0.02. */
-  exactScanSelectivity?: number;
-  /** Threads one call may use: a search batch is split across them, an insert batch runs on them. Default `os.availableParallelism()`. */
-  threads?: number;
-}
+export type Settings = Required<Omit<HnswVectorOptions, 'dir'>> & { name: string };
 
-type Settings = Required<Omit<HnswVectorOptions, 'dir'>> & { name: string };
-
-const MANIFEST = 'manifest.json';
 /** Distinct filters whose matching labels a collection keeps between writes. */
 const MATCH_CACHE_SIZE = 32;
-const FORMAT = 1;
-
-interface Manifest {
-  format: number;
-  generation: number;
-  dims: number;
-  metric: Metric;
-  M: number;
-  efConstruction: number;
-  index: string;
-  rows: string;
-}
-
-interface RowsFile {
-  ids: Array<string | null>;
-  metadata: Array<Metadata | null>;
-}
-
-/** nearline's addon over hnswlib (native/): Float32Array in, searches and inserts on the libuv thread pool. */
-interface NativeIndex {
-  capacity(): number;
-  resize(capacity: number): void;
-  /** Inserts, or updates in place a label already present (also a deleted one, which it revives). */
-  add(vectors: Float32Array, labels: Uint32Array, threads: number): Promise<void>;
-  markDelete(label: number): void;
-  /** Copies each label's stored vector into `out`. */
-  vectors(labels: Uint32Array, out: Float32Array): void;
-  /** Per query `counts[i]` hits at `labels/distances[i*k ..]`, nearest first; `allow` is one byte per label. */
-  search(queries: Float32Array, k: number, ef: number, allow?: Uint8Array): Promise<Found>;
-  /** Brute force over `candidates`. */
-  exact(queries: Float32Array, k: number, candidates: Uint32Array): Promise<Found>;
-  save(path: string): Promise<void>;
-}
-
-interface Found {
-  labels: Uint32Array;
-  distances: Float32Array;
-  counts: Uint32Array;
-}
-
-type NativeIndexClass = {
-  new (space: 'l2' | 'ip', dims: number, capacity: number, M: number, efConstruction: number, seed: number): NativeIndex;
-  new (space: 'l2' | 'ip', dims: number, path: string): NativeIndex;
-};
-
-let addon: NativeIndexClass | undefined;
-
-function nativeIndexClass(provider: string): NativeIndexClass {
-  if (!addon) {
-    try {
-      addon = (createRequire(import.meta.url)('../../../native/build/Release/nearline_hnsw.node') as { Index: NativeIndexClass }).Index;
-    } catch (e) {
-      throw providerError(provider, new Error(`native addon native/ is not built (npm ci builds it; so does \`npm run install\`): ${(e as Error).message}`));
-    }
-  }
-  return addon;
-}
-
-/** Writes `data` (or lets `write` produce the file) to `path` so that a crash leaves either the old file or the new one. */
-async function writeAtomic(path: string, write: (tmp: string) => Promise<void>): Promise<void> {
-  const tmp = `${path}.tmp`;
-  await write(tmp);
-  const fh = await openFile(tmp, 'r+');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  await rename(tmp, path);
-}
-
-async function writeFileSynced(path: string, data: string): Promise<void> {
-  const fh = await openFile(path, 'w');
-  try {
-    await fh.writeFile(data);
-  } finally {
-    await fh.close();
-  }
-}
-
-async function syncDir(dir: string): Promise<void> {
-  const fh = await openFile(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  return stat(path).then(
-    () => true,
-    () => false,
-  );
-}
-
-/** Many concurrent searches or one write: hnswlib tolerates concurrent reads but not a resize under them. */
-class RwLock {
-  private readers = 0;
-  private writers = 0;
-  private tail: Promise<void> = Promise.resolve();
-  private busy: Promise<void> | null = null;
-  private drained: (() => void) | null = null;
-
-  async read<T>(fn: () => Promise<T>): Promise<T> {
-    // Re-checked after every wake-up, so a reader never slips in between a queued writer's check and its work.
-    while (this.busy) await this.busy;
-    this.readers++;
-    try {
-      return await fn();
-    } finally {
-      if (--this.readers === 0) {
-        const wake = this.drained;
-        this.drained = null;
-        wake?.();
-      }
-    }
-  }
-
-  write<T>(fn: () => Promise<T> | T): Promise<T> {
-    this.writers++;
-    const run = this.tail.then(async () => {
-      while (this.readers > 0) await new Promise<void>((resolve) => (this.drained = resolve));
-      return fn();
-    });
-    const done = run.then(
-      () => undefined,
-      () => undefined,
-    ).then(() => {
-      if (--this.writers === 0) this.busy = null;
-    });
-    this.tail = done;
-    this.busy = done;
-    return run;
-  }
-}
 
 function checkVector(v: unknown, dims: number, what: string): Float32Array {
   if (!(v instanceof Float32Array)) throw nlError('NL_BAD_VECTOR', `${what}: vector must be a Float32Array`);
@@ -197,71 +39,7 @@ function unit(v: Float32Array, what: string): Float32Array {
   return v.map((x) => x * inv);
 }
 
-/**
- * String id -> label by open addressing over an Int32Array, keyed through `ids` (label -> id), which the
- * collection keeps anyway: a JS Map would add about 60 bytes per row next to a 560-byte graph node.
- */
-class IdIndex {
-  private table = new Int32Array(16).fill(-1);
-  size = 0;
-
-  constructor(private readonly ids: Array<string | null>) {}
-
-  private slot(id: string): number {
-    let h = 0x811c9dc5;
-    for (let i = 0; i < id.length; i++) h = Math.imul(h ^ id.charCodeAt(i), 0x01000193);
-    return (h >>> 0) & (this.table.length - 1);
-  }
-
-  private find(id: string): number {
-    const mask = this.table.length - 1;
-    for (let i = this.slot(id); ; i = (i + 1) & mask) {
-      const label = this.table[i];
-      if (label < 0 || this.ids[label] === id) return i;
-    }
-  }
-
-  get(id: string): number | undefined {
-    const label = this.table[this.find(id)];
-    return label < 0 ? undefined : label;
-  }
-
-  has(id: string): boolean {
-    return this.table[this.find(id)] >= 0;
-  }
-
-  /** Call once `ids[label] === id`. */
-  set(id: string, label: number): void {
-    if ((this.size + 1) * 2 > this.table.length) this.grow();
-    this.table[this.find(id)] = label;
-    this.size++;
-  }
-
-  /** Call while `ids[label]` still holds the id. Backward-shift deletion keeps probe runs unbroken without tombstones. */
-  delete(id: string): void {
-    const mask = this.table.length - 1;
-    let hole = this.find(id);
-    if (this.table[hole] < 0) return;
-    for (let j = (hole + 1) & mask; this.table[j] >= 0; j = (j + 1) & mask) {
-      const home = this.slot(this.ids[this.table[j]]!);
-      const between = hole <= j ? hole < home && home <= j : hole < home || home <= j;
-      if (!between) {
-        this.table[hole] = this.table[j];
-        hole = j;
-      }
-    }
-    this.table[hole] = -1;
-    this.size--;
-  }
-
-  private grow(): void {
-    const old = this.table;
-    this.table = new Int32Array(old.length * 2).fill(-1);
-    for (const label of old) if (label >= 0) this.table[this.find(this.ids[label]!)] = label;
-  }
-}
-
-class HnswCollection implements VectorCollection {
+export class HnswCollection implements VectorCollection {
   spec: CollectionSpec;
   private readonly lock = new RwLock();
   private readonly labels: IdIndex;
@@ -543,103 +321,3 @@ class HnswCollection implements VectorCollection {
     await removeStale(this.dir, next);
   }
 }
-
-/** Deletes files no manifest names: older generations and temp files of an interrupted snapshot. */
-async function removeStale(dir: string, manifest: Manifest): Promise<void> {
-  const keep = new Set([MANIFEST, manifest.index, manifest.rows]);
-  for (const f of await readdir(dir)) if (!keep.has(f)) await rm(join(dir, f), { force: true });
-}
-
-const NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
-
-export function createHnswProvider(options: HnswVectorOptions, ctx: ProviderContext): VectorProvider {
-  const root = options.dir ?? join(ctx.home, 'indexes');
-  const opts: Settings = {
-    name: ctx.name,
-    initialCapacity: options.initialCapacity ?? 1024,
-    exactScanBelow: options.exactScanBelow ?? 2048,
-    exactScanSelectivity: options.exactScanSelectivity ?? 0.02,
-    threads: options.threads ?? availableParallelism(),
-  };
-  const open = new Map<string, Promise<HnswCollection>>();
-
-  function folder(name: string): string {
-    if (!NAME.test(name)) throw nlError('NL_BAD_REQUEST', `collection name ${JSON.stringify(name)} is not file-safe`);
-    return join(root, name);
-  }
-
-  async function load(spec: CollectionSpec): Promise<HnswCollection> {
-    const dir = folder(spec.name);
-    const space = spec.metric === 'l2' ? 'l2' : 'ip';
-    await mkdir(dir, { recursive: true });
-    const manifestPath = join(dir, MANIFEST);
-    if (await exists(manifestPath)) {
-      const m = JSON.parse(await readFile(manifestPath, 'utf8')) as Manifest;
-      if (m.format !== FORMAT) throw nlError('NL_CONFLICT', `collection ${spec.name} has on-disk format ${m.format}, expected ${FORMAT}`);
-      if (m.dims !== spec.dims || m.metric !== spec.metric) {
-        throw nlError('NL_CONFLICT', `collection ${spec.name} exists with dims ${m.dims} metric ${m.metric}, asked for dims ${spec.dims} metric ${spec.metric}`);
-      }
-      await removeStale(dir, m);
-      const rows = JSON.parse(await readFile(join(dir, m.rows), 'utf8')) as RowsFile;
-      const index = new (nativeIndexClass(ctx.name))(space, m.dims, join(dir, m.index));
-      const free: number[] = [];
-      rows.ids.forEach((id, label) => (id === null ? free.push(label) : undefined));
-      free.reverse();
-      return new HnswCollection(spec, dir, opts, index, m, rows.ids, rows.metadata, free);
-    }
-    const M = spec.index.M ?? 16;
-    const efConstruction = spec.index.efConstruction ?? 200;
-    const index = new (nativeIndexClass(ctx.name))(space, spec.dims, opts.initialCapacity, M, efConstruction, 100);
-    const m: Manifest = { format: FORMAT, generation: 0, dims: spec.dims, metric: spec.metric, M, efConstruction, index: '', rows: '' };
-    const c = new HnswCollection(spec, dir, opts, index, m, [], [], []);
-    await c.snapshot(true);
-    return c;
-  }
-
-  return {
-    kind: 'hnsw',
-    name: ctx.name,
-    supportsFilter: true,
-    supportsDelete: true,
-    supportsExamples: false,
-
-    async open() {
-      await mkdir(root, { recursive: true });
-    },
-
-    async close() {
-      const all = [...open.values()];
-      open.clear();
-      for (const p of all) {
-        const c = await p.catch(() => null);
-        await c?.flush();
-      }
-    },
-
-    async collection(spec) {
-      let p = open.get(spec.name);
-      if (!p) {
-        p = load(spec).catch((e: unknown) => {
-          throw providerError(ctx.name, e);
-        });
-        open.set(spec.name, p);
-        p.catch(() => open.delete(spec.name));
-      }
-      const c = await p;
-      if (c.spec.dims !== spec.dims || c.spec.metric !== spec.metric) {
-        throw nlError('NL_CONFLICT', `collection ${spec.name} exists with dims ${c.spec.dims} metric ${c.spec.metric}, asked for dims ${spec.dims} metric ${spec.metric}`);
-      }
-      c.spec = spec;
-      return c;
-    },
-
-    async dropCollection(name) {
-      const dir = folder(name);
-      const p = open.get(name);
-      open.delete(name);
-      await p?.catch(() => null);
-      await rm(dir, { recursive: true, force: true });
-    },
-  };
-}
-

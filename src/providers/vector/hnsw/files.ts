@@ -1,0 +1,74 @@
+import { join } from 'node:path';
+import { open as openFile, readdir, rename, rm, stat } from 'node:fs/promises';
+import type { Metadata, Metric } from '../../../types.ts';
+
+/*
+ * On-disk layout of one collection folder:
+ *
+ *   manifest.json        names the current generation; its rename is the commit point of a snapshot
+ *   index-<gen>.hnsw     hnswlib's own index format (labels are dense integers)
+ *   rows-<gen>.json      label -> string id and metadata (null where deleted)
+ */
+
+export const MANIFEST = 'manifest.json';
+export const FORMAT = 1;
+
+export interface Manifest {
+  format: number;
+  generation: number;
+  dims: number;
+  metric: Metric;
+  M: number;
+  efConstruction: number;
+  index: string;
+  rows: string;
+}
+
+export interface RowsFile {
+  ids: Array<string | null>;
+  metadata: Array<Metadata | null>;
+}
+
+/** Writes `data` (or lets `write` produce the file) to `path` so that a crash leaves either the old file or the new one. */
+export async function writeAtomic(path: string, write: (tmp: string) => Promise<void>): Promise<void> {
+  const tmp = `${path}.tmp`;
+  await write(tmp);
+  const fh = await openFile(tmp, 'r+');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await rename(tmp, path);
+}
+
+export async function writeFileSynced(path: string, data: string): Promise<void> {
+  const fh = await openFile(path, 'w');
+  try {
+    await fh.writeFile(data);
+  } finally {
+    await fh.close();
+  }
+}
+
+export async function syncDir(dir: string): Promise<void> {
+  const fh = await openFile(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+export async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** Deletes files no manifest names: older generations and temp files of an interrupted snapshot. */
+export async function removeStale(dir: string, manifest: Manifest): Promise<void> {
+  const keep = new Set([MANIFEST, manifest.index, manifest.rows]);
+  for (const f of await readdir(dir)) if (!keep.has(f)) await rm(join(dir, f), { force: true });
+}

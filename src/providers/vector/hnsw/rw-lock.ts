@@ -1,0 +1,40 @@
+/** Many concurrent searches or one write: hnswlib tolerates concurrent reads but not a resize under them. */
+export class RwLock {
+  private readers = 0;
+  private writers = 0;
+  private tail: Promise<void> = Promise.resolve();
+  private busy: Promise<void> | null = null;
+  private drained: (() => void) | null = null;
+
+  async read<T>(fn: () => Promise<T>): Promise<T> {
+    // Re-checked after every wake-up, so a reader never slips in between a queued writer's check and its work.
+    while (this.busy) await this.busy;
+    this.readers++;
+    try {
+      return await fn();
+    } finally {
+      if (--this.readers === 0) {
+        const wake = this.drained;
+        this.drained = null;
+        wake?.();
+      }
+    }
+  }
+
+  write<T>(fn: () => Promise<T> | T): Promise<T> {
+    this.writers++;
+    const run = this.tail.then(async () => {
+      while (this.readers > 0) await new Promise<void>((resolve) => (this.drained = resolve));
+      return fn();
+    });
+    const done = run.then(
+      () => undefined,
+      () => undefined,
+    ).then(() => {
+      if (--this.writers === 0) this.busy = null;
+    });
+    this.tail = done;
+    this.busy = done;
+    return run;
+  }
+}
