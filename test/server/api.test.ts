@@ -396,12 +396,19 @@ describe('ops endpoints', () => {
     expect(res.headers['content-type']).toMatch(/^text\/plain/);
     const text = res.body;
     expect(text).toMatch(/# TYPE nearline_http_request_duration_seconds histogram/);
-    expect(text).toMatch(/nearline_http_request_duration_seconds_bucket\{method="POST",route="\/v1\/nearest",feature="item_vec@v1",status="200",le="0\.005"\} \d+/);
+    // prom-client writes `le` first; Prometheus does not care about label order.
+    expect(text).toMatch(/nearline_http_request_duration_seconds_bucket\{le="0\.005",method="POST",route="\/v1\/nearest",feature="item_vec@v1",status="200"\} \d+/);
     expect(text).toMatch(/nearline_http_request_duration_seconds_count\{method="POST",route="\/v1\/nearest",feature="",status="404"\} [1-9]/);
     expect(text).toMatch(/nearline_index_rows\{feature="item_vec",variant="v1"\} 300\n/);
     expect(text).toMatch(/nearline_http_errors_total\{code="NL_FEATURE_NOT_FOUND"\} [1-9]/);
     expect(text).toMatch(/nearline_lane_queued\{lane="search"\} 0/);
     expect(text).toMatch(/nearline_event_loop_delay_p99_seconds \d/);
+    // prom-client's default process metrics sit beside nearline's own.
+    expect(text).toMatch(/\nprocess_resident_memory_bytes [1-9]\d*\n/);
+    expect(text).toMatch(/\nprocess_cpu_seconds_total \d/);
+    expect(text).toMatch(/\nnodejs_eventloop_lag_p99_seconds \d/);
+    expect(text).toMatch(/# TYPE nodejs_gc_duration_seconds histogram/);
+    expect(text.match(/^# TYPE (\S+)/gm)!.length).toBe(new Set(text.match(/^# TYPE (\S+)/gm)).size);
   });
 
   it('serves the OpenAPI document and the docs UI', async () => {
