@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import type { AliasDef, Definitions, EntityDef, FeatureDef, ModelDef, ProviderDef, SourceDef } from '../config.ts';
@@ -64,6 +65,52 @@ export interface ApiKeyRecord {
   features: string[] | null;
   createdAt: string;
 }
+
+/** A key as `nearline keys list` shows it: never its secret or hash. */
+export interface ApiKeyInfo extends ApiKeyRecord {
+  createdBy: string | null;
+  revokedAt: string | null;
+  revokedBy: string | null;
+}
+
+/**
+ * Who changed the registry: `key:<id>` for a call with an API key, `anonymous` for one to a server that
+ * has no key yet, `user:<name>` for the CLI (the OS user).
+ */
+export type Actor = string;
+
+/** The OS user running this process, as an actor. */
+export function osActor(): Actor {
+  try {
+    return `user:${os.userInfo().username}`;
+  } catch {
+    // No passwd entry (some containers): the environment or the uid still says who.
+    return `user:${process.env.USER ?? process.env.LOGNAME ?? `uid ${process.getuid?.() ?? '?'}`}`;
+  }
+}
+
+/** The actor for a request that carries `key`, or none while the server is open. */
+export function keyActor(key: { id: string } | null | undefined): Actor {
+  return key ? `key:${key.id}` : 'anonymous';
+}
+
+/** One change to the registry, kept forever: when, by whom, what. */
+export interface RegistryEvent {
+  id: number;
+  at: string;
+  actor: Actor;
+  /** `create`, `update`, `alias.set`, `materialized`, `materialize.failed`, `key.create`, `key.revoke`, ... */
+  action: string;
+  /** What changed: `provider`, `entity`, `source`, `model`, `feature`, `alias`, `key`. */
+  kind: string;
+  /** `name@variant`, `feature@alias`, a key id. */
+  name: string;
+  /** The feature name the change concerns, when it concerns one. */
+  feature: string | null;
+  detail: Record<string, unknown> | null;
+}
+
+export type NewRegistryEvent = Omit<RegistryEvent, 'id' | 'at' | 'feature' | 'detail'> & { feature?: string | null; detail?: Record<string, unknown> | null };
 
 const now = () => new Date().toISOString();
 
@@ -306,7 +353,7 @@ export class Registry {
   }
 
   /** Writes a plan that has no refusals, in one transaction: all of it or nothing. */
-  commit(defs: Definitions, plan: PlanItem[], probes: Map<string, ModelProbe>): void {
+  commit(defs: Definitions, plan: PlanItem[], probes: Map<string, ModelProbe>, actor: Actor = osActor()): void {
     const refused = plan.filter((p) => p.action === 'refused');
     if (refused.length) {
       const first = refused[0];
@@ -350,8 +397,14 @@ export class Registry {
           )
           .run(f.name, f.variant, f.kind, f.entity, f.source.name, f.source.variant, f.provider, f.text?.model.name ?? null, f.text?.model.version ?? null, JSON.stringify(f), t);
       }
+      for (const p of plan) {
+        if (p.action !== 'create' && p.action !== 'update') continue;
+        if (p.kind === 'alias') continue; // recorded as alias.set, with the variants
+        const feature = p.kind === 'feature' ? p.name.split('@')[0] : null;
+        this.recordEvent({ actor, action: p.action, kind: p.kind, name: p.name, feature, ...(p.reason ? { detail: { reason: p.reason } } : {}) });
+      }
       for (const a of defs.aliases) {
-        if (todo.has(`alias:${a.feature}@${a.name}`)) this.setAliasInTx(a.feature, a.name, a.variant);
+        if (todo.has(`alias:${a.feature}@${a.name}`)) this.setAliasInTx(a.feature, a.name, a.variant, actor);
       }
     })();
   }
@@ -359,12 +412,12 @@ export class Registry {
   // ---- aliases ----
 
   /** Atomic alias switch; the previous variant stays servable and is recorded for rollback. */
-  setAlias(feature: string, name: string, variant: string): AliasRecord {
-    this.db.transaction(() => this.setAliasInTx(feature, name, variant))();
+  setAlias(feature: string, name: string, variant: string, actor: Actor = osActor()): AliasRecord {
+    this.db.transaction(() => this.setAliasInTx(feature, name, variant, actor))();
     return this.getAlias(feature, name)!;
   }
 
-  private setAliasInTx(feature: string, name: string, variant: string): void {
+  private setAliasInTx(feature: string, name: string, variant: string, actor: Actor): void {
     if (!this.getFeature(feature, variant)) throw nlError('NL_FEATURE_NOT_FOUND', `${feature}@${variant}`);
     if (this.getFeature(feature, name)) throw nlError('NL_CONFLICT', `alias ${name} would hide variant ${feature}@${name}`);
     const previous = this.getAlias(feature, name)?.variant ?? null;
@@ -372,15 +425,58 @@ export class Registry {
     this.db
       .prepare('INSERT INTO aliases VALUES (?, ?, ?, ?) ON CONFLICT(feature, name) DO UPDATE SET variant = excluded.variant, updated_at = excluded.updated_at')
       .run(feature, name, variant, t);
-    this.stmt('INSERT INTO alias_history VALUES (?, ?, ?, ?, ?)').run(feature, name, variant, previous, t);
+    this.stmt('INSERT INTO alias_history (feature, name, variant, previous, at, actor) VALUES (?, ?, ?, ?, ?, ?)').run(feature, name, variant, previous, t, actor);
+    this.recordEvent({ actor, action: 'alias.set', kind: 'alias', name: `${feature}@${name}`, feature, detail: { variant, previous } }, t);
   }
 
-  aliasHistory(feature: string, name: string): Array<{ variant: string; previous: string | null; at: string }> {
-    return this.stmt('SELECT variant, previous, at FROM alias_history WHERE feature = ? AND name = ? ORDER BY rowid').all(feature, name) as Array<{
+  /** Every move of alias `name` of `feature`, oldest first; `actor` is null for moves made before it was recorded. */
+  aliasHistory(feature: string, name: string): Array<{ variant: string; previous: string | null; at: string; actor: Actor | null }> {
+    return this.stmt('SELECT variant, previous, at, actor FROM alias_history WHERE feature = ? AND name = ? ORDER BY rowid').all(feature, name) as Array<{
       variant: string;
       previous: string | null;
       at: string;
+      actor: Actor | null;
     }>;
+  }
+
+  // ---- audit trail ----
+
+  /** Records a change; call it inside the transaction that makes the change, so both land or neither. */
+  recordEvent(e: NewRegistryEvent, at: string = now()): void {
+    this.stmt('INSERT INTO registry_events (at, actor, action, kind, name, feature, detail) VALUES (?, ?, ?, ?, ?, ?, ?)').run(
+      at,
+      e.actor,
+      e.action,
+      e.kind,
+      e.name,
+      e.feature ?? null,
+      e.detail ? JSON.stringify(e.detail) : null,
+    );
+  }
+
+  /** Changes, newest first: all of them, or those about one feature; `before` pages back by event id. */
+  listEvents(opts: { feature?: string; limit?: number; before?: number } = {}): RegistryEvent[] {
+    const where: string[] = [];
+    const args: unknown[] = [];
+    if (opts.feature !== undefined) {
+      where.push('feature = ?');
+      args.push(opts.feature);
+    }
+    if (opts.before !== undefined) {
+      where.push('id < ?');
+      args.push(opts.before);
+    }
+    const sql = `SELECT * FROM registry_events ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ?`;
+    return (this.stmt(sql).all(...args, opts.limit ?? 100) as Row[]).map((r) => ({
+      id: r.id,
+      at: r.at,
+      actor: r.actor,
+      action: r.action,
+      kind: r.kind,
+      name: r.name,
+      feature: r.feature,
+      detail: r.detail ? JSON.parse(r.detail) : null,
+    }));
   }
 
   // ---- materialization state ----
@@ -444,6 +540,7 @@ export class Registry {
     this.db.transaction(() => {
       this.stmt("UPDATE materializations SET status = 'done', finished_at = ?, updated_at = ? WHERE feature = ? AND variant = ?").run(t, t, feature, variant);
       this.stmt("UPDATE features SET status = 'materialized', rows = ?, materialized_at = ? WHERE name = ? AND variant = ?").run(rows, t, feature, variant);
+      this.recordEvent({ actor: osActor(), action: 'materialized', kind: 'feature', name: `${feature}@${variant}`, feature, detail: { rows } }, t);
     })();
   }
 
@@ -452,6 +549,7 @@ export class Registry {
     this.db.transaction(() => {
       this.stmt("UPDATE materializations SET status = 'failed', error = ?, updated_at = ? WHERE feature = ? AND variant = ?").run(error, t, feature, variant);
       this.stmt("UPDATE features SET status = 'failed' WHERE name = ? AND variant = ?").run(feature, variant);
+      this.recordEvent({ actor: osActor(), action: 'materialize.failed', kind: 'feature', name: `${feature}@${variant}`, feature, detail: { error } }, t);
     })();
   }
 
@@ -463,19 +561,60 @@ export class Registry {
   // ---- API keys ----
 
   /** Creates a key; the secret is returned once and only its hash is stored. */
-  createKey(scope: ApiKeyRecord['scope'], features: string[] | null): { key: string; record: ApiKeyRecord } {
+  createKey(scope: ApiKeyRecord['scope'], features: string[] | null, actor: Actor = osActor()): { key: string; record: ApiKeyRecord } {
     const id = randomBytes(6).toString('hex');
     const key = `nl_${id}_${randomBytes(24).toString('base64url')}`;
     const t = now();
-    this.stmt('INSERT INTO api_keys VALUES (?, ?, ?, ?, ?)').run(id, hashKey(key), scope, features ? JSON.stringify(features) : null, t);
+    this.db.transaction(() => {
+      this.stmt('INSERT INTO api_keys (id, hash, scope, features, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?)').run(
+        id,
+        hashKey(key),
+        scope,
+        features ? JSON.stringify(features) : null,
+        t,
+        actor,
+      );
+      this.recordEvent({ actor, action: 'key.create', kind: 'key', name: id, detail: { scope, features } }, t);
+    })();
     return { key, record: { id, scope, features, createdAt: t } };
   }
 
+  /** A key that may be used: revoked keys are not found. */
   findKey(key: string): ApiKeyRecord | undefined {
-    const r = this.stmt('SELECT * FROM api_keys WHERE hash = ?').get(hashKey(key)) as Row | undefined;
+    const r = this.stmt('SELECT * FROM api_keys WHERE hash = ? AND revoked_at IS NULL').get(hashKey(key)) as Row | undefined;
     return r && { id: r.id, scope: r.scope, features: r.features ? JSON.parse(r.features) : null, createdAt: r.created_at };
   }
 
+  /** Every key ever created, revoked ones included, oldest first. */
+  listKeys(): ApiKeyInfo[] {
+    return (this.stmt('SELECT * FROM api_keys ORDER BY created_at, rowid').all() as Row[]).map((r) => ({
+      id: r.id,
+      scope: r.scope,
+      features: r.features ? JSON.parse(r.features) : null,
+      createdAt: r.created_at,
+      createdBy: r.created_by,
+      revokedAt: r.revoked_at,
+      revokedBy: r.revoked_by,
+    }));
+  }
+
+  /** Revokes key `id`: servers refuse it once their key cache expires (one second by default). */
+  revokeKey(id: string, actor: Actor = osActor()): ApiKeyInfo {
+    this.db.transaction(() => {
+      const r = this.stmt('SELECT revoked_at, revoked_by FROM api_keys WHERE id = ?').get(id) as Row | undefined;
+      if (!r) throw nlError('NL_NOT_FOUND', `API key ${id} not found; \`nearline keys list\` shows the ids`);
+      if (r.revoked_at) throw nlError('NL_CONFLICT', `API key ${id} was already revoked at ${r.revoked_at} by ${r.revoked_by}`);
+      const t = now();
+      this.stmt('UPDATE api_keys SET revoked_at = ?, revoked_by = ? WHERE id = ?').run(t, actor, id);
+      this.recordEvent({ actor, action: 'key.revoke', kind: 'key', name: id }, t);
+    })();
+    return this.listKeys().find((k) => k.id === id)!;
+  }
+
+  /**
+   * Keys ever created, revoked ones included: a server with keys stays closed when they are all revoked,
+   * rather than opening to everyone.
+   */
   countKeys(): number {
     return this.stmt('SELECT count(*) FROM api_keys').pluck().get() as number;
   }

@@ -8,7 +8,8 @@ const RANK: Record<Scope, number> = { serve: 0, write: 1, admin: 2 };
 export interface AuthOptions {
   /**
    * How long the key count and verified keys are trusted before the registry is read again, ms.
-   * Keys are created by `nearline keys create` in another process; this is how soon the server sees them. Default 1000.
+   * Keys are created and revoked by `nearline keys` in another process; this is how soon the server sees
+   * them. Default 500, so a revoked key is refused within a second.
    */
   cacheMs?: number;
 }
@@ -25,7 +26,7 @@ export class Auth {
 
   constructor(registry: Registry, opts: AuthOptions = {}) {
     this.registry = registry;
-    this.cacheMs = opts.cacheMs ?? 1000;
+    this.cacheMs = opts.cacheMs ?? 500;
   }
 
   /** Whether any key exists, i.e. whether /v1 needs one. */

@@ -9,7 +9,7 @@ import type { EmbeddingModel } from '../providers/embedding/types.ts';
 import { createEmbeddingModel, createOnlineStore, createSource, createVectorProvider } from '../providers/index.ts';
 import type { OnlineStore } from '../providers/online/types.ts';
 import type { CollectionSpec, VectorCollection, VectorProvider } from '../providers/vector/types.ts';
-import { modelSpec, Registry, type AliasRecord, type FeatureRecord, type ModelProbe, type PlanItem } from '../registry/registry.ts';
+import { modelSpec, Registry, type Actor, type AliasRecord, type FeatureRecord, type ModelProbe, type PlanItem } from '../registry/registry.ts';
 import type { Filter, Hit, OnlineValue, Vector } from '../types.ts';
 import { toVector } from '../vector.ts';
 import { mmr } from './mmr.ts';
@@ -82,7 +82,7 @@ export class FeatureStore {
    * Plans definitions against the registry and, unless `dryRun` or anything is refused, writes them
    * in one transaction. Models are loaded to learn their dims and fingerprint before anything is written.
    */
-  async apply(defs: Definitions, opts: { dryRun?: boolean } = {}): Promise<{ plan: PlanItem[]; applied: boolean }> {
+  async apply(defs: Definitions, opts: { dryRun?: boolean; actor?: Actor } = {}): Promise<{ plan: PlanItem[]; applied: boolean }> {
     const probes = new Map<string, ModelProbe>();
     for (const m of defs.models) {
       const ref = `${m.name}@${m.version}`;
@@ -97,7 +97,7 @@ export class FeatureStore {
     const moved = defs.aliases
       .filter((a) => plan.some((p) => p.kind === 'alias' && p.name === `${a.feature}@${a.name}` && p.action !== 'unchanged'))
       .map((a) => ({ ...a, previous: this.registry.getAlias(a.feature, a.name)?.variant }));
-    this.registry.commit(defs, plan, probes);
+    this.registry.commit(defs, plan, probes, opts.actor);
     for (const a of moved) await this.mirrorAlias(a.feature, a.name, a.previous);
     return { plan, applied: true };
   }
@@ -108,10 +108,11 @@ export class FeatureStore {
    * Moves alias `name` of `feature` to `variant` in the registry (atomic for nearline's readers), then
    * the vector provider's own alias, so readers of the backend itself follow the same cutover.
    * Setting an alias to the variant it already names retries a provider move that failed before.
+   * `actor` is who asked, for the audit trail (default: the OS user).
    */
-  async setAlias(feature: string, name: string, variant: string): Promise<{ alias: AliasRecord; previous?: string }> {
+  async setAlias(feature: string, name: string, variant: string, actor?: Actor): Promise<{ alias: AliasRecord; previous?: string }> {
     const previous = this.registry.getAlias(feature, name)?.variant;
-    const alias = this.registry.setAlias(feature, name, variant);
+    const alias = this.registry.setAlias(feature, name, variant, actor);
     await this.mirrorAlias(feature, name, previous);
     return { alias, ...(previous !== undefined ? { previous } : {}) };
   }

@@ -2,6 +2,7 @@ import type { ParseArgsConfig } from 'node:util';
 import { alias } from './alias.ts';
 import { apply } from './apply.ts';
 import { demo } from './demo.ts';
+import { history } from './history.ts';
 import { keys } from './keys.ts';
 import { list, show } from './list.ts';
 import { materializeCommand } from './materialize.ts';
@@ -30,5 +31,6 @@ export const COMMANDS: Record<string, Command> = {
   show,
   alias,
   keys,
+  history,
   demo,
 };

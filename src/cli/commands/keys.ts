@@ -1,27 +1,63 @@
 import { nlError } from '../../errors.ts';
 import type { Command } from './index.ts';
-import { withStore } from './open.ts';
+import { printTable } from './list.ts';
+import { toJson, withStore } from './open.ts';
 
 const SCOPES = ['serve', 'write', 'admin'] as const;
 
+const USAGE = `usage: nearline keys create --scope serve|write|admin [--features a,b] [--home DIR]
+       nearline keys list [--json] [--home DIR]
+       nearline keys revoke ID [--home DIR]
+  A revoked key is refused by every running server within a second. Servers stay closed to callers
+  without a key even when every key is revoked.`;
+
 export const keys: Command = {
-  summary: 'create an API key (printed once, stored hashed)',
-  usage: 'usage: nearline keys create --scope serve|write|admin [--features a,b] [--home DIR]',
-  options: { scope: { type: 'string' }, features: { type: 'string' } },
+  summary: 'create, list or revoke API keys (a key is printed once and stored hashed)',
+  usage: USAGE,
+  options: { scope: { type: 'string' }, features: { type: 'string' }, json: { type: 'boolean' } },
   async run({ home, values, positionals }) {
-    if (positionals[0] !== 'create' || positionals.length !== 1) {
-      process.stderr.write(`${this.usage}\n`);
+    const [verb, ...args] = positionals;
+    const usage = () => {
+      process.stderr.write(`${USAGE}\n`);
       return 2;
+    };
+    if (verb === 'create' && args.length === 0) {
+      const scope = values.scope as (typeof SCOPES)[number];
+      if (!SCOPES.includes(scope)) throw nlError('NL_BAD_REQUEST', `--scope must be one of ${SCOPES.join(', ')}`);
+      const features = values.features === undefined ? null : (values.features as string).split(',').map((s) => s.trim()).filter(Boolean);
+      return withStore(home, async ({ registry }) => {
+        for (const f of features ?? []) if (!registry.listFeatures(f.split('@')[0]).length) throw nlError('NL_FEATURE_NOT_FOUND', f);
+        const { key, record } = registry.createKey(scope, features);
+        process.stderr.write(`created key ${record.id} (scope ${scope}${features ? `, features ${features.join(', ')}` : ''}); it is shown once:\n`);
+        process.stdout.write(`${key}\n`);
+        return 0;
+      });
     }
-    const scope = values.scope as (typeof SCOPES)[number];
-    if (!SCOPES.includes(scope)) throw nlError('NL_BAD_REQUEST', `--scope must be one of ${SCOPES.join(', ')}`);
-    const features = values.features === undefined ? null : (values.features as string).split(',').map((s) => s.trim()).filter(Boolean);
-    return withStore(home, async ({ registry }) => {
-      for (const f of features ?? []) if (!registry.listFeatures(f.split('@')[0]).length) throw nlError('NL_FEATURE_NOT_FOUND', f);
-      const { key, record } = registry.createKey(scope, features);
-      process.stderr.write(`created key ${record.id} (scope ${scope}${features ? `, features ${features.join(', ')}` : ''}); it is shown once:\n`);
-      process.stdout.write(`${key}\n`);
-      return 0;
-    });
+    if (verb === 'list' && args.length === 0) {
+      return withStore(home, async ({ registry }) => {
+        const list = registry.listKeys();
+        if (values.json) process.stdout.write(toJson(list, 2) + '\n');
+        else
+          printTable(
+            list.map((k) => ({
+              id: k.id,
+              scope: k.scope,
+              features: k.features?.join(',') ?? '(all)',
+              created: k.createdAt,
+              by: k.createdBy,
+              revoked: k.revokedAt ? `${k.revokedAt} by ${k.revokedBy}` : '',
+            })),
+          );
+        return 0;
+      });
+    }
+    if (verb === 'revoke' && args.length === 1) {
+      return withStore(home, async ({ registry }) => {
+        const k = registry.revokeKey(args[0]);
+        process.stdout.write(`revoked key ${k.id} (scope ${k.scope}) at ${k.revokedAt}\n`);
+        return 0;
+      });
+    }
+    return usage();
   },
 };

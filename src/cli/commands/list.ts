@@ -68,7 +68,7 @@ export const show: Command = {
   },
 };
 
-function printTable(rows: Array<Record<string, unknown>>): void {
+export function printTable(rows: Array<Record<string, unknown>>): void {
   if (!rows.length) {
     process.stdout.write('(none)\n');
     return;

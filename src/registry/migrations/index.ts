@@ -95,4 +95,25 @@ export const MIGRATIONS: ReadonlyArray<{ version: number; name: string; sql: str
       );
     `,
   },
+  {
+    version: 4,
+    name: 'audit',
+    sql: `
+      CREATE TABLE registry_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL,
+        feature TEXT,
+        detail TEXT
+      );
+      CREATE INDEX registry_events_by_feature ON registry_events (feature, id);
+      ALTER TABLE alias_history ADD COLUMN actor TEXT;
+      ALTER TABLE api_keys ADD COLUMN created_by TEXT;
+      ALTER TABLE api_keys ADD COLUMN revoked_at TEXT;
+      ALTER TABLE api_keys ADD COLUMN revoked_by TEXT;
+    `,
+  },
 ];

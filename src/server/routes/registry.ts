@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { nlError } from '../../errors.ts';
-import type { FeatureRecord } from '../../registry/registry.ts';
+import type { FeatureRecord, RegistryEvent } from '../../registry/registry.ts';
 import type { ServerContext } from '../context.ts';
 import { registrySchemas as s } from '../schemas/registry.ts';
 
@@ -45,6 +45,22 @@ export async function registryRoutes(app: FastifyInstance, ctx: ServerContext): 
   app.get('/registry/aliases', { schema: s.aliases, config }, async (request) => ({
     aliases: registry.listAliases().filter((a) => auth.allows(request.apiKey, `${a.feature}@${a.variant}`)),
   }));
+
+  app.get('/registry/history', { schema: s.history, config }, async (request) => {
+    const q = request.query as { feature?: string; limit?: string; before?: string };
+    const limit = q.limit === undefined ? 100 : Number(q.limit);
+    if (limit < 1 || limit > 1000) throw nlError('NL_BAD_REQUEST', 'limit must be from 1 to 1000');
+    const feature = q.feature?.split('@')[0];
+    if (feature !== undefined) {
+      auth.requireFeatures(request.apiKey, [feature]);
+      if (!registry.listFeatures(feature).length) throw nlError('NL_FEATURE_NOT_FOUND', feature);
+    }
+    const admin = !request.apiKey || request.apiKey.scope === 'admin';
+    const visible = (e: RegistryEvent) => (e.kind === 'key' ? admin : e.feature === null || auth.allows(request.apiKey, e.feature));
+    // Filtering after the query can leave a page short; page on with `before` until a page comes back empty.
+    const events = registry.listEvents({ ...(feature !== undefined ? { feature } : {}), limit, ...(q.before !== undefined ? { before: Number(q.before) } : {}) });
+    return { events: events.filter(visible) };
+  });
 
   app.get('/registry/aliases/:name', { schema: s.alias, config }, async (request) => {
     const { name } = request.params as { name: string };

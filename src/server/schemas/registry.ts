@@ -69,7 +69,41 @@ const byName = (what: string, item: object, description: string) =>
     response: { 200: { type: 'object', required: [what], properties: { [what]: { type: 'array', items: item } } }, ...errorResponses },
   }) as const;
 
+const event = {
+  type: 'object',
+  required: ['id', 'at', 'actor', 'action', 'kind', 'name'],
+  properties: {
+    id: { type: 'integer' },
+    at: { type: 'string' },
+    actor: { type: 'string', description: 'key:<id> over HTTP, user:<name> from the CLI, anonymous while the server has no key' },
+    action: { type: 'string' },
+    kind: { type: 'string' },
+    name: { type: 'string' },
+    feature: { type: ['string', 'null'] },
+    detail: { type: ['object', 'null'], additionalProperties: true },
+  },
+} as const;
+
+const history = {
+  summary: 'registry changes, newest first: what, when and by whom',
+  description:
+    'Scope serve. A feature-limited key sees only changes to its features; changes to API keys are shown to admin keys (and while the server has no key).',
+  tags: ['registry'],
+  querystring: {
+    type: 'object',
+    properties: {
+      feature: name,
+      // Query strings are text, and the server does not coerce types: digits, checked by the route.
+      limit: { type: 'string', pattern: '^[0-9]{1,4}$', description: 'events per page, 1 to 1000 (default 100)' },
+      before: { type: 'string', pattern: '^[0-9]{1,15}$', description: 'only events older than this id (paging)' },
+    },
+    additionalProperties: false,
+  },
+  response: { 200: { type: 'object', required: ['events'], properties: { events: { type: 'array', items: event } } }, ...errorResponses },
+} as const;
+
 export const registrySchemas = {
+  history,
   features: list('features', feature),
   feature: byName('features', feature, 'every variant, oldest first'),
   models: list('models', model),
