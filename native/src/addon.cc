@@ -1,6 +1,7 @@
 // nearline's HNSW binding: hnswlib's index (the headers hnswlib-node ships) behind an N-API class that
 // takes Float32Array without copying and runs searches, inserts and saves on the libuv thread pool,
-// so the event loop stays free and concurrent calls use every core on one shared index.
+// so the event loop stays free and concurrent calls use every core on one shared index. Distances come
+// from distances.cc (kernel chosen at run time), filters from predicate.h (evaluated during the walk).
 
 #include <napi.h>
 
@@ -9,12 +10,15 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <queue>
 #include <string>
 #include <thread>
 #include <utility>
 #include <vector>
 
+#include "distances.h"
 #include "hnswlib.h"
+#include "predicate.h"
 
 #if defined(__GLIBC__)
 #include <malloc.h>
@@ -23,22 +27,47 @@
 namespace {
 
 using Hnsw = hnswlib::HierarchicalNSW<float>;
+using nearline::Predicate;
+
+constexpr uint32_t kNoInternal = UINT32_MAX;
+
+// hnswlib's space interface over nearline's kernels: the index calls through fstdistfunc_ as with its own spaces.
+class SimdSpace : public hnswlib::SpaceInterface<float> {
+ public:
+  SimdSpace(bool ip, size_t dims, nearline::Kernel k)
+      : dims_(dims), fn_(ip ? nearline::IpDistance(k) : nearline::L2Distance(k)) {}
+  size_t get_data_size() override { return dims_ * sizeof(float); }
+  hnswlib::DISTFUNC<float> get_dist_func() override { return fn_; }
+  void* get_dist_func_param() override { return &dims_; }
+
+ private:
+  size_t dims_;
+  hnswlib::DISTFUNC<float> fn_;
+};
 
 struct Shared {
   std::unique_ptr<hnswlib::SpaceInterface<float>> space;
   std::unique_ptr<Hnsw> index;
   size_t dims = 0;
-};
+  // label -> hnswlib's internal id, so an exact scan checks a label without the locked hash map.
+  // Written only by inserts, which the collection never runs beside a search.
+  std::vector<uint32_t> internal_of;
 
-// One byte per label; a label past the end is not allowed.
-class AllowList : public hnswlib::BaseFilterFunctor {
- public:
-  AllowList(const uint8_t* bits, size_t size) : bits_(bits), size_(size) {}
-  bool operator()(hnswlib::labeltype label) override { return label < size_ && bits_[label] != 0; }
+  void Track(const uint32_t* labels, size_t n) {
+    std::unique_lock<std::mutex> lock(index->label_lookup_lock);
+    for (size_t i = 0; i < n; i++) {
+      auto it = index->label_lookup_.find(labels[i]);
+      if (it == index->label_lookup_.end()) continue;
+      if (labels[i] >= internal_of.size()) internal_of.resize(std::max<size_t>(labels[i] + 1, internal_of.size() * 3 / 2), kNoInternal);
+      internal_of[labels[i]] = it->second;
+    }
+  }
 
- private:
-  const uint8_t* bits_;
-  size_t size_;
+  void TrackAll() {
+    std::vector<uint32_t> labels;
+    for (auto& kv : index->label_lookup_) labels.push_back(static_cast<uint32_t>(kv.first));
+    Track(labels.data(), labels.size());
+  }
 };
 
 // A resize reallocates the whole graph, and inserts leave temporaries in per-thread arenas; glibc keeps
@@ -50,13 +79,17 @@ void ReleaseFreePages() {
 }
 
 std::unique_ptr<hnswlib::SpaceInterface<float>> MakeSpace(const std::string& name, size_t dims) {
-  if (name == "l2") return std::make_unique<hnswlib::L2Space>(dims);
-  if (name == "ip") return std::make_unique<hnswlib::InnerProductSpace>(dims);
+  std::string problem;
+  nearline::Kernel k = nearline::ActiveKernel(&problem);
+  if (!problem.empty()) throw std::runtime_error(problem);
+  if (name == "l2") return std::make_unique<SimdSpace>(false, dims, k);
+  if (name == "ip") return std::make_unique<SimdSpace>(true, dims, k);
   throw std::runtime_error("space must be 'l2' or 'ip'");
 }
 
-// hnswlib's searchKnn with the candidate list size passed in instead of read from the index,
-// so concurrent searches with different ef never race on setEf.
+// hnswlib's searchKnn with the candidate list size passed in instead of read from the index, so concurrent
+// searches with different ef never race on setEf. With no deletions and no predicate it runs hnswlib's
+// bare-bone loop (no per-candidate deletion or filter check).
 size_t SearchOne(const Hnsw& h, const float* q, size_t k, size_t ef, hnswlib::BaseFilterFunctor* allow, uint32_t* labels,
                  float* distances) {
   if (h.cur_element_count == 0) return 0;
@@ -79,7 +112,7 @@ size_t SearchOne(const Hnsw& h, const float* q, size_t k, size_t ef, hnswlib::Ba
       }
     }
   }
-  auto top = (h.num_deleted_ == 0 && allow == nullptr) ? h.searchBaseLayerST<true>(cur, q, std::max(ef, k), allow)
+  auto top = (h.num_deleted_ == 0 && allow == nullptr) ? h.searchBaseLayerST<true>(cur, q, std::max(ef, k), nullptr)
                                                        : h.searchBaseLayerST<false>(cur, q, std::max(ef, k), allow);
   while (top.size() > k) top.pop();
   size_t n = top.size();
@@ -91,11 +124,108 @@ size_t SearchOne(const Hnsw& h, const float* q, size_t k, size_t ef, hnswlib::Ba
   return n;
 }
 
+// Brute force over the live labels the predicate allows: every label, or those set in `driver`.
+void ExactScan(const Shared& s, const float* queries, size_t nq, size_t k, const Predicate* pred, const nearline::Bitmap* driver,
+               uint32_t* labels, float* distances, uint32_t* counts) {
+  const Hnsw& h = *s.index;
+  std::vector<std::pair<hnswlib::tableint, uint32_t>> ids;
+  auto consider = [&](uint32_t label) {
+    if (label >= s.internal_of.size()) return;
+    uint32_t internal = s.internal_of[label];
+    if (internal == kNoInternal || h.isMarkedDeleted(internal)) return;
+    if (pred != nullptr && !pred->Allowed(label)) return;
+    ids.emplace_back(internal, label);
+  };
+  if (driver != nullptr) {
+    for (size_t w = 0; w < driver->size; w++) {
+      for (uint32_t bits = driver->words[w]; bits != 0; bits &= bits - 1) consider(static_cast<uint32_t>(w * 32 + __builtin_ctz(bits)));
+    }
+  } else {
+    for (size_t label = 0; label < s.internal_of.size(); label++) consider(static_cast<uint32_t>(label));
+  }
+  std::vector<std::pair<float, uint32_t>> heap;
+  heap.reserve(k + 1);
+  for (size_t qi = 0; qi < nq; qi++) {
+    const float* q = queries + qi * s.dims;
+    heap.clear();
+    for (auto& [internal, label] : ids) {
+      float d = h.fstdistfunc_(q, h.getDataByInternalId(internal), h.dist_func_param_);
+      if (heap.size() < k) {
+        heap.emplace_back(d, label);
+        std::push_heap(heap.begin(), heap.end());
+      } else if (d < heap.front().first) {
+        std::pop_heap(heap.begin(), heap.end());
+        heap.back() = {d, label};
+        std::push_heap(heap.begin(), heap.end());
+      }
+    }
+    std::sort_heap(heap.begin(), heap.end());
+    for (size_t i = 0; i < heap.size(); i++) {
+      labels[qi * k + i] = heap[i].second;
+      distances[qi * k + i] = heap[i].first;
+    }
+    counts[qi] = static_cast<uint32_t>(heap.size());
+  }
+}
+
 float* FloatData(const Napi::Value& v, const char* what) {
   if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
     throw Napi::TypeError::New(v.Env(), std::string(what) + " must be a Float32Array");
   }
   return v.As<Napi::Float32Array>().Data();
+}
+
+template <typename T, napi_typedarray_type type>
+std::pair<const T*, size_t> Typed(const Napi::Value& v, const char* what) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type) {
+    throw Napi::TypeError::New(v.Env(), std::string("filter: ") + what + " has the wrong array type");
+  }
+  auto a = v.As<Napi::TypedArrayOf<T>>();
+  return {a.Data(), a.ElementLength()};
+}
+
+template <typename T, napi_typedarray_type type>
+std::vector<std::pair<const T*, size_t>> TypedList(const Napi::Object& o, const char* key) {
+  std::vector<std::pair<const T*, size_t>> out;
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined()) return out;
+  if (!v.IsArray()) throw Napi::TypeError::New(o.Env(), std::string("filter: ") + key + " must be an array");
+  auto arr = v.As<Napi::Array>();
+  for (uint32_t i = 0; i < arr.Length(); i++) out.push_back(Typed<T, type>(arr.Get(i), key));
+  return out;
+}
+
+// {code: Int32Array, consts: Float64Array, tags: Uint8Array[], values: Float64Array[], sets: Float64Array[],
+//  bitmaps: Uint32Array[], exclude?: Uint32Array (sorted)}: read once per call; the arrays stay the JS ones.
+std::unique_ptr<Predicate> ReadPredicate(const Napi::Value& v) {
+  if (!v.IsObject()) return nullptr;
+  Napi::Object o = v.As<Napi::Object>();
+  auto p = std::make_unique<Predicate>();
+  if (o.Has("code")) {
+    auto code = Typed<int32_t, napi_int32_array>(o.Get("code"), "code");
+    p->program.code.assign(code.first, code.first + code.second);
+    auto consts = Typed<double, napi_float64_array>(o.Get("consts"), "consts");
+    p->program.consts.assign(consts.first, consts.first + consts.second);
+    auto tags = TypedList<uint8_t, napi_uint8_array>(o, "tags");
+    auto values = TypedList<double, napi_float64_array>(o, "values");
+    if (tags.size() != values.size()) throw Napi::TypeError::New(v.Env(), "filter: tags and values differ in length");
+    for (size_t i = 0; i < tags.size(); i++) p->program.columns.push_back({tags[i].first, values[i].first, std::min(tags[i].second, values[i].second)});
+    for (auto& [data, n] : TypedList<double, napi_float64_array>(o, "sets")) p->program.sets.push_back({data, n});
+    for (auto& [data, n] : TypedList<uint32_t, napi_uint32_array>(o, "bitmaps")) p->program.bitmaps.push_back({data, n});
+    try {
+      p->program.Check();
+    } catch (const std::exception& e) {
+      throw Napi::Error::New(v.Env(), e.what());
+    }
+  }
+  Napi::Value ex = o.Get("exclude");
+  if (!ex.IsUndefined()) {
+    auto e = Typed<uint32_t, napi_uint32_array>(ex, "exclude");
+    p->exclude.assign(e.first, e.first + e.second);
+    std::sort(p->exclude.begin(), p->exclude.end());
+  }
+  if (p->Empty()) return nullptr;
+  return p;
 }
 
 // Keeps the JS arrays a worker reads alive until it finishes.
@@ -109,102 +239,73 @@ class Pinned {
   std::vector<Napi::ObjectReference> refs_;
 };
 
+// The answer of a search or exact scan: per query counts[i] hits at labels/distances[i*k ..], nearest first.
+struct Found {
+  std::vector<uint32_t> labels;
+  std::vector<float> distances;
+  std::vector<uint32_t> counts;
+  Found(size_t nq, size_t k) : labels(nq * k), distances(nq * k), counts(nq) {}
+
+  Napi::Object ToJs(Napi::Env env) const {
+    auto l = Napi::Uint32Array::New(env, labels.size());
+    auto d = Napi::Float32Array::New(env, distances.size());
+    auto c = Napi::Uint32Array::New(env, counts.size());
+    std::memcpy(l.Data(), labels.data(), labels.size() * sizeof(uint32_t));
+    std::memcpy(d.Data(), distances.data(), distances.size() * sizeof(float));
+    std::memcpy(c.Data(), counts.data(), counts.size() * sizeof(uint32_t));
+    auto out = Napi::Object::New(env);
+    out.Set("labels", l);
+    out.Set("distances", d);
+    out.Set("counts", c);
+    return out;
+  }
+};
+
+struct SearchJob {
+  std::shared_ptr<Shared> s;
+  const float* queries;
+  size_t nq, k, ef;
+  std::unique_ptr<Predicate> pred;
+  bool exact = false;
+  const uint32_t* driver = nullptr;
+  size_t driverSize = 0;
+
+  void Run(Found& out) const {
+    if (exact) {
+      nearline::Bitmap d{driver, driverSize};
+      ExactScan(*s, queries, nq, k, pred.get(), driver != nullptr ? &d : nullptr, out.labels.data(), out.distances.data(), out.counts.data());
+      return;
+    }
+    const Hnsw& h = *s->index;
+    for (size_t i = 0; i < nq; i++) {
+      out.counts[i] = static_cast<uint32_t>(SearchOne(h, queries + i * s->dims, k, ef, pred.get(), &out.labels[i * k], &out.distances[i * k]));
+    }
+  }
+};
+
 class SearchWorker : public Napi::AsyncWorker {
  public:
-  SearchWorker(Napi::Env env, std::shared_ptr<Shared> s, const float* queries, size_t nq, size_t k, size_t ef,
-               const uint8_t* allow, size_t allowSize, const uint32_t* candidates, size_t nCandidates)
-      : Napi::AsyncWorker(env),
-        deferred_(Napi::Promise::Deferred::New(env)),
-        s_(std::move(s)),
-        queries_(queries),
-        nq_(nq),
-        k_(k),
-        ef_(ef),
-        allow_(allow),
-        allowSize_(allowSize),
-        candidates_(candidates),
-        nCandidates_(nCandidates),
-        labels_(nq * k),
-        distances_(nq * k),
-        counts_(nq) {}
+  SearchWorker(Napi::Env env, SearchJob job)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), job_(std::move(job)), found_(job_.nq, job_.k) {}
 
   Pinned pinned;
   Napi::Promise Promise() { return deferred_.Promise(); }
 
   void Execute() override {
     try {
-      const Hnsw& h = *s_->index;
-      if (candidates_ != nullptr) {
-        Exact(h);
-        return;
-      }
-      std::unique_ptr<AllowList> allow;
-      if (allow_ != nullptr) allow = std::make_unique<AllowList>(allow_, allowSize_);
-      for (size_t i = 0; i < nq_; i++) {
-        counts_[i] = static_cast<uint32_t>(
-            SearchOne(h, queries_ + i * s_->dims, k_, ef_, allow.get(), &labels_[i * k_], &distances_[i * k_]));
-      }
+      job_.Run(found_);
     } catch (const std::exception& e) {
       SetError(e.what());
     }
   }
 
-  void OnOK() override {
-    Napi::Env env = Env();
-    auto labels = Napi::Uint32Array::New(env, labels_.size());
-    auto distances = Napi::Float32Array::New(env, distances_.size());
-    auto counts = Napi::Uint32Array::New(env, counts_.size());
-    std::memcpy(labels.Data(), labels_.data(), labels_.size() * sizeof(uint32_t));
-    std::memcpy(distances.Data(), distances_.data(), distances_.size() * sizeof(float));
-    std::memcpy(counts.Data(), counts_.data(), counts_.size() * sizeof(uint32_t));
-    auto out = Napi::Object::New(env);
-    out.Set("labels", labels);
-    out.Set("distances", distances);
-    out.Set("counts", counts);
-    deferred_.Resolve(out);
-  }
-
+  void OnOK() override { deferred_.Resolve(found_.ToJs(Env())); }
   void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
 
  private:
-  // Brute force over the given labels, for filters so selective that a graph walk would mostly meet rejects.
-  void Exact(const Hnsw& h) {
-    std::vector<std::pair<hnswlib::tableint, uint32_t>> ids;
-    ids.reserve(nCandidates_);
-    {
-      std::unique_lock<std::mutex> lock(h.label_lookup_lock);
-      for (size_t i = 0; i < nCandidates_; i++) {
-        auto it = h.label_lookup_.find(candidates_[i]);
-        if (it != h.label_lookup_.end() && !h.isMarkedDeleted(it->second)) ids.emplace_back(it->second, candidates_[i]);
-      }
-    }
-    std::vector<std::pair<float, uint32_t>> scored(ids.size());
-    for (size_t qi = 0; qi < nq_; qi++) {
-      const float* q = queries_ + qi * s_->dims;
-      for (size_t i = 0; i < ids.size(); i++) {
-        scored[i] = {h.fstdistfunc_(q, h.getDataByInternalId(ids[i].first), h.dist_func_param_), ids[i].second};
-      }
-      size_t n = std::min(k_, scored.size());
-      std::partial_sort(scored.begin(), scored.begin() + n, scored.end());
-      for (size_t i = 0; i < n; i++) {
-        labels_[qi * k_ + i] = scored[i].second;
-        distances_[qi * k_ + i] = scored[i].first;
-      }
-      counts_[qi] = static_cast<uint32_t>(n);
-    }
-  }
-
   Napi::Promise::Deferred deferred_;
-  std::shared_ptr<Shared> s_;
-  const float* queries_;
-  size_t nq_, k_, ef_;
-  const uint8_t* allow_;
-  size_t allowSize_;
-  const uint32_t* candidates_;
-  size_t nCandidates_;
-  std::vector<uint32_t> labels_;
-  std::vector<float> distances_;
-  std::vector<uint32_t> counts_;
+  SearchJob job_;
+  Found found_;
 };
 
 // Inserts (or, for a label already present, updates in place) on several threads: hnswlib's addPoint is thread-safe.
@@ -241,6 +342,7 @@ class AddWorker : public Napi::AsyncWorker {
     for (size_t t = 0; t < extra; t++) pool.emplace_back(work);
     work();
     for (auto& t : pool) t.join();
+    s_->Track(labels_, n_);
     ReleaseFreePages();
     if (!error.empty()) SetError(error);
   }
@@ -288,7 +390,9 @@ class Index : public Napi::ObjectWrap<Index> {
                                           InstanceMethod<&Index::MarkDelete>("markDelete"),
                                           InstanceMethod<&Index::Vectors>("vectors"),
                                           InstanceMethod<&Index::Search>("search"),
+                                          InstanceMethod<&Index::SearchSync>("searchSync"),
                                           InstanceMethod<&Index::Exact>("exact"),
+                                          InstanceMethod<&Index::ExactSync>("exactSync"),
                                           InstanceMethod<&Index::Save>("save"),
                                       });
     exports.Set("Index", ctor);
@@ -304,6 +408,7 @@ class Index : public Napi::ObjectWrap<Index> {
       if (info[2].IsString()) {
         s_->index = std::make_unique<Hnsw>(s_->space.get(), info[2].As<Napi::String>().Utf8Value());
         if (s_->index->data_size_ != s_->dims * sizeof(float)) throw std::runtime_error("index file has other dimensions");
+        s_->TrackAll();
       } else {
         s_->index = std::make_unique<Hnsw>(s_->space.get(), info[2].As<Napi::Number>().Uint32Value(),
                                            info[3].As<Napi::Number>().Uint32Value(), info[4].As<Napi::Number>().Uint32Value(),
@@ -365,37 +470,54 @@ class Index : public Napi::ObjectWrap<Index> {
     return info.Env().Undefined();
   }
 
-  // search(queries: Float32Array, k, ef, allow?: Uint8Array): Promise<{labels, distances, counts}>
-  Napi::Value Search(const Napi::CallbackInfo& info) {
+  SearchJob Job(const Napi::CallbackInfo& info, bool exact) {
     const float* queries = FloatData(info[0], "queries");
-    size_t nq = info[0].As<Napi::Float32Array>().ElementLength() / s_->dims;
-    const uint8_t* allow = nullptr;
-    size_t allowSize = 0;
-    if (info.Length() > 3 && info[3].IsTypedArray()) {
-      auto a = info[3].As<Napi::Uint8Array>();
-      allow = a.Data();
-      allowSize = a.ElementLength();
+    SearchJob job;
+    job.s = s_;
+    job.queries = queries;
+    job.nq = info[0].As<Napi::Float32Array>().ElementLength() / s_->dims;
+    job.k = info[1].As<Napi::Number>().Uint32Value();
+    job.exact = exact;
+    if (exact) {
+      if (info.Length() > 3 && info[3].IsTypedArray()) {
+        auto d = Typed<uint32_t, napi_uint32_array>(info[3], "driver");
+        job.driver = d.first;
+        job.driverSize = d.second;
+      }
+      job.pred = ReadPredicate(info[2]);
+    } else {
+      job.ef = info[2].As<Napi::Number>().Uint32Value();
+      if (info.Length() > 3) job.pred = ReadPredicate(info[3]);
     }
-    auto* w = new SearchWorker(info.Env(), s_, queries, nq, info[1].As<Napi::Number>().Uint32Value(),
-                               info[2].As<Napi::Number>().Uint32Value(), allow, allowSize, nullptr, 0);
-    w->pinned.Pin(info[0]);
-    if (allow != nullptr) w->pinned.Pin(info[3]);
+    return job;
+  }
+
+  Napi::Value Queue(const Napi::CallbackInfo& info, bool exact) {
+    auto* w = new SearchWorker(info.Env(), Job(info, exact));
+    for (size_t i = 0; i < info.Length(); i++) w->pinned.Pin(info[i]);
     w->Queue();
     return w->Promise();
   }
 
-  // exact(queries: Float32Array, k, candidates: Uint32Array): Promise<{labels, distances, counts}>
-  Napi::Value Exact(const Napi::CallbackInfo& info) {
-    const float* queries = FloatData(info[0], "queries");
-    size_t nq = info[0].As<Napi::Float32Array>().ElementLength() / s_->dims;
-    auto candidates = info[2].As<Napi::Uint32Array>();
-    auto* w = new SearchWorker(info.Env(), s_, queries, nq, info[1].As<Napi::Number>().Uint32Value(), 0, nullptr, 0,
-                               candidates.Data(), candidates.ElementLength());
-    w->pinned.Pin(info[0]);
-    w->pinned.Pin(info[2]);
-    w->Queue();
-    return w->Promise();
+  // search(queries: Float32Array, k, ef, filter?): Promise<{labels, distances, counts}>
+  Napi::Value Search(const Napi::CallbackInfo& info) { return Queue(info, false); }
+
+  // searchSync(queries, k, ef, filter?): the same answer, computed on the calling thread: for small
+  // searches, where the hop to the thread pool and back costs more than the search itself.
+  Napi::Value SearchSync(const Napi::CallbackInfo& info) { return RunNow(info, false); }
+
+  Napi::Value RunNow(const Napi::CallbackInfo& info, bool exact) {
+    SearchJob job = Job(info, exact);
+    Found found(job.nq, job.k);
+    Guard(info.Env(), [&] { job.Run(found); });
+    return found.ToJs(info.Env());
   }
+
+  // exact(queries: Float32Array, k, filter?, driver?: Uint32Array bitmap): brute force over the live labels the
+  // filter allows (only those set in `driver`, when given), for filters so selective a graph walk would mostly meet rejects.
+  Napi::Value Exact(const Napi::CallbackInfo& info) { return Queue(info, true); }
+
+  Napi::Value ExactSync(const Napi::CallbackInfo& info) { return RunNow(info, true); }
 
   Napi::Value Save(const Napi::CallbackInfo& info) {
     auto* w = new SaveWorker(info.Env(), s_, info[0].As<Napi::String>().Utf8Value());
@@ -415,6 +537,36 @@ class Index : public Napi::ObjectWrap<Index> {
   std::shared_ptr<Shared> s_;
 };
 
+// kernels(): {active, supported}: the distance kernel every index uses and all this CPU can run.
+Napi::Value Kernels(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string problem;
+  nearline::Kernel active = nearline::ActiveKernel(&problem);
+  auto out = Napi::Object::New(env);
+  out.Set("active", problem.empty() ? Napi::Value(Napi::String::New(env, nearline::KernelName(active))) : env.Null());
+  if (!problem.empty()) out.Set("error", problem);
+  auto supported = Napi::Array::New(env);
+  for (nearline::Kernel k : nearline::SupportedKernels()) supported.Set(supported.Length(), nearline::KernelName(k));
+  out.Set("supported", supported);
+  return out;
+}
+
+// distance(kernel, 'l2' | 'ip', a: Float32Array, b: Float32Array): one kernel's answer, for the test that
+// every kernel agrees with the scalar one.
+Napi::Value Distance(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  nearline::Kernel k;
+  if (!nearline::ParseKernel(info[0].As<Napi::String>().Utf8Value(), &k) || !nearline::KernelSupported(k)) {
+    throw Napi::Error::New(env, "kernel not supported here");
+  }
+  const float* a = FloatData(info[2], "a");
+  const float* b = FloatData(info[3], "b");
+  size_t n = info[2].As<Napi::Float32Array>().ElementLength();
+  if (info[3].As<Napi::Float32Array>().ElementLength() != n) throw Napi::RangeError::New(env, "a and b differ in length");
+  nearline::DistFn fn = info[1].As<Napi::String>().Utf8Value() == "ip" ? nearline::IpDistance(k) : nearline::L2Distance(k);
+  return Napi::Number::New(env, fn(a, b, &n));
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
 #if defined(__GLIBC__)
   // glibc raises its mmap threshold after big blocks are freed, so the graph's reallocations as an index grows
@@ -422,6 +574,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   // every block of 1 MiB or more in its own mapping, which realloc moves with mremap and free returns at once.
   mallopt(M_MMAP_THRESHOLD, 1 << 20);
 #endif
+  exports.Set("kernels", Napi::Function::New<Kernels>(env, "kernels"));
+  exports.Set("distance", Napi::Function::New<Distance>(env, "distance"));
   return Index::Init(env, exports);
 }
 

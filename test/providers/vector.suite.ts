@@ -338,6 +338,58 @@ export function vectorProviderSuite(
         }
       });
 
+      it('filtered queries under interleaved writes see each write at once and stay exact for rows no write touches', async () => {
+        const c = await open({ metadataFields: ['group', 'n'] });
+        const keep = (i: number) => ({ id: `keep${i}`, vector: vec([i, 0, 0]), metadata: { group: 'keep', n: i } });
+        await c.upsert(Array.from({ length: 40 }, (_, i) => keep(i)));
+        const rand = mulberry32(5);
+        const churn = (i: number, group: string) => ({ id: `churn${i}`, vector: vec([rand() * 40, rand() * 2, 0]), metadata: { group, n: 100 + i } });
+        await c.upsert(Array.from({ length: 40 }, (_, i) => churn(i, i % 2 ? 'odd' : 'even')));
+        const model = new Map<string, string>(Array.from({ length: 40 }, (_, i) => [`churn${i}`, i % 2 ? 'odd' : 'even']));
+
+        // Writes and filtered reads in flight together: the rows a filter selects and no write touches come back exactly.
+        const reads: Array<Promise<Hit[][]>> = [];
+        const writes: Array<Promise<void>> = [];
+        for (let round = 0; round < 12; round++) {
+          const i = Math.floor(rand() * 40);
+          const group = ['odd', 'even', 'gone'][round % 3];
+          if (group === 'gone') {
+            writes.push(c.delete([`churn${i}`]));
+            model.delete(`churn${i}`);
+          } else {
+            writes.push(c.upsert([churn(i, group)]));
+            model.set(`churn${i}`, group);
+          }
+          reads.push(c.search([{ vector: vec([10.2, 0, 0]), k: 3, filter: { field: 'group', op: 'eq', value: 'keep' } }]));
+        }
+        await Promise.all(writes);
+        for (const [hits] of await Promise.all(reads)) expect(ids(hits)).toEqual(['keep10', 'keep11', 'keep9']);
+
+        // Once written, every change is visible to the next filtered query.
+        for (const group of ['odd', 'even']) {
+          const expected = [...model].filter(([, g]) => g === group).map(([id]) => id).sort();
+          const [hits] = await c.search([{ vector: vec([20, 1, 0]), k: 100, filter: { field: 'group', op: 'eq', value: group } }]);
+          expect(ids(hits).sort()).toEqual(expected);
+        }
+        await c.upsert([{ id: 'keep10', vector: vec([10, 0, 0]), metadata: { group: 'moved', n: 10 } }]);
+        const [moved] = await c.search([{ vector: vec([10.2, 0, 0]), k: 3, filter: { field: 'group', op: 'eq', value: 'keep' } }]);
+        expect(ids(moved)).toEqual(['keep11', 'keep9', 'keep12']);
+        const [ranged] = await c.search([{ vector: vec([10.2, 0, 0]), k: 2, filter: { and: [{ field: 'group', op: 'ne', value: 'keep' }, { field: 'n', op: 'lt', value: 100 }] } }]);
+        expect(ids(ranged)).toEqual(['keep10']);
+      });
+
+      it('an exclude list of hundreds of ids is honoured and still fills k', async () => {
+        const c = await open({ metadataFields: ['even'] });
+        await c.upsert(Array.from({ length: 600 }, (_, i) => ({ id: `r${i}`, vector: vec([i, 0, 0]), metadata: { even: i % 2 === 0 } })));
+        const exclude = Array.from({ length: 300 }, (_, i) => `r${i}`);
+        const [plain, filtered] = await c.search([
+          { vector: vec([0, 0, 0]), k: 5, exclude },
+          { vector: vec([0, 0, 0]), k: 5, exclude, filter: { field: 'even', op: 'eq', value: false } },
+        ]);
+        expect(ids(plain)).toEqual(['r300', 'r301', 'r302', 'r303', 'r304']);
+        expect(ids(filtered)).toEqual(['r301', 'r303', 'r305', 'r307', 'r309']);
+      });
+
       it('a filter combined with exclude still fills k', async () => {
         const c = await open({ metadataFields: ['even'] });
         await c.upsert(Array.from({ length: 20 }, (_, i) => ({ id: `r${i}`, vector: vec([i, 0, 0]), metadata: { even: i % 2 === 0 } })));

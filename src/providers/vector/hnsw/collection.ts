@@ -1,26 +1,36 @@
 import { join } from 'node:path';
 import { nlError, providerError } from '../../../errors.ts';
-import { compileFilter, validateFilter } from '../../../filter.ts';
+import { validateFilter } from '../../../filter.ts';
 import type { Filter, Hit, Metadata } from '../../../types.ts';
 import type { CollectionSpec, SearchQuery, VectorCollection, VectorRecord } from '../types.ts';
-import { MANIFEST, removeStale, syncDir, writeAtomic, writeFileSynced, type Manifest, type RowsFile } from './files.ts';
+import type { Columns } from './columns.ts';
+import { FORMAT, MANIFEST, removeStale, syncDir, writeAtomic, writeFileSynced, type Manifest, type RowsFile } from './files.ts';
 import { IdIndex } from './id-index.ts';
-import type { Found, NativeIndex } from './native.ts';
+import type { Found, NativeFilter, NativeIndex } from './native.ts';
+import { compilePredicate } from './predicate.ts';
 import type { HnswVectorOptions } from './provider.ts';
 import { RwLock } from './rw-lock.ts';
 
 /*
- * One collection: the native graph, label <-> id, metadata per label.
+ * One collection: the native graph, label <-> id, metadata by column (columns.ts).
  *
  * Deleted labels are marked deleted in the graph and reused by the next new ids, which hnswlib updates in
  * place: churn does not grow the index. Cosine collections store unit vectors (inner product on them), so
  * `get` returns the normalized vector. Writes between flushes live in memory only.
+ *
+ * A search batch is planned in JS and run as few addon calls as possible: queries sharing k, ef and filter,
+ * without exclude lists, go together. A filter is compiled once into a predicate the addon evaluates during
+ * the graph walk; when the columns' counts say few rows match, an exact scan over those rows (from a value's
+ * bitmap when there is one) is cheaper, and exact. Small searches run on the calling thread.
  */
 
 export type Settings = Required<Omit<HnswVectorOptions, 'dir'>> & { name: string };
 
-/** Distinct filters whose matching labels a collection keeps between writes. */
-const MATCH_CACHE_SIZE = 32;
+/**
+ * A search whose graph work (queries x ef) is at most this runs on the JS thread: below it, the hop to the
+ * thread pool and back costs about as much as the search.
+ */
+const SYNC_WORK = 512;
 
 function checkVector(v: unknown, dims: number, what: string): Float32Array {
   if (!(v instanceof Float32Array)) throw nlError('NL_BAD_VECTOR', `${what}: vector must be a Float32Array`);
@@ -31,6 +41,16 @@ function checkVector(v: unknown, dims: number, what: string): Float32Array {
   return v;
 }
 
+function checkMetadata(m: unknown, what: string): Metadata | null {
+  if (m === undefined || m === null) return null;
+  if (typeof m !== 'object' || Array.isArray(m)) throw nlError('NL_BAD_REQUEST', `${what}: metadata must be an object`);
+  for (const [k, v] of Object.entries(m)) {
+    const ok = v === null || typeof v === 'string' || typeof v === 'boolean' || (typeof v === 'number' && Number.isFinite(v));
+    if (!ok) throw nlError('NL_BAD_REQUEST', `${what}: metadata field ${k} must be a string, a finite number, a boolean or null`);
+  }
+  return m as Metadata;
+}
+
 function unit(v: Float32Array, what: string): Float32Array {
   let s = 0;
   for (let i = 0; i < v.length; i++) s += v[i] * v[i];
@@ -39,13 +59,37 @@ function unit(v: Float32Array, what: string): Float32Array {
   return v.map((x) => x * inv);
 }
 
+interface Prepared {
+  vector: Float32Array;
+  k: number;
+  ef: number;
+  filter?: Filter;
+  exclude?: string[];
+  includeVectors?: boolean;
+}
+
+/** One addon call: these queries, this k and ef, this predicate; graph walk or exact scan. */
+interface Task {
+  /** Query indexes, and their vectors packed in that order. */
+  members: number[];
+  vectors: Float32Array;
+  k: number;
+  ef: number;
+  native?: NativeFilter;
+  exact: boolean;
+  driver?: Uint32Array;
+  /** Labels an exact scan looks at. */
+  scanned?: number;
+  /** A graph walk under a predicate that finds fewer than k is redone as an exact scan. */
+  fallback: boolean;
+  found?: Found;
+}
+
 export class HnswCollection implements VectorCollection {
   spec: CollectionSpec;
   private readonly lock = new RwLock();
   private readonly labels: IdIndex;
   private dirty = false;
-  /** Filter -> matching labels, least recently used first; emptied by every write. */
-  private readonly matchCache = new Map<string, number[]>();
 
   constructor(
     spec: CollectionSpec,
@@ -54,13 +98,14 @@ export class HnswCollection implements VectorCollection {
     private readonly index: NativeIndex,
     private manifest: Manifest,
     private readonly ids: Array<string | null>,
-    private readonly meta: Array<Metadata | null>,
+    private readonly columns: Columns,
     // Deleted labels, reused by later inserts: hnswlib then updates the marked slot in place, so churn never grows the index.
     private readonly free: number[],
   ) {
     this.spec = spec;
     this.labels = new IdIndex(ids);
     ids.forEach((id, label) => (id === null ? undefined : this.labels.set(id, label)));
+    columns.grow(index.capacity());
   }
 
   private score(distance: number): number {
@@ -76,7 +121,7 @@ export class HnswCollection implements VectorCollection {
     const last = new Map<string, { vector: Float32Array; metadata: Metadata | null }>();
     for (const r of records) {
       if (typeof r?.id !== 'string' || r.id === '') throw nlError('NL_BAD_REQUEST', 'every record needs a non-empty string id');
-      last.set(r.id, { vector: this.prepare(r.vector, `id ${r.id}`), metadata: r.metadata ?? null });
+      last.set(r.id, { vector: this.prepare(r.vector, `id ${r.id}`), metadata: checkMetadata(r.metadata, `id ${r.id}`) });
     }
     if (last.size === 0) return;
     await this.lock.write(async () => {
@@ -84,7 +129,10 @@ export class HnswCollection implements VectorCollection {
       const needed = this.ids.length + Math.max(0, fresh - this.free.length);
       const capacity = this.index.capacity();
       // 1.5x rather than 2x: a resize copies the graph once in a while, but slack slots cost resident memory always.
-      if (needed > capacity) this.index.resize(Math.max(needed, Math.ceil(capacity * 1.5)));
+      if (needed > capacity) {
+        this.index.resize(Math.max(needed, Math.ceil(capacity * 1.5)));
+        this.columns.grow(this.index.capacity());
+      }
       const vectors = new Float32Array(last.size * this.spec.dims);
       const labels = new Uint32Array(last.size);
       let i = 0;
@@ -95,12 +143,11 @@ export class HnswCollection implements VectorCollection {
           this.ids[label] = id;
           this.labels.set(id, label);
         }
-        this.meta[label] = row.metadata;
+        this.columns.set(label, row.metadata);
         vectors.set(row.vector, i * this.spec.dims);
         labels[i++] = label;
       }
       this.dirty = true;
-      this.matchCache.clear();
       try {
         await this.index.add(vectors, labels, this.opts.threads);
       } catch (e) {
@@ -117,10 +164,9 @@ export class HnswCollection implements VectorCollection {
         this.index.markDelete(label);
         this.labels.delete(id);
         this.ids[label] = null;
-        this.meta[label] = null;
+        this.columns.set(label, null);
         this.free.push(label);
         this.dirty = true;
-        this.matchCache.clear();
       }
     });
   }
@@ -133,7 +179,7 @@ export class HnswCollection implements VectorCollection {
       return ids.map((id, i) => {
         const label = found[i];
         if (label === undefined) return null;
-        return { id, vector: vectors[next++], metadata: this.meta[label] ?? {} };
+        return { id, vector: vectors[next++], metadata: this.columns.get(label) };
       });
     });
   }
@@ -150,149 +196,138 @@ export class HnswCollection implements VectorCollection {
   }
 
   async search(queries: SearchQuery[]): Promise<Hit[][]> {
-    const prepared = queries.map((q, i) => {
+    const prepared: Prepared[] = queries.map((q, i) => {
       if (!Number.isInteger(q.k) || q.k < 1) throw nlError('NL_BAD_REQUEST', `query ${i}: k must be a positive integer`);
       const filter = q.filter === undefined ? undefined : validateFilter(q.filter, this.spec.metadataFields);
-      return { ...q, vector: this.prepare(q.vector, `query ${i}`), filter };
+      const ef = Math.max(q.ef ?? this.spec.index.ef ?? 100, q.k);
+      return { vector: this.prepare(q.vector, `query ${i}`), k: q.k, ef, filter, exclude: q.exclude, includeVectors: q.includeVectors };
     });
+    // Planned and, when small, answered at once without yielding, so no write can come in between.
+    const now = this.lock.readNow(() => {
+      const tasks = this.plan(prepared);
+      if (!tasks.every((t) => this.small(t))) return undefined;
+      for (const t of tasks) t.found = this.runNow(t);
+      for (const t of this.fallbacks(tasks)) t.found = this.runNow(t);
+      return this.assemble(prepared, tasks);
+    });
+    if (now) return now;
     return this.lock.read(async () => {
-      const out: Hit[][] = new Array(prepared.length);
-      const plain = new Map<string, number[]>();
-      const pending: Array<Promise<void>> = [];
-      prepared.forEach((q, i) => {
-        const excluded = this.excludedLabels(q.exclude);
-        if (!q.filter) {
-          // Unfiltered queries asking the same k and ef go to the addon together, split across threads.
-          const key = `${q.k + excluded.size}/${this.ef(q) + excluded.size}`;
-          const group = plain.get(key);
-          if (group) group.push(i);
-          else plain.set(key, [i]);
-          return;
-        }
-        const matching = this.matching(q.filter);
-        const allowed = excluded.size ? matching.filter((l) => !excluded.has(l)) : matching;
-        pending.push(this.searchFiltered(q, allowed).then((hits) => void (out[i] = hits)));
-      });
-      for (const members of plain.values()) {
-        const first = prepared[members[0]];
-        const extra = this.excludedLabels(first.exclude).size;
-        const stride = first.k + extra;
-        const search = this.searchMany(
-          members.map((i) => prepared[i].vector),
-          stride,
-          this.ef(first) + extra,
-        );
-        pending.push(
-          search.then((found) =>
-            members.forEach((qi, j) => {
-              const q = prepared[qi];
-              out[qi] = this.hits(found, j, stride, this.excludedLabels(q.exclude), q.k, q.includeVectors);
-            }),
-          ),
-        );
-      }
-      await Promise.all(pending);
-      return out;
+      const tasks = this.plan(prepared);
+      await Promise.all(tasks.map(async (t) => (t.found = await this.run(t))));
+      await Promise.all(this.fallbacks(tasks).map(async (t) => (t.found = await this.run(t))));
+      return this.assemble(prepared, tasks);
     });
   }
 
-  /**
-   * Labels whose metadata passes the filter. Evaluating a filter walks every row in JS, so the answer is
-   * kept until the next write: serving traffic repeats a handful of filters (a language, a category).
-   */
-  private matching(filter: Filter): number[] {
-    const key = JSON.stringify(filter);
-    let labels = this.matchCache.get(key);
-    if (labels) {
-      this.matchCache.delete(key);
-    } else {
-      const pred = compileFilter(filter);
-      labels = [];
-      for (let label = 0; label < this.ids.length; label++) {
-        if (this.ids[label] !== null && pred(this.meta[label] ?? undefined)) labels.push(label);
+  /** Groups the queries into addon calls and picks a graph walk or an exact scan for each. */
+  private plan(prepared: Prepared[]): Task[] {
+    const groups = new Map<string, number[]>();
+    prepared.forEach((q, i) => {
+      // A query with its own exclude list has its own predicate, so its own call.
+      const key = q.exclude?.length ? `#${i}` : `${q.k}/${q.ef}/${q.filter ? JSON.stringify(q.filter) : ''}`;
+      const group = groups.get(key);
+      if (group) group.push(i);
+      else groups.set(key, [i]);
+    });
+    const live = this.labels.size;
+    const isLive = (label: number) => this.ids[label] != null;
+    const dims = this.spec.dims;
+    return [...groups.values()].map((members) => {
+      const q = prepared[members[0]];
+      const vectors = new Float32Array(members.length * dims);
+      members.forEach((m, j) => vectors.set(prepared[m].vector, j * dims));
+      const task: Task = { members, vectors, k: q.k, ef: q.ef, exact: false, fallback: false };
+      const compiled = compilePredicate(q.filter, this.excludedLabels(q.exclude), this.columns, live, this.ids.length, isLive);
+      if (!compiled) return task;
+      task.native = compiled.native;
+      task.fallback = true;
+      if (!q.filter) return task;
+      if (compiled.share * live <= this.opts.exactScanBelow || compiled.share < this.opts.exactScanSelectivity) {
+        return { ...task, exact: true, driver: compiled.driver?.bits, scanned: compiled.driver?.rows ?? this.ids.length, fallback: false };
       }
-      if (this.matchCache.size >= MATCH_CACHE_SIZE) this.matchCache.delete(this.matchCache.keys().next().value!);
-    }
-    this.matchCache.set(key, labels);
-    return labels;
+      // A walk that accepts a share s of the nodes it meets needs about k/s candidates to hold k matches.
+      task.ef = Math.max(q.ef, Math.ceil(q.k / compiled.share));
+      return task;
+    });
   }
 
-  private ef(q: SearchQuery): number {
-    return Math.max(q.ef ?? this.spec.index.ef ?? 100, q.k);
-  }
-
-  private excludedLabels(exclude: string[] | undefined): Set<number> {
-    const out = new Set<number>();
-    for (const id of exclude ?? []) {
-      const label = this.labels.get(id);
-      if (label !== undefined) out.add(label);
+  /** Exact scans for the queries whose filtered walk found fewer than k while more rows may match; appended to `tasks`. */
+  private fallbacks(tasks: Task[]): Task[] {
+    const out: Task[] = [];
+    const dims = this.spec.dims;
+    const want = (k: number) => Math.min(k, this.labels.size);
+    for (const t of tasks) {
+      if (!t.fallback) continue;
+      const short = t.members.flatMap((m, j) => (t.found!.counts[j] < want(t.k) ? [j] : []));
+      if (short.length === 0) continue;
+      const vectors = new Float32Array(short.length * dims);
+      short.forEach((j, i) => vectors.set(t.vectors.subarray(j * dims, (j + 1) * dims), i * dims));
+      out.push({ ...t, members: short.map((j) => t.members[j]), vectors, exact: true, driver: undefined, scanned: this.ids.length, fallback: false, found: undefined });
     }
+    tasks.push(...out);
     return out;
   }
 
-  /** One addon call per thread, each over a contiguous slice of the queries; results concatenated in order. */
-  private async searchMany(vectors: Float32Array[], k: number, ef: number): Promise<Found> {
+  /** Whether a task is cheaper to run here than to send to the thread pool. */
+  private small(t: Task): boolean {
+    const n = t.members.length;
+    return t.exact ? n * (t.scanned ?? 0) <= SYNC_WORK * 32 : n * t.ef <= SYNC_WORK;
+  }
+
+  private runNow(t: Task): Found {
+    return t.exact ? this.index.exactSync(t.vectors, t.k, t.native, t.driver) : this.index.searchSync(t.vectors, t.k, t.ef, t.native);
+  }
+
+  /** A graph task's queries split into one contiguous slice per thread; results concatenated in order. */
+  private async run(t: Task): Promise<Found> {
+    if (t.exact) return this.index.exact(t.vectors, t.k, t.native, t.driver);
+    const n = t.members.length;
     const dims = this.spec.dims;
-    const chunks = Math.max(1, Math.min(this.opts.threads, Math.floor(vectors.length / 8)));
-    const per = Math.ceil(vectors.length / chunks);
+    const chunks = Math.max(1, Math.min(this.opts.threads, Math.floor(n / 8)));
+    if (chunks === 1) return this.index.search(t.vectors, t.k, t.ef, t.native);
+    const per = Math.ceil(n / chunks);
     const parts = await Promise.all(
-      Array.from({ length: chunks }, (_, c) => {
-        const slice = vectors.slice(c * per, (c + 1) * per);
-        const packed = new Float32Array(slice.length * dims);
-        slice.forEach((v, j) => packed.set(v, j * dims));
-        return this.index.search(packed, k, ef);
-      }),
+      Array.from({ length: chunks }, (_, c) => this.index.search(t.vectors.subarray(c * per * dims, Math.min(n, (c + 1) * per) * dims), t.k, t.ef, t.native)),
     );
-    if (parts.length === 1) return parts[0];
-    const total = (pick: (f: Found) => { length: number }) => parts.reduce((n, f) => n + pick(f).length, 0);
-    const found: Found = {
-      labels: new Uint32Array(total((f) => f.labels)),
-      distances: new Float32Array(total((f) => f.distances)),
-      counts: new Uint32Array(total((f) => f.counts)),
-    };
-    let slots = 0;
-    let queries = 0;
-    for (const f of parts) {
-      found.labels.set(f.labels, slots);
-      found.distances.set(f.distances, slots);
-      found.counts.set(f.counts, queries);
-      slots += f.labels.length;
-      queries += f.counts.length;
-    }
+    const found: Found = { labels: new Uint32Array(n * t.k), distances: new Float32Array(n * t.k), counts: new Uint32Array(n) };
+    parts.forEach((f, c) => {
+      found.labels.set(f.labels, c * per * t.k);
+      found.distances.set(f.distances, c * per * t.k);
+      found.counts.set(f.counts, c * per);
+    });
     return found;
   }
 
-  private async searchFiltered(q: SearchQuery, allowed: number[]): Promise<Hit[]> {
-    const k = Math.min(q.k, allowed.length);
-    if (k === 0) return [];
-    const none = new Set<number>();
-    const live = this.labels.size;
-    const exact = async () => this.hits(await this.index.exact(q.vector, k, Uint32Array.from(allowed)), 0, k, none, k, q.includeVectors);
-    if (allowed.length <= this.opts.exactScanBelow || allowed.length < live * this.opts.exactScanSelectivity) return exact();
-    const bits = new Uint8Array(this.index.capacity());
-    for (const l of allowed) bits[l] = 1;
-    // A graph walk under a filter can strand itself among rejected nodes; widen, then give up on the graph.
-    let ef = Math.max(this.ef(q), Math.ceil(k / (allowed.length / live)));
-    for (let attempt = 0; attempt < 3; attempt++, ef *= 4) {
-      const found = await this.index.search(q.vector, k, ef, bits);
-      if (found.counts[0] >= k) return this.hits(found, 0, k, none, k, q.includeVectors);
-    }
-    return exact();
+  /** Hits per query in query order; a fallback task, coming later, replaces its queries' graph answers. */
+  private assemble(prepared: Prepared[], tasks: Task[]): Hit[][] {
+    const source: Array<[Task, number]> = new Array(prepared.length);
+    for (const t of tasks) t.members.forEach((m, j) => (source[m] = [t, j]));
+    return prepared.map((q, i) => {
+      const [t, j] = source[i];
+      return this.hits(t.found!, j, t.k, q.includeVectors);
+    });
   }
 
-  /** Hits of query `qi` from a result laid out `stride` slots per query, minus `excluded`, at most `k`. */
-  private hits(found: Found, qi: number, stride: number, excluded: Set<number>, k: number, includeVectors?: boolean): Hit[] {
-    const out: Hit[] = [];
-    const labels: number[] = [];
-    const end = qi * stride + found.counts[qi];
-    for (let i = qi * stride; i < end && out.length < k; i++) {
-      const label = found.labels[i];
-      if (excluded.has(label)) continue;
-      out.push({ id: this.ids[label]!, score: this.score(found.distances[i]) });
-      labels.push(label);
+  private excludedLabels(exclude: string[] | undefined): Uint32Array | undefined {
+    if (!exclude?.length) return undefined;
+    const out: number[] = [];
+    for (const id of exclude) {
+      const label = this.labels.get(id);
+      if (label !== undefined) out.push(label);
     }
-    if (includeVectors && out.length) {
-      const vectors = this.vectors(Uint32Array.from(labels));
+    return Uint32Array.from(out);
+  }
+
+  /** Hits of query `qi` from a result laid out `k` slots per query. */
+  private hits(found: Found, qi: number, k: number, includeVectors?: boolean): Hit[] {
+    const n = found.counts[qi];
+    const out: Hit[] = new Array(n);
+    for (let i = 0; i < n; i++) {
+      const slot = qi * k + i;
+      out[i] = { id: this.ids[found.labels[slot]]!, score: this.score(found.distances[slot]) };
+    }
+    if (includeVectors && n) {
+      const vectors = this.vectors(found.labels.slice(qi * k, qi * k + n));
       out.forEach((h, i) => (h.vector = vectors[i]));
     }
     return out;
@@ -302,15 +337,23 @@ export class HnswCollection implements VectorCollection {
     return this.lock.write(() => this.snapshot());
   }
 
-  /** Index and rows first under a new generation, then the manifest that names them: the manifest's rename is the commit. */
+  /** Index, ids and columns first under a new generation, then the manifest that names them: the manifest's rename is the commit. */
   async snapshot(force = false): Promise<void> {
     if (!this.dirty && !force) return;
     const generation = this.manifest.generation + 1;
-    const next: Manifest = { ...this.manifest, generation, index: `index-${generation}.hnsw`, rows: `rows-${generation}.json` };
+    const next: Manifest = {
+      ...this.manifest,
+      format: FORMAT,
+      generation,
+      index: `index-${generation}.hnsw`,
+      rows: `rows-${generation}.json`,
+      columns: `columns-${generation}.bin`,
+    };
     try {
       await writeAtomic(join(this.dir, next.index), (tmp) => this.index.save(tmp));
-      const rows: RowsFile = { ids: this.ids, metadata: this.meta };
+      const rows: RowsFile = { ids: this.ids };
       await writeAtomic(join(this.dir, next.rows), (tmp) => writeFileSynced(tmp, JSON.stringify(rows)));
+      await writeAtomic(join(this.dir, next.columns!), (tmp) => writeFileSynced(tmp, this.columns.encode(this.ids.length)));
       await writeAtomic(join(this.dir, MANIFEST), (tmp) => writeFileSynced(tmp, JSON.stringify(next)));
       await syncDir(this.dir);
     } catch (e) {

@@ -7,11 +7,15 @@ import type { Metadata, Metric } from '../../../types.ts';
  *
  *   manifest.json        names the current generation; its rename is the commit point of a snapshot
  *   index-<gen>.hnsw     hnswlib's own index format (labels are dense integers)
- *   rows-<gen>.json      label -> string id and metadata (null where deleted)
+ *   rows-<gen>.json      label -> string id (null where deleted)
+ *   columns-<gen>.bin    metadata by column (columns.ts)
+ *
+ * Format 1 kept the metadata as a JSON array in rows-<gen>.json and had no columns file; it still loads,
+ * and the next snapshot writes format 2.
  */
 
 export const MANIFEST = 'manifest.json';
-export const FORMAT = 1;
+export const FORMAT = 2;
 
 export interface Manifest {
   format: number;
@@ -22,11 +26,14 @@ export interface Manifest {
   efConstruction: number;
   index: string;
   rows: string;
+  /** Format 2 on. */
+  columns?: string;
 }
 
 export interface RowsFile {
   ids: Array<string | null>;
-  metadata: Array<Metadata | null>;
+  /** Format 1 only. */
+  metadata?: Array<Metadata | null>;
 }
 
 /** Writes `data` (or lets `write` produce the file) to `path` so that a crash leaves either the old file or the new one. */
@@ -42,7 +49,7 @@ export async function writeAtomic(path: string, write: (tmp: string) => Promise<
   await rename(tmp, path);
 }
 
-export async function writeFileSynced(path: string, data: string): Promise<void> {
+export async function writeFileSynced(path: string, data: string | Uint8Array): Promise<void> {
   const fh = await openFile(path, 'w');
   try {
     await fh.writeFile(data);
@@ -69,6 +76,6 @@ export async function exists(path: string): Promise<boolean> {
 
 /** Deletes files no manifest names: older generations and temp files of an interrupted snapshot. */
 export async function removeStale(dir: string, manifest: Manifest): Promise<void> {
-  const keep = new Set([MANIFEST, manifest.index, manifest.rows]);
+  const keep = new Set([MANIFEST, manifest.index, manifest.rows, manifest.columns]);
   for (const f of await readdir(dir)) if (!keep.has(f)) await rm(join(dir, f), { force: true });
 }

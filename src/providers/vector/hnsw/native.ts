@@ -10,10 +10,13 @@ export interface NativeIndex {
   markDelete(label: number): void;
   /** Copies each label's stored vector into `out`. */
   vectors(labels: Uint32Array, out: Float32Array): void;
-  /** Per query `counts[i]` hits at `labels/distances[i*k ..]`, nearest first; `allow` is one byte per label. */
-  search(queries: Float32Array, k: number, ef: number, allow?: Uint8Array): Promise<Found>;
-  /** Brute force over `candidates`. */
-  exact(queries: Float32Array, k: number, candidates: Uint32Array): Promise<Found>;
+  /** Per query `counts[i]` hits at `labels/distances[i*k ..]`, nearest first, among the labels `filter` allows. */
+  search(queries: Float32Array, k: number, ef: number, filter?: NativeFilter): Promise<Found>;
+  /** `search` on the calling thread, for searches smaller than a hop to the thread pool and back. */
+  searchSync(queries: Float32Array, k: number, ef: number, filter?: NativeFilter): Found;
+  /** Brute force over the live labels `filter` allows, only those set in `driver` (a bitmap) when given. */
+  exact(queries: Float32Array, k: number, filter?: NativeFilter, driver?: Uint32Array): Promise<Found>;
+  exactSync(queries: Float32Array, k: number, filter?: NativeFilter, driver?: Uint32Array): Found;
   save(path: string): Promise<void>;
 }
 
@@ -23,21 +26,52 @@ export interface Found {
   counts: Uint32Array;
 }
 
+/** A compiled filter (see predicate.ts) and excluded labels, as native/src/predicate.h reads them. */
+export interface NativeFilter {
+  code?: Int32Array;
+  consts?: Float64Array;
+  tags?: Uint8Array[];
+  values?: Float64Array[];
+  sets?: Float64Array[];
+  bitmaps?: Uint32Array[];
+  /** Labels never returned. */
+  exclude?: Uint32Array;
+}
+
+/** Which distance kernel the addon runs (NEARLINE_SIMD forces one), and every one this CPU supports. */
+export interface Kernels {
+  active: string | null;
+  /** Set when NEARLINE_SIMD names a kernel this build or CPU cannot run; indexes then refuse to open. */
+  error?: string;
+  supported: string[];
+}
+
+interface Addon {
+  Index: NativeIndexClass;
+  kernels(): Kernels;
+  /** One kernel's distance (squared L2, or 1 - dot for 'ip') between two vectors, for tests. */
+  distance(kernel: string, metric: 'l2' | 'ip', a: Float32Array, b: Float32Array): number;
+}
+
 export type NativeIndexClass = {
   new (space: 'l2' | 'ip', dims: number, capacity: number, M: number, efConstruction: number, seed: number): NativeIndex;
   new (space: 'l2' | 'ip', dims: number, path: string): NativeIndex;
 };
 
-let addon: NativeIndexClass | undefined;
+let addon: Addon | undefined;
 
 /** Loads the addon once; the one place that knows where the compiled .node file lives. */
-export function nativeIndexClass(provider: string): NativeIndexClass {
+export function nativeAddon(provider: string): Addon {
   if (!addon) {
     try {
-      addon = (createRequire(import.meta.url)('../../../../native/build/Release/nearline_hnsw.node') as { Index: NativeIndexClass }).Index;
+      addon = createRequire(import.meta.url)('../../../../native/build/Release/nearline_hnsw.node') as Addon;
     } catch (e) {
       throw providerError(provider, new Error(`native addon native/ is not built (npm ci builds it; so does \`npm run install\`): ${(e as Error).message}`));
     }
   }
   return addon;
+}
+
+export function nativeIndexClass(provider: string): NativeIndexClass {
+  return nativeAddon(provider).Index;
 }

@@ -5,6 +5,7 @@ import { nlError, providerError } from '../../../errors.ts';
 import type { ProviderContext } from '../../index.ts';
 import type { CollectionSpec, VectorProvider } from '../types.ts';
 import { HnswCollection, type Settings } from './collection.ts';
+import { Columns } from './columns.ts';
 import { FORMAT, MANIFEST, exists, removeStale, type Manifest, type RowsFile } from './files.ts';
 import { nativeIndexClass } from './native.ts';
 
@@ -55,23 +56,28 @@ export function createHnswProvider(options: HnswVectorOptions, ctx: ProviderCont
     const manifestPath = join(dir, MANIFEST);
     if (await exists(manifestPath)) {
       const m = JSON.parse(await readFile(manifestPath, 'utf8')) as Manifest;
-      if (m.format !== FORMAT) throw nlError('NL_CONFLICT', `collection ${spec.name} has on-disk format ${m.format}, expected ${FORMAT}`);
+      if (m.format !== 1 && m.format !== FORMAT) {
+        throw nlError('NL_CONFLICT', `collection ${spec.name} has on-disk format ${m.format}; this nearline reads formats 1 to ${FORMAT}`);
+      }
       if (m.dims !== spec.dims || m.metric !== spec.metric) {
         throw nlError('NL_CONFLICT', `collection ${spec.name} exists with dims ${m.dims} metric ${m.metric}, asked for dims ${spec.dims} metric ${spec.metric}`);
       }
       await removeStale(dir, m);
       const rows = JSON.parse(await readFile(join(dir, m.rows), 'utf8')) as RowsFile;
       const index = new (nativeIndexClass(ctx.name))(space, m.dims, join(dir, m.index));
+      const columns = m.columns
+        ? Columns.decode(await readFile(join(dir, m.columns)), index.capacity())
+        : Columns.fromRows(rows.metadata ?? [], index.capacity());
       const free: number[] = [];
       rows.ids.forEach((id, label) => (id === null ? free.push(label) : undefined));
       free.reverse();
-      return new HnswCollection(spec, dir, opts, index, m, rows.ids, rows.metadata, free);
+      return new HnswCollection(spec, dir, opts, index, m, rows.ids, columns, free);
     }
     const M = spec.index.M ?? 16;
     const efConstruction = spec.index.efConstruction ?? 200;
     const index = new (nativeIndexClass(ctx.name))(space, spec.dims, opts.initialCapacity, M, efConstruction, 100);
     const m: Manifest = { format: FORMAT, generation: 0, dims: spec.dims, metric: spec.metric, M, efConstruction, index: '', rows: '' };
-    const c = new HnswCollection(spec, dir, opts, index, m, [], [], []);
+    const c = new HnswCollection(spec, dir, opts, index, m, [], new Columns(index.capacity()), []);
     await c.snapshot(true);
     return c;
   }

@@ -21,6 +21,21 @@ export class RwLock {
     }
   }
 
+  /** Runs `fn` at once as a reader when no writer is queued or running; undefined (fn not run) otherwise. */
+  readNow<T>(fn: () => T | undefined): T | undefined {
+    if (this.busy) return undefined;
+    this.readers++;
+    try {
+      return fn();
+    } finally {
+      if (--this.readers === 0) {
+        const wake = this.drained;
+        this.drained = null;
+        wake?.();
+      }
+    }
+  }
+
   write<T>(fn: () => Promise<T> | T): Promise<T> {
     this.writers++;
     const run = this.tail.then(async () => {
