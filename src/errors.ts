@@ -24,6 +24,8 @@ export const ERRORS = {
   NL_MODEL_CHANGED: [409, 'model %s changed on disk: %s'],
   NL_CONFLICT: [409, '%s'],
   NL_NOT_MATERIALIZED: [409, 'feature %s is not materialized'],
+  NL_LOG_LOCKED: [409, 'the log of source %s is held by %s; push through that process'],
+  NL_LOG_CORRUPT: [500, 'the log of source %s is corrupt: %s'],
   NL_UNSUPPORTED: [422, '%s'],
   NL_MODEL_INVALID: [422, 'model %s is invalid: %s'],
   NL_PAYLOAD_TOO_LARGE: [413, '%s'],

@@ -1,0 +1,361 @@
+import { mkdirSync } from 'node:fs';
+import { open, readdir, readFile, rename, rm, type FileHandle } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { crc32 } from 'node:zlib';
+import { nlError, NearlineError } from '../errors.ts';
+import type { Log, LogEntry, LogStats } from './types.ts';
+
+/*
+ * The embedded log: one folder per source, segments named by the first offset they may hold.
+ *
+ *   LOCK                      the pid of the process that appends; others only read
+ *   0000000000000001.log      frames: u32 payload length, u32 crc32(payload), payload (JSON)
+ *   0000000000081234.log      the active segment: appends go here until it passes `segmentBytes`
+ *
+ * A frame is one append (or a page of a compaction): {"o": first offset | [offsets], "e": [[key, data], ...]}.
+ * An append is acknowledged after its frame is written and fdatasync'ed; appends that arrive during an fsync
+ * are written together and share the next one. A crash can leave a torn frame only at the end of the active
+ * segment: opening for append cuts the file back to its last whole frame. A bad frame anywhere else is
+ * corruption and is reported, never skipped.
+ */
+
+export interface FileLogOptions {
+  /** Roll to a new segment once the active one passes this many bytes. Default 64 MiB. */
+  segmentBytes?: number;
+  /** Take the log's lock and append; otherwise open read-only. */
+  writable?: boolean;
+}
+
+const HEADER = 8;
+const SUFFIX = '.log';
+const LOCK = 'LOCK';
+const COMPACT_FRAME_ENTRIES = 512;
+
+interface Segment {
+  base: number;
+  /** Offset of its last entry; base - 1 while empty. */
+  last: number;
+  bytes: number;
+  /** Written by a compaction: holds at most one entry per key. */
+  compacted: boolean;
+}
+
+interface Frame {
+  offsets: number[];
+  entries: Array<[string, unknown]>;
+}
+
+type Pending = { entries: Array<{ key: string; data: unknown }>; resolve: (first: number) => void; reject: (e: unknown) => void };
+
+const segmentName = (base: number) => `${String(base).padStart(16, '0')}${SUFFIX}`;
+
+function encodeFrame(offsets: number | number[], entries: Array<[string, unknown]>): Buffer {
+  const payload = Buffer.from(JSON.stringify({ o: offsets, e: entries }));
+  const out = Buffer.allocUnsafe(HEADER + payload.length);
+  out.writeUInt32LE(payload.length, 0);
+  out.writeUInt32LE(crc32(payload), 4);
+  payload.copy(out, HEADER);
+  return out;
+}
+
+/**
+ * Frames of a segment's bytes, in order. Stops at the first frame that is incomplete or fails its CRC and
+ * reports where the whole frames end, so the caller decides whether that is a torn tail or corruption.
+ */
+function* frames(buf: Buffer): Generator<Frame, { end: number; torn: boolean }> {
+  let at = 0;
+  while (at < buf.length) {
+    if (buf.length - at < HEADER) return { end: at, torn: true };
+    const len = buf.readUInt32LE(at);
+    if (buf.length - at - HEADER < len) return { end: at, torn: true };
+    const payload = buf.subarray(at + HEADER, at + HEADER + len);
+    if (crc32(payload) !== buf.readUInt32LE(at + 4)) return { end: at, torn: true };
+    let parsed: { o: number | number[]; e: Array<[string, unknown]> };
+    try {
+      parsed = JSON.parse(payload.toString('utf8'));
+    } catch {
+      return { end: at, torn: true };
+    }
+    const offsets = Array.isArray(parsed.o) ? parsed.o : parsed.e.map((_, i) => (parsed.o as number) + i);
+    yield { offsets, entries: parsed.e };
+    at += HEADER + len;
+  }
+  return { end: at, torn: false };
+}
+
+async function syncDir(dir: string): Promise<void> {
+  const fh = await open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Folders this process appends to: a second writer in the same process would interleave frames. */
+const writers = new Set<string>();
+
+async function lock(dir: string, name: string): Promise<void> {
+  const path = join(dir, LOCK);
+  if (writers.has(dir)) throw nlError('NL_LOG_LOCKED', name, `this process (pid ${process.pid})`);
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fh = await open(path, 'wx');
+      await fh.writeFile(String(process.pid));
+      await fh.sync();
+      await fh.close();
+      writers.add(dir);
+      return;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      const pid = Number((await readFile(path, 'utf8').catch(() => '')).trim());
+      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && alive(pid)) throw nlError('NL_LOG_LOCKED', name, `process ${pid}`);
+      // The holder died (kill -9 leaves its lock behind), or the lock is our own from an earlier life of this pid.
+      await rm(path, { force: true });
+    }
+  }
+  throw nlError('NL_LOG_LOCKED', name, 'another process that keeps taking it');
+}
+
+export async function openFileLog(dir: string, name: string, opts: FileLogOptions = {}): Promise<Log> {
+  const root = resolve(dir);
+  const writable = opts.writable ?? false;
+  const segmentBytes = opts.segmentBytes ?? 64 * 1024 * 1024;
+  if (writable) {
+    mkdirSync(root, { recursive: true });
+    await lock(root, name);
+  }
+
+  const listNames = async () =>
+    (await readdir(root).catch((e: NodeJS.ErrnoException) => (e.code === 'ENOENT' ? [] : Promise.reject(e))))
+      .filter((f) => /^\d{16}\.log$/.test(f))
+      .sort();
+
+  // Scan every segment once: the end offset, each segment's range, and a torn tail to cut.
+  const segments: Segment[] = [];
+  const names = await listNames();
+  for (let i = 0; i < names.length; i++) {
+    const path = join(root, names[i]);
+    const buf = await readFile(path);
+    const seg: Segment = { base: Number(names[i].slice(0, 16)), last: Number(names[i].slice(0, 16)) - 1, bytes: 0, compacted: false };
+    const it = frames(buf);
+    let r = it.next();
+    for (; !r.done; r = it.next()) seg.last = r.value.offsets[r.value.offsets.length - 1] ?? seg.last;
+    const { end, torn } = r.value;
+    const isLast = i === names.length - 1;
+    if (torn && !isLast) throw nlError('NL_LOG_CORRUPT', name, `${names[i]} has a bad frame at byte ${end} before the active segment`);
+    if (torn && writable) {
+      const fh = await open(path, 'r+');
+      await fh.truncate(end);
+      await fh.sync();
+      await fh.close();
+    }
+    seg.bytes = end;
+    segments.push(seg);
+  }
+
+  let endOffset = segments.length ? segments[segments.length - 1].last : 0;
+  if (endOffset < 0) endOffset = 0;
+  let active: FileHandle | undefined;
+  let closed = false;
+  let broken: Error | undefined;
+  let queue: Pending[] = [];
+  let flushing: Promise<void> | null = null;
+  const kick = () => {
+    flushing ??= flush().finally(() => {
+      flushing = null;
+      if (queue.length) kick();
+    });
+  };
+  let compacting = false;
+  const stats = { appended: 0, syncs: 0, compactions: 0 };
+
+  async function openActive(): Promise<FileHandle> {
+    if (active) return active;
+    if (!segments.length) {
+      segments.push({ base: endOffset + 1, last: endOffset, bytes: 0, compacted: false });
+      active = await open(join(root, segmentName(endOffset + 1)), 'a+');
+      await syncDir(root);
+    } else {
+      active = await open(join(root, segmentName(segments[segments.length - 1].base)), 'a+');
+    }
+    return active;
+  }
+
+  async function roll(): Promise<void> {
+    await active?.close();
+    active = undefined;
+    segments.push({ base: endOffset + 1, last: endOffset, bytes: 0, compacted: false });
+    active = await open(join(root, segmentName(endOffset + 1)), 'a+');
+    await syncDir(root);
+  }
+
+  async function flush(): Promise<void> {
+    while (queue.length) {
+      const batch = queue;
+      queue = [];
+      try {
+        if (broken) throw broken;
+        let fh = await openActive();
+        if (segments[segments.length - 1].bytes >= segmentBytes) {
+          await roll();
+          fh = active!;
+        }
+        let next = endOffset + 1;
+        const firsts: number[] = [];
+        const bufs = batch.map((p) => {
+          firsts.push(next);
+          const buf = encodeFrame(next, p.entries.map((e) => [e.key, e.data]));
+          next += p.entries.length;
+          return buf;
+        });
+        const seg = segments[segments.length - 1];
+        const data = Buffer.concat(bufs);
+        try {
+          await fh.write(data, 0, data.length, seg.bytes);
+          await fh.datasync();
+        } catch (e) {
+          // Cut back whatever part was written, so the next frame starts where the reader expects one.
+          await fh.truncate(seg.bytes).catch((te: Error) => (broken = new NearlineError('NL_LOG_CORRUPT', [name, `cannot cut a failed append: ${te.message}`])));
+          throw e;
+        }
+        seg.bytes += data.length;
+        seg.last = next - 1;
+        endOffset = next - 1;
+        stats.syncs++;
+        batch.forEach((p, i) => {
+          stats.appended += p.entries.length;
+          p.resolve(firsts[i]);
+        });
+      } catch (e) {
+        for (const p of batch) p.reject(e instanceof NearlineError ? e : nlError('NL_INTERNAL', `log ${name}: append failed: ${(e as Error).message}`));
+      }
+    }
+  }
+
+  async function* read(after: number): AsyncGenerator<LogEntry> {
+    const limit = writable ? endOffset : Infinity;
+    let cursor = after;
+    let list = await listNames();
+    const startIndex = (l: string[]) => {
+      let idx = 0;
+      for (let i = 0; i < l.length; i++) if (Number(l[i].slice(0, 16)) <= cursor + 1) idx = i;
+      return idx;
+    };
+    let i = startIndex(list);
+    while (i < list.length && cursor < limit) {
+      let buf: Buffer;
+      try {
+        buf = await readFile(join(root, list[i]));
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+        // A compaction replaced it: the compacted segment holds every entry still needed past the cursor.
+        list = await listNames();
+        i = startIndex(list);
+        continue;
+      }
+      const it = frames(buf);
+      let r = it.next();
+      for (; !r.done; r = it.next()) {
+        const { offsets, entries } = r.value;
+        for (let j = 0; j < entries.length; j++) {
+          const offset = offsets[j];
+          if (offset <= cursor) continue;
+          if (offset > limit) return;
+          cursor = offset;
+          yield { offset, key: entries[j][0], data: entries[j][1] };
+        }
+      }
+      if (r.value.torn && i < list.length - 1) throw nlError('NL_LOG_CORRUPT', name, `${list[i]} has a bad frame at byte ${r.value.end}`);
+      i++;
+    }
+  }
+
+  async function compact(upTo: number): Promise<{ before: number; after: number } | null> {
+    if (!writable) throw nlError('NL_LOG_LOCKED', name, 'this process opened it read-only');
+    if (compacting) return null;
+    // Sealed segments only: the active one is still being appended to.
+    let n = 0;
+    while (n < segments.length - 1 && segments[n].last <= upTo) n++;
+    const run = segments.slice(0, n);
+    if (!run.length || (run.length === 1 && run[0].compacted)) return null;
+    compacting = true;
+    try {
+      const latest = new Map<string, { offset: number; data: unknown }>();
+      for (const seg of run) {
+        for (const f of frames(await readFile(join(root, segmentName(seg.base))))) {
+          f.entries.forEach(([key, data], j) => latest.set(key, { offset: f.offsets[j], data }));
+        }
+      }
+      const kept = [...latest.entries()].sort((a, b) => a[1].offset - b[1].offset);
+      const bufs: Buffer[] = [];
+      for (let at = 0; at < kept.length; at += COMPACT_FRAME_ENTRIES) {
+        const page = kept.slice(at, at + COMPACT_FRAME_ENTRIES);
+        bufs.push(encodeFrame(page.map(([, e]) => e.offset), page.map(([key, e]) => [key, e.data])));
+      }
+      const data = Buffer.concat(bufs);
+      const target = join(root, segmentName(run[0].base));
+      const tmp = `${target}.compact`;
+      const fh = await open(tmp, 'w');
+      try {
+        await fh.writeFile(data);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      // The rename is the commit: readers holding the old file keep reading it; the superseded ones go after.
+      await rename(tmp, target);
+      for (const seg of run.slice(1)) await rm(join(root, segmentName(seg.base)), { force: true });
+      await syncDir(root);
+      const before = run.reduce((s, x) => s + x.bytes, 0);
+      segments.splice(0, run.length, { base: run[0].base, last: run[run.length - 1].last, bytes: data.length, compacted: true });
+      stats.compactions++;
+      return { before, after: data.length };
+    } finally {
+      compacting = false;
+    }
+  }
+
+  return {
+    name,
+    writable,
+    append(entries) {
+      if (!writable) return Promise.reject(nlError('NL_LOG_LOCKED', name, 'this process opened it read-only'));
+      if (closed) return Promise.reject(nlError('NL_OVERLOADED', `log ${name} is closed`));
+      if (!entries.length) return Promise.resolve(endOffset + 1);
+      return new Promise<number>((resolvePending, reject) => {
+        queue.push({ entries, resolve: resolvePending, reject });
+        kick();
+      });
+    },
+    read,
+    end: () => endOffset,
+    compact,
+    stats: (): LogStats => ({
+      end: endOffset,
+      bytes: segments.reduce((s, x) => s + x.bytes, 0),
+      segments: segments.length,
+      ...stats,
+    }),
+    async close() {
+      if (closed) return;
+      closed = true;
+      while (flushing) await flushing;
+      await active?.close();
+      active = undefined;
+      if (writable) {
+        writers.delete(root);
+        await rm(join(root, LOCK), { force: true });
+      }
+    },
+  };
+}
