@@ -45,20 +45,37 @@ export interface ExampleQuery extends Omit<SearchQuery, 'vector'> {
   negative?: Array<string | Vector>;
 }
 
+/** A write that applies a source's log (see src/log/): durable there already. */
+export interface WriteOptions {
+  /** The log offset this write brings the collection to. */
+  logOffset?: number;
+}
+
+/** How far a collection has applied its source's log: in memory, and in its durable state. */
+export interface LogOffsets {
+  applied: number;
+  durable: number;
+}
+
 /** One collection (feature variant) inside a vector provider. Batch methods are the primary API. */
 export interface VectorCollection {
   readonly spec: CollectionSpec;
   /** Insert or replace by id. Validates every record (dims, finite values) before writing any. */
-  upsert(records: VectorRecord[]): Promise<void>;
+  upsert(records: VectorRecord[], opts?: WriteOptions): Promise<void>;
   /** Remove ids; unknown ids are ignored. */
-  delete(ids: string[]): Promise<void>;
+  delete(ids: string[], opts?: WriteOptions): Promise<void>;
   /** Vectors and metadata by id, `null` where absent, in the order asked. */
   get(ids: string[]): Promise<Array<VectorRecord | null>>;
   /** Batch search; results in query order, best first, scores higher-is-closer. */
   search(queries: SearchQuery[]): Promise<Hit[][]>;
   count(): Promise<number>;
-  /** Make everything written so far durable (atomic snapshot for file-backed backends). */
+  /** Make everything written so far durable (atomic snapshot for file-backed backends), with the applied log offset. */
   flush(): Promise<void>;
+  /**
+   * Backends whose durable state is a snapshot (hnsw) keep the log offset in it. Absent: every write is durable
+   * when it returns (Qdrant waits for it), and the store records the offset beside the variant in the registry.
+   */
+  logOffsets?(): LogOffsets;
 }
 
 export interface VectorProvider {

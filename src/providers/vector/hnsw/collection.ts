@@ -1,15 +1,16 @@
+import { rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { nlError, providerError } from '../../../errors.ts';
 import { validateFilter } from '../../../filter.ts';
 import type { Filter, Hit, Metadata } from '../../../types.ts';
-import type { CollectionSpec, SearchQuery, VectorCollection, VectorRecord } from '../types.ts';
+import type { CollectionSpec, LogOffsets, SearchQuery, VectorCollection, VectorRecord, WriteOptions } from '../types.ts';
 import type { Columns } from './columns.ts';
-import { FORMAT, MANIFEST, removeStale, syncDir, writeAtomic, writeFileSynced, type Manifest, type RowsFile } from './files.ts';
+import { FORMAT, fsyncFile, MANIFEST, removeStale, syncDir, writeAtomic, writeFileSynced, type Manifest, type RowsFile } from './files.ts';
 import { IdIndex } from './id-index.ts';
 import type { Found, NativeFilter, NativeIndex } from './native.ts';
 import { compilePredicate } from './predicate.ts';
 import type { HnswVectorOptions } from './provider.ts';
-import { RwLock } from './rw-lock.ts';
+import { Mutex, RwLock } from './rw-lock.ts';
 
 /*
  * One collection: the native graph, label <-> id, metadata by column (columns.ts).
@@ -17,6 +18,10 @@ import { RwLock } from './rw-lock.ts';
  * Deleted labels are marked deleted in the graph and reused by the next new ids, which hnswlib updates in
  * place: churn does not grow the index. Cosine collections store unit vectors (inner product on them), so
  * `get` returns the normalized vector. Writes between flushes live in memory only.
+ *
+ * Writes that apply a source log carry its offset: they are durable in the log already, so they only advance
+ * the offset the next snapshot records. A snapshot blocks writers while it copies the graph to files, never
+ * searches, and fsyncs after letting writers go again.
  *
  * A search batch is planned in JS and run as few addon calls as possible: queries sharing k, ef and filter,
  * without exclude lists, go together. A filter is compiled once into a predicate the addon evaluates during
@@ -88,8 +93,14 @@ interface Task {
 export class HnswCollection implements VectorCollection {
   spec: CollectionSpec;
   private readonly lock = new RwLock();
+  /** Serializes writes with the part of a snapshot that reads the graph; searches never wait for it. */
+  private readonly writes = new Mutex();
+  private readonly snapshots = new Mutex();
   private readonly labels: IdIndex;
+  /** Written to outside any log since the last snapshot. */
   private dirty = false;
+  /** The highest log offset applied in memory. */
+  private applied: number;
 
   constructor(
     spec: CollectionSpec,
@@ -103,6 +114,7 @@ export class HnswCollection implements VectorCollection {
     private readonly free: number[],
   ) {
     this.spec = spec;
+    this.applied = manifest.logOffset ?? 0;
     this.labels = new IdIndex(ids);
     ids.forEach((id, label) => (id === null ? undefined : this.labels.set(id, label)));
     columns.grow(index.capacity());
@@ -117,14 +129,23 @@ export class HnswCollection implements VectorCollection {
     return this.spec.metric === 'cosine' ? unit(checked, what) : checked;
   }
 
-  async upsert(records: VectorRecord[]): Promise<void> {
+  logOffsets(): LogOffsets {
+    return { applied: this.applied, durable: this.manifest.logOffset ?? 0 };
+  }
+
+  private wrote(opts: WriteOptions | undefined): void {
+    if (opts?.logOffset === undefined) this.dirty = true;
+    else this.applied = Math.max(this.applied, opts.logOffset);
+  }
+
+  async upsert(records: VectorRecord[], opts?: WriteOptions): Promise<void> {
     const last = new Map<string, { vector: Float32Array; metadata: Metadata | null }>();
     for (const r of records) {
       if (typeof r?.id !== 'string' || r.id === '') throw nlError('NL_BAD_REQUEST', 'every record needs a non-empty string id');
       last.set(r.id, { vector: this.prepare(r.vector, `id ${r.id}`), metadata: checkMetadata(r.metadata, `id ${r.id}`) });
     }
-    if (last.size === 0) return;
-    await this.lock.write(async () => {
+    if (last.size === 0) return void this.wrote(opts);
+    await this.writes.run(() => this.lock.write(async () => {
       const fresh = [...last.keys()].filter((id) => !this.labels.has(id)).length;
       const needed = this.ids.length + Math.max(0, fresh - this.free.length);
       const capacity = this.index.capacity();
@@ -133,6 +154,8 @@ export class HnswCollection implements VectorCollection {
         this.index.resize(Math.max(needed, Math.ceil(capacity * 1.5)));
         this.columns.grow(this.index.capacity());
       }
+      // A failed add leaves the graph half-written: it counts as dirty even when it came from the log.
+      const dirtyBefore = this.dirty;
       const vectors = new Float32Array(last.size * this.spec.dims);
       const labels = new Uint32Array(last.size);
       let i = 0;
@@ -153,11 +176,14 @@ export class HnswCollection implements VectorCollection {
       } catch (e) {
         throw providerError(this.opts.name, e);
       }
-    });
+      if (opts?.logOffset !== undefined) this.dirty = dirtyBefore;
+      this.wrote(opts);
+    }));
   }
 
-  async delete(ids: string[]): Promise<void> {
-    await this.lock.write(() => {
+  async delete(ids: string[], opts?: WriteOptions): Promise<void> {
+    await this.writes.run(() => this.lock.write(() => {
+      this.wrote(opts);
       for (const id of ids) {
         const label = this.labels.get(id);
         if (label === undefined) continue;
@@ -166,9 +192,8 @@ export class HnswCollection implements VectorCollection {
         this.ids[label] = null;
         this.columns.set(label, null);
         this.free.push(label);
-        this.dirty = true;
       }
-    });
+    }));
   }
 
   async get(ids: string[]): Promise<Array<VectorRecord | null>> {
@@ -333,34 +358,60 @@ export class HnswCollection implements VectorCollection {
     return out;
   }
 
+  /** Persists every write and the applied log offset. */
   flush(): Promise<void> {
-    return this.lock.write(() => this.snapshot());
+    return this.snapshot();
   }
 
-  /** Index, ids and columns first under a new generation, then the manifest that names them: the manifest's rename is the commit. */
-  async snapshot(force = false): Promise<void> {
-    if (!this.dirty && !force) return;
-    const generation = this.manifest.generation + 1;
-    const next: Manifest = {
-      ...this.manifest,
-      format: FORMAT,
-      generation,
-      index: `index-${generation}.hnsw`,
-      rows: `rows-${generation}.json`,
-      columns: `columns-${generation}.bin`,
-    };
-    try {
-      await writeAtomic(join(this.dir, next.index), (tmp) => this.index.save(tmp));
-      const rows: RowsFile = { ids: this.ids };
-      await writeAtomic(join(this.dir, next.rows), (tmp) => writeFileSynced(tmp, JSON.stringify(rows)));
-      await writeAtomic(join(this.dir, next.columns!), (tmp) => writeFileSynced(tmp, this.columns.encode(this.ids.length)));
-      await writeAtomic(join(this.dir, MANIFEST), (tmp) => writeFileSynced(tmp, JSON.stringify(next)));
-      await syncDir(this.dir);
-    } catch (e) {
-      throw providerError(this.opts.name, e);
-    }
-    this.manifest = next;
-    this.dirty = false;
-    await removeStale(this.dir, next);
+  /** Persists writes made outside any log; log-applied state is left to whoever owns the log. */
+  async flushDirect(): Promise<void> {
+    if (this.dirty) await this.snapshot();
+  }
+
+  /**
+   * Index, ids and columns first under a new generation, then the manifest that names them: the manifest's
+   * rename is the commit. Only copying the graph out holds writers back; fsyncs and renames run beside them.
+   */
+  snapshot(force = false): Promise<void> {
+    return this.snapshots.run(async () => {
+      const generation = this.manifest.generation + 1;
+      const next: Manifest = {
+        ...this.manifest,
+        format: FORMAT,
+        generation,
+        index: `index-${generation}.hnsw`,
+        rows: `rows-${generation}.json`,
+        columns: `columns-${generation}.bin`,
+      };
+      const files = [next.index, next.rows, next.columns!];
+      const copied = await this.writes.run(() =>
+        this.lock.read(async () => {
+          if (!this.dirty && !force && this.applied === (this.manifest.logOffset ?? 0)) return false;
+          next.logOffset = this.applied;
+          try {
+            await this.index.save(join(this.dir, `${next.index}.tmp`));
+            const rows: RowsFile = { ids: this.ids };
+            await writeFileSynced(join(this.dir, `${next.rows}.tmp`), JSON.stringify(rows));
+            await writeFileSynced(join(this.dir, `${next.columns}.tmp`), this.columns.encode(this.ids.length));
+          } catch (e) {
+            throw providerError(this.opts.name, e);
+          }
+          this.dirty = false;
+          return true;
+        }),
+      );
+      if (!copied) return;
+      try {
+        for (const f of files) await fsyncFile(join(this.dir, `${f}.tmp`));
+        for (const f of files) await rename(join(this.dir, `${f}.tmp`), join(this.dir, f));
+        await writeAtomic(join(this.dir, MANIFEST), (tmp) => writeFileSynced(tmp, JSON.stringify(next)));
+        await syncDir(this.dir);
+      } catch (e) {
+        this.dirty = true;
+        throw providerError(this.opts.name, e);
+      }
+      this.manifest = next;
+      await removeStale(this.dir, next);
+    });
   }
 }

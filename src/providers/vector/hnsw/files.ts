@@ -28,6 +28,8 @@ export interface Manifest {
   rows: string;
   /** Format 2 on. */
   columns?: string;
+  /** The source log offset this snapshot contains (0: none); a reopen replays the log after it. */
+  logOffset?: number;
 }
 
 export interface RowsFile {
@@ -40,13 +42,17 @@ export interface RowsFile {
 export async function writeAtomic(path: string, write: (tmp: string) => Promise<void>): Promise<void> {
   const tmp = `${path}.tmp`;
   await write(tmp);
-  const fh = await openFile(tmp, 'r+');
+  await fsyncFile(tmp);
+  await rename(tmp, path);
+}
+
+export async function fsyncFile(path: string): Promise<void> {
+  const fh = await openFile(path, 'r+');
   try {
     await fh.sync();
   } finally {
     await fh.close();
   }
-  await rename(tmp, path);
 }
 
 export async function writeFileSynced(path: string, data: string | Uint8Array): Promise<void> {

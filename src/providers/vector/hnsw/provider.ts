@@ -98,7 +98,7 @@ export function createHnswProvider(options: HnswVectorOptions, ctx: ProviderCont
       open.clear();
       for (const p of all) {
         const c = await p.catch(() => null);
-        await c?.flush();
+        await c?.flushDirect();
       }
     },
 
