@@ -31,3 +31,8 @@ function safeJson(s: string): unknown {
     return undefined;
   }
 }
+
+/** A vector a metric can index: cosine needs a direction, so an all-zero vector is refused there. */
+export function checkIndexable(v: Vector, metric: string | undefined, what: string): void {
+  if (metric === 'cosine' && v.every((x) => x === 0)) throw nlError('NL_BAD_VECTOR', `${what}: a zero vector has no cosine direction`);
+}

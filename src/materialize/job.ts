@@ -16,6 +16,8 @@ export interface MaterializeContext {
   online(feature: FeatureRecord): Promise<OnlineStore>;
   model(name: string, version: string): Promise<EmbeddingModel>;
   source(feature: FeatureRecord): Promise<{ source: Source; kind: string }>;
+  /** Applies the rows pushed to the source (its log) over the backfill; returns the log offset now held. */
+  catchUp(feature: FeatureRecord, sink: { collection?: VectorCollection; store?: OnlineStore }): Promise<number>;
 }
 
 export interface MaterializeOptions {
@@ -46,7 +48,7 @@ export interface MaterializeResult {
   seconds: number;
 }
 
-interface Prepared {
+export interface Prepared {
   id: string;
   vector?: Float32Array;
   text?: string;
@@ -145,9 +147,11 @@ export async function materialize(ctx: MaterializeContext, feature: FeatureRecor
       progress?.update(rowsRead - skipped, row.position);
     }
     await writeBatch();
+    // The source's current rows are its file's rows overridden by the rows pushed to it.
+    const logOffset = await ctx.catchUp(feature, { collection, store: online });
     await checkpoint();
     const rows = collection ? await collection.count() : await online!.count(ref);
-    registry.finishMaterialization(feature.name, feature.variant, rows);
+    registry.finishMaterialization(feature.name, feature.variant, rows, logOffset);
     progress?.done(rows, `done${skipped ? `, ${skipped} invalid rows skipped` : ''}`);
     return { ...base, status: 'done', rows, skipped, seconds: (Date.now() - started) / 1000 };
   } catch (e) {
@@ -161,7 +165,7 @@ export async function materialize(ctx: MaterializeContext, feature: FeatureRecor
   }
 }
 
-function prepare(row: SourceRow, feature: FeatureRecord, key: string, textual: boolean): Prepared | { reason: string } {
+export function prepare(row: SourceRow, feature: FeatureRecord, key: string, textual: boolean): Prepared | { reason: string } {
   if (row.error) return { reason: row.error };
   const rawId = row.values[key];
   if (rawId === undefined || rawId === null || rawId === '') return { reason: `missing id column "${key}"` };

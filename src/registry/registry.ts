@@ -246,6 +246,32 @@ export class Registry {
     return feature;
   }
 
+  /** Every feature variant built from any variant of source `name`: what a row pushed to it updates. */
+  featuresOfSource(name: string): FeatureRecord[] {
+    return (this.stmt('SELECT * FROM features WHERE source_name = ? ORDER BY name, created_at, rowid').all(name) as Row[]).map(toFeature);
+  }
+
+  /** Source variants by name. */
+  listSourceVariants(name: string): SourceDef[] {
+    return (this.stmt('SELECT spec FROM sources WHERE name = ? ORDER BY created_at, rowid').all(name) as Row[]).map((r) => JSON.parse(r.spec));
+  }
+
+  /** Names of every source. */
+  listSourceNames(): string[] {
+    return this.stmt('SELECT DISTINCT name FROM sources ORDER BY name').pluck().all() as string[];
+  }
+
+  /** The log offset a variant has made durable (0: none recorded). */
+  getLogOffset(feature: string, variant: string): number {
+    return (this.stmt('SELECT offset FROM log_offsets WHERE feature = ? AND variant = ?').pluck().get(feature, variant) as number | undefined) ?? 0;
+  }
+
+  setLogOffset(feature: string, variant: string, offset: number): void {
+    this.stmt(
+      'INSERT INTO log_offsets VALUES (?, ?, ?, ?) ON CONFLICT(feature, variant) DO UPDATE SET offset = excluded.offset, updated_at = excluded.updated_at',
+    ).run(feature, variant, offset, now());
+  }
+
   /** Features that use a model, source or provider: lineage read backwards. */
   dependents(kind: 'model' | 'source' | 'provider' | 'entity', name: string, variant?: string): FeatureRecord[] {
     const where = {
@@ -510,6 +536,7 @@ export class Registry {
         )
         .run(feature, variant, t, t);
       this.stmt("UPDATE features SET status = 'materializing', rows = 0 WHERE name = ? AND variant = ?").run(feature, variant);
+      this.stmt('DELETE FROM log_offsets WHERE feature = ? AND variant = ?').run(feature, variant);
     })();
   }
 
@@ -534,10 +561,11 @@ export class Registry {
       .run(at.position, at.line, at.rowsRead, at.rowsSkipped, now(), feature, variant);
   }
 
-  /** Publishes the variant: from here on it is immutable and servable. */
-  finishMaterialization(feature: string, variant: string, rows: number): void {
+  /** Publishes the variant with the log offset its data contains: from here on it is servable and follows pushes. */
+  finishMaterialization(feature: string, variant: string, rows: number, logOffset = 0): void {
     const t = now();
     this.db.transaction(() => {
+      this.setLogOffset(feature, variant, logOffset);
       this.stmt("UPDATE materializations SET status = 'done', finished_at = ?, updated_at = ? WHERE feature = ? AND variant = ?").run(t, t, feature, variant);
       this.stmt("UPDATE features SET status = 'materialized', rows = ?, materialized_at = ? WHERE name = ? AND variant = ?").run(rows, t, feature, variant);
       this.recordEvent({ actor: osActor(), action: 'materialized', kind: 'feature', name: `${feature}@${variant}`, feature, detail: { rows } }, t);

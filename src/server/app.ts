@@ -12,6 +12,7 @@ import { featureRoutes } from './routes/features.ts';
 import { nearestRoutes } from './routes/nearest.ts';
 import { opsRoutes } from './routes/ops.ts';
 import { registryRoutes } from './routes/registry.ts';
+import { sourceRoutes } from './routes/sources.ts';
 import { errorSchema, HTTP_LIMITS } from './schemas/common.ts';
 
 export interface BuildOptions {
@@ -26,6 +27,11 @@ export interface BuildOptions {
    * flight at most a third of the time, so a stream of slow queries cannot starve them.
    */
   heavy?: LaneOptions;
+  /**
+   * Pushes and vector writes: default 64 at once (concurrent pushes share log fsyncs) and 4096 queued. Their
+   * work is mostly waiting on the disk and the index's threads, so they are bounded, not paced.
+   */
+  push?: LaneOptions;
   /** Load every materialized embedding feature's index before /readyz says ready. Default true. */
   warm?: boolean;
 }
@@ -53,7 +59,11 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
     store,
     auth: new Auth(store.registry, opts.auth),
     metrics,
-    lanes: { cheap, heavy: new Lane('heavy-query', opts.heavy ?? { concurrency: 1, queue: 64, yieldBetween: true, share: 1 / 3 }, cheap) },
+    lanes: {
+      cheap,
+      heavy: new Lane('heavy-query', opts.heavy ?? { concurrency: 1, queue: 64, yieldBetween: true, share: 1 / 3 }, cheap),
+      push: new Lane('push', opts.push ?? { concurrency: 64, queue: 4096 }),
+    },
     readiness: { ready: false, failed: [] },
   };
 
@@ -86,6 +96,8 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
     'counter',
   );
 
+  liveMetrics(metrics, store);
+
   await app.register(swagger, {
     openapi: {
       info: { title: 'nearline', version: '0.1.0', description: 'Embedding feature store: nearest-neighbour serving, online features, embeddings.' },
@@ -105,6 +117,7 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
       await v1.register(nearestRoutes, ctx);
       await v1.register(featureRoutes, ctx);
       await v1.register(registryRoutes, ctx);
+      await v1.register(sourceRoutes, ctx);
     },
     { prefix: '/v1' },
   );
@@ -125,4 +138,26 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
   if (opts.warm === false) ctx.readiness.ready = true;
   else app.addHook('onReady', async () => void warm());
   return app;
+}
+
+/** Pushes, the logs and snapshots, read from the store's live layer at scrape time. */
+function liveMetrics(metrics: Metrics, store: FeatureStore): void {
+  let last: { at: number; stats: Promise<Awaited<ReturnType<FeatureStore['live']['stats']>>> } | undefined;
+  // One read of the live layer per scrape, shared by the series below.
+  const stats = () => {
+    if (!last || Date.now() - last.at > 100) last = { at: Date.now(), stats: store.live.stats() };
+    return last.stats;
+  };
+  const perSource = (pick: (s: Awaited<ReturnType<typeof stats>>['sources'][number]) => number) => async () =>
+    (await stats()).sources.map((s) => ({ labels: { source: s.source }, value: pick(s) }));
+  const perVariant = (pick: (v: Awaited<ReturnType<typeof stats>>['variants'][number]) => number) => async () =>
+    (await stats()).variants.map((v) => ({ labels: { feature: v.feature, variant: v.variant, source: v.source }, value: pick(v) }));
+  metrics.gauge('nearline_push_rows_total', 'rows pushed (and vector writes) acknowledged by this process', async () => [{ labels: {}, value: (await stats()).pushedRows }], 'counter');
+  metrics.gauge('nearline_log_fsync_batches_total', 'fsyncs that made appends durable; concurrent pushes share one', perSource((s) => s.syncs), 'counter');
+  metrics.gauge('nearline_log_bytes', 'bytes of each source log on disk', perSource((s) => s.bytes));
+  metrics.gauge('nearline_log_end_offset', 'offset of the last durable entry of each source log', perSource((s) => s.end));
+  metrics.gauge('nearline_variant_applied_offset', 'log offset each variant has applied in memory', perVariant((v) => v.applied));
+  metrics.gauge('nearline_variant_durable_offset', 'log offset each variant holds durably (snapshot)', perVariant((v) => v.durable));
+  metrics.gauge('nearline_snapshot_age_seconds', 'age of the oldest applied entry not yet in a snapshot (0: none pending)', perVariant((v) => v.snapshotAgeSeconds));
+  metrics.gauge('nearline_snapshot_duration_seconds', 'duration of the last background snapshot', perVariant((v) => v.lastSnapshotSeconds));
 }

@@ -9,8 +9,8 @@ export interface ServerContext {
   store: FeatureStore;
   auth: Auth;
   metrics: Metrics;
-  /** `cheap`: plain vector/id searches; `heavy`: large k or ef, filters, diversity, text embedding. */
-  lanes: { cheap: Lane; heavy: Lane };
+  /** `cheap`: plain vector/id searches; `heavy`: large k or ef, filters, diversity, text embedding; `push`: writes. */
+  lanes: { cheap: Lane; heavy: Lane; push: Lane };
   /** Set once the materialized embedding features' indexes are loaded. */
   readiness: { ready: boolean; failed: Array<{ feature: string; message: string }> };
 }

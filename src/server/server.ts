@@ -13,6 +13,13 @@ export interface ListenOptions extends Omit<BuildOptions, 'store'> {
 export async function listen(opts: ListenOptions): Promise<{ address: string; close(): Promise<void> }> {
   const { home, port, host, ...buildOpts } = opts;
   const store = FeatureStore.open({ home });
+  // This process appends to every source's log while it serves; another process pushing here would be refused.
+  try {
+    await store.live.claim();
+  } catch (e) {
+    await store.close();
+    throw e;
+  }
   const app = await build({ store, logger: { level: process.env.NEARLINE_LOG_LEVEL ?? 'info' }, ...buildOpts });
   const keys = store.registry.countKeys();
   const bindTo = host ?? (keys > 0 ? '0.0.0.0' : '127.0.0.1');

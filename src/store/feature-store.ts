@@ -11,7 +11,8 @@ import type { OnlineStore } from '../providers/online/types.ts';
 import type { CollectionSpec, VectorCollection, VectorProvider } from '../providers/vector/types.ts';
 import { modelSpec, Registry, type Actor, type AliasRecord, type FeatureRecord, type ModelProbe, type PlanItem } from '../registry/registry.ts';
 import type { Filter, Hit, OnlineValue, Vector } from '../types.ts';
-import { toVector } from '../vector.ts';
+import { checkIndexable, toVector } from '../vector.ts';
+import { Live, type LiveOptions, type PushResult } from './live.ts';
 import { mmr } from './mmr.ts';
 
 export type Query = { vector: unknown } | { id: string } | { text: string } | { positive: unknown[]; negative?: unknown[] };
@@ -35,8 +36,10 @@ export interface NearestResult {
 }
 
 export interface FeatureStoreOptions {
-  /** Home folder: registry file `nearline.db`, in-process indexes under `indexes/`. */
+  /** Home folder: registry file `nearline.db`, in-process indexes under `indexes/`, source logs under `log/`. */
   home: string;
+  /** Pushed rows: snapshot cadence, limits, log folder. */
+  live?: LiveOptions;
 }
 
 /** Bounds that keep one request from monopolising the process; the HTTP layer adds its own. */
@@ -53,18 +56,31 @@ export class FeatureStore {
   private readonly onlineStores = new Map<string, Promise<OnlineStore>>();
   private readonly collections = new Map<string, Promise<VectorCollection>>();
   private readonly models = new Map<string, Promise<EmbeddingModel>>();
+  /** Rows pushed to sources: their logs, and the variants following them in this process. */
+  readonly live: Live;
 
-  private constructor(home: string) {
-    this.home = path.resolve(home);
+  private constructor(opts: FeatureStoreOptions) {
+    this.home = path.resolve(opts.home);
     mkdirSync(this.home, { recursive: true });
     this.registry = Registry.open(this.home);
+    this.live = new Live(
+      this.home,
+      {
+        registry: this.registry,
+        collection: (f) => this.providerCollection(f),
+        online: (f) => this.onlineStore(f.provider),
+        model: (n, v) => this.model(n, v),
+      },
+      opts.live,
+    );
   }
 
   static open(opts: FeatureStoreOptions): FeatureStore {
-    return new FeatureStore(opts.home);
+    return new FeatureStore(opts);
   }
 
   async close(): Promise<void> {
+    await this.live.close();
     const settle = async <T>(map: Map<string, Promise<T>>, close: (x: T) => Promise<void>) => {
       for (const p of map.values()) await p.then(close, () => undefined);
       map.clear();
@@ -180,7 +196,14 @@ export class FeatureStore {
     });
   }
 
-  collection(feature: FeatureRecord): Promise<VectorCollection> {
+  /** A variant's collection, current with every row pushed to its source once it is materialized. */
+  async collection(feature: FeatureRecord): Promise<VectorCollection> {
+    const collection = await this.providerCollection(feature);
+    await this.live.follow(feature);
+    return collection;
+  }
+
+  private providerCollection(feature: FeatureRecord): Promise<VectorCollection> {
     const spec = collectionSpec(feature);
     return cached(this.collections, `${feature.provider}/${spec.name}`, async () => (await this.vectorProvider(feature.provider)).collection(spec));
   }
@@ -205,10 +228,11 @@ export class FeatureStore {
     const result = await materialize(
       {
         registry: this.registry,
-        collection: (f) => this.collection(f),
+        collection: (f) => this.providerCollection(f),
         online: (f) => this.onlineStore(f.provider),
         model: (n, v) => this.model(n, v),
         dropData: (f) => this.dropData(f),
+        catchUp: (f, sink) => this.live.catchUp(f, sink),
         source: async (f) => {
           const spec = this.registry.getSource(f.source.name, f.source.variant);
           if (!spec) throw nlError('NL_SOURCE_NOT_FOUND', `${f.source.name}@${f.source.variant}`);
@@ -365,6 +389,7 @@ export class FeatureStore {
     await Promise.all(
       [...byProvider.values()].map(async (list) => {
         const scalar = list.filter((x) => x.feature.kind === 'scalar');
+        for (const x of scalar) await this.live.follow(x.feature);
         if (scalar.length) {
           const store = await this.onlineStore(scalar[0].feature.provider);
           const got = await store.get(ids, scalar.map((x) => `${x.feature.name}@${x.feature.variant}`));
@@ -397,9 +422,8 @@ export class FeatureStore {
     featureRef: string,
     upserts: Array<{ id: string; vector?: unknown; text?: unknown; metadata?: Record<string, unknown> }>,
     deletes: string[] = [],
-  ): Promise<{ feature: string; variant: string; upserted: number; deleted: number }> {
+  ): Promise<{ feature: string; variant: string; upserted: number; deleted: number; offset: number }> {
     const feature = this.servable(featureRef, 'embedding');
-    const collection = await this.collection(feature);
     const records = upserts.map((u, i) => {
       if (typeof u.id !== 'string' || !u.id) throw nlError('NL_BAD_REQUEST', `upserts[${i}].id must be a non-empty string`);
       if ((u.vector === undefined) === (u.text === undefined)) throw nlError('NL_BAD_REQUEST', `upserts[${i}] needs exactly one of vector or text`);
@@ -427,11 +451,21 @@ export class FeatureStore {
       const vectors = await model.embed(needText.map((r) => r.text!));
       needText.forEach((r, i) => (r.vector = vectors[i]));
     }
-    if (records.length) await collection.upsert(records.map((r) => ({ id: r.id, vector: r.vector!, metadata: r.metadata })));
-    if (deletes.length) await collection.delete(deletes);
-    await collection.flush();
-    this.registry.setFeatureRows(feature.name, feature.variant, await collection.count());
-    return { feature: feature.name, variant: feature.variant, upserted: records.length, deleted: deletes.length };
+    records.forEach((r, i) => checkIndexable(r.vector!, feature.metric, `upserts[${i}].vector`));
+    const offset = await this.live.writeVectors(
+      feature,
+      records.map((r) => ({ id: r.id, vector: r.vector!, metadata: r.metadata })),
+      deletes,
+    );
+    return { feature: feature.name, variant: feature.variant, upserted: records.length, deleted: deletes.length, offset };
+  }
+
+  /**
+   * Rows pushed to a source by name: every variant built from any variant of it updates from the same rows.
+   * Resolves once they are durable in the source's log and applied to every materialized variant here.
+   */
+  push(source: string, rows: unknown[]): Promise<PushResult> {
+    return this.live.push(source, rows);
   }
 
   /** Size of every materialized embedding feature's index, for metrics. */

@@ -291,7 +291,7 @@ describe('PUT /v1/features/:feature/vectors', () => {
     const v = [0.9, -0.1, 0.3, 0.3, -0.7, 0.2, 0.05, 0.4];
     const res = await put('item_vec@v2', { upserts: [{ id: 'fresh', vector: v, metadata: { lang: 'de', bucket: 3 } }], deletes: ['i299'] });
     expect(res.status).toBe(200);
-    expect(res.body).toEqual({ feature: 'item_vec', variant: 'v2', upserted: 1, deleted: 1 });
+    expect(res.body).toEqual({ feature: 'item_vec', variant: 'v2', upserted: 1, deleted: 1, offset: 2 });
     const q = await nearest({ feature: 'item_vec@v2', k: 1, query: { vector: v }, filter: { field: 'lang', op: 'eq', value: 'de' } });
     expect(ids(q.body.hits)).toEqual(['fresh']);
     expectError(await nearest({ feature: 'item_vec@v2', k: 1, query: { id: 'i299' } }), 404, 'NL_ID_NOT_FOUND');

@@ -96,6 +96,22 @@ export const MIGRATIONS: ReadonlyArray<{ version: number; name: string; sql: str
     `,
   },
   {
+    version: 2,
+    name: 'log offsets',
+    sql: `
+      -- How far each variant has durably applied its source's pushed-row log. A snapshot-backed index (hnsw)
+      -- keeps the authoritative offset in its own manifest; this copy serves show, metrics and compaction.
+      CREATE TABLE log_offsets (
+        feature TEXT NOT NULL,
+        variant TEXT NOT NULL,
+        offset INTEGER NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (feature, variant),
+        FOREIGN KEY (feature, variant) REFERENCES features(name, variant)
+      );
+    `,
+  },
+  {
     version: 4,
     name: 'audit',
     sql: `

@@ -28,7 +28,7 @@ export async function featureRoutes(app: FastifyInstance, ctx: ServerContext): P
     const { feature } = request.params as { feature: string };
     auth.requireFeatures(request.apiKey, [feature]);
     const body = request.body as WriteBody;
-    const res = await lanes.heavy.run(() => store.writeVectors(feature, body.upserts ?? [], body.deletes ?? []));
+    const res = await lanes.push.run(() => store.writeVectors(feature, body.upserts ?? [], body.deletes ?? []));
     request.servedFeature = `${res.feature}@${res.variant}`;
     return res;
   });

@@ -95,6 +95,7 @@ export const writeVectorsSchema = {
         variant: { type: 'string' },
         upserted: { type: 'integer' },
         deleted: { type: 'integer' },
+        offset: { type: 'integer', description: "log offset of the write in its source's log" },
       },
     },
     ...errorResponses,
