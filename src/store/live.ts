@@ -255,7 +255,6 @@ class LiveSource {
     }
     if (t.applied <= t.durable) t.pendingSince = Date.now();
     t.applied = last;
-    if (!t.collection?.logOffsets) t.durable = last;
   }
 }
 
@@ -360,7 +359,7 @@ export class Live {
       for (const f of live) {
         const p = prepare({ line: i, values: row, position: 0 }, f, entityKey(registry, f), false);
         if ('reason' in p) throw nlError('NL_BAD_SOURCE_ROW', `${where}: ${ref(f)}: ${p.reason}`);
-        if (p.vector) checkIndexable(p.vector, f.metric, `${where}: ${ref(f)}: column "${f.vector!.column}"`);
+        if (p.vector && !indexable(p.vector, f.metric)) throw nlError('NL_BAD_SOURCE_ROW', `${where}: ${ref(f)}: column "${f.vector!.column}": a zero vector has no cosine direction`);
         const ek = embeddingKey(f);
         if (ek && p.text !== undefined) {
           const group = texts.get(ek) ?? { feature: f, rows: [], texts: [] };
