@@ -4,6 +4,7 @@ import type { OnlineStore } from '../providers/online/types.ts';
 import type { Source, SourceRow } from '../providers/sources/types.ts';
 import type { VectorCollection, VectorRecord } from '../providers/vector/types.ts';
 import type { FeatureRecord, Registry } from '../registry/registry.ts';
+import type { HealthMonitor } from '../store/health.ts';
 import type { Metadata, OnlineValue, Scalar } from '../types.ts';
 import { toVector } from '../vector.ts';
 import { createProgress, type ProgressOptions } from './progress.ts';
@@ -18,6 +19,8 @@ export interface MaterializeContext {
   source(feature: FeatureRecord): Promise<{ source: Source; kind: string }>;
   /** Applies the rows pushed to the source (its log) over the backfill; returns the log offset now held. */
   catchUp(feature: FeatureRecord, sink: { collection?: VectorCollection; store?: OnlineStore }): Promise<number>;
+  /** Embedding health: the vectors written here are the variant's baseline. */
+  health?: HealthMonitor;
 }
 
 export interface MaterializeOptions {
@@ -76,8 +79,11 @@ export async function materialize(ctx: MaterializeContext, feature: FeatureRecor
   if (!resuming) {
     await ctx.dropData(feature);
     registry.beginMaterialization(feature.name, feature.variant);
+    ctx.health?.reset(feature);
   } else {
     registry.resumeMaterialization(feature.name, feature.variant);
+    // Health as of the last checkpoint, which is where the rows are read again from.
+    ctx.health?.reload(feature);
   }
   const from = resuming ? { position: state!.position, line: state!.line } : { position: 0, line: 0 };
   if (resuming) Object.assign(base, { resumedFrom: from.line });
@@ -115,6 +121,11 @@ export async function materialize(ctx: MaterializeContext, feature: FeatureRecor
         });
       }
       await collection.upsert(batch.map((r): VectorRecord => ({ id: r.id, vector: r.vector!, ...(r.metadata ? { metadata: r.metadata } : {}) })));
+      ctx.health?.observe(
+        feature,
+        batch.map((r) => r.vector!),
+        batch.map((r) => r.id),
+      );
     } else {
       await online!.put(ref, batch.map((r) => [r.id, r.value ?? null]));
     }
@@ -125,6 +136,7 @@ export async function materialize(ctx: MaterializeContext, feature: FeatureRecor
   const checkpoint = async () => {
     await collection?.flush();
     registry.checkpoint(feature.name, feature.variant, { ...batchEnd, rowsRead, rowsSkipped: skipped });
+    ctx.health?.flush(feature);
     sinceCheckpoint = 0;
     lastCheckpoint = Date.now();
   };

@@ -8,6 +8,8 @@ import type { ServerContext } from './context.ts';
 import { frameworkErrors, installErrorHandlers } from './errors.ts';
 import { Lane, type LaneOptions } from './limiter.ts';
 import { Metrics } from './metrics.ts';
+import { registerHealthGauges } from './health-metrics.ts';
+import { dashboardRoutes } from './routes/dashboard.ts';
 import { featureRoutes } from './routes/features.ts';
 import { nearestRoutes } from './routes/nearest.ts';
 import { opsRoutes } from './routes/ops.ts';
@@ -86,6 +88,7 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
   metrics.gauge('nearline_index_rows', 'rows in each materialized embedding feature', async () =>
     (await store.indexSizes()).map((s) => ({ labels: { feature: s.feature, variant: s.variant }, value: s.rows })),
   );
+  registerHealthGauges(metrics, store);
   const lanes = Object.values(ctx.lanes);
   metrics.gauge('nearline_lane_active', 'tasks running per admission lane', () => lanes.map((l) => ({ labels: { lane: l.name }, value: l.active })));
   metrics.gauge('nearline_lane_queued', 'tasks waiting per admission lane', () => lanes.map((l) => ({ labels: { lane: l.name }, value: l.queued })));
@@ -118,6 +121,7 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
       await v1.register(featureRoutes, ctx);
       await v1.register(registryRoutes, ctx);
       await v1.register(sourceRoutes, ctx);
+      await v1.register(dashboardRoutes, ctx);
     },
     { prefix: '/v1' },
   );

@@ -12,6 +12,7 @@ import type { CollectionSpec, VectorCollection, VectorProvider } from '../provid
 import { modelSpec, Registry, type Actor, type AliasRecord, type FeatureRecord, type ModelProbe, type PlanItem } from '../registry/registry.ts';
 import type { Filter, Hit, OnlineValue, Vector } from '../types.ts';
 import { checkIndexable, toVector } from '../vector.ts';
+import { HealthMonitor, thresholdsFromEnv, type DriftThresholds } from './health.ts';
 import { Live, type LiveOptions, type PushResult } from './live.ts';
 import { mmr } from './mmr.ts';
 
@@ -40,6 +41,8 @@ export interface FeatureStoreOptions {
   home: string;
   /** Pushed rows: snapshot cadence, limits, log folder. */
   live?: LiveOptions;
+  /** When a variant counts as drifting. Default: `NEARLINE_DRIFT_*` from the environment, else health.ts's defaults. */
+  drift?: DriftThresholds;
 }
 
 /** Bounds that keep one request from monopolising the process; the HTTP layer adds its own. */
@@ -59,10 +62,14 @@ export class FeatureStore {
   /** Rows pushed to sources: their logs, and the variants following them in this process. */
   readonly live: Live;
 
+  /** Embedding health of every variant, fed by each path that writes vectors. */
+  readonly health: HealthMonitor;
+
   private constructor(opts: FeatureStoreOptions) {
     this.home = path.resolve(opts.home);
     mkdirSync(this.home, { recursive: true });
     this.registry = Registry.open(this.home);
+    this.health = new HealthMonitor({ dir: path.join(this.home, 'health'), thresholds: opts.drift ?? thresholdsFromEnv() });
     this.live = new Live(
       this.home,
       {
@@ -86,6 +93,7 @@ export class FeatureStore {
       map.clear();
     };
     this.collections.clear();
+    this.health.close();
     await settle(this.vectorProviders, (p) => p.close());
     await settle(this.onlineStores, (s) => s.close());
     await settle(this.models, (m) => m.close());
@@ -233,6 +241,7 @@ export class FeatureStore {
         model: (n, v) => this.model(n, v),
         dropData: (f) => this.dropData(f),
         catchUp: (f, sink) => this.live.catchUp(f, sink),
+        health: this.health,
         source: async (f) => {
           const spec = this.registry.getSource(f.source.name, f.source.variant);
           if (!spec) throw nlError('NL_SOURCE_NOT_FOUND', `${f.source.name}@${f.source.variant}`);
@@ -456,6 +465,11 @@ export class FeatureStore {
       feature,
       records.map((r) => ({ id: r.id, vector: r.vector!, metadata: r.metadata })),
       deletes,
+    );
+    this.health.observe(
+      feature,
+      records.map((r) => r.vector!),
+      records.map((r) => r.id),
     );
     return { feature: feature.name, variant: feature.variant, upserted: records.length, deleted: deletes.length, offset };
   }

@@ -8,6 +8,7 @@ import { list, show } from './list.ts';
 import { materializeCommand } from './materialize.ts';
 import { nearest } from './nearest.ts';
 import { serve } from './serve.ts';
+import { stats } from './stats.ts';
 
 export interface CommandContext {
   home: string;
@@ -29,6 +30,7 @@ export const COMMANDS: Record<string, Command> = {
   nearest,
   list,
   show,
+  stats,
   alias,
   keys,
   history,

@@ -1,0 +1,66 @@
+import { errorResponses, HTTP_LIMITS } from './common.ts';
+
+const ref = { type: 'string', minLength: 1, maxLength: HTTP_LIMITS.featureRefChars } as const;
+const num = { type: 'number' } as const;
+
+const summary = {
+  type: 'object',
+  required: ['count', 'normMean', 'normStd', 'zero', 'duplicates'],
+  properties: { count: { type: 'integer' }, normMean: num, normStd: num, zero: { type: 'integer' }, duplicates: { type: 'integer' } },
+} as const;
+
+const drift = {
+  type: ['object', 'null'],
+  required: ['centroidDistance', 'normShift'],
+  properties: { centroidDistance: num, normShift: num },
+} as const;
+
+const report = {
+  type: 'object',
+  required: ['feature', 'variant', 'dims', 'status', 'drifting', 'baseline', 'recent', 'drift', 'thresholds'],
+  properties: {
+    feature: { type: 'string' },
+    variant: { type: 'string' },
+    dims: { type: 'integer' },
+    status: { type: 'string', enum: ['ok', 'drifting', 'warming', 'empty'] },
+    drifting: { type: 'boolean' },
+    baseline: { ...summary, properties: { ...summary.properties, centroid: { type: 'array', items: num, description: 'per-dimension mean' } } },
+    recent: summary,
+    drift,
+    thresholds: {
+      type: 'object',
+      properties: { centroidDistance: num, normShift: num, minSamples: { type: 'integer' } },
+    },
+    duplicatesTracked: { type: 'boolean' },
+    updatedAt: { type: ['string', 'null'] },
+  },
+} as const;
+
+export const healthSchema = {
+  summary: "a variant's embedding health: baseline, recent writes, drift",
+  description:
+    'The baseline is what materialization wrote; `recent` is a sliding window of the writes since. With `against`, also compares all the vectors of two variants.',
+  tags: ['dashboard'],
+  params: { type: 'object', required: ['feature'], properties: { feature: ref } },
+  querystring: { type: 'object', properties: { against: ref }, additionalProperties: false },
+  response: {
+    200: {
+      ...report,
+      properties: {
+        ...report.properties,
+        comparison: {
+          type: 'object',
+          properties: {
+            a: { type: 'string' },
+            b: { type: 'string' },
+            centroidDistance: { type: ['number', 'null'] },
+            normShift: num,
+            a_stats: summary,
+            b_stats: summary,
+          },
+        },
+      },
+    },
+    ...errorResponses,
+  },
+} as const;
