@@ -102,9 +102,10 @@ describe('provider aliases follow nearline aliases', () => {
     expect(server.requests.length).toBe(before);
   });
 
-  it('an alias moved to an unmaterialized variant leaves Qdrant without it until that variant is published', async () => {
+  it('an alias forced onto an unmaterialized variant leaves Qdrant without it until that variant is published', async () => {
     await store.apply(await defs('v1', ['v1', 'v2', 'v3']));
-    await store.setAlias('item_vec', 'prod', 'v3');
+    await expect(store.setAlias('item_vec', 'prod', 'v3')).rejects.toMatchObject({ code: 'NL_ALIAS_REFUSED' });
+    await store.setAlias('item_vec', 'prod', 'v3', { force: true });
     expect(await qdrantAliases()).toEqual({});
     await store.materialize('item_vec@v3', { progress: false });
     expect(await qdrantAliases()).toEqual({ item_vec__prod: 'item_vec__v3' });

@@ -90,7 +90,7 @@ describe('registry and apply', () => {
     await store.close();
   });
 
-  it('resolves bare names to the prod alias, else the newest variant; aliases switch atomically and keep history', async () => {
+  it('resolves bare names to the prod alias, else the only variant; aliases switch atomically and keep history', async () => {
     const { home, store, file } = await setup();
     await store.apply(await loadDefinitions(file));
     const v2 = wordDefs(8, { variant: 'v2' });

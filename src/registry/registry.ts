@@ -227,7 +227,8 @@ export class Registry {
   }
 
   /**
-   * `name` -> alias `prod` if set, else the newest variant; `name@x` -> alias x if one exists, else variant x.
+   * `name` -> alias `prod` if set, else the only variant (several and no `prod`: NL_AMBIGUOUS_FEATURE, never a
+   * guess that changes when a variant is added); `name@x` -> alias x if one exists, else variant x.
    */
   resolveFeature(ref: string): FeatureRecord {
     const at = ref.indexOf('@');
@@ -236,9 +237,13 @@ export class Registry {
     if (tag === undefined) {
       const prod = this.getAlias(name, 'prod');
       if (prod) return this.getFeature(name, prod.variant)!;
-      const newest = this.stmt('SELECT * FROM features WHERE name = ? ORDER BY created_at DESC, rowid DESC LIMIT 1').get(name) as Row | undefined;
-      if (!newest) throw nlError('NL_FEATURE_NOT_FOUND', ref);
-      return toFeature(newest);
+      const variants = this.stmt('SELECT * FROM features WHERE name = ? ORDER BY created_at, rowid LIMIT 1000').all(name) as Row[];
+      if (!variants.length) throw nlError('NL_FEATURE_NOT_FOUND', ref);
+      if (variants.length > 1) {
+        const list = variants.map((v) => `${name}@${v.variant} (${v.status})`).join(', ');
+        throw nlError('NL_AMBIGUOUS_FEATURE', name, `it has ${variants.length} variants and no alias prod: ${list}; name one, or run \`nearline alias set ${name} prod VARIANT\``);
+      }
+      return toFeature(variants[0]);
     }
     const alias = this.getAlias(name, tag);
     const feature = this.getFeature(name, alias ? alias.variant : tag);
@@ -290,7 +295,7 @@ export class Registry {
    * Compares definitions with the registry. Pure: writes nothing. A definition that would change
    * a materialized variant, a registered model, or anything in use is `refused`.
    */
-  plan(defs: Definitions, probes: Map<string, ModelProbe>): PlanItem[] {
+  plan(defs: Definitions, probes: Map<string, ModelProbe>, opts: { force?: boolean } = {}): PlanItem[] {
     const items: PlanItem[] = [];
     const push = (kind: PlanItem['kind'], name: string, action: PlanAction, reason?: string, code?: ErrorCode) =>
       items.push({ kind, name, action, ...(reason ? { reason } : {}), ...(code ? { code } : {}) });
@@ -371,7 +376,9 @@ export class Registry {
         throw nlError('NL_BAD_DEFINITION', `alias ${ref}: feature ${a.feature}@${a.variant} is not defined`);
       }
       const old = this.getAlias(a.feature, a.name);
-      if (!old) push('alias', ref, 'create');
+      const unsafe = old?.variant === a.variant || opts.force ? undefined : this.aliasTargetProblem(a.feature, a.variant);
+      if (unsafe) push('alias', ref, 'refused', `-> ${a.variant}: ${unsafe}`, 'NL_ALIAS_REFUSED');
+      else if (!old) push('alias', ref, 'create');
       else if (old.variant === a.variant) push('alias', ref, 'unchanged');
       else push('alias', ref, 'update', `${old.variant} -> ${a.variant}`);
     }
@@ -383,6 +390,7 @@ export class Registry {
     const refused = plan.filter((p) => p.action === 'refused');
     if (refused.length) {
       const first = refused[0];
+      if (first.code === 'NL_ALIAS_REFUSED' || first.code === 'NL_CONFLICT') throw nlError('NL_CONFLICT', `${first.kind} ${first.name}: ${first.reason}`);
       throw nlError(first.code === 'NL_MODEL_CHANGED' ? 'NL_MODEL_CHANGED' : 'NL_VARIANT_IMMUTABLE', first.name, first.reason ?? 'refused');
     }
     const todo = new Set(plan.filter((p) => p.action === 'create' || p.action === 'update').map((p) => `${p.kind}:${p.name}`));
@@ -437,10 +445,35 @@ export class Registry {
 
   // ---- aliases ----
 
-  /** Atomic alias switch; the previous variant stays servable and is recorded for rollback. */
-  setAlias(feature: string, name: string, variant: string, actor: Actor = osActor()): AliasRecord {
-    this.db.transaction(() => this.setAliasInTx(feature, name, variant, actor))();
+  /**
+   * Atomic alias switch; the previous variant stays servable and is recorded for rollback, with who moved it
+   * (`actor`, default the OS user). Refuses a variant that could not answer (see `aliasTargetProblem`) unless `force`.
+   */
+  setAlias(feature: string, name: string, variant: string, opts: { force?: boolean; actor?: Actor } = {}): AliasRecord {
+    this.db.transaction(() => {
+      const problem = opts.force || this.getAlias(feature, name)?.variant === variant ? undefined : this.aliasTargetProblem(feature, variant);
+      if (problem) throw nlError('NL_ALIAS_REFUSED', `${feature}@${name}`, variant, `${problem}`);
+      this.setAliasInTx(feature, name, variant, opts.actor ?? osActor());
+    })();
     return this.getAlias(feature, name)!;
+  }
+
+  /**
+   * Why an alias must not name `feature@variant` now: callers of the alias would get NL_NOT_MATERIALIZED
+   * (an outage) or silently empty answers. While no variant of the feature is materialized nothing is served
+   * through its aliases, so defining an alias together with the first variants is allowed.
+   */
+  aliasTargetProblem(feature: string, variant: string): string | undefined {
+    const variants = this.listFeatures(feature);
+    if (!variants.some((f) => f.status === 'materialized')) return undefined;
+    const target = variants.find((f) => f.variant === variant);
+    const force = 'pass --force to point the alias anyway';
+    if (!target) return `${feature}@${variant} is not registered yet and ${feature} has materialized variants; apply it, materialize it, then move the alias (or ${force})`;
+    if (target.status !== 'materialized') {
+      return `${feature}@${variant} is ${target.status}, not materialized, so every call through the alias would fail; materialize it first (or ${force})`;
+    }
+    if (target.rows === 0) return `${feature}@${variant} holds 0 rows, so every call through the alias would return no hits (or ${force})`;
+    return undefined;
   }
 
   private setAliasInTx(feature: string, name: string, variant: string, actor: Actor): void {

@@ -34,6 +34,19 @@ export interface NearestResult {
   variant: string;
   hits: Hit[];
   took_ms: number;
+  /** Every feature reference of the request (the searched one and the joined ones) -> the `name@variant` that answered it. */
+  variants: Record<string, string>;
+}
+
+export interface ApplyOptions {
+  /** Plan only; write nothing. */
+  dryRun?: boolean;
+  /** Let aliases name variants that are not materialized or hold no rows. */
+  force?: boolean;
+  /** Who applies, for the audit trail (default: the OS user). */
+  actor?: Actor;
+  /** Asked with the plan when it moves existing aliases (after planning, before writing); `false` writes nothing. */
+  confirmAliasMoves?: (plan: PlanItem[]) => Promise<boolean>;
 }
 
 export interface FeatureStoreOptions {
@@ -43,6 +56,8 @@ export interface FeatureStoreOptions {
   live?: LiveOptions;
   /** When a variant counts as drifting. Default: `NEARLINE_DRIFT_*` from the environment, else health.ts's defaults. */
   drift?: DriftThresholds;
+  /** Registry file instead of `<home>/nearline.db`; `:memory:` keeps nothing and creates no folder. */
+  registryFile?: string;
 }
 
 /** Bounds that keep one request from monopolising the process; the HTTP layer adds its own. */
@@ -67,8 +82,11 @@ export class FeatureStore {
 
   private constructor(opts: FeatureStoreOptions) {
     this.home = path.resolve(opts.home);
-    mkdirSync(this.home, { recursive: true });
-    this.registry = Registry.open(this.home);
+    if (opts.registryFile === ':memory:') this.registry = new Registry(opts.registryFile);
+    else {
+      mkdirSync(this.home, { recursive: true });
+      this.registry = opts.registryFile ? new Registry(opts.registryFile) : Registry.open(this.home);
+    }
     this.health = new HealthMonitor({ dir: path.join(this.home, 'health'), thresholds: opts.drift ?? thresholdsFromEnv() });
     this.live = new Live(
       this.home,
@@ -106,7 +124,7 @@ export class FeatureStore {
    * Plans definitions against the registry and, unless `dryRun` or anything is refused, writes them
    * in one transaction. Models are loaded to learn their dims and fingerprint before anything is written.
    */
-  async apply(defs: Definitions, opts: { dryRun?: boolean; actor?: Actor } = {}): Promise<{ plan: PlanItem[]; applied: boolean }> {
+  async apply(defs: Definitions, opts: ApplyOptions = {}): Promise<{ plan: PlanItem[]; applied: boolean }> {
     const probes = new Map<string, ModelProbe>();
     for (const m of defs.models) {
       const ref = `${m.name}@${m.version}`;
@@ -115,9 +133,11 @@ export class FeatureStore {
       const dims = known && known.sha256 === sha256 ? known.dims : (await probeModel(m)).dims;
       probes.set(ref, { dims, sha256 });
     }
-    const plan = this.registry.plan(defs, probes);
+    const plan = this.registry.plan(defs, probes, { force: opts.force });
     const refused = plan.some((p) => p.action === 'refused');
     if (refused || opts.dryRun) return { plan, applied: false };
+    const moves = plan.some((p) => p.kind === 'alias' && p.action === 'update');
+    if (moves && opts.confirmAliasMoves && !(await opts.confirmAliasMoves(plan))) return { plan, applied: false };
     const moved = defs.aliases
       .filter((a) => plan.some((p) => p.kind === 'alias' && p.name === `${a.feature}@${a.name}` && p.action !== 'unchanged'))
       .map((a) => ({ ...a, previous: this.registry.getAlias(a.feature, a.name)?.variant }));
@@ -134,9 +154,9 @@ export class FeatureStore {
    * Setting an alias to the variant it already names retries a provider move that failed before.
    * `actor` is who asked, for the audit trail (default: the OS user).
    */
-  async setAlias(feature: string, name: string, variant: string, actor?: Actor): Promise<{ alias: AliasRecord; previous?: string }> {
+  async setAlias(feature: string, name: string, variant: string, opts: { force?: boolean; actor?: Actor } = {}): Promise<{ alias: AliasRecord; previous?: string }> {
     const previous = this.registry.getAlias(feature, name)?.variant;
-    const alias = this.registry.setAlias(feature, name, variant, actor);
+    const alias = this.registry.setAlias(feature, name, variant, opts);
     await this.mirrorAlias(feature, name, previous);
     return { alias, ...(previous !== undefined ? { previous } : {}) };
   }
@@ -302,8 +322,9 @@ export class FeatureStore {
       let hits = results[i];
       if (req.diversity) hits = mmr(plans[i].search.vector, hits, plans[i].k, req.diversity.lambda);
       if (!req.include?.vectors) for (const h of hits) delete h.vector;
-      if (req.include?.features?.length) await this.joinFeatures(hits, req.include.features);
-      out.push({ feature: feature.name, variant: feature.variant, hits, took_ms: 0 });
+      const variants = { [featureRef]: `${feature.name}@${feature.variant}` };
+      if (req.include?.features?.length) Object.assign(variants, await this.joinFeatures(hits, req.include.features));
+      out.push({ feature: feature.name, variant: feature.variant, hits, took_ms: 0, variants });
     }
     const took = Math.round((performance.now() - t0) * 1000) / 1000;
     for (const r of out) r.took_ms = took;
@@ -379,18 +400,29 @@ export class FeatureStore {
     };
   }
 
-  /** Joins scalar and vector features of the hits (stage 2's feature pull, in the same call). */
-  private async joinFeatures(hits: Hit[], refs: string[]): Promise<void> {
-    const values = await this.online(hits.map((h) => h.id), refs);
-    hits.forEach((h, i) => (h.features = values[i].features));
+  /** Joins scalar and vector features of the hits (stage 2's feature pull, in the same call); returns the variants used. */
+  private async joinFeatures(hits: Hit[], refs: string[]): Promise<Record<string, string>> {
+    const { rows, variants } = await this.onlineWithVariants(hits.map((h) => h.id), refs);
+    hits.forEach((h, i) => (h.features = rows[i].features));
+    return variants;
   }
 
   /** Many ids x many features (scalar or embedding), grouped into one call per provider. */
   async online(ids: string[], refs: string[]): Promise<Array<{ id: string; features: Record<string, OnlineValue> }>> {
+    return (await this.onlineWithVariants(ids, refs)).rows;
+  }
+
+  /** `online`, and which `name@variant` answered each feature reference. */
+  async onlineWithVariants(
+    ids: string[],
+    refs: string[],
+  ): Promise<{ rows: Array<{ id: string; features: Record<string, OnlineValue> }>; variants: Record<string, string> }> {
     const rows = ids.map((id) => ({ id, features: {} as Record<string, OnlineValue> }));
+    const variants: Record<string, string> = {};
     const byProvider = new Map<string, Array<{ ref: string; feature: FeatureRecord }>>();
     for (const ref of refs) {
       const feature = this.servable(ref);
+      variants[ref] = `${feature.name}@${feature.variant}`;
       const list = byProvider.get(feature.provider) ?? [];
       list.push({ ref, feature });
       byProvider.set(feature.provider, list);
@@ -410,7 +442,7 @@ export class FeatureStore {
         }
       }),
     );
-    return rows;
+    return { rows, variants };
   }
 
   async embed(modelRef: string, texts: unknown[]): Promise<{ model: string; dims: number; vectors: Vector[] }> {

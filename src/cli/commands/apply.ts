@@ -1,11 +1,18 @@
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { createInterface } from 'node:readline/promises';
 import { loadDefinitions } from '../../config.ts';
+import type { PlanItem } from '../../registry/registry.ts';
 import type { Command } from './index.ts';
 import { withStore } from './open.ts';
 
 export const apply: Command = {
   summary: 'register / check definitions (YAML, JSON, TS/JS module) and print the plan',
-  usage: 'usage: nearline apply FILE [--dry-run] [--home DIR]',
-  options: { 'dry-run': { type: 'boolean' } },
+  usage: `usage: nearline apply FILE [--dry-run] [--yes] [--force] [--home DIR]
+  --dry-run  print the plan, write nothing (not even a registry file where there is none)
+  --yes      move existing aliases without asking (required for alias moves when stdin is not a terminal)
+  --force    let aliases name variants that are not materialized or hold no rows`,
+  options: { 'dry-run': { type: 'boolean' }, yes: { type: 'boolean' }, force: { type: 'boolean' } },
   async run({ home, values, positionals }) {
     const [file] = positionals;
     if (!file || positionals.length > 1) {
@@ -13,18 +20,52 @@ export const apply: Command = {
       return 2;
     }
     const defs = await loadDefinitions(file);
-    return withStore(home, async (store) => {
-      const { plan, applied } = await store.apply(defs, { dryRun: Boolean(values['dry-run']) });
+    const dryRun = Boolean(values['dry-run']);
+    // A dry run in a home without a registry plans against an empty one in memory and creates nothing.
+    const registryFile = dryRun && !existsSync(path.join(home, 'nearline.db')) ? ':memory:' : undefined;
+    let shown = false;
+    let needsYes = false;
+    const show = (plan: PlanItem[]) => {
+      if (shown) return;
+      shown = true;
       for (const item of plan) {
         const note = item.reason ? `  (${item.code ? item.code + ': ' : ''}${item.reason})` : '';
         process.stdout.write(`${item.action.padEnd(9)} ${item.kind.padEnd(8)} ${item.name}${note}\n`);
       }
-      const counts = ['create', 'update', 'unchanged', 'refused'].map((a) => `${plan.filter((p) => p.action === a).length} ${a}`);
-      const refused = plan.some((p) => p.action === 'refused');
-      const changes = plan.some((p) => p.action === 'create' || p.action === 'update');
-      const outcome = refused ? 'refused, nothing was written' : !applied ? 'dry run, nothing was written' : changes ? 'applied' : 'nothing to change';
-      process.stdout.write(`plan: ${counts.join(', ')} — ${outcome}\n`);
-      return refused ? 1 : 0;
-    });
+      for (const move of aliasMoves(plan)) process.stderr.write(`warning: ${move}\n`);
+    };
+    // Alias moves switch what running callers get: confirmed on a terminal, or by --yes.
+    const confirm = async (plan: PlanItem[]) => {
+      show(plan);
+      if (values.yes) return true;
+      if (!process.stdin.isTTY) return !(needsYes = true);
+      const rl = createInterface({ input: process.stdin, output: process.stderr });
+      try {
+        return /^y(es)?$/i.test((await rl.question('move the aliases above? [y/N] ')).trim());
+      } finally {
+        rl.close();
+      }
+    };
+    return withStore(
+      home,
+      async (store) => {
+        const { plan, applied } = await store.apply(defs, { dryRun, force: Boolean(values.force), confirmAliasMoves: confirm });
+        show(plan);
+        const counts = ['create', 'update', 'unchanged', 'refused'].map((a) => `${plan.filter((p) => p.action === a).length} ${a}`);
+        const refused = plan.some((p) => p.action === 'refused');
+        const changes = plan.some((p) => p.action === 'create' || p.action === 'update');
+        const outcome = refused ? 'refused, nothing was written' : dryRun ? 'dry run, nothing was written' : !applied ? 'not confirmed, nothing was written' : changes ? 'applied' : 'nothing to change';
+        process.stdout.write(`plan: ${counts.join(', ')} — ${outcome}\n`);
+        if (needsYes) process.stderr.write('error NL_CONFIRMATION_REQUIRED: this apply moves aliases and stdin is not a terminal; re-run with --yes to move them\n');
+        return refused || (!applied && !dryRun) ? 1 : 0;
+      },
+      registryFile ? { registryFile } : {},
+    );
   },
 };
+
+function aliasMoves(plan: PlanItem[]): string[] {
+  return plan
+    .filter((p) => p.kind === 'alias' && p.action === 'update')
+    .map((p) => `alias ${p.name} moves ${p.reason}: every call to ${p.name}${p.name.endsWith('@prod') ? ` and to bare ${p.name.split('@')[0]}` : ''} switches variant`);
+}

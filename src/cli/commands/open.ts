@@ -1,8 +1,8 @@
-import { FeatureStore } from '../../store/feature-store.ts';
+import { FeatureStore, type FeatureStoreOptions } from '../../store/feature-store.ts';
 
 /** Opens the store for one command and always closes it, so indexes are flushed and files released. */
-export async function withStore<T>(home: string, fn: (store: FeatureStore) => Promise<T>): Promise<T> {
-  const store = FeatureStore.open({ home });
+export async function withStore<T>(home: string, fn: (store: FeatureStore) => Promise<T>, opts: Omit<FeatureStoreOptions, 'home'> = {}): Promise<T> {
+  const store = FeatureStore.open({ home, ...opts });
   try {
     return await fn(store);
   } finally {

@@ -14,8 +14,8 @@ export async function featureRoutes(app: FastifyInstance, ctx: ServerContext): P
   app.post('/online', { schema: onlineSchema, config: { scope: 'serve' } }, async (request) => {
     const body = request.body as { ids: string[]; features: string[] };
     auth.requireFeatures(request.apiKey, body.features);
-    const rows = await lanes.cheap.run(() => store.online(body.ids, body.features));
-    return { rows: rows.map((r) => ({ id: r.id, features: featuresJson(r.features) })) };
+    const { rows, variants } = await lanes.cheap.run(() => store.onlineWithVariants(body.ids, body.features));
+    return { rows: rows.map((r) => ({ id: r.id, features: featuresJson(r.features) })), variants };
   });
 
   app.post('/embed', { schema: embedSchema, config: { scope: 'serve' } }, async (request) => {

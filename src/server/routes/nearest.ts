@@ -85,7 +85,7 @@ export async function nearestRoutes(app: FastifyInstance, ctx: ServerContext): P
       ? await lanes.heavy.run(() => store.nearest(body))
       : await lanes.cheap.run(() => coalescer.nearest(body));
     request.servedFeature = `${res.feature}@${res.variant}`;
-    return { feature: res.feature, variant: res.variant, hits: hitsJson(res.hits), took_ms: res.took_ms };
+    return { feature: res.feature, variant: res.variant, hits: hitsJson(res.hits), took_ms: res.took_ms, variants: res.variants };
   });
 
   app.post('/nearest/batch', { schema: nearestBatchSchema, config: { scope: 'serve' } }, async (request) => {
@@ -103,6 +103,6 @@ export async function nearestRoutes(app: FastifyInstance, ctx: ServerContext): P
     const results = await lane.run(() => store.nearestMany(body.feature, reqs));
     const first = results[0];
     request.servedFeature = `${first.feature}@${first.variant}`;
-    return { feature: first.feature, variant: first.variant, results: results.map((r) => ({ hits: hitsJson(r.hits) })), took_ms: first.took_ms };
+    return { feature: first.feature, variant: first.variant, results: results.map((r) => ({ hits: hitsJson(r.hits) })), took_ms: first.took_ms, variants: first.variants };
   });
 }

@@ -52,7 +52,15 @@ export const featureRef = {
   type: 'string',
   minLength: 1,
   maxLength: HTTP_LIMITS.featureRefChars,
-  description: '`name`, `name@variant` or `name@alias`; bare `name` means alias `prod` if set, else the newest variant',
+  description:
+    '`name`, `name@variant` or `name@alias`; bare `name` means alias `prod` if set, else the only variant (with several and no `prod`: 409 NL_AMBIGUOUS_FEATURE listing them)',
+} as const;
+
+/** Which variant answered each feature reference of a request: served data is never a guess. */
+export const variantsUsed = {
+  type: 'object',
+  additionalProperties: { type: 'string' },
+  description: 'each feature reference of the request, as written -> the `name@variant` that answered it',
 } as const;
 
 export const vectorJson = { type: 'array', items: { type: 'number' }, maxItems: HTTP_LIMITS.dims } as const;

@@ -1,4 +1,4 @@
-import { errorResponses, featureRef, HTTP_LIMITS, id, onlineValue, text, vectorJson } from './common.ts';
+import { errorResponses, featureRef, HTTP_LIMITS, id, onlineValue, text, variantsUsed, vectorJson } from './common.ts';
 
 export const onlineSchema = {
   summary: 'feature values by id: scalars and vectors, many ids x many features',
@@ -25,6 +25,7 @@ export const onlineSchema = {
             properties: { id: { type: 'string' }, features: { type: 'object', additionalProperties: onlineValue } },
           },
         },
+        variants: variantsUsed,
       },
     },
     ...errorResponses,

@@ -1,4 +1,4 @@
-import { errorResponses, featureRef, filter, HTTP_LIMITS, id, onlineValue, text, vectorJson } from './common.ts';
+import { errorResponses, featureRef, filter, HTTP_LIMITS, id, onlineValue, text, variantsUsed, vectorJson } from './common.ts';
 
 const example = { anyOf: [id, vectorJson] } as const;
 
@@ -79,6 +79,7 @@ export const nearestSchema = {
         variant: { type: 'string', description: 'the variant that served the query' },
         hits,
         took_ms: { type: 'number' },
+        variants: variantsUsed,
       },
     },
     ...errorResponses,
@@ -110,6 +111,7 @@ export const nearestBatchSchema = {
         variant: { type: 'string' },
         results: { type: 'array', items: { type: 'object', required: ['hits'], properties: { hits } } },
         took_ms: { type: 'number' },
+        variants: variantsUsed,
       },
     },
     ...errorResponses,
