@@ -7,6 +7,7 @@ import type { ModelSpec } from './providers/embedding/types.ts';
 import { RUNTIMES, SOURCE_KINDS } from './providers/index.ts';
 import type { SourceSpec } from './providers/sources/types.ts';
 import type { Metric } from './types.ts';
+import { parseTemplate, type TextSource } from './materialize/text.ts';
 
 /** A configured backend. Every key besides name and kind is the backend's own option. */
 export interface ProviderDef {
@@ -40,8 +41,8 @@ export interface FeatureDef {
   provider: string;
   /** Embedding: a precomputed vector column ... */
   vector?: { column: string };
-  /** ... or a text column embedded through a registered model. */
-  text?: { column: string; model: { name: string; version: string } };
+  /** ... or a text embedded through a registered model: one column, several joined by a newline, or a template. */
+  text?: TextSource & { model: { name: string; version: string } };
   dims?: number;
   metric?: Metric;
   index?: { M: number; efConstruction: number; ef: number };
@@ -178,13 +179,31 @@ export function validateDefinitions(raw: unknown, file: string, baseDir: string)
     if (kind === 'embedding') {
       const vector = f.optObj('vector');
       const text = f.optObj('text');
-      if (!!vector === !!text) f.fail('vector', 'an embedding feature needs exactly one of vector: {column} or text: {column, model}');
+      if (!!vector === !!text) f.fail('vector', 'an embedding feature needs exactly one of vector: {column} or text: {column | columns | template, model}');
       if (vector) def.vector = { column: vector.str('column') };
       if (text) {
         const m = text.str('model');
         const at = m.indexOf('@');
         if (at <= 0 || at === m.length - 1) text.fail('model', `expected name@version, got "${m}"`);
-        def.text = { column: text.str('column'), model: { name: m.slice(0, at), version: m.slice(at + 1) } };
+        const column = text.optStr('column');
+        const columns = text.optStrList('columns');
+        const template = text.optStr('template');
+        const given = [column, columns, template].filter((x) => x !== undefined).length;
+        if (given !== 1) text.fail('column', 'a text feature needs exactly one of column: NAME, columns: [A, B] (joined by a newline) or template: "{A}. {B}"');
+        if (template !== undefined) {
+          try {
+            parseTemplate(template);
+          } catch (e) {
+            text.fail('template', (e as Error).message);
+          }
+        }
+        if (columns !== undefined && !columns.length) text.fail('columns', 'expected at least one column');
+        def.text = {
+          ...(column !== undefined ? { column } : {}),
+          ...(columns !== undefined ? { columns } : {}),
+          ...(template !== undefined ? { template } : {}),
+          model: { name: m.slice(0, at), version: m.slice(at + 1) },
+        };
       }
       vector?.done();
       text?.done();
@@ -320,6 +339,10 @@ class Fields {
     if (v === undefined && dflt !== undefined) return dflt;
     if (typeof v !== 'string' || !allowed.includes(v as T)) this.fail(field, `expected one of ${allowed.join(', ')}, got ${this.got(v)}`);
     return v as T;
+  }
+
+  optStrList(field: string): string[] | undefined {
+    return this.obj[field] === undefined ? (this.used.add(field), undefined) : this.strList(field);
   }
 
   strList(field: string): string[] {

@@ -1,3 +1,5 @@
+import { appendFileSync, existsSync, mkdirSync, rmSync } from 'node:fs';
+import path from 'node:path';
 import { isNearlineError, NearlineError, nlError } from '../errors.ts';
 import type { EmbeddingModel } from '../providers/embedding/types.ts';
 import type { OnlineStore } from '../providers/online/types.ts';
@@ -8,6 +10,7 @@ import type { HealthMonitor } from '../store/health.ts';
 import type { Metadata, OnlineValue, Scalar } from '../types.ts';
 import { toVector } from '../vector.ts';
 import { createProgress, type ProgressOptions } from './progress.ts';
+import { buildText } from './text.ts';
 
 /** What the job needs from the store: opened providers for one feature variant. */
 export interface MaterializeContext {
@@ -21,13 +24,20 @@ export interface MaterializeContext {
   catchUp(feature: FeatureRecord, sink: { collection?: VectorCollection; store?: OnlineStore }): Promise<number>;
   /** Embedding health: the vectors written here are the variant's baseline. */
   health?: HealthMonitor;
+  /** Where a run lists every invalid row it skipped (JSON Lines: line, reason). */
+  invalidReport(feature: FeatureRecord): string;
 }
 
 export interface MaterializeOptions {
   /** Continue an interrupted run from its last checkpoint. */
   resume?: boolean;
-  /** Skip rows with a missing id, wrong dims or NaN (and report the count) instead of failing. */
+  /** Skip rows with a missing id, wrong dims or NaN (and report them) instead of failing on the first. */
   skipInvalid?: boolean;
+  /**
+   * With `skipInvalid`, the most invalid rows a run may skip and still publish: below 1 a fraction of the rows
+   * read (0.05 = 5%), from 1 a count of rows. Default 0.01. More fails the run and publishes nothing.
+   */
+  maxInvalid?: number;
   /** Rows per write batch. Default 1000 for vectors and scalars, 128 for text. */
   batchSize?: number;
   /** Make writes durable and record a checkpoint at least this often, in rows. Default 50,000. */
@@ -46,8 +56,10 @@ export interface MaterializeResult {
   skipped: number;
   /** The source line a resumed run continued after. */
   resumedFrom?: number;
-  /** The first invalid rows, with their line numbers. */
+  /** The first invalid rows, with their line numbers (at most 10; every one is in `invalidReport`). */
   invalid: Array<{ line: number; reason: string }>;
+  /** The file listing every invalid row skipped, when there were any. */
+  invalidReport?: string;
   seconds: number;
 }
 
@@ -60,6 +72,15 @@ export interface Prepared {
 }
 
 const SHOWN_INVALID = 10;
+export const DEFAULT_MAX_INVALID = 0.01;
+
+/** `--max-invalid`: a fraction of the rows read (below 1) or a count (from 1). */
+export function checkMaxInvalid(value: number): number {
+  if (!Number.isFinite(value) || value < 0 || (value >= 1 && !Number.isInteger(value))) {
+    throw nlError('NL_BAD_REQUEST', `max invalid must be a fraction of the rows from 0 to 1 (0.05 = 5%) or a whole number of rows, got ${value}`);
+  }
+  return value;
+}
 
 /**
  * Reads the source, embeds (if the feature has a model), writes to the provider, checkpoints.
@@ -69,6 +90,7 @@ const SHOWN_INVALID = 10;
 export async function materialize(ctx: MaterializeContext, feature: FeatureRecord, opts: MaterializeOptions = {}): Promise<MaterializeResult> {
   const started = Date.now();
   const ref = `${feature.name}@${feature.variant}`;
+  const maxInvalid = checkMaxInvalid(opts.maxInvalid ?? DEFAULT_MAX_INVALID);
   const { registry } = ctx;
   const base: Pick<MaterializeResult, 'feature' | 'variant' | 'invalid' | 'resumedFrom'> = { feature: feature.name, variant: feature.variant, invalid: [] };
   if (feature.status === 'materialized') {
@@ -89,6 +111,10 @@ export async function materialize(ctx: MaterializeContext, feature: FeatureRecor
   if (resuming) Object.assign(base, { resumedFrom: from.line });
   let rowsRead = resuming ? state!.rowsRead : 0;
   let skipped = resuming ? state!.rowsSkipped : 0;
+  const report = new InvalidReport(ctx.invalidReport(feature), resuming);
+  const tooMany = (atEnd: boolean) =>
+    maxInvalid >= 1 ? skipped > maxInvalid : atEnd && skipped > Math.floor(maxInvalid * rowsRead);
+  const limitText = () => (maxInvalid >= 1 ? `${maxInvalid} rows` : `${+(maxInvalid * 100).toFixed(4)}% of the rows read (${Math.floor(maxInvalid * rowsRead)} of ${rowsRead})`);
 
   const entity = registry.getEntity(feature.entity);
   if (!entity) throw nlError('NL_ENTITY_NOT_FOUND', feature.entity);
@@ -135,11 +161,22 @@ export async function materialize(ctx: MaterializeContext, feature: FeatureRecor
   };
   const checkpoint = async () => {
     await collection?.flush();
+    report.flush();
     registry.checkpoint(feature.name, feature.variant, { ...batchEnd, rowsRead, rowsSkipped: skipped });
     ctx.health?.flush(feature);
     sinceCheckpoint = 0;
     lastCheckpoint = Date.now();
   };
+
+  function tooManyInvalid(): NearlineError {
+    report.flush();
+    const first = base.invalid[0];
+    return nlError(
+      'NL_BAD_SOURCE_ROW',
+      `${ref}: ${skipped} of ${rowsRead} rows read are invalid, more than --max-invalid allows (${limitText()}); nothing was published. ` +
+        `${first ? `First: line ${first.line}: ${first.reason}. ` : ''}Every invalid row is listed in ${report.path}`,
+    );
+  }
 
   try {
     for await (const row of source.read(from)) {
@@ -150,7 +187,9 @@ export async function materialize(ctx: MaterializeContext, feature: FeatureRecor
           throw nlError('NL_BAD_SOURCE_ROW', `${ref}: line ${row.line}: ${prepared.reason} (nothing was published; fix the source or pass --skip-invalid)`);
         }
         skipped++;
+        report.add(row.line, prepared.reason);
         if (base.invalid.length < SHOWN_INVALID) base.invalid.push({ line: row.line, reason: prepared.reason });
+        if (tooMany(false)) throw tooManyInvalid();
       } else {
         batch.push(prepared);
       }
@@ -159,14 +198,16 @@ export async function materialize(ctx: MaterializeContext, feature: FeatureRecor
       progress?.update(rowsRead - skipped, row.position);
     }
     await writeBatch();
+    if (tooMany(true)) throw tooManyInvalid();
     // The source's current rows are its file's rows overridden by the rows pushed to it.
     const logOffset = await ctx.catchUp(feature, { collection, store: online });
     await checkpoint();
     const rows = collection ? await collection.count() : await online!.count(ref);
     registry.finishMaterialization(feature.name, feature.variant, rows, logOffset);
     progress?.done(rows, `done${skipped ? `, ${skipped} invalid rows skipped` : ''}`);
-    return { ...base, status: 'done', rows, skipped, seconds: (Date.now() - started) / 1000 };
+    return { ...base, status: 'done', rows, skipped, ...(report.path ? { invalidReport: report.path } : {}), seconds: (Date.now() - started) / 1000 };
   } catch (e) {
+    report.flush();
     const badRow = isNearlineError(e, 'NL_BAD_SOURCE_ROW') || isNearlineError(e, 'NL_DIMENSION_MISMATCH');
     // Bad data is final for this source variant: drop what was written so nothing half-made remains.
     // Anything else (a provider outage) keeps the checkpoint so that --resume continues.
@@ -174,6 +215,33 @@ export async function materialize(ctx: MaterializeContext, feature: FeatureRecor
     registry.failMaterialization(feature.name, feature.variant, (e as Error).message);
     if (badRow) registry.forgetCheckpoint(feature.name, feature.variant);
     throw e instanceof NearlineError ? e : nlError('NL_INTERNAL', `${ref}: ${(e as Error).message}`);
+  }
+}
+
+/** Every invalid row of a run, appended to a JSON Lines file in batches: huge sources are counted and listed in full, never held in memory. */
+class InvalidReport {
+  path: string | undefined;
+  private pending: string[] = [];
+
+  constructor(
+    private readonly file: string,
+    resuming: boolean,
+  ) {
+    if (resuming && existsSync(file)) this.path = file;
+    else rmSync(file, { force: true });
+  }
+
+  add(line: number, reason: string): void {
+    this.pending.push(JSON.stringify({ line, reason }) + '\n');
+    if (this.pending.length >= 1000) this.flush();
+  }
+
+  flush(): void {
+    if (!this.pending.length) return;
+    mkdirSync(path.dirname(this.file), { recursive: true });
+    appendFileSync(this.file, this.pending.join(''));
+    this.pending = [];
+    this.path = this.file;
   }
 }
 
@@ -196,8 +264,8 @@ export function prepare(row: SourceRow, feature: FeatureRecord, key: string, tex
       return { reason: (e as Error).message };
     }
   } else {
-    const text = row.values[feature.text!.column];
-    if (typeof text !== 'string' || text.trim() === '') return { reason: `text column "${feature.text!.column}" is empty or not a string` };
+    const text = buildText(feature.text!, row.values);
+    if (typeof text !== 'string') return text;
     out.text = text;
   }
   if (feature.metadata.length) {

@@ -324,7 +324,7 @@ export class Registry {
       if (!old) push('source', ref, 'create');
       else if (canonical(old) === canonical(s)) push('source', ref, 'unchanged');
       else {
-        const used = this.dependents('source', s.name, s.variant).filter((f) => f.status !== 'registered');
+        const used = this.dependents('source', s.name, s.variant).filter((f) => f.status === 'materialized' || f.status === 'materializing');
         if (used.length) push('source', ref, 'refused', `materialized by ${used.map((f) => `${f.name}@${f.variant}`).join(', ')}; a changed source is a new source variant`, 'NL_VARIANT_IMMUTABLE');
         else push('source', ref, 'update');
       }
@@ -366,8 +366,12 @@ export class Registry {
       if (!old && this.getAlias(f.name, f.variant)) push('feature', ref, 'refused', `${ref} is an alias; name the variant differently`, 'NL_CONFLICT');
       else if (!old) push('feature', ref, 'create');
       else if (canonical(featureSpec(old)) === canonical(f)) push('feature', ref, 'unchanged');
-      else if (old.status !== 'registered') push('feature', ref, 'refused', `it is ${old.status}; define a new variant instead`, 'NL_VARIANT_IMMUTABLE');
-      else push('feature', ref, 'update');
+      else if (old.status === 'materialized') push('feature', ref, 'refused', 'it is materialized; define a new variant instead', 'NL_VARIANT_IMMUTABLE');
+      else if (old.status === 'materializing') {
+        push('feature', ref, 'refused', `a materialization of it is running or was interrupted; let it finish (or \`materialize ${ref}\` again), or define a new variant`, 'NL_VARIANT_IMMUTABLE');
+      }
+      // Registered or failed: it never published anything, so its definition may still change.
+      else push('feature', ref, 'update', old.status === 'failed' ? 'redefines a variant whose materialization failed' : undefined);
     }
     const features = new Set(defs.features.map((f) => `${f.name}@${f.variant}`));
     for (const a of defs.aliases) {
@@ -427,9 +431,12 @@ export class Registry {
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT(name, variant) DO UPDATE SET kind = excluded.kind, entity = excluded.entity,
                source_name = excluded.source_name, source_variant = excluded.source_variant, provider = excluded.provider,
-               model_name = excluded.model_name, model_version = excluded.model_version, spec = excluded.spec`,
+               model_name = excluded.model_name, model_version = excluded.model_version, spec = excluded.spec,
+               status = 'registered', rows = 0, materialized_at = NULL`,
           )
           .run(f.name, f.variant, f.kind, f.entity, f.source.name, f.source.variant, f.provider, f.text?.model.name ?? null, f.text?.model.version ?? null, JSON.stringify(f), t);
+        // A redefined variant starts over: a checkpoint of its old definition must not be resumed.
+        this.stmt('DELETE FROM materializations WHERE feature = ? AND variant = ?').run(f.name, f.variant);
       }
       for (const p of plan) {
         if (p.action !== 'create' && p.action !== 'update') continue;

@@ -14,6 +14,7 @@ import type { Filter, Hit, OnlineValue, Vector } from '../types.ts';
 import { checkIndexable, toVector } from '../vector.ts';
 import { HealthMonitor, thresholdsFromEnv, type DriftThresholds } from './health.ts';
 import { Live, type LiveOptions, type PushResult } from './live.ts';
+import { checkColumns } from './columns.ts';
 import { mmr } from './mmr.ts';
 
 export type Query = { vector: unknown } | { id: string } | { text: string } | { positive: unknown[]; negative?: unknown[] };
@@ -122,7 +123,8 @@ export class FeatureStore {
 
   /**
    * Plans definitions against the registry and, unless `dryRun` or anything is refused, writes them
-   * in one transaction. Models are loaded to learn their dims and fingerprint before anything is written.
+   * in one transaction. Models are loaded to learn their dims and fingerprint, and the columns features
+   * reference are checked against their sources, before anything is written.
    */
   async apply(defs: Definitions, opts: ApplyOptions = {}): Promise<{ plan: PlanItem[]; applied: boolean }> {
     const probes = new Map<string, ModelProbe>();
@@ -134,6 +136,10 @@ export class FeatureStore {
       probes.set(ref, { dims, sha256 });
     }
     const plan = this.registry.plan(defs, probes, { force: opts.force });
+    // Columns are checked for new and changed features, and for features over a new or changed source.
+    const changed = new Set(plan.filter((p) => (p.kind === 'feature' || p.kind === 'source') && (p.action === 'create' || p.action === 'update')).map((p) => p.name));
+    const check = defs.features.filter((f) => changed.has(`${f.name}@${f.variant}`) || changed.has(`${f.source.name}@${f.source.variant}`));
+    await checkColumns(check, defs, this.registry);
     const refused = plan.some((p) => p.action === 'refused');
     if (refused || opts.dryRun) return { plan, applied: false };
     const moves = plan.some((p) => p.kind === 'alias' && p.action === 'update');
@@ -262,6 +268,7 @@ export class FeatureStore {
         dropData: (f) => this.dropData(f),
         catchUp: (f, sink) => this.live.catchUp(f, sink),
         health: this.health,
+        invalidReport: (f) => path.join(this.home, 'reports', `${f.name}@${f.variant}.invalid.jsonl`),
         source: async (f) => {
           const spec = this.registry.getSource(f.source.name, f.source.variant);
           if (!spec) throw nlError('NL_SOURCE_NOT_FOUND', `${f.source.name}@${f.source.variant}`);

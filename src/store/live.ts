@@ -3,6 +3,7 @@ import { nlError } from '../errors.ts';
 import { openFileLog } from '../log/file.ts';
 import type { Log, LogEntry } from '../log/types.ts';
 import { prepare } from '../materialize/job.ts';
+import { describeText, textColumns } from '../materialize/text.ts';
 import type { EmbeddingModel } from '../providers/embedding/types.ts';
 import type { OnlineStore } from '../providers/online/types.ts';
 import type { VectorCollection, VectorRecord } from '../providers/vector/types.ts';
@@ -99,9 +100,10 @@ function indexable(v: Vector, metric: string | undefined): boolean {
 
 export const ref = (f: { name: string; variant: string }) => `${f.name}@${f.variant}`;
 
-/** The embedding a text variant needs from a row: same model and text column means the same vector. */
+/** The embedding a text variant needs from a row: same model and same text (column, columns or template) means the same vector. */
 function embeddingKey(f: FeatureRecord): string | undefined {
-  return f.text ? `${f.text.model.name}@${f.text.model.version}:${f.text.column}` : undefined;
+  if (!f.text) return undefined;
+  return `${f.text.model.name}@${f.text.model.version}:${f.text.column ?? describeText(f.text)}`;
 }
 
 const encodeVector = (v: Vector) => Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64');
@@ -121,7 +123,7 @@ function entityKey(registry: Registry, f: FeatureRecord): string {
 
 /** The columns a variant reads from a source row. */
 function columnsOf(f: FeatureRecord): string[] {
-  return [f.vector?.column, f.text?.column, f.column, ...f.metadata].filter((c): c is string => typeof c === 'string');
+  return [f.vector?.column, ...(f.text ? textColumns(f.text) : []), f.column, ...f.metadata].filter((c): c is string => typeof c === 'string');
 }
 
 /** One source's log and the variants following it in this process. */

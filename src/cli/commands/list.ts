@@ -1,4 +1,5 @@
 import { nlError } from '../../errors.ts';
+import { textColumns } from '../../materialize/text.ts';
 import type { Command } from './index.ts';
 import { toJson, withStore } from './open.ts';
 
@@ -57,16 +58,27 @@ export const show: Command = {
         lineage: {
           source: source && { ref: `${source.name}@${source.variant}`, ...source },
           model: model && { ref: `${model.name}@${model.version}`, runtime: model.runtime, dims: model.dims, sha256: model.sha256 },
+          ...(f.text ? { text: { ...(f.text.template !== undefined ? { template: f.text.template } : {}), columns: textColumns(f.text), model: `${f.text.model.name}@${f.text.model.version}` } } : {}),
           provider: { name: provider.name, kind: provider.kind },
           entity: registry.getEntity(f.entity),
         },
         materialization: registry.getMaterialization(f.name, f.variant) ?? null,
+        mutability: mutability(f.status),
       };
       process.stdout.write(toJson(out, 2) + '\n');
       return 0;
     });
   },
 };
+
+/** What may still change about a variant: the definition only until it publishes; the rows follow writes after. */
+function mutability(status: string): string {
+  if (status === 'materialized') {
+    return 'definition immutable (a new model, column, metric or source means a new variant); rows follow writes (PUT /v1/features/FEATURE/vectors)';
+  }
+  if (status === 'materializing') return 'definition frozen while a materialization runs; rows are being written';
+  return 'not published: apply may still redefine it';
+}
 
 export function printTable(rows: Array<Record<string, unknown>>): void {
   if (!rows.length) {

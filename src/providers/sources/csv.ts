@@ -15,6 +15,10 @@ export function createCsvSource(spec: SourceSpec): Source {
   if (delimiter.length !== 1 || delimiter === '"' || delimiter === '\n') throw nlError('NL_BAD_DEFINITION', `source ${spec.name}: bad CSV delimiter ${JSON.stringify(delimiter)}`);
   return {
     size: () => fileSize(path),
+    async columns() {
+      for await (const rec of records(path, 0)) return splitRecord(rec.text, delimiter);
+      return undefined;
+    },
     async *read(from = { position: 0, line: 0 }): AsyncGenerator<SourceRow> {
       let header: string[] | undefined;
       let line = 0;

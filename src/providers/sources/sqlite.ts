@@ -33,6 +33,11 @@ export function createSqliteSource(spec: SourceSpec): Source {
     }
   };
   return {
+    async columns() {
+      const cols = withDb((db) => db.prepare(`SELECT name FROM pragma_table_info(?)`).pluck().all(table) as string[]);
+      if (!cols.length) throw nlError('NL_SOURCE_NOT_FOUND', `${file}: table ${table}`);
+      return cols;
+    },
     size: async () => withDb((db) => (db.prepare(`SELECT max(rowid) FROM "${table}"`).pluck().get() as number | null) ?? 0),
     async *read(from = { position: 0, line: 0 }): AsyncGenerator<SourceRow> {
       let after = from.position;

@@ -25,4 +25,10 @@ export interface Source {
   /** Total size in the unit of `position` (bytes for files), for progress and ETA; undefined if unknown. */
   size(): Promise<number | undefined>;
   read(from?: { position: number; line: number }): AsyncIterable<SourceRow>;
+  /**
+   * The column names definitions may reference, read cheaply (a CSV header, the keys of the first JSON Lines rows,
+   * a table's columns), so that a typo fails `apply` rather than a materialization; undefined when the source holds
+   * no rows to learn them from.
+   */
+  columns(): Promise<string[] | undefined>;
 }
