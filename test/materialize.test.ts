@@ -75,7 +75,7 @@ describe('materialization of precomputed vectors and scalars', () => {
     const { store } = await setup(100, 8, (h) => {
       appendFileSync(path.join(h, 'words.jsonl'), '{"id":"x","vec":[1]}\nnot json\n{"id":"y","vec":[0,0,0,0,0,0,0,null]}\n');
     });
-    const r = await store.materialize('word_vec@v1', { progress: false, skipInvalid: true });
+    const r = await store.materialize('word_vec@v1', { progress: false, skipInvalid: true, maxInvalid: 3 });
     expect(r).toMatchObject({ status: 'done', rows: 100, skipped: 3 });
     expect(r.invalid.map((x) => x.line)).toEqual([101, 102, 103]);
     await store.close();

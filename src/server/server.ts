@@ -1,5 +1,6 @@
 import { FeatureStore } from '../store/feature-store.ts';
 import { build, type BuildOptions } from './app.ts';
+import { announceServing } from './serving.ts';
 
 export interface ListenOptions extends Omit<BuildOptions, 'store'> {
   /** Home folder of the registry and indexes. */
@@ -25,6 +26,7 @@ export async function listen(opts: ListenOptions): Promise<{ address: string; cl
   const bindTo = host ?? (keys > 0 ? '0.0.0.0' : '127.0.0.1');
   try {
     const address = await app.listen({ port, host: bindTo });
+    const withdraw = announceServing(store.home, address);
     if (keys === 0 && host === undefined) {
       app.log.warn(`no API key exists, so the API is open and bound to 127.0.0.1 only; create one with \`nearline keys create\` or pass --host to bind elsewhere`);
     } else if (keys === 0) {
@@ -33,6 +35,7 @@ export async function listen(opts: ListenOptions): Promise<{ address: string; cl
     return {
       address,
       close: async () => {
+        withdraw();
         await app.close();
         await store.close();
       },

@@ -1,20 +1,22 @@
 import { nlError } from '../../errors.ts';
+import { findServing } from '../../server/serving.ts';
 import type { Command } from './index.ts';
 import { printTable } from './list.ts';
 import { toJson, withStore } from './open.ts';
 
 const SCOPES = ['serve', 'write', 'admin'] as const;
 
-const USAGE = `usage: nearline keys create --scope serve|write|admin [--features a,b] [--home DIR]
+const USAGE = `usage: nearline keys create --scope serve|write|admin [--features a,b] [--yes] [--home DIR]
        nearline keys list [--json] [--home DIR]
        nearline keys revoke ID [--home DIR]
   A revoked key is refused by every running server within a second. Servers stay closed to callers
-  without a key even when every key is revoked.`;
+  without a key even when every key is revoked. The first key turns authentication on: while a server
+  serves this home without keys, every client it serves gets 401 from then on, so that needs --yes.`;
 
 export const keys: Command = {
   summary: 'create, list or revoke API keys (a key is printed once and stored hashed)',
   usage: USAGE,
-  options: { scope: { type: 'string' }, features: { type: 'string' }, json: { type: 'boolean' } },
+  options: { scope: { type: 'string' }, features: { type: 'string' }, json: { type: 'boolean' }, yes: { type: 'boolean' } },
   async run({ home, values, positionals }) {
     const [verb, ...args] = positionals;
     const usage = () => {
@@ -27,6 +29,13 @@ export const keys: Command = {
       const features = values.features === undefined ? null : (values.features as string).split(',').map((s) => s.trim()).filter(Boolean);
       return withStore(home, async ({ registry }) => {
         for (const f of features ?? []) if (!registry.listFeatures(f.split('@')[0]).length) throw nlError('NL_FEATURE_NOT_FOUND', f);
+        const serving = registry.countKeys() === 0 ? await findServing(home) : [];
+        if (serving.length) {
+          const where = serving.map((s) => `${s.address} (pid ${s.pid})`).join(', ');
+          const what = `a server is serving this home with no API key at ${where}: the first key turns authentication on, and every client without a key gets 401 NL_UNAUTHORIZED from then on`;
+          if (!values.yes) throw nlError('NL_CONFIRMATION_REQUIRED', `${what}. Nothing was created; re-run with --yes, then give the key to every client`);
+          process.stderr.write(`warning: ${what}\n`);
+        }
         const { key, record } = registry.createKey(scope, features);
         process.stderr.write(`created key ${record.id} (scope ${scope}${features ? `, features ${features.join(', ')}` : ''}); it is shown once:\n`);
         process.stdout.write(`${key}\n`);
