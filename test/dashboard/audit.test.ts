@@ -38,7 +38,8 @@ describe('the audit trail: keys list / revoke, history', () => {
     writeDefs(home, wordDefs(8, { variant: 'v2' }), 'v2.yaml');
     expect(cli(home, 'apply', 'defs.yaml').code).toBe(0);
     expect(cli(home, 'materialize', 'word_vec@v1').code).toBe(0);
-    expect(cli(home, 'apply', 'v2.yaml').code).toBe(0); // creates v2 and moves prod to it
+    // Creates v2 and moves prod to it: a move to an unmaterialized variant needs --force, and --yes off a terminal.
+    expect(cli(home, 'apply', 'v2.yaml', '--force', '--yes').code).toBe(0);
     expect(cli(home, 'alias', 'set', 'word_vec', 'prod', 'v1').code).toBe(0);
     createKey('admin', '--scope', 'admin');
     createKey('serve', '--scope', 'serve');
