@@ -8,12 +8,14 @@ import type { ServerContext } from './context.ts';
 import { frameworkErrors, installErrorHandlers } from './errors.ts';
 import { Lane, type LaneOptions } from './limiter.ts';
 import { Metrics } from './metrics.ts';
+import type { SeriesOptions } from './series.ts';
 import { registerHealthGauges } from './health-metrics.ts';
 import { dashboardRoutes } from './routes/dashboard.ts';
 import { featureRoutes } from './routes/features.ts';
 import { nearestRoutes } from './routes/nearest.ts';
 import { opsRoutes } from './routes/ops.ts';
 import { registryRoutes } from './routes/registry.ts';
+import { uiRoutes } from './routes/ui.ts';
 import { sourceRoutes } from './routes/sources.ts';
 import { errorSchema, HTTP_LIMITS } from './schemas/common.ts';
 
@@ -36,6 +38,8 @@ export interface BuildOptions {
   push?: LaneOptions;
   /** Load every materialized embedding feature's index before /readyz says ready. Default true. */
   warm?: boolean;
+  /** How often the dashboard's charts sample the metrics, and how many samples they keep. Default every 5 s, 360. */
+  series?: SeriesOptions;
 }
 
 /** The HTTP API as a fastify instance, not listening; `inject()` it in tests. */
@@ -121,11 +125,12 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
       await v1.register(featureRoutes, ctx);
       await v1.register(registryRoutes, ctx);
       await v1.register(sourceRoutes, ctx);
-      await v1.register(dashboardRoutes, ctx);
+      await v1.register(dashboardRoutes, { ...ctx, ...(opts.series ? { series: opts.series } : {}) });
     },
     { prefix: '/v1' },
   );
   await app.register(opsRoutes, ctx);
+  await app.register(uiRoutes, ctx);
 
   const warm = async () => {
     for (const f of store.registry.listFeatures()) {
