@@ -20,6 +20,8 @@ export interface Hit {
   id: string;
   score: number;
   vector?: Vector;
+  /** The hit's metadata fields, when asked for (`include.metadata`). */
+  metadata?: Metadata;
   features?: Record<string, OnlineValue>;
 }
 

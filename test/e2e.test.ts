@@ -226,13 +226,15 @@ describe.each(SETS)('end to end on $name', (set) => {
 
   it('/v1/nearest by id and by vector, filtered, with scalar features joined: the exact answer', async () => {
     const include = { features: ['item_price', 'item_title'] };
-    const byId = await post('/v1/nearest', { feature: 'item_vec', k: 8, query: { id: 'i7' }, filter, include });
+    const byId = await post('/v1/nearest', { feature: 'item_vec', k: 8, query: { id: 'i7' }, filter, include: { ...include, metadata: true } });
     expect(byId.status, JSON.stringify(byId.body)).toBe(200);
     expect(byId.body).toMatchObject({ feature: 'item_vec', variant: 'v1' });
     expectExact(byId.body.hits, exact(live, items[7].vec, 8, 'cosine', keep, 'i7'));
     for (const h of byId.body.hits) {
       const item = items[Number(h.id.slice(1))];
       expect(h.features).toEqual({ item_price: item.price, item_title: item.title });
+      // Regression test for hits without their metadata: include.metadata returns it, like Qdrant's with_payload.
+      expect(h.metadata).toEqual({ lang: item.lang, bucket: item.bucket });
     }
     record('nearest by id', byId.body.hits);
 
@@ -245,14 +247,16 @@ describe.each(SETS)('end to end on $name', (set) => {
   });
 
   it('/v1/nearest/batch answers every query in order, exactly', async () => {
-    const queries = [{ id: 'i1' }, { vector: probe }, { id: 'i399' }];
+    // The last query carries its own filter, which replaces the batch's (regression test for one filter per batch).
+    const queries = [{ id: 'i1' }, { vector: probe }, { id: 'i399' }, { query: { vector: probe }, filter: { field: 'bucket', op: 'lt', value: 3 } }];
     const res = await post('/v1/nearest/batch', { feature: 'item_vec', k: 5, queries, filter: { field: 'lang', op: 'eq', value: 'en' } });
     expect(res.status, JSON.stringify(res.body)).toBe(200);
-    expect(res.body.results).toHaveLength(3);
+    expect(res.body.results).toHaveLength(4);
     const en = (r: Row) => r.lang === 'en';
     expectExact(res.body.results[0].hits, exact(live, items[1].vec, 5, 'cosine', en, 'i1'));
     expectExact(res.body.results[1].hits, exact(live, probe, 5, 'cosine', en));
     expectExact(res.body.results[2].hits, exact(live, items[399].vec, 5, 'cosine', en, 'i399'));
+    expectExact(res.body.results[3].hits, exact(live, probe, 5, 'cosine', (r) => r.bucket < 3));
     res.body.results.forEach((r: { hits: Array<{ id: string; score: number }> }, i: number) => record(`batch ${i}`, r.hits));
     set.afterStep?.();
   });
@@ -309,6 +313,15 @@ describe.each(SETS)('end to end on $name', (set) => {
     out.hits.forEach((h: { score: number }, i: number) => expect(h.score).toBeCloseTo(http.body.hits[i].score, 5));
     expectExact(out.hits, exact(live, live.at(-1)!.vec, 10, 'cosine', undefined, 'new1'));
     record('cli nearest', out.hits);
+    const joined = await cli(home, 'nearest', 'item_vec', '--id', 'new1', '--k', '3', '--include-metadata', '--include-features', 'item_price,item_title');
+    expect(joined.code, joined.err).toBe(0);
+    const withFeatures = JSON.parse(joined.out);
+    expect(withFeatures.variants).toEqual({ item_vec: 'item_vec@v1', item_price: 'item_price@v1', item_title: 'item_title@v1' });
+    for (const h of withFeatures.hits) {
+      const row = live.find((r) => r.id === h.id)!;
+      expect(h.metadata).toEqual({ lang: row.lang, bucket: row.bucket });
+      expect(Object.keys(h.features)).toEqual(['item_price', 'item_title']);
+    }
     set.afterStep?.();
   });
 
@@ -347,7 +360,7 @@ describe('every provider set', () => {
     const runs = [...answers.entries()].filter(([, seen]) => Object.keys(seen).length > 0);
     expect(runs.length, 'provider sets that ran').toBeGreaterThanOrEqual(SETS.filter((s) => !s.skip).length);
     const [first, ...rest] = runs;
-    expect(Object.keys(first[1])).toEqual(['nearest by id', 'nearest by vector', 'batch 0', 'batch 1', 'batch 2', 'after upsert', 'cli nearest', 'after alias switch']);
+    expect(Object.keys(first[1])).toEqual(['nearest by id', 'nearest by vector', 'batch 0', 'batch 1', 'batch 2', 'batch 3', 'after upsert', 'cli nearest', 'after alias switch']);
     for (const [, seen] of rest) {
       expect(Object.keys(seen)).toEqual(Object.keys(first[1]));
       for (const step of Object.keys(seen)) {

@@ -12,6 +12,7 @@ export function hitsJson(hits: Hit[]): unknown[] {
     id: h.id,
     score: h.score,
     ...(h.vector ? { vector: Array.from(h.vector) } : {}),
+    ...(h.metadata ? { metadata: h.metadata } : {}),
     ...(h.features ? { features: featuresJson(h.features) } : {}),
   }));
 }

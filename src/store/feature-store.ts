@@ -26,7 +26,8 @@ export interface NearestRequest {
   filter?: unknown;
   exclude?: string[];
   ef?: number;
-  include?: { vectors?: boolean; features?: string[] };
+  /** `vectors`: each hit's vector; `metadata`: its metadata fields; `features`: scalar or vector features joined by id. */
+  include?: { vectors?: boolean; metadata?: boolean; features?: string[] };
   diversity?: { lambda: number };
 }
 
@@ -403,6 +404,7 @@ export class FeatureStore {
         ...(filter ? { filter } : {}),
         ...(exclude.size ? { exclude: [...exclude] } : {}),
         includeVectors: Boolean(req.include?.vectors || req.diversity),
+        ...(req.include?.metadata ? { includeMetadata: true } : {}),
       },
     };
   }

@@ -9,7 +9,9 @@ const BATCH = 256;
 
 export const nearest: Command = {
   summary: 'nearest neighbours of a vector, id, text, or a file of queries; JSON out',
-  usage: `usage: nearline nearest FEATURE[@VARIANT] (--vector JSON | --id ID | --text TEXT | --queries FILE) [--k 10] [--ef N] [--filter JSON] [--include-vectors] [--home DIR]
+  usage: `usage: nearline nearest FEATURE[@VARIANT] (--vector JSON | --id ID | --text TEXT | --queries FILE) [--k 10] [--ef N] [--filter JSON] [--include-vectors] [--include-metadata] [--include-features a,b] [--home DIR]
+  --include-metadata      each hit's metadata fields
+  --include-features a,b  scalar or vector features joined to each hit (two-stage ranking in one call)
   --queries FILE  JSON Lines: one query per line ({"id": ...}, {"vector": [...]}, {"text": ...}, {"positive": [...]},
                   or a request {"query": {...}, "k": 5, "filter": {...}}); one result line per query, in order`,
   options: {
@@ -21,6 +23,8 @@ export const nearest: Command = {
     ef: { type: 'string' },
     filter: { type: 'string' },
     'include-vectors': { type: 'boolean' },
+    'include-metadata': { type: 'boolean' },
+    'include-features': { type: 'string' },
   },
   async run({ home, values, positionals }) {
     const [feature] = positionals;
@@ -33,8 +37,13 @@ export const nearest: Command = {
       k: values.k === undefined ? 10 : Number(values.k),
       ...(values.ef !== undefined ? { ef: Number(values.ef) } : {}),
       ...(values.filter !== undefined ? { filter: parseJson(values.filter as string, '--filter') } : {}),
-      ...(values['include-vectors'] ? { include: { vectors: true } } : {}),
     };
+    const include = {
+      ...(values['include-vectors'] ? { vectors: true } : {}),
+      ...(values['include-metadata'] ? { metadata: true } : {}),
+      ...(values['include-features'] !== undefined ? { features: (values['include-features'] as string).split(',').map((s) => s.trim()).filter(Boolean) } : {}),
+    };
+    if (Object.keys(include).length) base.include = include;
     return withStore(home, async (store) => {
       if (values.queries !== undefined) return runQueries(store, feature, values.queries as string, base);
       const query =

@@ -308,12 +308,13 @@ export function createQdrantProvider(options: QdrantVectorOptions, ctx: Provider
       const answers = await call(`query ${this.qname}`, (c) => c.queryBatch(this.qname, { searches: live.map(([r]) => r) }));
       const sign = this.spec.metric === 'l2' ? -1 : 1;
       answers.forEach((answer, j) => {
-        const withVectors = queries[live[j][1]].base.includeVectors;
+        const { includeVectors: withVectors, includeMetadata: withMetadata } = queries[live[j][1]].base;
         results[live[j][1]] = answer.points.map((p) => {
           const id = (p.payload as Record<string, unknown> | null | undefined)?.[ID_KEY];
           if (typeof id !== 'string') throw providerError(ctx.name, new Error(`qdrant point ${p.id} in ${this.qname} has no ${ID_KEY}`));
           const hit: Hit = { id, score: sign * p.score };
           if (withVectors) hit.vector = toVector(p.vector);
+          if (withMetadata) hit.metadata = payloadMetadata(p.payload, this.spec.metadataFields);
           return hit;
         });
       });
@@ -332,7 +333,7 @@ export function createQdrantProvider(options: QdrantVectorOptions, ctx: Provider
         must.length || exclude.length
           ? { ...(must.length ? { must } : {}), ...(exclude.length ? { must_not: [{ has_id: exclude }] } : {}) }
           : undefined;
-      return { query, filter, limit, params: { hnsw_ef: ef }, with_payload: [ID_KEY], with_vector: q.includeVectors === true };
+      return { query, filter, limit, params: { hnsw_ef: ef }, with_payload: q.includeMetadata ? [ID_KEY, ...this.spec.metadataFields] : [ID_KEY], with_vector: q.includeVectors === true };
     }
 
     async count(): Promise<number> {
@@ -460,4 +461,10 @@ export function createQdrantProvider(options: QdrantVectorOptions, ctx: Provider
   }
 
   return provider;
+}
+
+/** A hit's metadata from its payload: every declared field, null where the point has none. */
+function payloadMetadata(payload: unknown, fields: string[]): Metadata {
+  const p = (payload ?? {}) as Record<string, unknown>;
+  return Object.fromEntries(fields.map((f) => [f, (p[f] ?? null) as Scalar]));
 }

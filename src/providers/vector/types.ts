@@ -37,6 +37,8 @@ export interface SearchQuery {
   exclude?: string[];
   /** Return each hit's vector. */
   includeVectors?: boolean;
+  /** Return each hit's metadata (as Qdrant's with_payload). */
+  includeMetadata?: boolean;
 }
 
 /** Recommend-style query: closer to `positive`, away from `negative` (ids or vectors). */

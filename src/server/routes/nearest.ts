@@ -21,7 +21,7 @@ interface NearestBody {
 interface BatchBody {
   feature: string;
   k: number;
-  queries: Query[];
+  queries: Array<Query | { query: Query; filter?: unknown }>;
   filter?: unknown;
   ef?: number;
   include?: Include;
@@ -91,15 +91,21 @@ export async function nearestRoutes(app: FastifyInstance, ctx: ServerContext): P
   app.post('/nearest/batch', { schema: nearestBatchSchema, config: { scope: 'serve' } }, async (request) => {
     const body = request.body as BatchBody;
     auth.requireFeatures(request.apiKey, features(body.feature, body.include));
-    const { k, ef, filter, include } = body;
-    const reqs = body.queries.map((query) => ({
+    const { k, ef, include } = body;
+    // A query may carry its own filter, which replaces the batch's.
+    const items = body.queries.map((q) => ('query' in q ? { query: q.query, filter: q.filter ?? body.filter } : { query: q, filter: body.filter }));
+    const reqs = items.map(({ query, filter }) => ({
       k,
       query,
       ...(ef !== undefined ? { ef } : {}),
       ...(filter !== undefined ? { filter } : {}),
       ...(include !== undefined ? { include } : {}),
     }));
-    const lane = isHeavy(body, body.filter === undefined ? 0 : rowsOf(body.feature)) ? lanes.heavy : lanes.cheap;
+    const queries = items.map((i) => i.query);
+    const filtered = items.filter((i) => i.filter !== undefined);
+    const rows = filtered.length ? rowsOf(body.feature) : 0;
+    const heavy = isHeavy({ ...body, filter: undefined, queries }, rows) || filtered.some((i) => isHeavy({ k, filter: i.filter, queries: [i.query] }, rows));
+    const lane = heavy ? lanes.heavy : lanes.cheap;
     const results = await lane.run(() => store.nearestMany(body.feature, reqs));
     const first = results[0];
     request.servedFeature = `${first.feature}@${first.variant}`;

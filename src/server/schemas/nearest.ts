@@ -22,6 +22,21 @@ export const query = {
   ],
 } as const;
 
+/** A batch item: a query, or `{query, filter}` with a filter of its own that replaces the batch's. */
+const batchQuery = {
+  type: 'object',
+  oneOf: [
+    ...query.oneOf,
+    {
+      type: 'object',
+      title: 'a query with its own filter',
+      required: ['query'],
+      additionalProperties: false,
+      properties: { query, filter: { ...filter, description: "this query's filter, instead of the batch's" } },
+    },
+  ],
+} as const;
+
 const k = { type: 'integer', minimum: 1, maximum: HTTP_LIMITS.maxK, default: 10 } as const;
 
 const include = {
@@ -29,6 +44,7 @@ const include = {
   additionalProperties: false,
   properties: {
     vectors: { type: 'boolean', description: "return each hit's vector" },
+    metadata: { type: 'boolean', description: "return each hit's metadata fields (like Qdrant's with_payload)" },
     features: { type: 'array', maxItems: HTTP_LIMITS.features, items: featureRef, description: 'scalar or embedding features joined to each hit' },
   },
 } as const;
@@ -42,6 +58,7 @@ const hits = {
       id: { type: 'string' },
       score: { type: 'number', description: 'higher is closer: cosine similarity, dot product, or negative L2 distance' },
       vector: { type: 'array', items: { type: 'number' } },
+      metadata: { type: 'object', additionalProperties: { anyOf: [{ type: 'string' }, { type: 'number' }, { type: 'boolean' }, { type: 'null' }] } },
       features: { type: 'object', additionalProperties: onlineValue },
     },
   },
@@ -96,8 +113,8 @@ export const nearestBatchSchema = {
     properties: {
       feature: featureRef,
       k,
-      queries: { type: 'array', minItems: 1, maxItems: HTTP_LIMITS.batchQueries, items: query },
-      filter,
+      queries: { type: 'array', minItems: 1, maxItems: HTTP_LIMITS.batchQueries, items: batchQuery },
+      filter: { ...filter, description: `${filter.description}; applies to every query without its own filter` },
       ef: { type: 'integer', minimum: 1, maximum: HTTP_LIMITS.maxEf },
       include,
     },

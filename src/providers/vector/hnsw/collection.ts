@@ -71,6 +71,7 @@ interface Prepared {
   filter?: Filter;
   exclude?: string[];
   includeVectors?: boolean;
+  includeMetadata?: boolean;
 }
 
 /** One addon call: these queries, this k and ef, this predicate; graph walk or exact scan. */
@@ -225,7 +226,7 @@ export class HnswCollection implements VectorCollection {
       if (!Number.isInteger(q.k) || q.k < 1) throw nlError('NL_BAD_REQUEST', `query ${i}: k must be a positive integer`);
       const filter = q.filter === undefined ? undefined : validateFilter(q.filter, this.spec.metadataFields);
       const ef = Math.max(q.ef ?? this.spec.index.ef ?? 100, q.k);
-      return { vector: this.prepare(q.vector, `query ${i}`), k: q.k, ef, filter, exclude: q.exclude, includeVectors: q.includeVectors };
+      return { vector: this.prepare(q.vector, `query ${i}`), k: q.k, ef, filter, exclude: q.exclude, includeVectors: q.includeVectors, includeMetadata: q.includeMetadata };
     });
     // Planned and, when small, answered at once without yielding, so no write can come in between.
     const now = this.lock.readNow(() => {
@@ -329,7 +330,7 @@ export class HnswCollection implements VectorCollection {
     for (const t of tasks) t.members.forEach((m, j) => (source[m] = [t, j]));
     return prepared.map((q, i) => {
       const [t, j] = source[i];
-      return this.hits(t.found!, j, t.k, q.includeVectors);
+      return this.hits(t.found!, j, t.k, q);
     });
   }
 
@@ -344,14 +345,15 @@ export class HnswCollection implements VectorCollection {
   }
 
   /** Hits of query `qi` from a result laid out `k` slots per query. */
-  private hits(found: Found, qi: number, k: number, includeVectors?: boolean): Hit[] {
+  private hits(found: Found, qi: number, k: number, include: { includeVectors?: boolean; includeMetadata?: boolean }): Hit[] {
     const n = found.counts[qi];
     const out: Hit[] = new Array(n);
     for (let i = 0; i < n; i++) {
       const slot = qi * k + i;
       out[i] = { id: this.ids[found.labels[slot]]!, score: this.score(found.distances[slot]) };
+      if (include.includeMetadata) out[i].metadata = this.columns.get(found.labels[slot]);
     }
-    if (includeVectors && n) {
+    if (include.includeVectors && n) {
       const vectors = this.vectors(found.labels.slice(qi * k, qi * k + n));
       out.forEach((h, i) => (h.vector = vectors[i]));
     }
