@@ -28,7 +28,11 @@ export interface NearestRequest {
   ef?: number;
   /** `vectors`: each hit's vector; `metadata`: its metadata fields; `features`: scalar or vector features joined by id. */
   include?: { vectors?: boolean; metadata?: boolean; features?: string[] };
-  diversity?: { lambda: number };
+  /**
+   * Re-rank with maximal marginal relevance: `lambda` 1 is pure relevance, 0 pure diversity; `candidates` is the
+   * pool MMR picks k from (default 4·k, at most LIMITS.maxK). Hits then come in MMR's selection order.
+   */
+  diversity?: { lambda: number; candidates?: number };
 }
 
 export interface NearestResult {
@@ -348,6 +352,10 @@ export class FeatureStore {
     if (req.diversity !== undefined) {
       const l = req.diversity?.lambda;
       if (typeof l !== 'number' || !(l >= 0 && l <= 1)) throw nlError('NL_BAD_REQUEST', 'diversity.lambda must be a number from 0 to 1');
+      const c = req.diversity.candidates;
+      if (c !== undefined && (!Number.isInteger(c) || c < k || c > LIMITS.maxK)) {
+        throw nlError('NL_LIMIT_EXCEEDED', `diversity.candidates must be an integer from k (${k}) to ${LIMITS.maxK}`);
+      }
     }
     const filter: Filter | undefined = req.filter === undefined ? undefined : validateFilter(req.filter, feature.metadata);
     const exclude = new Set(req.exclude ?? []);
@@ -393,7 +401,7 @@ export class FeatureStore {
       if (provider.supportsExamples && provider.searchExamples) examples = { positive: pos.map((p) => p.key), negative: neg.map((n) => n.key) };
     } else throw nlError('NL_BAD_REQUEST', 'query must be exactly one of {vector}, {id}, {text}, {positive, negative?}');
     if (filter && !provider.supportsFilter) throw nlError('NL_UNSUPPORTED', `provider ${provider.name} cannot filter`);
-    const fetchK = req.diversity ? Math.min(k * LIMITS.overfetchForDiversity, LIMITS.maxK) : k;
+    const fetchK = req.diversity ? (req.diversity.candidates ?? Math.min(k * LIMITS.overfetchForDiversity, LIMITS.maxK)) : k;
     return {
       k,
       examples,

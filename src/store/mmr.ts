@@ -1,10 +1,11 @@
 import type { Hit, Vector } from '../types.ts';
 
 /**
- * Maximal marginal relevance: picks k of the candidates, trading relevance to the query
- * (weight `lambda`) against similarity to what is already picked (weight 1 - lambda).
- * Candidates must carry vectors; cosine similarity is used between candidates whatever the metric,
- * so both terms live on the same scale.
+ * Maximal marginal relevance (Carbonell and Goldstein, 1998): picks k of the candidates one at a time, each
+ * maximising `lambda * sim(query, c) - (1 - lambda) * max over picked p of sim(c, p)`. `lambda` 1 is the plain
+ * nearest-neighbour order, 0 pure diversity (after the first, most relevant hit). Cosine similarity is used for
+ * both terms whatever the metric, so they live on the same scale. The result is in selection order: the first
+ * hit is the most relevant, and scores need not decrease down the list. Candidates must carry vectors.
  */
 export function mmr(query: Vector, candidates: Hit[], k: number, lambda: number): Hit[] {
   const pool = candidates.filter((h) => h.vector);

@@ -15,7 +15,7 @@ interface NearestBody {
   exclude?: string[];
   ef?: number;
   include?: Include;
-  diversity?: { lambda: number };
+  diversity?: { lambda: number; candidates?: number };
 }
 
 interface BatchBody {

@@ -83,7 +83,12 @@ export const nearestSchema = {
         type: 'object',
         required: ['lambda'],
         additionalProperties: false,
-        properties: { lambda: { type: 'number', minimum: 0, maximum: 1, description: 'MMR: 1 is pure relevance, 0 pure diversity' } },
+        description:
+          "maximal marginal relevance: from the nearest `candidates`, pick each next hit by lambda·sim(query, hit) − (1 − lambda)·max sim(hit, hits picked before) (cosine similarities); hits come in that selection order, and `score` stays the hit's similarity to the query",
+        properties: {
+          lambda: { type: 'number', minimum: 0, maximum: 1, description: '1 is pure relevance (the plain nearest-neighbour list), 0 pure diversity' },
+          candidates: { type: 'integer', minimum: 1, maximum: HTTP_LIMITS.maxK, description: 'the pool MMR picks k from; default 4·k' },
+        },
       },
     },
   },
