@@ -207,7 +207,9 @@ export function validateDefinitions(raw: unknown, file: string, baseDir: string)
       }
       vector?.done();
       text?.done();
-      def.dims = f.posInt('dims');
+      // A text feature's dims are its model's (found by the probe at apply); given, they must match.
+      const dims = text ? f.optPosInt('dims') : f.posInt('dims');
+      if (dims !== undefined) def.dims = dims;
       def.metric = f.oneOf('metric', METRICS, 'cosine');
       const index = f.optObj('index');
       def.index = {

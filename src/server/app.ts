@@ -137,9 +137,11 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
       if (f.kind !== 'embedding' || f.status !== 'materialized') continue;
       try {
         await store.collection(f);
+        // A text feature's model too: its first load takes seconds, which no query should wait for.
+        if (f.text) await store.model(f.text.model.name, f.text.model.version);
       } catch (e) {
         ctx.readiness.failed.push({ feature: `${f.name}@${f.variant}`, message: (e as Error).message });
-        app.log.error({ err: e, feature: `${f.name}@${f.variant}` }, 'index failed to load');
+        app.log.error({ err: e, feature: `${f.name}@${f.variant}` }, 'index or model failed to load');
       }
     }
     ctx.readiness.ready = true;

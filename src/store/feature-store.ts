@@ -140,6 +140,7 @@ export class FeatureStore {
       const dims = known && known.sha256 === sha256 ? known.dims : (await probeModel(m)).dims;
       probes.set(ref, { dims, sha256 });
     }
+    defs = withModelDims(defs, probes, this.registry);
     const plan = this.registry.plan(defs, probes, { force: opts.force });
     // Columns are checked for new and changed features, and for features over a new or changed source.
     const changed = new Set(plan.filter((p) => (p.kind === 'feature' || p.kind === 'source') && (p.action === 'create' || p.action === 'update')).map((p) => p.name));
@@ -313,8 +314,12 @@ export class FeatureStore {
 
   /** Many queries against one feature: vector queries go to the provider as one batch. */
   async nearestMany(featureRef: string, reqs: Array<Omit<NearestRequest, 'feature'>>): Promise<NearestResult[]> {
-    const t0 = performance.now();
     const feature = this.servable(featureRef, 'embedding');
+    // took_ms is the query's time: a model's first load (a server loads them before it is ready) is not part of it.
+    if (feature.text && reqs.some((r) => r.query && typeof r.query === 'object' && 'text' in r.query)) {
+      await this.model(feature.text.model.name, feature.text.model.version);
+    }
+    const t0 = performance.now();
     const collection = await this.collection(feature);
     const provider = await this.vectorProvider(feature.provider);
     const plans = await Promise.all(reqs.map((r) => this.planQuery(feature, collection, provider, r)));
@@ -538,6 +543,17 @@ export class FeatureStore {
       .filter((f) => f.kind === 'embedding' && f.status === 'materialized')
       .map((f) => ({ feature: f.name, variant: f.variant, rows: f.rows }));
   }
+}
+
+/** Text features without `dims` take their model's, as probed (or registered). */
+function withModelDims(defs: Definitions, probes: Map<string, ModelProbe>, registry: Registry): Definitions {
+  const features = defs.features.map((f) => {
+    if (!f.text || f.dims !== undefined) return f;
+    const mref = `${f.text.model.name}@${f.text.model.version}`;
+    const dims = probes.get(mref)?.dims ?? registry.getModel(f.text.model.name, f.text.model.version)?.dims;
+    return dims === undefined ? f : { ...f, dims };
+  });
+  return { ...defs, features };
 }
 
 function cached<T>(map: Map<string, Promise<T>>, key: string, make: () => Promise<T>): Promise<T> {
