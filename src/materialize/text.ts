@@ -43,13 +43,14 @@ export function describeText(spec: TextSource): string {
   return `column "${spec.column}"`;
 }
 
-/** The text to embed for one row, or why the row has none. Missing and null values read as empty. */
+/** The text to embed for one row, or why the row has none (no column brings any text). Missing and null values read as empty. */
 export function buildText(spec: TextSource, values: Record<string, unknown>): string | { reason: string } {
   let text: string;
   if (spec.template !== undefined) {
-    text = parseTemplate(spec.template)
-      .map((p) => (typeof p === 'string' ? p : cell(values[p.column])))
-      .join('');
+    const parts = parseTemplate(spec.template);
+    // Only the template's own punctuation is no text: at least one placeholder must bring some.
+    if (parts.every((p) => typeof p === 'string' || !cell(values[p.column]).trim())) return { reason: `the text built from ${describeText(spec)} is empty` };
+    text = parts.map((p) => (typeof p === 'string' ? p : cell(values[p.column]))).join('');
   } else if (spec.columns) {
     text = spec.columns
       .map((c) => cell(values[c]).trim())

@@ -1,8 +1,9 @@
+import { spawnSync } from 'node:child_process';
 import { readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { tempDir, wordDefs, writeDefs, writeWords } from '../helpers/fixtures.ts';
-import { cli } from './helpers.ts';
+import { BIN, cli } from './helpers.ts';
 
 /** word_vec@v1 materialized behind prod; v2 (9 dims on an 8-d source) failed; v3 on an empty source (0 rows); v4 good, materialized. */
 function definitions() {
@@ -72,6 +73,27 @@ describe('aliases refuse variants that cannot answer (regression: prod pointed a
     expect(yes.code).toBe(0);
     expect(yes.err).toContain('warning: alias word_vec@prod moves v1 -> v4');
     expect(prod()).toBe('v4');
+  });
+
+  // `script` gives the CLI a terminal, as a user at a shell has.
+  const hasScript = spawnSync('script', ['--version']).status === 0;
+  it.skipIf(!hasScript)('on a terminal, apply asks before moving an alias: no keeps it, yes moves it', () => {
+    const defs = definitions();
+    defs.aliases = [{ feature: 'word_vec', name: 'prod', variant: 'v1' }];
+    writeDefs(home, defs, 'back.yaml');
+    const onTerminal = (answer: string) => {
+      const command = [process.execPath, BIN, 'apply', 'back.yaml', '--home', home].map((a) => `'${a}'`).join(' ');
+      return spawnSync('script', ['-qec', command, '/dev/null'], { cwd: home, input: `${answer}\n`, encoding: 'utf8' });
+    };
+    const no = onTerminal('n');
+    expect(no.stdout).toContain('move the aliases above? [y/N]');
+    expect(no.stdout).toContain('not confirmed, nothing was written');
+    expect(no.status).toBe(1);
+    expect(prod()).toBe('v4');
+    const yes = onTerminal('y');
+    expect(yes.stdout).toContain('applied');
+    expect(yes.status).toBe(0);
+    expect(prod()).toBe('v1');
   });
 
   it('apply --dry-run in a new home creates nothing (no nearline.db)', () => {

@@ -139,6 +139,18 @@ describe('texts from several columns (regression: users pre-concatenated title a
     expect(hit.hits[0].score).toBeCloseTo(1, 4);
   });
 
+  it('rows pushed to the source are embedded through the same template and columns', async () => {
+    const row = { id: 'p99', title: 'Green lamp', description: 'brass, dimmable', price: 30, category: 'lamps', in_stock: 'true' };
+    await store.push('products', [row]);
+    const got = await store.online(['p99'], ['product_vec@v1', 'product_vec@v2']);
+    const { vectors } = await store.embed('tiny@1', ['Green lamp. brass, dimmable', 'Green lamp\nbrass, dimmable']);
+    Array.from(got[0].features['product_vec@v1'] as Float32Array).forEach((x, i) => expect(x).toBeCloseTo(vectors[0][i], 5));
+    Array.from(got[0].features['product_vec@v2'] as Float32Array).forEach((x, i) => expect(x).toBeCloseTo(vectors[1][i], 5));
+    await expect(store.push('products', [{ ...row, id: 'p100', title: '', description: null }])).rejects.toMatchObject({
+      message: expect.stringMatching(/product_vec@v1: the text built from template "\{title\}\. \{description\}" is empty/),
+    });
+  });
+
   it('is part of the definition and its lineage (show), and a different template is a new variant', async () => {
     const show = JSON.parse(cli(home, 'show', 'product_vec@v1').out);
     expect(show.text).toEqual({ template: '{title}. {description}', model: { name: 'tiny', version: '1' } });

@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 
-const BIN = path.resolve(import.meta.dirname, '../../bin/nearline.mjs');
+export const BIN = path.resolve(import.meta.dirname, '../../bin/nearline.mjs');
 
 /** Runs the CLI as a user would, stdin not a terminal. */
 export function cli(home: string, ...args: string[]) {
