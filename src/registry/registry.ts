@@ -51,6 +51,8 @@ export interface PlanItem {
   name: string;
   reason?: string;
   code?: ErrorCode;
+  /** Set when applying the item changes what running callers get: shown, and confirmed before it is written. */
+  warning?: string;
 }
 
 /** What apply learns about a model by loading it: written to the registry with the model. */
@@ -384,9 +386,33 @@ export class Registry {
       if (unsafe) push('alias', ref, 'refused', `-> ${a.variant}: ${unsafe}`, 'NL_ALIAS_REFUSED');
       else if (!old) push('alias', ref, 'create');
       else if (old.variant === a.variant) push('alias', ref, 'unchanged');
-      else push('alias', ref, 'update', `${old.variant} -> ${a.variant}`);
+      else {
+        push('alias', ref, 'update', `${old.variant} -> ${a.variant}`);
+        const bare = a.name === 'prod' ? ` and to bare ${a.feature}` : '';
+        items[items.length - 1].warning = `alias ${ref} moves ${old.variant} -> ${a.variant}: every call to ${ref}${bare} switches variant`;
+      }
     }
+    this.warnAmbiguous(defs, items);
     return items;
+  }
+
+  /**
+   * A bare name resolves to the only variant while there is no alias prod: a second variant makes it refused
+   * (NL_AMBIGUOUS_FEATURE) for the callers it serves now, so the item creating that variant carries a warning.
+   */
+  private warnAmbiguous(defs: Definitions, items: PlanItem[]): void {
+    const names = new Set(defs.features.map((f) => f.name));
+    for (const name of names) {
+      if (this.getAlias(name, 'prod') || defs.aliases.some((a) => a.feature === name && a.name === 'prod')) continue;
+      const existing = this.listFeatures(name);
+      if (existing.length !== 1 || existing[0].status !== 'materialized') continue;
+      const added = items.find((p) => p.kind === 'feature' && p.action === 'create' && p.name.startsWith(`${name}@`));
+      if (!added) continue;
+      const only = `${name}@${existing[0].variant}`;
+      added.warning =
+        `bare ${name} answers from ${only} now; with ${added.name} beside it and no alias prod, it is refused (NL_AMBIGUOUS_FEATURE). ` +
+        `Add the alias { feature: ${name}, name: prod, variant: ${existing[0].variant} } to keep callers on ${only}, or have them name a variant`;
+    }
   }
 
   /** Writes a plan that has no refusals, in one transaction: all of it or nothing. */

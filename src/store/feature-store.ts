@@ -51,8 +51,11 @@ export interface ApplyOptions {
   force?: boolean;
   /** Who applies, for the audit trail (default: the OS user). */
   actor?: Actor;
-  /** Asked with the plan when it moves existing aliases (after planning, before writing); `false` writes nothing. */
-  confirmAliasMoves?: (plan: PlanItem[]) => Promise<boolean>;
+  /**
+   * Asked with the plan when an item of it changes what running callers get (an alias move, a bare name that
+   * becomes ambiguous: items with a `warning`), after planning and before writing; `false` writes nothing.
+   */
+  confirm?: (plan: PlanItem[]) => Promise<boolean>;
 }
 
 export interface FeatureStoreOptions {
@@ -148,8 +151,7 @@ export class FeatureStore {
     await checkColumns(check, defs, this.registry);
     const refused = plan.some((p) => p.action === 'refused');
     if (refused || opts.dryRun) return { plan, applied: false };
-    const moves = plan.some((p) => p.kind === 'alias' && p.action === 'update');
-    if (moves && opts.confirmAliasMoves && !(await opts.confirmAliasMoves(plan))) return { plan, applied: false };
+    if (plan.some((p) => p.warning) && opts.confirm && !(await opts.confirm(plan))) return { plan, applied: false };
     const moved = defs.aliases
       .filter((a) => plan.some((p) => p.kind === 'alias' && p.name === `${a.feature}@${a.name}` && p.action !== 'unchanged'))
       .map((a) => ({ ...a, previous: this.registry.getAlias(a.feature, a.name)?.variant }));

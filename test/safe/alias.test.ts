@@ -86,7 +86,7 @@ describe('aliases refuse variants that cannot answer (regression: prod pointed a
       return spawnSync('script', ['-qec', command, '/dev/null'], { cwd: home, input: `${answer}\n`, encoding: 'utf8' });
     };
     const no = onTerminal('n');
-    expect(no.stdout).toContain('move the aliases above? [y/N]');
+    expect(no.stdout).toContain('apply despite the warnings above? [y/N]');
     expect(no.stdout).toContain('not confirmed, nothing was written');
     expect(no.status).toBe(1);
     expect(prod()).toBe('v4');

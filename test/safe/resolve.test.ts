@@ -3,6 +3,7 @@ import { loadDefinitions } from '../../src/config.ts';
 import { build } from '../../src/server/app.ts';
 import { FeatureStore } from '../../src/store/feature-store.ts';
 import { tempDir, wordDefs, writeDefs, writeWords } from '../helpers/fixtures.ts';
+import { cli } from './helpers.ts';
 
 /** word_vec@v1 (alias prod) and word_freq@v1, materialized; then word_freq@v2 applied and materialized, with no alias. */
 async function homeWithTwoPriceVariants() {
@@ -62,5 +63,27 @@ describe('a bare feature name never silently follows a new variant (regression: 
     expect(r.json().error).toMatchObject({ code: 'NL_AMBIGUOUS_FEATURE', message: expect.stringContaining('word_freq@v2') });
     await app.close();
     await store.close();
+  });
+
+  it('apply warns, and needs --yes off a terminal, when a new variant would make a served bare name ambiguous', async () => {
+    const { store, home } = await homeWithTwoPriceVariants();
+    await store.close();
+    const defs = wordDefs(8);
+    defs.features.push({ ...defs.features[1], variant: 'v2' } as (typeof defs.features)[number]);
+    writeDefs(home, defs, 'v2.yaml');
+    const r = cli(home, 'apply', 'v2.yaml');
+    expect(r.code).toBe(1);
+    expect(r.err).toContain(
+      'warning: bare word_freq answers from word_freq@v1 now; with word_freq@v2 beside it and no alias prod, it is refused (NL_AMBIGUOUS_FEATURE). Add the alias { feature: word_freq, name: prod, variant: v1 }',
+    );
+    expect(r.err).toContain('error NL_CONFIRMATION_REQUIRED');
+    expect(cli(home, 'list', 'features').out).not.toContain('word_freq@v2');
+    // With the alias in the same file nothing changes for callers: no warning.
+    defs.aliases.push({ feature: 'word_freq', name: 'prod', variant: 'v1' });
+    writeDefs(home, defs, 'v2-prod.yaml');
+    const ok = cli(home, 'apply', 'v2-prod.yaml');
+    expect(ok.code, ok.err).toBe(0);
+    expect(ok.err).not.toContain('warning');
+    expect(JSON.parse(cli(home, 'nearest', 'word_vec', '--id', 'w1', '--k', '1', '--include-features', 'word_freq').out).variants.word_freq).toBe('word_freq@v1');
   });
 });

@@ -10,7 +10,8 @@ export const apply: Command = {
   summary: 'register / check definitions (YAML, JSON, TS/JS module) and print the plan',
   usage: `usage: nearline apply FILE [--dry-run] [--yes] [--force] [--home DIR]
   --dry-run  print the plan, write nothing (not even a registry file where there is none)
-  --yes      move existing aliases without asking (required for alias moves when stdin is not a terminal)
+  --yes      apply changes to what running callers get (alias moves, a bare name becoming ambiguous) without
+             asking; required for them when stdin is not a terminal
   --force    let aliases name variants that are not materialized or hold no rows`,
   options: { 'dry-run': { type: 'boolean' }, yes: { type: 'boolean' }, force: { type: 'boolean' } },
   async run({ home, values, positionals }) {
@@ -32,16 +33,16 @@ export const apply: Command = {
         const note = item.reason ? `  (${item.code ? item.code + ': ' : ''}${item.reason})` : '';
         process.stdout.write(`${item.action.padEnd(9)} ${item.kind.padEnd(8)} ${item.name}${note}\n`);
       }
-      for (const move of aliasMoves(plan)) process.stderr.write(`warning: ${move}\n`);
+      for (const item of plan) if (item.warning) process.stderr.write(`warning: ${item.warning}\n`);
     };
-    // Alias moves switch what running callers get: confirmed on a terminal, or by --yes.
+    // Changes to what running callers get (alias moves, a bare name becoming ambiguous): confirmed on a terminal, or by --yes.
     const confirm = async (plan: PlanItem[]) => {
       show(plan);
       if (values.yes) return true;
       if (!process.stdin.isTTY) return !(needsYes = true);
       const rl = createInterface({ input: process.stdin, output: process.stderr });
       try {
-        return /^y(es)?$/i.test((await rl.question('move the aliases above? [y/N] ')).trim());
+        return /^y(es)?$/i.test((await rl.question('apply despite the warnings above? [y/N] ')).trim());
       } finally {
         rl.close();
       }
@@ -49,23 +50,17 @@ export const apply: Command = {
     return withStore(
       home,
       async (store) => {
-        const { plan, applied } = await store.apply(defs, { dryRun, force: Boolean(values.force), confirmAliasMoves: confirm });
+        const { plan, applied } = await store.apply(defs, { dryRun, force: Boolean(values.force), confirm });
         show(plan);
         const counts = ['create', 'update', 'unchanged', 'refused'].map((a) => `${plan.filter((p) => p.action === a).length} ${a}`);
         const refused = plan.some((p) => p.action === 'refused');
         const changes = plan.some((p) => p.action === 'create' || p.action === 'update');
         const outcome = refused ? 'refused, nothing was written' : dryRun ? 'dry run, nothing was written' : !applied ? 'not confirmed, nothing was written' : changes ? 'applied' : 'nothing to change';
         process.stdout.write(`plan: ${counts.join(', ')} — ${outcome}\n`);
-        if (needsYes) process.stderr.write('error NL_CONFIRMATION_REQUIRED: this apply moves aliases and stdin is not a terminal; re-run with --yes to move them\n');
+        if (needsYes) process.stderr.write('error NL_CONFIRMATION_REQUIRED: this apply changes what running callers get (warnings above) and stdin is not a terminal; re-run with --yes to apply it\n');
         return refused || (!applied && !dryRun) ? 1 : 0;
       },
       registryFile ? { registryFile } : {},
     );
   },
 };
-
-function aliasMoves(plan: PlanItem[]): string[] {
-  return plan
-    .filter((p) => p.kind === 'alias' && p.action === 'update')
-    .map((p) => `alias ${p.name} moves ${p.reason}: every call to ${p.name}${p.name.endsWith('@prod') ? ` and to bare ${p.name.split('@')[0]}` : ''} switches variant`);
-}
