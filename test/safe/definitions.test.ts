@@ -155,6 +155,8 @@ describe('texts from several columns (regression: users pre-concatenated title a
     const show = JSON.parse(cli(home, 'show', 'product_vec@v1').out);
     expect(show.text).toEqual({ template: '{title}. {description}', model: { name: 'tiny', version: '1' } });
     expect(show.lineage.text).toEqual({ template: '{title}. {description}', columns: ['title', 'description'], model: 'tiny@1' });
+    // Regression test for "immutable once materialized" read as frozen rows: show states the exact contract.
+    expect(show.mutability).toMatch(/^definition immutable .*; rows follow writes/);
     const changed = catalogue({ template: '{title}: {description}' });
     const { plan } = await store.apply(await loadDefinitions(writeDefs(home, changed, 'changed.yaml')));
     expect(plan.find((p) => p.name === 'product_vec@v1')).toMatchObject({ action: 'refused', code: 'NL_VARIANT_IMMUTABLE' });
