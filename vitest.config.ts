@@ -7,5 +7,7 @@ export default defineConfig({
     pool: 'forks',
     testTimeout: 60_000,
     hookTimeout: 120_000,
+    // bin/nearline.mjs runs src/ through tsx rather than dist/, so CLI tests exercise the code under test.
+    env: { NEARLINE_FROM_SOURCE: '1' },
   },
 });

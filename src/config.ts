@@ -77,14 +77,24 @@ const METRICS: Metric[] = ['cosine', 'dot', 'l2'];
 const SCALAR_TYPES: ScalarType[] = ['float', 'int', 'string', 'bool'];
 export const DEFAULT_INDEX = { M: 16, efConstruction: 200, ef: 100 };
 
+/** A JS module through Node; a TypeScript one through tsx, loaded only for it, so compiled nearline needs no compiler otherwise. */
+async function importModule(abs: string, ext: string): Promise<unknown> {
+  if (!ext.endsWith('ts')) return import(pathToFileURL(abs).href);
+  const { tsImport } = await import('tsx/esm/api');
+  const mod = (await tsImport(pathToFileURL(abs).href, import.meta.url)) as Record<string, unknown>;
+  // Outside a `"type": "module"` package tsx compiles the file to CommonJS: its exports arrive as `default`.
+  const cjs = mod.default as Record<string, unknown> | undefined;
+  return cjs && typeof cjs === 'object' && ('default' in cjs || 'definitions' in cjs) ? cjs : mod;
+}
+
 /** Reads a YAML, JSON, or TS/JS module definitions file and validates it. */
 export async function loadDefinitions(file: string): Promise<Definitions> {
   const abs = path.resolve(file);
   const ext = path.extname(abs).toLowerCase();
   let raw: unknown;
   try {
-    if (['.ts', '.mts', '.js', '.mjs', '.cjs'].includes(ext)) {
-      const mod = (await import(pathToFileURL(abs).href)) as Record<string, unknown>;
+    if (['.ts', '.mts', '.cts', '.js', '.mjs', '.cjs'].includes(ext)) {
+      const mod = (await importModule(abs, ext)) as Record<string, unknown>;
       raw = mod.default ?? mod.definitions;
     } else {
       const text = await readFile(abs, 'utf8');

@@ -1,5 +1,6 @@
-// nearline's public API: the store, the registry, definitions, provider interfaces and factories.
-export { FeatureStore, LIMITS, collectionSpec } from './store/feature-store.ts';
+// nearline's library API: the store, the registry, definitions, provider interfaces and factories. Importing it
+// runs nothing and loads no server and no model runtime; the HTTP server is `nearline/server`, the client `nearline/client`.
+export { FeatureStore, LIMITS, collectionSpec, openStore } from './store/feature-store.ts';
 export type { FeatureStoreOptions, NearestRequest, NearestResult, Query } from './store/feature-store.ts';
 export { Registry } from './registry/registry.ts';
 export type { FeatureRecord, ModelRecord, PlanItem, PlanAction, AliasRecord, MaterializationState } from './registry/registry.ts';
@@ -16,4 +17,3 @@ export type { OnlineStore } from './providers/online/types.ts';
 export type { EmbeddingModel, ModelSpec } from './providers/embedding/types.ts';
 export type { Source, SourceRow, SourceSpec } from './providers/sources/types.ts';
 export type { MaterializeOptions, MaterializeResult } from './materialize/job.ts';
-export { build } from './server/app.ts';

@@ -1,4 +1,4 @@
-import { nlError } from '../errors.ts';
+import { NearlineError, nlError } from '../errors.ts';
 import type { EmbeddingModel, ModelSpec } from './embedding/types.ts';
 import type { OnlineStore } from './online/types.ts';
 import type { Source, SourceSpec } from './sources/types.ts';
@@ -14,20 +14,39 @@ export interface ProviderContext {
 
 type Factory<T> = (options: Record<string, unknown>, ctx: ProviderContext) => T;
 
+/**
+ * Loads a backend's module; its client library or runtime is an optional peer dependency of nearline, so a
+ * missing one becomes NL_MISSING_PACKAGE naming what to install instead of a resolution error.
+ */
+async function loadWith<T>(what: string, packages: readonly string[], load: () => Promise<T>): Promise<T> {
+  try {
+    return await load();
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const message = (e as Error).message ?? '';
+    const missing = packages.find((p) => message.includes(`'${p}'`) || message.includes(`"${p}"`));
+    if ((code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') && missing) {
+      throw new NearlineError('NL_MISSING_PACKAGE', [what, missing, packages.join(' ')], { cause: e });
+    }
+    throw e;
+  }
+}
+
 // Kind name -> lazy import, so a user of hnsw + sqlite never loads ioredis or the Qdrant client.
 const VECTOR: Record<string, () => Promise<Factory<VectorProvider>>> = {
   hnsw: async () => (await import('./vector/hnsw/provider.ts')).createHnswProvider as Factory<VectorProvider>,
-  qdrant: async () => (await import('./vector/qdrant.ts')).createQdrantProvider as Factory<VectorProvider>,
+  qdrant: () =>
+    loadWith('the qdrant provider', ['@qdrant/js-client-rest'], async () => (await import('./vector/qdrant.ts')).createQdrantProvider as Factory<VectorProvider>),
 };
 
 const ONLINE: Record<string, () => Promise<Factory<OnlineStore>>> = {
   sqlite: async () => (await import('./online/sqlite.ts')).createSqliteOnlineStore as Factory<OnlineStore>,
-  redis: async () => (await import('./online/redis.ts')).createRedisOnlineStore as Factory<OnlineStore>,
+  redis: () => loadWith('the redis provider', ['ioredis'], async () => (await import('./online/redis.ts')).createRedisOnlineStore as Factory<OnlineStore>),
 };
 
 const EMBEDDING: Record<string, () => Promise<(spec: ModelSpec) => EmbeddingModel>> = {
-  onnx: async () => (await import('./embedding/onnx.ts')).createOnnxModel,
-  transformers: async () => (await import('./embedding/transformers.ts')).createTransformersModel,
+  onnx: () => loadWith('the onnx runtime', ['onnxruntime-node', '@huggingface/tokenizers'], async () => (await import('./embedding/onnx.ts')).createOnnxModel),
+  transformers: () => loadWith('the transformers runtime', ['@huggingface/transformers'], async () => (await import('./embedding/transformers.ts')).createTransformersModel),
   use: async () => (await import('./embedding/use.ts')).createUseModel,
 };
 

@@ -69,6 +69,14 @@ export interface FeatureStoreOptions {
   registryFile?: string;
 }
 
+/**
+ * Opens nearline in `home` without the HTTP server: `apply`, `materialize`, `nearest`, `online`, `embed`,
+ * `writeVectors`, then `close()`. Providers and model runtimes load on first use.
+ */
+export function openStore(opts: FeatureStoreOptions): FeatureStore {
+  return FeatureStore.open(opts);
+}
+
 /** Bounds that keep one request from monopolising the process; the HTTP layer adds its own. */
 export const LIMITS = { maxK: 1000, maxEf: 4096, overfetchForDiversity: 4 };
 

@@ -1,5 +1,7 @@
 import { createRequire } from 'node:module';
+import { join } from 'node:path';
 import { providerError } from '../../../errors.ts';
+import { packageRoot } from '../../../package-root.ts';
 
 /** nearline's addon over hnswlib (native/): Float32Array in, searches and inserts on the libuv thread pool. */
 export interface NativeIndex {
@@ -64,7 +66,7 @@ let addon: Addon | undefined;
 export function nativeAddon(provider: string): Addon {
   if (!addon) {
     try {
-      addon = createRequire(import.meta.url)('../../../../native/build/Release/nearline_hnsw.node') as Addon;
+      addon = createRequire(import.meta.url)(join(packageRoot(), 'native', 'build', 'Release', 'nearline_hnsw.node')) as Addon;
     } catch (e) {
       throw providerError(provider, new Error(`native addon native/ is not built (npm ci builds it; so does \`npm run install\`): ${(e as Error).message}`));
     }
