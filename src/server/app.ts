@@ -17,7 +17,7 @@ import { opsRoutes } from './routes/ops.ts';
 import { registryRoutes } from './routes/registry.ts';
 import { uiRoutes } from './routes/ui.ts';
 import { sourceRoutes } from './routes/sources.ts';
-import { errorSchema, HTTP_LIMITS } from './schemas/common.ts';
+import { ErrorBody, HTTP_LIMITS } from './schemas/common.ts';
 
 export interface BuildOptions {
   store: FeatureStore;
@@ -74,7 +74,7 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
   };
 
   app.decorateRequest('apiKey', null);
-  app.addSchema(errorSchema);
+  app.addSchema(ErrorBody);
   installErrorHandlers(app, metrics);
   app.addHook('onResponse', async (request, reply) => {
     metrics.requests.observe(

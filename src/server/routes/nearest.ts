@@ -3,29 +3,11 @@ import type { NearestRequest, Query } from '../../store/feature-store.ts';
 import { Coalescer } from '../coalesce.ts';
 import type { ServerContext } from '../context.ts';
 import { hitsJson } from '../json.ts';
-import { nearestBatchSchema, nearestSchema } from '../schemas/nearest.ts';
+import { nearestBatchSchema, nearestSchema, type NearestBatchBody, type NearestBody } from '../schemas/nearest.ts';
 
 type Include = NearestRequest['include'];
-
-interface NearestBody {
-  feature: string;
-  k: number;
-  query: Query;
-  filter?: unknown;
-  exclude?: string[];
-  ef?: number;
-  include?: Include;
-  diversity?: { lambda: number; candidates?: number };
-}
-
-interface BatchBody {
-  feature: string;
-  k: number;
-  queries: Array<Query | { query: Query; filter?: unknown }>;
-  filter?: unknown;
-  ef?: number;
-  include?: Include;
-}
+/** `k` is optional on the wire; validation fills in its default. */
+type Validated<T> = T & { k: number };
 
 /** Filter conditions evaluated per row of the index, beyond which a filtered search counts as heavy (about a millisecond of JS). */
 export const FILTER_BUDGET = 250_000;
@@ -79,7 +61,7 @@ export async function nearestRoutes(app: FastifyInstance, ctx: ServerContext): P
   const features = (feature: string, include: Include) => [feature, ...(include?.features ?? [])];
 
   app.post('/nearest', { schema: nearestSchema, config: { scope: 'serve' } }, async (request) => {
-    const body = request.body as NearestBody;
+    const body = request.body as Validated<NearestBody>;
     auth.requireFeatures(request.apiKey, features(body.feature, body.include));
     const res = isHeavy({ ...body, queries: [body.query] }, body.filter === undefined ? 0 : rowsOf(body.feature))
       ? await lanes.heavy.run(() => store.nearest(body))
@@ -89,7 +71,7 @@ export async function nearestRoutes(app: FastifyInstance, ctx: ServerContext): P
   });
 
   app.post('/nearest/batch', { schema: nearestBatchSchema, config: { scope: 'serve' } }, async (request) => {
-    const body = request.body as BatchBody;
+    const body = request.body as Validated<NearestBatchBody>;
     auth.requireFeatures(request.apiKey, features(body.feature, body.include));
     const { k, ef, include } = body;
     // A query may carry its own filter, which replaces the batch's.

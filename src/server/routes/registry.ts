@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { nlError } from '../../errors.ts';
 import type { FeatureRecord, RegistryEvent } from '../../registry/registry.ts';
 import type { ServerContext } from '../context.ts';
-import { registrySchemas as s } from '../schemas/registry.ts';
+import { registrySchemas as s, type HistoryQuery } from '../schemas/registry.ts';
 
 /** Read-only views of the registry; a feature-limited key sees only its features. */
 export async function registryRoutes(app: FastifyInstance, ctx: ServerContext): Promise<void> {
@@ -47,7 +47,7 @@ export async function registryRoutes(app: FastifyInstance, ctx: ServerContext): 
   }));
 
   app.get('/registry/history', { schema: s.history, config }, async (request) => {
-    const q = request.query as { feature?: string; limit?: string; before?: string };
+    const q = request.query as HistoryQuery;
     const limit = q.limit === undefined ? 100 : Number(q.limit);
     if (limit < 1 || limit > 1000) throw nlError('NL_BAD_REQUEST', 'limit must be from 1 to 1000');
     const feature = q.feature?.split('@')[0];

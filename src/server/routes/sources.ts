@@ -1,13 +1,13 @@
 import type { FastifyInstance } from 'fastify';
 import type { ServerContext } from '../context.ts';
-import { pushSchema } from '../schemas/sources.ts';
+import { pushSchema, type PushBody } from '../schemas/sources.ts';
 
 export async function sourceRoutes(app: FastifyInstance, ctx: ServerContext): Promise<void> {
   const { store, auth, lanes } = ctx;
 
   app.post('/sources/:source/push', { schema: pushSchema, config: { scope: 'write' } }, async (request) => {
     const { source } = request.params as { source: string };
-    const { rows } = request.body as { rows: unknown[] };
+    const { rows } = request.body as PushBody;
     // A key limited to features may push only to a source whose every variant it may write.
     const features = store.registry.featuresOfSource(source).map((f) => `${f.name}@${f.variant}`);
     auth.requireFeatures(request.apiKey, features);

@@ -1,4 +1,6 @@
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { LIMITS } from '../../store/feature-store.ts';
+import type { Filter } from '../../types.ts';
 
 /** Request limits enforced at the HTTP edge, each answered with a 4xx and a clear code. */
 export const HTTP_LIMITS = {
@@ -26,21 +28,16 @@ export const HTTP_LIMITS = {
   featureRefChars: 200,
 } as const;
 
-export const errorSchema = {
-  $id: 'NlError',
-  type: 'object',
-  required: ['error'],
-  properties: {
-    error: {
-      type: 'object',
-      required: ['code', 'message'],
-      properties: {
-        code: { type: 'string', pattern: '^NL_[A-Z_]+$', description: 'stable machine-readable code' },
-        message: { type: 'string' },
-      },
-    },
+export const ErrorBody = Type.Object(
+  {
+    error: Type.Object({
+      code: Type.String({ pattern: '^NL_[A-Z_]+$', description: 'stable machine-readable code' }),
+      message: Type.String(),
+    }),
   },
-} as const;
+  { $id: 'NlError' },
+);
+export type ErrorBody = Static<typeof ErrorBody>;
 
 /** Every route answers errors in one shape. */
 export const errorResponses = {
@@ -48,35 +45,39 @@ export const errorResponses = {
   '5xx': { $ref: 'NlError#', description: 'server error' },
 } as const;
 
-export const featureRef = {
-  type: 'string',
+export const featureRef = Type.String({
   minLength: 1,
   maxLength: HTTP_LIMITS.featureRefChars,
   description:
     '`name`, `name@variant` or `name@alias`; bare `name` means alias `prod` if set, else the only variant (with several and no `prod`: 409 NL_AMBIGUOUS_FEATURE listing them)',
-} as const;
+});
 
 /** Which variant answered each feature reference of a request: served data is never a guess. */
-export const variantsUsed = {
+export const variantsUsed = Type.Unsafe<Record<string, string>>({
   type: 'object',
   additionalProperties: { type: 'string' },
   description: 'each feature reference of the request, as written -> the `name@variant` that answered it',
-} as const;
+});
 
-export const vectorJson = { type: 'array', items: { type: 'number' }, maxItems: HTTP_LIMITS.dims } as const;
+export const vectorJson = Type.Array(Type.Number(), { maxItems: HTTP_LIMITS.dims });
 
-export const id = { type: 'string', minLength: 1, maxLength: HTTP_LIMITS.idChars } as const;
+export const id = Type.String({ minLength: 1, maxLength: HTTP_LIMITS.idChars });
 
-export const text = { type: 'string', minLength: 1, maxLength: HTTP_LIMITS.textChars } as const;
+export const text = Type.String({ minLength: 1, maxLength: HTTP_LIMITS.textChars });
 
 /** A scalar feature or metadata value, or a vector, or null where absent. */
-export const onlineValue = {
-  anyOf: [{ type: 'string' }, { type: 'number' }, { type: 'boolean' }, { type: 'null' }, { type: 'array', items: { type: 'number' } }],
-} as const;
+export const onlineValue = Type.Union([Type.String(), Type.Number(), Type.Boolean(), Type.Null(), Type.Array(Type.Number())]);
+
+export const scalar = Type.Union([Type.String(), Type.Number(), Type.Boolean(), Type.Null()]);
 
 /** Backend-neutral filter; its shape is checked against the feature's metadata fields by the store. */
-export const filter = {
+export const filter = Type.Unsafe<Filter>({
   type: 'object',
   description: '`{field, op, value}` with op in eq ne in nin gt gte lt lte, or `{and: [...]}`, `{or: [...]}`, `{not: ...}`',
   additionalProperties: true,
-} as const;
+});
+
+/** An object of any keys whose values match `value` (JSON Schema `additionalProperties`, as the wire always had). */
+export function recordOf<T extends TSchema>(value: T) {
+  return Type.Unsafe<Record<string, Static<T>>>({ type: 'object', additionalProperties: value });
+}

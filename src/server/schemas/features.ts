@@ -1,104 +1,88 @@
-import { errorResponses, featureRef, HTTP_LIMITS, id, onlineValue, text, variantsUsed, vectorJson } from './common.ts';
+import { Type, type Static } from '@sinclair/typebox';
+import { errorResponses, featureRef, HTTP_LIMITS, id, onlineValue, recordOf, scalar, text, variantsUsed, vectorJson } from './common.ts';
+
+export const OnlineBody = Type.Object(
+  {
+    ids: Type.Array(id, { maxItems: HTTP_LIMITS.onlineIds }),
+    features: Type.Array(featureRef, { minItems: 1, maxItems: HTTP_LIMITS.features }),
+  },
+  { additionalProperties: false },
+);
+export type OnlineBody = Static<typeof OnlineBody>;
+
+export const OnlineResponse = Type.Object({
+  rows: Type.Array(Type.Object({ id: Type.String(), features: recordOf(onlineValue) })),
+  variants: Type.Optional(variantsUsed),
+});
+export type OnlineResponse = Static<typeof OnlineResponse>;
 
 export const onlineSchema = {
   summary: 'feature values by id: scalars and vectors, many ids x many features',
   tags: ['serving'],
-  body: {
-    type: 'object',
-    required: ['ids', 'features'],
-    additionalProperties: false,
-    properties: {
-      ids: { type: 'array', maxItems: HTTP_LIMITS.onlineIds, items: id },
-      features: { type: 'array', minItems: 1, maxItems: HTTP_LIMITS.features, items: featureRef },
-    },
-  },
-  response: {
-    200: {
-      type: 'object',
-      required: ['rows'],
-      properties: {
-        rows: {
-          type: 'array',
-          items: {
-            type: 'object',
-            required: ['id', 'features'],
-            properties: { id: { type: 'string' }, features: { type: 'object', additionalProperties: onlineValue } },
-          },
-        },
-        variants: variantsUsed,
-      },
-    },
-    ...errorResponses,
-  },
+  body: OnlineBody,
+  response: { 200: OnlineResponse, ...errorResponses },
 } as const;
+
+export const EmbedBody = Type.Object(
+  {
+    model: Type.String({ minLength: 3, maxLength: 200, description: 'name@version' }),
+    texts: Type.Array(text, { minItems: 1, maxItems: HTTP_LIMITS.embedTexts }),
+  },
+  { additionalProperties: false },
+);
+export type EmbedBody = Static<typeof EmbedBody>;
+
+export const EmbedResponse = Type.Object({
+  model: Type.String(),
+  dims: Type.Integer(),
+  vectors: Type.Array(Type.Array(Type.Number())),
+});
+export type EmbedResponse = Static<typeof EmbedResponse>;
 
 export const embedSchema = {
   summary: 'embed texts with a registered model',
   tags: ['serving'],
-  body: {
-    type: 'object',
-    required: ['model', 'texts'],
-    additionalProperties: false,
-    properties: {
-      model: { type: 'string', minLength: 3, maxLength: 200, description: 'name@version' },
-      texts: { type: 'array', minItems: 1, maxItems: HTTP_LIMITS.embedTexts, items: text },
-    },
-  },
-  response: {
-    200: {
-      type: 'object',
-      required: ['model', 'dims', 'vectors'],
-      properties: {
-        model: { type: 'string' },
-        dims: { type: 'integer' },
-        vectors: { type: 'array', items: { type: 'array', items: { type: 'number' } } },
-      },
-    },
-    ...errorResponses,
-  },
+  body: EmbedBody,
+  response: { 200: EmbedResponse, ...errorResponses },
 } as const;
+
+export const FeatureParams = Type.Object({ feature: featureRef });
+
+export const WriteVectorsBody = Type.Object(
+  {
+    upserts: Type.Optional(
+      Type.Array(
+        Type.Object(
+          {
+            id,
+            vector: Type.Optional(vectorJson),
+            text: Type.Optional(text),
+            metadata: Type.Optional(recordOf(scalar)),
+          },
+          { additionalProperties: false },
+        ),
+        { maxItems: HTTP_LIMITS.upserts },
+      ),
+    ),
+    deletes: Type.Optional(Type.Array(id, { maxItems: HTTP_LIMITS.deletes })),
+  },
+  { additionalProperties: false },
+);
+export type WriteVectorsBody = Static<typeof WriteVectorsBody>;
+
+export const WriteVectorsResponse = Type.Object({
+  feature: Type.String(),
+  variant: Type.String(),
+  upserted: Type.Integer(),
+  deleted: Type.Integer(),
+  offset: Type.Optional(Type.Integer({ description: "log offset of the write in its source's log" })),
+});
+export type WriteVectorsResponse = Static<typeof WriteVectorsResponse>;
 
 export const writeVectorsSchema = {
   summary: 'upsert and delete vectors of an embedding feature (scope write); all validated before any is written',
   tags: ['writing'],
-  params: { type: 'object', required: ['feature'], properties: { feature: featureRef } },
-  body: {
-    type: 'object',
-    additionalProperties: false,
-    properties: {
-      upserts: {
-        type: 'array',
-        maxItems: HTTP_LIMITS.upserts,
-        items: {
-          type: 'object',
-          required: ['id'],
-          additionalProperties: false,
-          properties: {
-            id,
-            vector: vectorJson,
-            text,
-            metadata: {
-              type: 'object',
-              additionalProperties: { anyOf: [{ type: 'string' }, { type: 'number' }, { type: 'boolean' }, { type: 'null' }] },
-            },
-          },
-        },
-      },
-      deletes: { type: 'array', maxItems: HTTP_LIMITS.deletes, items: id },
-    },
-  },
-  response: {
-    200: {
-      type: 'object',
-      required: ['feature', 'variant', 'upserted', 'deleted'],
-      properties: {
-        feature: { type: 'string' },
-        variant: { type: 'string' },
-        upserted: { type: 'integer' },
-        deleted: { type: 'integer' },
-        offset: { type: 'integer', description: "log offset of the write in its source's log" },
-      },
-    },
-    ...errorResponses,
-  },
+  params: FeatureParams,
+  body: WriteVectorsBody,
+  response: { 200: WriteVectorsResponse, ...errorResponses },
 } as const;

@@ -1,141 +1,125 @@
-import { errorResponses, featureRef, filter, HTTP_LIMITS, id, onlineValue, text, variantsUsed, vectorJson } from './common.ts';
+import { Type, type Static } from '@sinclair/typebox';
+import { errorResponses, featureRef, filter, HTTP_LIMITS, id, onlineValue, recordOf, scalar, text, variantsUsed, vectorJson } from './common.ts';
 
-const example = { anyOf: [id, vectorJson] } as const;
+const example = Type.Union([id, vectorJson]);
 
-/** The four query forms; the store names which one was wrong when none fits. */
-export const query = {
-  type: 'object',
-  oneOf: [
-    { type: 'object', title: 'by vector', required: ['vector'], additionalProperties: false, properties: { vector: vectorJson } },
-    { type: 'object', title: 'by id (itself excluded)', required: ['id'], additionalProperties: false, properties: { id } },
-    { type: 'object', title: "by text (embedded with the feature's model)", required: ['text'], additionalProperties: false, properties: { text } },
+const queryForms = [
+  Type.Object({ vector: vectorJson }, { title: 'by vector', additionalProperties: false }),
+  Type.Object({ id }, { title: 'by id (itself excluded)', additionalProperties: false }),
+  Type.Object({ text }, { title: "by text (embedded with the feature's model)", additionalProperties: false }),
+  Type.Object(
     {
-      type: 'object',
-      title: 'by examples (ids or vectors)',
-      required: ['positive'],
-      additionalProperties: false,
-      properties: {
-        positive: { type: 'array', minItems: 1, maxItems: HTTP_LIMITS.examples, items: example },
-        negative: { type: 'array', maxItems: HTTP_LIMITS.examples, items: example },
-      },
+      positive: Type.Array(example, { minItems: 1, maxItems: HTTP_LIMITS.examples }),
+      negative: Type.Optional(Type.Array(example, { maxItems: HTTP_LIMITS.examples })),
     },
-  ],
-} as const;
+    { title: 'by examples (ids or vectors)', additionalProperties: false },
+  ),
+] as const;
+
+/** The four query forms, exactly one of them; the store names which one was wrong when none fits. */
+export const Query = Type.Unsafe<Static<(typeof queryForms)[number]>>({ type: 'object', oneOf: [...queryForms] });
+export type Query = Static<typeof Query>;
+
+const QueryWithFilter = Type.Object(
+  { query: Query, filter: Type.Optional(Type.Unsafe<Static<typeof filter>>({ ...filter, description: "this query's filter, instead of the batch's" })) },
+  { title: 'a query with its own filter', additionalProperties: false },
+);
 
 /** A batch item: a query, or `{query, filter}` with a filter of its own that replaces the batch's. */
-const batchQuery = {
-  type: 'object',
-  oneOf: [
-    ...query.oneOf,
-    {
-      type: 'object',
-      title: 'a query with its own filter',
-      required: ['query'],
-      additionalProperties: false,
-      properties: { query, filter: { ...filter, description: "this query's filter, instead of the batch's" } },
-    },
-  ],
-} as const;
+export const BatchQuery = Type.Unsafe<Query | Static<typeof QueryWithFilter>>({ type: 'object', oneOf: [...queryForms, QueryWithFilter] });
+export type BatchQuery = Static<typeof BatchQuery>;
 
-const k = { type: 'integer', minimum: 1, maximum: HTTP_LIMITS.maxK, default: 10 } as const;
+const k = Type.Integer({ minimum: 1, maximum: HTTP_LIMITS.maxK, default: 10 });
+const ef = Type.Integer({ minimum: 1, maximum: HTTP_LIMITS.maxEf, description: 'query-time candidate list size' });
 
-const include = {
-  type: 'object',
-  additionalProperties: false,
-  properties: {
-    vectors: { type: 'boolean', description: "return each hit's vector" },
-    metadata: { type: 'boolean', description: "return each hit's metadata fields (like Qdrant's with_payload)" },
-    features: { type: 'array', maxItems: HTTP_LIMITS.features, items: featureRef, description: 'scalar or embedding features joined to each hit' },
+const Include = Type.Object(
+  {
+    vectors: Type.Optional(Type.Boolean({ description: "return each hit's vector" })),
+    metadata: Type.Optional(Type.Boolean({ description: "return each hit's metadata fields (like Qdrant's with_payload)" })),
+    features: Type.Optional(
+      Type.Array(featureRef, { maxItems: HTTP_LIMITS.features, description: 'scalar or embedding features joined to each hit' }),
+    ),
   },
-} as const;
+  { additionalProperties: false },
+);
 
-const hits = {
-  type: 'array',
-  items: {
-    type: 'object',
-    required: ['id', 'score'],
-    properties: {
-      id: { type: 'string' },
-      score: { type: 'number', description: 'higher is closer: cosine similarity, dot product, or negative L2 distance' },
-      vector: { type: 'array', items: { type: 'number' } },
-      metadata: { type: 'object', additionalProperties: { anyOf: [{ type: 'string' }, { type: 'number' }, { type: 'boolean' }, { type: 'null' }] } },
-      features: { type: 'object', additionalProperties: onlineValue },
-    },
+export const Hit = Type.Object({
+  id: Type.String(),
+  score: Type.Number({ description: 'higher is closer: cosine similarity, dot product, or negative L2 distance' }),
+  vector: Type.Optional(Type.Array(Type.Number())),
+  metadata: Type.Optional(recordOf(scalar)),
+  features: Type.Optional(recordOf(onlineValue)),
+});
+export type Hit = Static<typeof Hit>;
+
+export const NearestBody = Type.Object(
+  {
+    feature: featureRef,
+    k: Type.Optional(k),
+    query: Query,
+    filter: Type.Optional(filter),
+    exclude: Type.Optional(Type.Array(id, { maxItems: HTTP_LIMITS.exclude })),
+    ef: Type.Optional(ef),
+    include: Type.Optional(Include),
+    diversity: Type.Optional(
+      Type.Object(
+        {
+          lambda: Type.Number({ minimum: 0, maximum: 1, description: '1 is pure relevance (the plain nearest-neighbour list), 0 pure diversity' }),
+          candidates: Type.Optional(Type.Integer({ minimum: 1, maximum: HTTP_LIMITS.maxK, description: 'the pool MMR picks k from; default 4·k' })),
+        },
+        {
+          additionalProperties: false,
+          description:
+            "maximal marginal relevance: from the nearest `candidates`, pick each next hit by lambda·sim(query, hit) − (1 − lambda)·max sim(hit, hits picked before) (cosine similarities); hits come in that selection order, and `score` stays the hit's similarity to the query",
+        },
+      ),
+    ),
   },
-} as const;
+  { additionalProperties: false },
+);
+export type NearestBody = Static<typeof NearestBody>;
+
+export const NearestResponse = Type.Object({
+  feature: Type.String(),
+  variant: Type.String({ description: 'the variant that served the query' }),
+  hits: Type.Array(Hit),
+  took_ms: Type.Number(),
+  variants: Type.Optional(variantsUsed),
+});
+export type NearestResponse = Static<typeof NearestResponse>;
 
 export const nearestSchema = {
   summary: 'nearest neighbours of one query',
   tags: ['serving'],
-  body: {
-    type: 'object',
-    required: ['feature', 'query'],
-    additionalProperties: false,
-    properties: {
-      feature: featureRef,
-      k,
-      query,
-      filter,
-      exclude: { type: 'array', maxItems: HTTP_LIMITS.exclude, items: id },
-      ef: { type: 'integer', minimum: 1, maximum: HTTP_LIMITS.maxEf, description: 'query-time candidate list size' },
-      include,
-      diversity: {
-        type: 'object',
-        required: ['lambda'],
-        additionalProperties: false,
-        description:
-          "maximal marginal relevance: from the nearest `candidates`, pick each next hit by lambda·sim(query, hit) − (1 − lambda)·max sim(hit, hits picked before) (cosine similarities); hits come in that selection order, and `score` stays the hit's similarity to the query",
-        properties: {
-          lambda: { type: 'number', minimum: 0, maximum: 1, description: '1 is pure relevance (the plain nearest-neighbour list), 0 pure diversity' },
-          candidates: { type: 'integer', minimum: 1, maximum: HTTP_LIMITS.maxK, description: 'the pool MMR picks k from; default 4·k' },
-        },
-      },
-    },
-  },
-  response: {
-    200: {
-      type: 'object',
-      required: ['feature', 'variant', 'hits', 'took_ms'],
-      properties: {
-        feature: { type: 'string' },
-        variant: { type: 'string', description: 'the variant that served the query' },
-        hits,
-        took_ms: { type: 'number' },
-        variants: variantsUsed,
-      },
-    },
-    ...errorResponses,
-  },
+  body: NearestBody,
+  response: { 200: NearestResponse, ...errorResponses },
 } as const;
+
+export const NearestBatchBody = Type.Object(
+  {
+    feature: featureRef,
+    k: Type.Optional(k),
+    queries: Type.Array(BatchQuery, { minItems: 1, maxItems: HTTP_LIMITS.batchQueries }),
+    filter: Type.Optional(Type.Unsafe<Static<typeof filter>>({ ...filter, description: `${filter.description}; applies to every query without its own filter` })),
+    ef: Type.Optional(Type.Integer({ minimum: 1, maximum: HTTP_LIMITS.maxEf })),
+    include: Type.Optional(Include),
+  },
+  { additionalProperties: false },
+);
+export type NearestBatchBody = Static<typeof NearestBatchBody>;
+
+export const NearestBatchResponse = Type.Object({
+  feature: Type.String(),
+  variant: Type.String(),
+  results: Type.Array(Type.Object({ hits: Type.Array(Hit) })),
+  took_ms: Type.Number(),
+  variants: Type.Optional(variantsUsed),
+});
+export type NearestBatchResponse = Static<typeof NearestBatchResponse>;
 
 export const nearestBatchSchema = {
   summary: 'nearest neighbours of many queries against one feature',
   tags: ['serving'],
-  body: {
-    type: 'object',
-    required: ['feature', 'queries'],
-    additionalProperties: false,
-    properties: {
-      feature: featureRef,
-      k,
-      queries: { type: 'array', minItems: 1, maxItems: HTTP_LIMITS.batchQueries, items: batchQuery },
-      filter: { ...filter, description: `${filter.description}; applies to every query without its own filter` },
-      ef: { type: 'integer', minimum: 1, maximum: HTTP_LIMITS.maxEf },
-      include,
-    },
-  },
-  response: {
-    200: {
-      type: 'object',
-      required: ['feature', 'variant', 'results', 'took_ms'],
-      properties: {
-        feature: { type: 'string' },
-        variant: { type: 'string' },
-        results: { type: 'array', items: { type: 'object', required: ['hits'], properties: { hits } } },
-        took_ms: { type: 'number' },
-        variants: variantsUsed,
-      },
-    },
-    ...errorResponses,
-  },
+  body: NearestBatchBody,
+  response: { 200: NearestBatchResponse, ...errorResponses },
 } as const;
