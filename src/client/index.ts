@@ -3,11 +3,11 @@
 import type { ErrorCode } from '../errors.ts';
 import type { EmbedBody, EmbedResponse, OnlineBody, OnlineResponse, WriteVectorsBody, WriteVectorsResponse } from '../server/schemas/features.ts';
 import type { NearestBatchBody, NearestBatchResponse, NearestBody, NearestResponse } from '../server/schemas/nearest.ts';
-import type { AliasesResponse, FeaturesResponse, ModelsResponse } from '../server/schemas/registry.ts';
+import type { AliasesResponse, FeaturesResponse, HistoryQuery, HistoryResponse, ModelsResponse } from '../server/schemas/registry.ts';
 
 export type { EmbedBody, EmbedResponse, OnlineBody, OnlineResponse, WriteVectorsBody, WriteVectorsResponse } from '../server/schemas/features.ts';
 export type { Hit, NearestBatchBody, NearestBatchResponse, NearestBody, NearestResponse, Query } from '../server/schemas/nearest.ts';
-export type { AliasInfo, AliasesResponse, FeatureInfo, FeaturesResponse, ModelInfo, ModelsResponse } from '../server/schemas/registry.ts';
+export type { AliasInfo, AliasesResponse, FeatureInfo, FeaturesResponse, HistoryQuery, HistoryResponse, ModelInfo, ModelsResponse, RegistryEvent } from '../server/schemas/registry.ts';
 export type { Filter, FilterOp, Scalar } from '../types.ts';
 
 /** `POST /v1/sources/{source}/push`: rows pushed to a source by name; each carries the entity key column. */
@@ -115,6 +115,7 @@ export class Nearline {
     model: 'GET /v1/registry/models/{name}',
     aliases: 'GET /v1/registry/aliases',
     alias: 'GET /v1/registry/aliases/{name}',
+    history: 'GET /v1/registry/history',
   } as const;
 
   readonly url: string;
@@ -176,6 +177,11 @@ export class Nearline {
       this.call({ method: 'GET', path: name === undefined ? '/v1/registry/models' : `/v1/registry/models/${seg(name)}`, idempotent: true }, opts),
     aliases: (name?: string, opts?: CallOptions): Promise<AliasesResponse> =>
       this.call({ method: 'GET', path: name === undefined ? '/v1/registry/aliases' : `/v1/registry/aliases/${seg(name)}`, idempotent: true }, opts),
+    /** Registry changes, newest first; page on with `before` set to the last event's id. */
+    history: (query: HistoryQuery = {}, opts?: CallOptions): Promise<HistoryResponse> => {
+      const qs = new URLSearchParams(Object.entries(query).filter((e): e is [string, string] => e[1] !== undefined)).toString();
+      return this.call({ method: 'GET', path: `/v1/registry/history${qs ? `?${qs}` : ''}`, idempotent: true }, opts);
+    },
   };
 
   private async call<T>(c: Call, opts: CallOptions = {}): Promise<T> {

@@ -105,6 +105,11 @@ describe('client contract', () => {
     expect((await nl.registry.models('tiny@1')).models[0].dims).toBe(32);
     expect((await nl.registry.aliases()).aliases).toEqual([expect.objectContaining({ feature: 'item_vec', name: 'prod', variant: 'v1' })]);
     expect((await nl.registry.aliases('item_vec')).aliases).toHaveLength(1);
+    const history = await nl.registry.history({ feature: 'item_vec', limit: '2' });
+    expect(history.events).toHaveLength(2);
+    const older = await nl.registry.history({ feature: 'item_vec', before: String(history.events[1].id) });
+    expect(older.events.every((e) => e.id < history.events[1].id && e.feature?.startsWith('item_vec'))).toBe(true);
+    await expectCode(nl.registry.history({ limit: '5000' }), 'NL_BAD_REQUEST', 400);
   });
 
   it('throws typed errors with the NL_* code and the HTTP status', async () => {
