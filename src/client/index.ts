@@ -3,24 +3,14 @@
 import type { ErrorCode } from '../errors.ts';
 import type { EmbedBody, EmbedResponse, OnlineBody, OnlineResponse, WriteVectorsBody, WriteVectorsResponse } from '../server/schemas/features.ts';
 import type { NearestBatchBody, NearestBatchResponse, NearestBody, NearestResponse } from '../server/schemas/nearest.ts';
+import type { PushBody, PushResponse } from '../server/schemas/sources.ts';
 import type { AliasesResponse, FeaturesResponse, HistoryQuery, HistoryResponse, ModelsResponse } from '../server/schemas/registry.ts';
 
 export type { EmbedBody, EmbedResponse, OnlineBody, OnlineResponse, WriteVectorsBody, WriteVectorsResponse } from '../server/schemas/features.ts';
 export type { Hit, NearestBatchBody, NearestBatchResponse, NearestBody, NearestResponse, Query } from '../server/schemas/nearest.ts';
+export type { PushBody, PushResponse } from '../server/schemas/sources.ts';
 export type { AliasInfo, AliasesResponse, FeatureInfo, FeaturesResponse, HistoryQuery, HistoryResponse, ModelInfo, ModelsResponse, RegistryEvent } from '../server/schemas/registry.ts';
 export type { Filter, FilterOp, Scalar } from '../types.ts';
-
-/** `POST /v1/sources/{source}/push`: rows pushed to a source by name; each carries the entity key column. */
-export interface PushBody {
-  /** Rows of the source; `{<key>: id, _deleted: true}` deletes that entity from every variant. */
-  rows: Array<Record<string, unknown>>;
-}
-export interface PushResponse {
-  /** Rows made durable. */
-  accepted: number;
-  /** Position of the batch in the source's log. */
-  offset: number;
-}
 
 export interface NearlineOptions {
   /** Base URL of a nearline server, e.g. `http://127.0.0.1:8080`. */

@@ -52,9 +52,7 @@ describe('client contract', () => {
     expect(served.size).toBeGreaterThanOrEqual(11);
     const client = new Set<string>(Object.values(Nearline.routes));
     expect([...served].filter((r) => !client.has(r))).toEqual([]);
-    // The client may know push before a server has it (PRODUCT.md "Live data"); nothing else may be missing.
-    const push = Nearline.routes.push;
-    expect([...client].filter((r) => !served.has(r))).toEqual(served.has(push) ? [] : [push]);
+    expect([...client].filter((r) => !served.has(r))).toEqual([]);
   });
 
   it('imports nothing at run time: request and response types come from the server schemas as types only', () => {
@@ -90,9 +88,20 @@ describe('client contract', () => {
     expect(emb.vectors).toHaveLength(2);
     const vector = Array.from({ length: DIMS }, (_, i) => (i === 0 ? 1 : 0));
     const write = await nl.writeVectors('item_vec@v2', { upserts: [{ id: 'new-item', vector, metadata: { lang: 'en', bucket: 1 } }], deletes: ['i9'] });
-    expect(write).toEqual({ feature: 'item_vec', variant: 'v2', upserted: 1, deleted: 1 });
+    expect(write).toEqual({ feature: 'item_vec', variant: 'v2', upserted: 1, deleted: 1, offset: expect.any(Number) });
     const hit = await nl.nearest({ feature: 'item_vec@v2', k: 1, query: { vector } });
     expect(hit.hits[0].id).toBe('new-item');
+  });
+
+  it('push: rows to a source by name, served right after the answer; a bad batch changes nothing', async () => {
+    const vec = Array.from({ length: DIMS }, (_, i) => (i === 1 ? 1 : 0));
+    const row = { id: 'pushed-1', vec, lang: 'en', bucket: 3, price: 1.5, title: 'red lamp pushed' };
+    const res = await nl.push('items', { rows: [row] });
+    expect(res).toEqual({ source: 'items', accepted: 1, offset: expect.any(Number) });
+    expect((await nl.nearest({ feature: 'item_vec@v1', k: 1, query: { vector: vec } })).hits[0].id).toBe('pushed-1');
+    const bad = await expectCode(nl.push('items', { rows: [{ ...row, id: 'pushed-2' }, { ...row, id: 'pushed-3', vec: [1, 2] }] }), 'NL_BAD_SOURCE_ROW', 400);
+    expect(bad.message).toContain('1');
+    expect((await nl.online({ ids: ['pushed-2'], features: ['item_price'] })).rows[0].features.item_price).toBeNull();
   });
 
   it('registry views by kind and by name', async () => {
@@ -123,12 +132,12 @@ describe('client contract', () => {
 
 describe('client retries and timeouts', () => {
   it('retries NL_OVERLOADED with backoff until the server has room', async () => {
-    // A server with one search slot and no queue sheds concurrent requests with 503 NL_OVERLOADED.
-    const tight = await openApp(home, { cheap: { concurrency: 1, queue: 0 } });
+    // A server that embeds one request at a time with no queue sheds concurrent embeds with 503 NL_OVERLOADED.
+    const tight = await openApp(home, { heavy: { concurrency: 1, queue: 0 } });
     const tightUrl = await tight.app.listen({ port: 0, host: '127.0.0.1' });
     try {
       const burst = (client: Nearline) =>
-        Promise.allSettled(Array.from({ length: 24 }, (_, i) => client.nearest({ feature: 'item_vec', k: 5, query: { id: `i${i}` } })));
+        Promise.allSettled(Array.from({ length: 24 }, (_, i) => client.embed({ model: 'tiny@1', texts: [`red shoe ${i}`, `blue lamp ${i}`] })));
       const once = await burst(new Nearline({ url: tightUrl, retries: 0 }));
       const shed = once.filter((r) => r.status === 'rejected').map((r) => (r as PromiseRejectedResult).reason as NearlineClientError);
       expect(shed.length).toBeGreaterThan(0);
