@@ -1,11 +1,13 @@
 // `nearline/client`: a typed HTTP client for nearline's /v1 API, for Node 20+ and browsers, with no runtime
 // dependencies. Request and response types are the server's route schemas (TypeBox), imported as types only.
 import type { ErrorCode } from '../errors.ts';
+import type { HealthQuery, HealthResponse } from '../server/schemas/dashboard.ts';
 import type { EmbedBody, EmbedResponse, OnlineBody, OnlineResponse, WriteVectorsBody, WriteVectorsResponse } from '../server/schemas/features.ts';
 import type { NearestBatchBody, NearestBatchResponse, NearestBody, NearestResponse } from '../server/schemas/nearest.ts';
 import type { PushBody, PushResponse } from '../server/schemas/sources.ts';
 import type { AliasesResponse, FeaturesResponse, HistoryQuery, HistoryResponse, ModelsResponse } from '../server/schemas/registry.ts';
 
+export type { HealthQuery, HealthResponse } from '../server/schemas/dashboard.ts';
 export type { EmbedBody, EmbedResponse, OnlineBody, OnlineResponse, WriteVectorsBody, WriteVectorsResponse } from '../server/schemas/features.ts';
 export type { Hit, NearestBatchBody, NearestBatchResponse, NearestBody, NearestResponse, Query } from '../server/schemas/nearest.ts';
 export type { PushBody, PushResponse } from '../server/schemas/sources.ts';
@@ -106,6 +108,7 @@ export class Nearline {
     aliases: 'GET /v1/registry/aliases',
     alias: 'GET /v1/registry/aliases/{name}',
     history: 'GET /v1/registry/history',
+    health: 'GET /v1/features/{feature}/health',
   } as const;
 
   readonly url: string;
@@ -157,6 +160,11 @@ export class Nearline {
   push(source: string, req: PushBody, opts?: CallOptions): Promise<PushResponse> {
     // A push that may have reached the server is not resent: the caller decides, knowing its rows.
     return this.call({ method: 'POST', path: `/v1/sources/${seg(source)}/push`, body: req, idempotent: false }, opts);
+  }
+
+  /** A variant's embedding health: baseline, recent writes, drift; with `against`, compared with another variant (`GET /v1/features/{feature}/health`). */
+  health(feature: string, query: HealthQuery = {}, opts?: CallOptions): Promise<HealthResponse> {
+    return this.call({ method: 'GET', path: `/v1/features/${seg(feature)}/health${query.against === undefined ? '' : `?against=${seg(query.against)}`}`, idempotent: true }, opts);
   }
 
   /** Registry views (`GET /v1/registry/...`): every variant, model version or alias, or those of one name. */

@@ -104,6 +104,15 @@ describe('client contract', () => {
     expect((await nl.online({ ids: ['pushed-2'], features: ['item_price'] })).rows[0].features.item_price).toBeNull();
   });
 
+  it('health of a variant, alone and against another', async () => {
+    const alone = await nl.health('item_vec@v1');
+    expect(alone).toMatchObject({ feature: 'item_vec', variant: 'v1', dims: DIMS });
+    expect(alone.baseline.count).toBeGreaterThan(0);
+    const both = await nl.health('item_vec@v1', { against: 'item_vec@v2' });
+    expect(both.comparison).toBeDefined();
+    await expectCode(nl.health('item_price'), 'NL_UNSUPPORTED', 422);
+  });
+
   it('registry views by kind and by name', async () => {
     const features = await nl.registry.features();
     expect(features.features.map((f) => `${f.name}@${f.variant}`)).toContain('item_vec@v1');

@@ -3,7 +3,7 @@ import { nlError } from '../../errors.ts';
 import type { FeatureRecord } from '../../registry/registry.ts';
 import { pca2 } from '../../store/projection.ts';
 import type { ServerContext } from '../context.ts';
-import { healthSchema, mapSchema, seriesSchema } from '../schemas/dashboard.ts';
+import { healthSchema, mapSchema, seriesSchema, type HealthQuery, type MapQuery } from '../schemas/dashboard.ts';
 import { SeriesRecorder, type SeriesOptions } from '../series.ts';
 
 interface MapResult {
@@ -34,7 +34,7 @@ export async function dashboardRoutes(app: FastifyInstance, ctx: ServerContext &
 
   app.get('/features/:feature/health', { schema: healthSchema, config }, async (request) => {
     const { feature } = request.params as { feature: string };
-    const { against } = request.query as { against?: string };
+    const { against } = request.query as HealthQuery;
     auth.requireFeatures(request.apiKey, against === undefined ? [feature] : [feature, against]);
     const f = embedding(feature);
     request.servedFeature = `${f.name}@${f.variant}`;
@@ -44,7 +44,7 @@ export async function dashboardRoutes(app: FastifyInstance, ctx: ServerContext &
 
   app.get('/features/:feature/map', { schema: mapSchema, config }, async (request) => {
     const { feature } = request.params as { feature: string };
-    const { refresh } = request.query as { refresh?: string };
+    const { refresh } = request.query as MapQuery;
     auth.requireFeatures(request.apiKey, [feature]);
     const f = store.servable(feature, 'embedding');
     request.servedFeature = `${f.name}@${f.variant}`;
