@@ -1,13 +1,13 @@
 // `nearline/client`: a typed HTTP client for nearline's /v1 API, for Node 20+ and browsers, with no runtime
 // dependencies. Request and response types are the server's route schemas (TypeBox), imported as types only.
 import type { ErrorCode } from '../errors.ts';
-import type { HealthQuery, HealthResponse } from '../server/schemas/dashboard.ts';
+import type { HealthQuery, HealthResponse, MapQuery, MapResponse, SeriesResponse } from '../server/schemas/dashboard.ts';
 import type { EmbedBody, EmbedResponse, OnlineBody, OnlineResponse, WriteVectorsBody, WriteVectorsResponse } from '../server/schemas/features.ts';
 import type { NearestBatchBody, NearestBatchResponse, NearestBody, NearestResponse } from '../server/schemas/nearest.ts';
 import type { PushBody, PushResponse } from '../server/schemas/sources.ts';
 import type { AliasesResponse, FeaturesResponse, HistoryQuery, HistoryResponse, ModelsResponse } from '../server/schemas/registry.ts';
 
-export type { HealthQuery, HealthResponse } from '../server/schemas/dashboard.ts';
+export type { HealthQuery, HealthResponse, MapQuery, MapResponse, SeriesResponse } from '../server/schemas/dashboard.ts';
 export type { EmbedBody, EmbedResponse, OnlineBody, OnlineResponse, WriteVectorsBody, WriteVectorsResponse } from '../server/schemas/features.ts';
 export type { Hit, NearestBatchBody, NearestBatchResponse, NearestBody, NearestResponse, Query } from '../server/schemas/nearest.ts';
 export type { PushBody, PushResponse } from '../server/schemas/sources.ts';
@@ -109,6 +109,8 @@ export class Nearline {
     alias: 'GET /v1/registry/aliases/{name}',
     history: 'GET /v1/registry/history',
     health: 'GET /v1/features/{feature}/health',
+    map: 'GET /v1/features/{feature}/map',
+    series: 'GET /v1/dashboard/series',
   } as const;
 
   readonly url: string;
@@ -165,6 +167,16 @@ export class Nearline {
   /** A variant's embedding health: baseline, recent writes, drift; with `against`, compared with another variant (`GET /v1/features/{feature}/health`). */
   health(feature: string, query: HealthQuery = {}, opts?: CallOptions): Promise<HealthResponse> {
     return this.call({ method: 'GET', path: `/v1/features/${seg(feature)}/health${query.against === undefined ? '' : `?against=${seg(query.against)}`}`, idempotent: true }, opts);
+  }
+
+  /** A 2-D PCA map of a sample of a variant's vectors with their metadata (`GET /v1/features/{feature}/map`). */
+  map(feature: string, query: MapQuery = {}, opts?: CallOptions): Promise<MapResponse> {
+    return this.call({ method: 'GET', path: `/v1/features/${seg(feature)}/map${query.refresh === undefined ? '' : `?refresh=${query.refresh}`}`, idempotent: true }, opts);
+  }
+
+  /** The dashboard's charts: the last half hour of serving, push and process numbers (`GET /v1/dashboard/series`). */
+  series(opts?: CallOptions): Promise<SeriesResponse> {
+    return this.call({ method: 'GET', path: '/v1/dashboard/series', idempotent: true }, opts);
   }
 
   /** Registry views (`GET /v1/registry/...`): every variant, model version or alias, or those of one name. */

@@ -113,6 +113,16 @@ describe('client contract', () => {
     await expectCode(nl.health('item_price'), 'NL_UNSUPPORTED', 422);
   });
 
+  it('the dashboard map and series', async () => {
+    const map = await nl.map('item_vec@v1', { refresh: 'true' });
+    expect(map).toMatchObject({ feature: 'item_vec', variant: 'v1' });
+    expect(map.points.length).toBeGreaterThan(0);
+    expect(map.fields).toEqual(expect.arrayContaining(['lang', 'bucket']));
+    const series = await nl.series();
+    expect(series.times.length).toBe(series.series[0]?.values?.length ?? series.times.length);
+    expect(typeof series.intervalSeconds).toBe('number');
+  });
+
   it('registry views by kind and by name', async () => {
     const features = await nl.registry.features();
     expect(features.features.map((f) => `${f.name}@${f.variant}`)).toContain('item_vec@v1');

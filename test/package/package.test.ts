@@ -74,6 +74,7 @@ describe('the packed package', () => {
     expect(listing).toContain('package/dist/index.d.ts');
     expect(listing).toContain('package/dist/client/index.js');
     expect(listing).toContain('package/native/binding.gyp');
+    expect(listing).toContain('package/ui/index.html');
     expect(listing.filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts'))).toEqual([]);
   });
 

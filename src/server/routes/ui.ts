@@ -3,10 +3,11 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { nlError } from '../../errors.ts';
+import { packageRoot } from '../../package-root.ts';
 import type { ServerContext } from '../context.ts';
 
 /** The dashboard's files: `ui/` at the package root (beside `src/` and `dist/`), and uPlot from node_modules. */
-const UI_DIR = path.resolve(import.meta.dirname, '../../../ui');
+const UI_DIR = path.join(packageRoot(), 'ui');
 
 const TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
