@@ -1,4 +1,5 @@
 import { FeatureStore } from '../store/feature-store.ts';
+import type { LiveOptions } from '../store/live.ts';
 import { build, type BuildOptions } from './app.ts';
 import { announceServing } from './serving.ts';
 
@@ -8,12 +9,14 @@ export interface ListenOptions extends Omit<BuildOptions, 'store'> {
   port: number;
   /** Interface to bind. Default 127.0.0.1 while no API key exists, else 0.0.0.0. */
   host?: string;
+  /** Pushed rows: snapshot cadence and limits. */
+  live?: LiveOptions;
 }
 
 /** Opens the store, builds the app and listens; `close()` stops accepting, drains, and closes the store. */
 export async function listen(opts: ListenOptions): Promise<{ address: string; close(): Promise<void> }> {
-  const { home, port, host, ...buildOpts } = opts;
-  const store = FeatureStore.open({ home });
+  const { home, port, host, live, ...buildOpts } = opts;
+  const store = FeatureStore.open({ home, live });
   // This process appends to every source's log while it serves; another process pushing here would be refused.
   try {
     await store.live.claim();

@@ -7,6 +7,7 @@ import { keys } from './keys.ts';
 import { list, show } from './list.ts';
 import { materializeCommand } from './materialize.ts';
 import { nearest } from './nearest.ts';
+import { push } from './push.ts';
 import { serve } from './serve.ts';
 import { stats } from './stats.ts';
 
@@ -26,6 +27,7 @@ export interface Command {
 export const COMMANDS: Record<string, Command> = {
   apply,
   materialize: materializeCommand,
+  push,
   serve,
   nearest,
   list,
