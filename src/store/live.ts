@@ -132,6 +132,9 @@ class LiveSource {
   private readonly following = new Map<string, Promise<Target>>();
   /** Applies and catch-ups run one at a time, in log order. */
   private chain: Promise<unknown> = Promise.resolve();
+  /** Appended entries waiting to be applied: concurrent pushes are applied together, one index write per variant. */
+  private pending: Array<{ entries: LogEntry[]; resolve: () => void; reject: (e: unknown) => void }> = [];
+  private draining = false;
 
   constructor(
     readonly name: string,
@@ -183,6 +186,40 @@ class LiveSource {
       p.catch(() => this.following.delete(key));
     }
     return p;
+  }
+
+  /**
+   * Applies appended entries to every follower; resolves once they are applied. Entries are enqueued in offset
+   * order (appends resolve in that order), and whatever queued while the previous apply ran goes in one batch.
+   */
+  applyAppended(entries: LogEntry[]): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.pending.push({ entries, resolve, reject });
+      if (!this.draining) this.drain();
+    });
+  }
+
+  private drain(): void {
+    this.draining = true;
+    void this.serial(async () => {
+      while (this.pending.length) {
+        const batch = this.pending.splice(0);
+        const entries = batch.flatMap((b) => b.entries).sort((a, b) => a.offset - b.offset);
+        try {
+          for (const t of this.targets.values()) {
+            // A follower that fell behind (a failed apply) replays what it missed from the log first.
+            if (t.applied < entries[0].offset - 1) await this.replay(t, entries[0].offset - 1);
+            await this.apply(t, entries);
+          }
+          batch.forEach((b) => b.resolve());
+        } catch (e) {
+          batch.forEach((b) => b.reject(e));
+        }
+      }
+    }).finally(() => {
+      this.draining = false;
+      if (this.pending.length) this.drain();
+    });
   }
 
   isFollowing(key: string): boolean {
@@ -405,16 +442,8 @@ export class Live {
     // Variants published since the last push (by this process or another) are loaded and caught up first.
     for (const f of live) if (!s.isFollowing(ref(f))) await s.follow(f);
     const first = await s.log.append(entries);
-    const stamped: LogEntry[] = entries.map((e, i) => ({ offset: first + i, key: e.key, data: e.data }));
-    const last = first + entries.length - 1;
-    await s.serial(async () => {
-      for (const t of s.targets.values()) {
-        // A target that fell behind (a failed apply) replays what it missed before this batch.
-        if (t.applied < first - 1) await s.replay(t, first - 1);
-        await s.apply(t, stamped);
-      }
-    });
-    return last;
+    await s.applyAppended(entries.map((e, i) => ({ offset: first + i, key: e.key, data: e.data })));
+    return first + entries.length - 1;
   }
 
   private startTimer(): void {

@@ -17,9 +17,9 @@ afterAll(async () => {
   cleanup();
 });
 
-const push = (rows: unknown, source = 'items', key?: string) =>
+const push = (rows: unknown[], source = 'items', key?: string) =>
   server.app.inject({ method: 'POST', url: `/v1/sources/${source}/push`, payload: { rows }, headers: key ? { authorization: `Bearer ${key}` } : {} });
-const post = (url: string, payload: unknown) => server.app.inject({ method: 'POST', url, payload });
+const post = (url: string, payload: object) => server.app.inject({ method: 'POST', url, payload });
 const vec = (k: number) => Array.from({ length: DIMS }, (_, i) => (i === k ? 3 : 0.01 * i));
 
 describe('POST /v1/sources/:source/push', () => {
