@@ -112,6 +112,7 @@ export class FeatureStore {
         collection: (f) => this.providerCollection(f),
         online: (f) => this.onlineStore(f.provider),
         model: (n, v) => this.model(n, v),
+        observe: (f, vectors, ids) => this.health.observe(f, vectors, ids),
       },
       opts.live,
     );

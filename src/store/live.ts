@@ -50,6 +50,8 @@ export interface LiveContext {
   collection(feature: FeatureRecord): Promise<VectorCollection>;
   online(feature: FeatureRecord): Promise<OnlineStore>;
   model(name: string, version: string): Promise<EmbeddingModel>;
+  /** Vectors a push wrote to a variant, for its embedding health. */
+  observe?(feature: FeatureRecord, vectors: Vector[], ids: string[]): void;
 }
 
 export interface PushResult {
@@ -373,7 +375,14 @@ export class Live {
     const keys = [...new Set(features.map((f) => entityKey(registry, f)))];
     const known = new Set([...keys, ...features.flatMap(columnsOf), '_deleted']);
     const entries: Array<{ key: string; data: { r: Record<string, unknown>; e?: Record<string, string> } }> = [];
-    const texts = new Map<string, { feature: FeatureRecord; rows: number[]; texts: string[] }>();
+    const texts = new Map<string, { feature: FeatureRecord; rows: number[]; texts: string[]; features: FeatureRecord[]; ids: string[] }>();
+    const written = new Map<string, { feature: FeatureRecord; vectors: Vector[]; ids: string[] }>();
+    const wrote = (f: FeatureRecord, id: string, v: Vector) => {
+      const w = written.get(ref(f)) ?? { feature: f, vectors: [], ids: [] };
+      w.vectors.push(v);
+      w.ids.push(id);
+      written.set(ref(f), w);
+    };
     rows.forEach((raw, i) => {
       const where = `rows[${i}]`;
       if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw nlError('NL_BAD_SOURCE_ROW', `${where}: expected an object`);
@@ -399,11 +408,17 @@ export class Live {
         const p = prepare({ line: i, values: row, position: 0 }, f, entityKey(registry, f), false);
         if ('reason' in p) throw nlError('NL_BAD_SOURCE_ROW', `${where}: ${ref(f)}: ${p.reason}`);
         if (p.vector && !indexable(p.vector, f.metric)) throw nlError('NL_BAD_SOURCE_ROW', `${where}: ${ref(f)}: column "${f.vector!.column}": a zero vector has no cosine direction`);
+        if (p.vector) wrote(f, p.id, p.vector);
         const ek = embeddingKey(f);
         if (ek && p.text !== undefined) {
-          const group = texts.get(ek) ?? { feature: f, rows: [], texts: [] };
-          group.rows.push(entries.length);
-          group.texts.push(p.text);
+          const group = texts.get(ek) ?? { feature: f, rows: [], texts: [], features: [], ids: [] };
+          if (!group.features.includes(f)) group.features.push(f);
+          // Variants sharing a model and column share one embedding of the row.
+          if (group.rows[group.rows.length - 1] !== entries.length) {
+            group.ids.push(p.id);
+            group.rows.push(entries.length);
+            group.texts.push(p.text);
+          }
           texts.set(ek, group);
         }
       }
@@ -418,9 +433,11 @@ export class Live {
         checkIndexable(v, g.feature.metric, `rows: ${ref(g.feature)}: the embedding of a text`);
         const data = entries[g.rows[j]].data;
         (data.e ??= {})[ek] = encodeVector(v);
+        for (const f of g.features) wrote(f, g.ids[j], v);
       });
     }
     const offset = await this.append(sourceName, entries, live);
+    for (const w of written.values()) this.ctx.observe?.(w.feature, w.vectors, w.ids);
     this.pushedRows += rows.length;
     return { source: sourceName, accepted: rows.length, offset };
   }
@@ -495,6 +512,11 @@ export class Live {
       low = Math.min(low, t ? t.durable : this.ctx.registry.getLogOffset(f.name, f.variant));
     }
     return low;
+  }
+
+  /** Offset of the last durable entry of a source's log (0: nothing pushed). */
+  async logEnd(source: string): Promise<number> {
+    return (await this.source(source)).log.end();
   }
 
   /** Logs and followers of this process, for metrics and `show`. */

@@ -45,7 +45,8 @@ export const show: Command = {
       process.stderr.write(`${this.usage}\n`);
       return 2;
     }
-    return withStore(home, async ({ registry }) => {
+    return withStore(home, async (store) => {
+      const { registry } = store;
       const f = registry.resolveFeature(ref);
       const source = registry.getSource(f.source.name, f.source.variant);
       const provider = registry.getProvider(f.provider);
@@ -64,6 +65,8 @@ export const show: Command = {
         },
         materialization: registry.getMaterialization(f.name, f.variant) ?? null,
         mutability: mutability(f.status),
+        // Rows pushed to the source: how far this variant's durable state (snapshot) has applied its log.
+        live: { source: f.source.name, logEnd: await store.live.logEnd(f.source.name), durableOffset: registry.getLogOffset(f.name, f.variant) },
       };
       process.stdout.write(toJson(out, 2) + '\n');
       return 0;
