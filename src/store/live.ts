@@ -485,7 +485,7 @@ export class Live {
               await t.collection.flush();
               t.durable = t.collection.logOffsets().durable;
             } else {
-              await (t.store as OnlineStore & { flush?: () => Promise<void> })?.flush?.();
+              await t.store?.flush?.();
               t.durable = t.applied;
             }
             t.lastSnapshotSeconds = (performance.now() - started) / 1000;

@@ -160,6 +160,17 @@ export function createSqliteOnlineStore(options: SqliteOnlineOptions, ctx: Provi
         throw providerError(ctx.name, e);
       }
     },
+
+    // Commits are not fsynced one by one (synchronous = NORMAL); a checkpoint fsyncs the WAL, and with it
+    // every commit so far.
+    async flush() {
+      statements();
+      try {
+        db!.pragma('wal_checkpoint(PASSIVE)');
+      } catch (e) {
+        throw providerError(ctx.name, e);
+      }
+    },
   };
 }
 

@@ -17,4 +17,9 @@ export interface OnlineStore {
   deleteFeature(feature: string): Promise<void>;
   /** How many ids hold a value of the feature key. */
   count(feature: string): Promise<number>;
+  /**
+   * Makes every write so far survive a power loss, where writes are not fsynced one by one. Absent: each
+   * write is as durable as the backend makes it when it returns.
+   */
+  flush?(): Promise<void>;
 }
