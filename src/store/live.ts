@@ -3,6 +3,7 @@ import { nlError } from '../errors.ts';
 import { openFileLog } from '../log/file.ts';
 import type { Log, LogEntry } from '../log/types.ts';
 import { prepare } from '../materialize/job.ts';
+import { createSource } from '../providers/index.ts';
 import { describeText, textColumns } from '../materialize/text.ts';
 import type { EmbeddingModel } from '../providers/embedding/types.ts';
 import type { OnlineStore } from '../providers/online/types.ts';
@@ -10,6 +11,7 @@ import type { VectorCollection, VectorRecord } from '../providers/vector/types.t
 import type { FeatureRecord, Registry } from '../registry/registry.ts';
 import type { Metadata, OnlineValue, Vector } from '../types.ts';
 import { checkIndexable } from '../vector.ts';
+import { closest } from './columns.ts';
 
 /*
  * Live data: rows pushed to a source by name. A push is validated against every variant built from the
@@ -308,6 +310,8 @@ export class Live {
   private snapshotting: Promise<void> | null = null;
   private pushedRows = 0;
   private closed = false;
+  /** Columns of each source variant's file (its header, or its first rows): fixed, as a source variant is. */
+  private readonly fileColumns = new Map<string, Promise<string[]>>();
 
   constructor(
     home: string,
@@ -373,7 +377,8 @@ export class Live {
     const features = registry.featuresOfSource(sourceName);
     const live = features.filter((f) => f.status === 'materialized');
     const keys = [...new Set(features.map((f) => entityKey(registry, f)))];
-    const known = new Set([...keys, ...features.flatMap(columnsOf), '_deleted']);
+    // A row may carry any column of the source (a variant built later may read it), and nothing else.
+    const known = new Set([...keys, ...features.flatMap(columnsOf), ...(await this.sourceColumns(sourceName)), '_deleted']);
     const entries: Array<{ key: string; data: { r: Record<string, unknown>; e?: Record<string, string> } }> = [];
     const texts = new Map<string, { feature: FeatureRecord; rows: number[]; texts: string[]; features: FeatureRecord[]; ids: string[] }>();
     const written = new Map<string, { feature: FeatureRecord; vectors: Vector[]; ids: string[] }>();
@@ -389,7 +394,11 @@ export class Live {
       const row = raw as Record<string, unknown>;
       if (JSON.stringify(row).length > this.opts.maxRowBytes) throw nlError('NL_LIMIT_EXCEEDED', `${where}: larger than ${this.opts.maxRowBytes} bytes`);
       for (const col of Object.keys(row)) {
-        if (!known.has(col)) throw nlError('NL_BAD_SOURCE_ROW', `${where}: column "${col}" is not used by any variant of source ${sourceName} (known: ${[...known].filter((c) => c !== '_deleted').join(', ')})`);
+        if (!known.has(col)) {
+          const names = [...known].filter((c) => c !== '_deleted');
+          const guess = closest(col, names);
+          throw nlError('NL_BAD_SOURCE_ROW', `${where}: column "${col}" is not a column of source ${sourceName}${guess ? ` (did you mean "${guess}"?)` : ''} (have: ${names.join(', ')})`);
+        }
       }
       if ('_deleted' in row && typeof row._deleted !== 'boolean') throw nlError('NL_BAD_SOURCE_ROW', `${where}: _deleted must be true or false`);
       let id: string | undefined;
@@ -440,6 +449,25 @@ export class Live {
     for (const w of written.values()) this.ctx.observe?.(w.feature, w.vectors, w.ids);
     this.pushedRows += rows.length;
     return { source: sourceName, accepted: rows.length, offset };
+  }
+
+  private async sourceColumns(name: string): Promise<string[]> {
+    const out: string[] = [];
+    for (const spec of this.ctx.registry.listSourceVariants(name)) {
+      const key = `${spec.name}@${spec.variant}`;
+      let p = this.fileColumns.get(key);
+      if (!p) {
+        p = createSource(spec)
+          .then((source) => source.columns())
+          .then(
+            (c) => c ?? [],
+            () => [],
+          );
+        this.fileColumns.set(key, p);
+      }
+      out.push(...(await p));
+    }
+    return out;
   }
 
   /** Vector writes to one variant, through its source's log with the same guarantees as pushes. */

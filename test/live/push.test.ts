@@ -53,7 +53,7 @@ describe('push rows to a source', () => {
     const cases: Array<[unknown[], RegExp]> = [
       [[{ id: 'x', vec: vec(1), lang: 'en', freq: 1 }, { id: 'y', vec: [1, 2, 3], lang: 'en', freq: 1 }], /rows\[1\]: word_vec@v1: .*expected 8.*"vec"/],
       [[{ id: 'x', vec: vec(1), lang: 'en', freq: 'many' }], /rows\[0\]: word_freq@v1: "many" is not a finite number/],
-      [[{ id: 'x', vec: vec(1), lang: 'en', frequency: 1 }], /rows\[0\]: column "frequency" is not used by any variant/],
+      [[{ id: 'x', vec: vec(1), lang: 'en', freqq: 1 }], /rows\[0\]: column "freqq" is not a column of source words \(did you mean "freq"\?\)/],
       [[{ vec: vec(1), lang: 'en', freq: 1 }], /rows\[0\]: key column "id"/],
       [[{ id: 'x', vec: [...vec(1).slice(1), Number.NaN], lang: 'en' }], /rows\[0\]: word_vec@v1/],
       [[{ id: 'x', vec: new Array(DIMS).fill(0), lang: 'en' }], /rows\[0\]: word_vec@v1: column "vec": a zero vector/],
