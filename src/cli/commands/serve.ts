@@ -9,7 +9,7 @@ function positive(value: unknown, name: string): number | undefined {
 }
 
 export const serve: Command = {
-  summary: 'start the HTTP server (fastify; OpenAPI at /docs)',
+  summary: 'start the HTTP server (fastify; dashboard at /ui, OpenAPI at /docs)',
   usage: `usage: nearline serve [--port 8080] [--host 127.0.0.1] [--snapshot-rows 50000] [--snapshot-seconds 30] [--home DIR]
   With no API key created the server binds to 127.0.0.1 only, unless --host says otherwise.
   Pushed rows are durable in each source's log when acknowledged; indexes are snapshotted in the background
@@ -26,6 +26,7 @@ export const serve: Command = {
         snapshotSeconds: positive(values['snapshot-seconds'], '--snapshot-seconds'),
       },
     });
+    process.stderr.write(`nearline: serving ${server.address} (dashboard ${server.address}/ui, API docs ${server.address}/docs)\n`);
     const stop = async () => {
       await server.close();
       process.exit(0);
