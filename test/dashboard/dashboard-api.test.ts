@@ -27,7 +27,7 @@ describe('the dashboard routes', () => {
 
   const get = async (url: string, key?: string) => {
     const res = await app.inject({ method: 'GET', url, ...(key ? { headers: { authorization: `Bearer ${key}` } } : {}) });
-    return { status: res.statusCode, body: res.headers['content-type']?.startsWith('application/json') ? res.json() : res.body, type: res.headers['content-type'] };
+    return { status: res.statusCode, body: String(res.headers['content-type']).startsWith('application/json') ? res.json() : res.body, type: res.headers['content-type'] };
   };
 
   it('serves the page, its module, its styles and uPlot from the installed package', async () => {
