@@ -4,7 +4,8 @@ import { pathToFileURL } from 'node:url';
 import YAML from 'yaml';
 import { NearlineError, nlError } from './errors.ts';
 import type { ModelSpec } from './providers/embedding/types.ts';
-import { RUNTIMES, SOURCE_KINDS } from './providers/index.ts';
+import { optionsProblem } from './plugins.ts';
+import { importPlugin, isBuiltinKind, pluginFor, pluginSpecifier, RUNTIMES, SOURCE_KINDS, VECTOR_KINDS, ONLINE_KINDS } from './providers/index.ts';
 import type { SourceSpec } from './providers/sources/types.ts';
 import type { Metric } from './types.ts';
 import { parseTemplate, type TextSource } from './materialize/text.ts';
@@ -106,7 +107,35 @@ export async function loadDefinitions(file: string): Promise<Definitions> {
     const why = code === 'ENOENT' ? 'file not found' : (e as Error).message;
     throw new NearlineError('NL_BAD_DEFINITION', [`${file}: ${why}`], { cause: e });
   }
+  await loadPlugins(raw, file, path.dirname(abs));
   return validateDefinitions(raw, file, path.dirname(abs));
+}
+
+/**
+ * Imports the plugin modules definitions name (a provider `kind`, a model `runtime` or a source `kind` that is
+ * not built in), so validation can check their options; failures name the file, the object and the field.
+ */
+export async function loadPlugins(raw: unknown, file: string, baseDir: string): Promise<void> {
+  if (!isObject(raw)) return;
+  const fields: Array<[section: string, field: string]> = [
+    ['providers', 'kind'],
+    ['models', 'runtime'],
+    ['sources', 'kind'],
+  ];
+  for (const [section, field] of fields) {
+    const list = (raw as Record<string, unknown>)[section];
+    if (!Array.isArray(list)) continue;
+    for (const [i, item] of list.entries()) {
+      const kind = isObject(item) ? item[field] : undefined;
+      if (typeof kind !== 'string' || kind === '' || isBuiltinKind(kind)) continue;
+      try {
+        await importPlugin(pluginSpecifier(kind, baseDir));
+      } catch (e) {
+        const label = typeof item.name === 'string' ? ` (${item.name})` : '';
+        throw new NearlineError('NL_BAD_DEFINITION', [`${file}: ${section}[${i}]${label}: field "${field}": ${(e as Error).message}`], { cause: e });
+      }
+    }
+  }
 }
 
 /** Validates a definitions object; errors name the file, the object and the field. */
@@ -133,8 +162,12 @@ export function validateDefinitions(raw: unknown, file: string, baseDir: string)
 
   const providers = section('providers').map(({ f }) => {
     const name = f.name('name');
-    const kind = f.str('kind');
+    const kind = pluginSpecifier(f.str('kind'), baseDir);
     const options = f.rest(['name', 'kind']);
+    const plugin = pluginFor('vector', kind) ?? pluginFor('online', kind);
+    if (!plugin) f.fail('kind', `unknown provider kind "${kind}" (built in: ${[...VECTOR_KINDS, ...ONLINE_KINDS].join(', ')}; or a plugin's module path or package name)`);
+    const problem = optionsProblem(plugin!, options);
+    if (problem) f.fail(problem.field, problem.message);
     return { name, kind, options };
   });
   const entities = section('entities').map(({ f }) => {
@@ -143,7 +176,7 @@ export function validateDefinitions(raw: unknown, file: string, baseDir: string)
     return def;
   });
   const sources = section('sources').map(({ f }) => {
-    const def: SourceDef = { name: f.name('name'), variant: f.variant('variant'), kind: f.oneOf('kind', SOURCE_KINDS) };
+    const def: SourceDef = { name: f.name('name'), variant: f.variant('variant'), kind: f.plugin('kind', 'source', SOURCE_KINDS, baseDir) };
     const p = f.optStr('path');
     if (p !== undefined) def.path = resolvePath(p);
     setDefined(def, 'table', f.optStr('table'));
@@ -157,7 +190,7 @@ export function validateDefinitions(raw: unknown, file: string, baseDir: string)
     const def: ModelDef = {
       name: f.name('name'),
       version: f.version('version'),
-      runtime: f.oneOf('runtime', RUNTIMES),
+      runtime: f.plugin('runtime', 'runtime', RUNTIMES, baseDir),
       pooling: f.oneOf('pooling', ['mean', 'cls'], 'mean'),
       normalize: f.bool('normalize', true),
       maxTokens: f.posInt('maxTokens', 256),
@@ -169,8 +202,9 @@ export function validateDefinitions(raw: unknown, file: string, baseDir: string)
     if (cache !== undefined) def.cacheDir = resolvePath(cache);
     const threads = f.optPosInt('threads');
     if (threads !== undefined) def.threads = threads;
-    if ((def.runtime === 'onnx' && !def.path) || (def.runtime === 'transformers' && !def.path && !def.hub)) {
-      f.fail('path', `runtime ${def.runtime} needs a model folder${def.runtime === 'transformers' ? ' or a hub id' : ''}`);
+    const needs = pluginFor('runtime', def.runtime)?.model;
+    if ((needs === 'folder' && !def.path) || (needs === 'folder-or-hub' && !def.path && !def.hub)) {
+      f.fail('path', `runtime ${def.runtime} needs a model folder${needs === 'folder-or-hub' ? ' or a hub id' : ''}`);
     }
     f.done();
     return def;
@@ -362,6 +396,16 @@ class Fields {
     if (v === undefined) return [];
     if (!Array.isArray(v) || !v.every((x) => typeof x === 'string' && x.length > 0)) this.fail(field, `expected a list of column names, got ${this.got(v)}`);
     return v as string[];
+  }
+
+  /** A built-in kind from `builtins`, or a plugin module of `role` (loaded beforehand by loadPlugins). */
+  plugin(field: string, role: 'runtime' | 'source', builtins: readonly string[], baseDir: string): string {
+    const v = this.get(field);
+    const kind = typeof v === 'string' && v !== '' ? pluginSpecifier(v, baseDir) : undefined;
+    if (kind === undefined || !pluginFor(role, kind)) {
+      this.fail(field, `expected one of ${builtins.join(', ')} or a ${role} plugin's module path or package name, got ${this.got(v)}`);
+    }
+    return kind as string;
   }
 
   optObj(field: string): Fields | undefined {

@@ -12,6 +12,10 @@ export { validateFilter, compileFilter } from './filter.ts';
 export type { Filter, FilterOp, FeatureRef, Hit, Metadata, Metric, OnlineValue, Scalar, Vector } from './types.ts';
 export { createEmbeddingModel, createOnlineStore, createSource, createVectorProvider } from './providers/index.ts';
 export type { ProviderContext } from './providers/index.ts';
+export { defineOnlineStore, defineRuntime, defineSource, defineVectorProvider, isPlugin } from './plugins.ts';
+export type { OnlineStorePlugin, Plugin, RuntimePlugin, SourcePlugin, VectorProviderPlugin } from './plugins.ts';
+/** Input checks an online store plugin shares with the built-in stores, so it answers bad input with the same codes. */
+export { checkFeatureKey, checkGetArgs, validatePut } from './providers/online/values.ts';
 export type { VectorProvider, VectorCollection, CollectionSpec, SearchQuery, VectorRecord } from './providers/vector/types.ts';
 export type { OnlineStore } from './providers/online/types.ts';
 export type { EmbeddingModel, ModelSpec } from './providers/embedding/types.ts';

@@ -1,90 +1,118 @@
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { NearlineError, nlError } from '../errors.ts';
+import { isPlugin, type OnlineStorePlugin, type Plugin, type ProviderContext, type RuntimePlugin, type SourcePlugin, type VectorProviderPlugin } from '../plugins.ts';
+import { BUILTINS } from './builtins.ts';
 import type { EmbeddingModel, ModelSpec } from './embedding/types.ts';
 import type { OnlineStore } from './online/types.ts';
 import type { Source, SourceSpec } from './sources/types.ts';
 import type { VectorProvider } from './vector/types.ts';
 
-/** What every provider factory receives besides its own options. */
-export interface ProviderContext {
-  /** The provider's configured name. */
-  name: string;
-  /** nearline's home folder (registry, indexes/). */
-  home: string;
+export type { ProviderContext } from '../plugins.ts';
+
+type Role = Plugin['plugin'];
+interface ByRole {
+  vector: VectorProviderPlugin;
+  online: OnlineStorePlugin;
+  runtime: RuntimePlugin;
+  source: SourcePlugin;
 }
 
-type Factory<T> = (options: Record<string, unknown>, ctx: ProviderContext) => T;
+const builtin = new Map<string, Plugin>(BUILTINS.map((p) => [`${p.plugin}:${p.kind}`, p]));
+/** Plugins loaded from modules, by the module path or package name definitions name them with. */
+const loaded = new Map<string, Plugin>();
 
-/**
- * Loads a backend's module; its client library or runtime is an optional peer dependency of nearline, so a
- * missing one becomes NL_MISSING_PACKAGE naming what to install instead of a resolution error.
- */
-async function loadWith<T>(what: string, packages: readonly string[], load: () => Promise<T>): Promise<T> {
+const kinds = (role: Role) => BUILTINS.filter((p) => p.plugin === role).map((p) => p.kind);
+export const VECTOR_KINDS = kinds('vector');
+export const ONLINE_KINDS = kinds('online');
+export const RUNTIMES = kinds('runtime');
+export const SOURCE_KINDS = kinds('source');
+
+const WHAT: Record<Role, string> = { vector: 'vector provider kind', online: 'online provider kind', runtime: 'model runtime', source: 'source kind' };
+
+/** Whether `kind` names one of nearline's own backends of any role (anything else is a plugin module). */
+export function isBuiltinKind(kind: string): boolean {
+  return BUILTINS.some((p) => p.kind === kind);
+}
+
+/** A relative module path in a definitions file resolves against that file's folder; package names and absolute paths stay. */
+export function pluginSpecifier(kind: string, baseDir: string): string {
+  return kind.startsWith('./') || kind.startsWith('../') ? path.resolve(baseDir, kind) : kind;
+}
+
+/** The plugin `kind` names for `role`, if built in or already loaded; see loadPlugin for the rest. */
+export function pluginFor<R extends Role>(role: R, kind: string): ByRole[R] | undefined {
+  const p = builtin.get(`${role}:${kind}`) ?? loaded.get(kind);
+  return p?.plugin === role ? (p as ByRole[R]) : undefined;
+}
+
+/** A provider kind's role, for kinds built in or loaded: does it hold vectors or online values? */
+export function providerRole(kind: string): 'vector' | 'online' | undefined {
+  return pluginFor('vector', kind) ? 'vector' : pluginFor('online', kind) ? 'online' : undefined;
+}
+
+async function importModule(specifier: string): Promise<Record<string, unknown>> {
+  const url = path.isAbsolute(specifier) ? pathToFileURL(specifier).href : specifier;
   try {
-    return await load();
+    return (await import(url)) as Record<string, unknown>;
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    const message = (e as Error).message ?? '';
-    const missing = packages.find((p) => message.includes(`'${p}'`) || message.includes(`"${p}"`));
-    if ((code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') && missing) {
-      throw new NearlineError('NL_MISSING_PACKAGE', [what, missing, packages.join(' ')], { cause: e });
-    }
-    throw e;
+    // A TypeScript plugin under plain Node: compile it through tsx, loaded only for it.
+    if ((e as NodeJS.ErrnoException).code !== 'ERR_UNKNOWN_FILE_EXTENSION') throw e;
+    const { tsImport } = await import('tsx/esm/api');
+    return (await tsImport(url, import.meta.url)) as Record<string, unknown>;
   }
 }
 
-// Kind name -> lazy import, so a user of hnsw + sqlite never loads ioredis or the Qdrant client.
-const VECTOR: Record<string, () => Promise<Factory<VectorProvider>>> = {
-  hnsw: async () => (await import('./vector/hnsw/provider.ts')).createHnswProvider as Factory<VectorProvider>,
-  qdrant: () =>
-    loadWith('the qdrant provider', ['@qdrant/js-client-rest'], async () => (await import('./vector/qdrant.ts')).createQdrantProvider as Factory<VectorProvider>),
-};
+/**
+ * Loads the plugin a module exports (its default export, made by a define* helper), once per module. Errors are
+ * NL_BAD_DEFINITION naming the module; the caller adds where the definitions named it.
+ */
+export async function importPlugin(specifier: string): Promise<Plugin> {
+  const known = loaded.get(specifier);
+  if (known) return known;
+  let mod: Record<string, unknown>;
+  try {
+    mod = await importModule(specifier);
+  } catch (e) {
+    throw new NearlineError('NL_BAD_DEFINITION', [`cannot load plugin ${specifier}: ${(e as Error).message}`], { cause: e });
+  }
+  // Outside a `"type": "module"` package tsx compiles a TypeScript plugin to CommonJS: its exports arrive as `default`.
+  const candidate = isPlugin(mod.default) ? mod.default : (mod.default as Record<string, unknown> | undefined)?.default;
+  if (!isPlugin(candidate)) {
+    throw nlError('NL_BAD_DEFINITION', `module ${specifier} does not export a plugin: its default export must be made by defineVectorProvider, defineOnlineStore, defineRuntime or defineSource`);
+  }
+  loaded.set(specifier, candidate);
+  return candidate;
+}
 
-const ONLINE: Record<string, () => Promise<Factory<OnlineStore>>> = {
-  sqlite: async () => (await import('./online/sqlite.ts')).createSqliteOnlineStore as Factory<OnlineStore>,
-  redis: () => loadWith('the redis provider', ['ioredis'], async () => (await import('./online/redis.ts')).createRedisOnlineStore as Factory<OnlineStore>),
-};
-
-const EMBEDDING: Record<string, () => Promise<(spec: ModelSpec) => EmbeddingModel>> = {
-  onnx: () => loadWith('the onnx runtime', ['onnxruntime-node', '@huggingface/tokenizers'], async () => (await import('./embedding/onnx.ts')).createOnnxModel),
-  transformers: () => loadWith('the transformers runtime', ['@huggingface/transformers'], async () => (await import('./embedding/transformers.ts')).createTransformersModel),
-  use: async () => (await import('./embedding/use.ts')).createUseModel,
-};
-
-const SOURCES: Record<string, () => Promise<(spec: SourceSpec) => Source>> = {
-  csv: async () => (await import('./sources/csv.ts')).createCsvSource,
-  jsonl: async () => (await import('./sources/jsonl.ts')).createJsonlSource,
-  sqlite: async () => (await import('./sources/sqlite.ts')).createSqliteSource,
-};
-
-export const VECTOR_KINDS = Object.keys(VECTOR);
-export const ONLINE_KINDS = Object.keys(ONLINE);
-export const RUNTIMES = Object.keys(EMBEDDING);
-export const SOURCE_KINDS = Object.keys(SOURCES);
-
-export function isVectorKind(kind: string): boolean {
-  return kind in VECTOR;
+/** The plugin for `role` and `kind`: built in, or imported from the module `kind` names. */
+export async function loadPlugin<R extends Role>(role: R, kind: string): Promise<ByRole[R]> {
+  const known = pluginFor(role, kind);
+  if (known) return known;
+  const have = `built in: ${kinds(role).join(', ')}; or a plugin's module path or package name`;
+  if (isBuiltinKind(kind)) throw nlError('NL_UNSUPPORTED', `${kind} is not a ${WHAT[role]} (${have})`);
+  let p: Plugin;
+  try {
+    p = await importPlugin(kind);
+  } catch (e) {
+    throw new NearlineError('NL_UNSUPPORTED', [`unknown ${WHAT[role]} ${kind} (${have}): ${(e as Error).message}`], { cause: e });
+  }
+  if (p.plugin !== role) throw nlError('NL_UNSUPPORTED', `plugin ${kind} is a ${p.plugin} plugin, not a ${WHAT[role]}`);
+  return p as ByRole[R];
 }
 
 export async function createVectorProvider(kind: string, options: Record<string, unknown>, ctx: ProviderContext): Promise<VectorProvider> {
-  const load = VECTOR[kind];
-  if (!load) throw nlError('NL_UNSUPPORTED', `unknown vector provider kind ${kind} (have: ${VECTOR_KINDS.join(', ')})`);
-  return (await load())(options, ctx);
+  return (await loadPlugin('vector', kind)).create(options, ctx);
 }
 
 export async function createOnlineStore(kind: string, options: Record<string, unknown>, ctx: ProviderContext): Promise<OnlineStore> {
-  const load = ONLINE[kind];
-  if (!load) throw nlError('NL_UNSUPPORTED', `unknown online provider kind ${kind} (have: ${ONLINE_KINDS.join(', ')})`);
-  return (await load())(options, ctx);
+  return (await loadPlugin('online', kind)).create(options, ctx);
 }
 
 export async function createEmbeddingModel(spec: ModelSpec): Promise<EmbeddingModel> {
-  const load = EMBEDDING[spec.runtime];
-  if (!load) throw nlError('NL_UNSUPPORTED', `unknown model runtime ${spec.runtime} (have: ${RUNTIMES.join(', ')})`);
-  return (await load())(spec);
+  return (await loadPlugin('runtime', spec.runtime)).create(spec);
 }
 
 export async function createSource(spec: SourceSpec): Promise<Source> {
-  const load = SOURCES[spec.kind];
-  if (!load) throw nlError('NL_UNSUPPORTED', `unknown source kind ${spec.kind} (have: ${SOURCE_KINDS.join(', ')})`);
-  return (await load())(spec);
+  return (await loadPlugin('source', spec.kind)).create(spec);
 }

@@ -5,7 +5,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import type { AliasDef, Definitions, EntityDef, FeatureDef, ModelDef, ProviderDef, SourceDef } from '../config.ts';
 import { nlError, type ErrorCode } from '../errors.ts';
-import { isVectorKind, ONLINE_KINDS } from '../providers/index.ts';
+import { providerRole } from '../providers/index.ts';
 import { MIGRATIONS } from './migrations/index.ts';
 
 export type FeatureStatus = 'registered' | 'materializing' | 'materialized' | 'failed';
@@ -305,7 +305,7 @@ export class Registry {
 
     for (const p of defs.providers) {
       const old = this.getProvider(p.name);
-      if (!isVectorKind(p.kind) && !ONLINE_KINDS.includes(p.kind)) throw nlError('NL_BAD_DEFINITION', `provider ${p.name}: unknown kind ${p.kind}`);
+      if (!providerRole(p.kind)) throw nlError('NL_BAD_DEFINITION', `provider ${p.name}: unknown kind ${p.kind}`);
       providerKinds.set(p.name, p.kind);
       if (!old) push('provider', p.name, 'create');
       else if (old.kind === p.kind && canonical(old.options) === canonical(p.options)) push('provider', p.name, 'unchanged');
@@ -352,8 +352,8 @@ export class Registry {
       if (!entities.has(f.entity) && !this.getEntity(f.entity)) throw nlError('NL_BAD_DEFINITION', `${where}: entity ${f.entity} is not defined`);
       const pkind = providerKinds.get(f.provider);
       if (!pkind) throw nlError('NL_BAD_DEFINITION', `${where}: provider ${f.provider} is not defined`);
-      if (f.kind === 'embedding' && !isVectorKind(pkind)) throw nlError('NL_BAD_DEFINITION', `${where}: provider ${f.provider} (${pkind}) is not a vector provider`);
-      if (f.kind === 'scalar' && !ONLINE_KINDS.includes(pkind)) throw nlError('NL_BAD_DEFINITION', `${where}: provider ${f.provider} (${pkind}) is not an online store`);
+      if (f.kind === 'embedding' && providerRole(pkind) !== 'vector') throw nlError('NL_BAD_DEFINITION', `${where}: provider ${f.provider} (${pkind}) is not a vector provider`);
+      if (f.kind === 'scalar' && providerRole(pkind) !== 'online') throw nlError('NL_BAD_DEFINITION', `${where}: provider ${f.provider} (${pkind}) is not an online store`);
       if (f.text) {
         const mref = `${f.text.model.name}@${f.text.model.version}`;
         const dims = modelDims.has(mref) ? modelDims.get(mref) : this.getModel(f.text.model.name, f.text.model.version)?.dims;

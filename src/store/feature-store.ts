@@ -6,7 +6,7 @@ import { validateFilter } from '../filter.ts';
 import { materialize, type MaterializeOptions, type MaterializeResult } from '../materialize/job.ts';
 import { modelFingerprint, probeModel } from '../providers/embedding/fingerprint.ts';
 import type { EmbeddingModel } from '../providers/embedding/types.ts';
-import { createEmbeddingModel, createOnlineStore, createSource, createVectorProvider } from '../providers/index.ts';
+import { createEmbeddingModel, createOnlineStore, createSource, createVectorProvider, importPlugin, isBuiltinKind } from '../providers/index.ts';
 import type { OnlineStore } from '../providers/online/types.ts';
 import type { CollectionSpec, VectorCollection, VectorProvider } from '../providers/vector/types.ts';
 import { modelSpec, Registry, type Actor, type AliasRecord, type FeatureRecord, type ModelProbe, type PlanItem } from '../registry/registry.ts';
@@ -144,6 +144,9 @@ export class FeatureStore {
    * reference are checked against their sources, before anything is written.
    */
   async apply(defs: Definitions, opts: ApplyOptions = {}): Promise<{ plan: PlanItem[]; applied: boolean }> {
+    // Plugins named by module path load before planning: the plan asks each provider kind for its role.
+    const kinds = [...defs.providers.map((p) => p.kind), ...this.registry.listProviders().map((p) => p.kind), ...defs.models.map((m) => m.runtime), ...defs.sources.map((s) => s.kind)];
+    for (const kind of new Set(kinds)) if (!isBuiltinKind(kind)) await importPlugin(kind);
     const probes = new Map<string, ModelProbe>();
     for (const m of defs.models) {
       const ref = `${m.name}@${m.version}`;
