@@ -242,6 +242,53 @@ export function vectorProviderSuite(
       expect(three[0].vector).toBeUndefined();
     });
 
+    it('exact search returns the brute-force answer, without deleted rows, under a filter too', async () => {
+      const rand = mulberry32(41);
+      const c = await open({ dims: 8, metadataFields: ['g'] });
+      const rows: VectorRecord[] = Array.from({ length: 300 }, (_, i) => ({ id: `e${i}`, vector: randomVector(rand, 8), metadata: { g: i % 3 } }));
+      await c.upsert(rows);
+      const gone = new Set(rows.filter((_, i) => i % 7 === 0).map((r) => r.id));
+      await c.delete([...gone]);
+      const q = randomVector(rand, 8);
+      const truth = (keep: (r: VectorRecord) => boolean) =>
+        rows
+          .filter((r) => !gone.has(r.id) && keep(r))
+          .map((r) => ({ id: r.id, d: l2(r.vector as Float32Array, q) }))
+          .sort((x, y) => x.d - y.d)
+          .slice(0, 10)
+          .map((x) => x.id);
+      const [all, filtered] = await c.search([
+        { vector: q, k: 10, exact: true },
+        { vector: q, k: 10, exact: true, filter: { field: 'g', op: 'eq', value: 1 } },
+      ]);
+      expect(ids(all)).toEqual(truth(() => true));
+      expect(ids(filtered)).toEqual(truth((r) => r.metadata!.g === 1));
+    });
+
+    it('interleaved writes and reads: every read sees every write acknowledged before it', async () => {
+      const rand = mulberry32(43);
+      const c = await open({ dims: 4, metadataFields: ['n'] });
+      await c.upsert(Array.from({ length: 50 }, (_, i) => ({ id: `base${i}`, vector: randomVector(rand, 4), metadata: { n: i } })));
+      const reads: Array<Promise<unknown>> = [];
+      for (let round = 0; round < 20; round++) {
+        const v = randomVector(rand, 4);
+        const id = `w${round}`;
+        // A read issued before the write may or may not see it; one issued after its acknowledgement must.
+        reads.push(c.search([{ vector: v, k: 3 }]));
+        await c.upsert([{ id, vector: v, metadata: { n: 1000 + round } }]);
+        const [[[hit]], [[filtered]]] = await Promise.all([c.search([{ vector: v, k: 1 }]), c.search([{ vector: v, k: 1, filter: { field: 'n', op: 'gte', value: 1000 + round } }])]);
+        expect(hit.id).toBe(id);
+        expect(filtered.id).toBe(id);
+        if (round % 4 === 3) {
+          await c.delete([`w${round - 1}`]);
+          expect(await c.get([`w${round - 1}`])).toEqual([null]);
+          reads.push(c.search([{ vector: v, k: 60 }]).then(([hits]) => expect(ids(hits)).not.toContain(`w${round - 1}`)));
+        }
+      }
+      await Promise.all(reads);
+      expect(await c.count()).toBe(50 + 20 - 5);
+    });
+
     it('includeVectors returns each hit with its stored vector', async () => {
       const c = await open();
       await c.upsert([

@@ -333,7 +333,7 @@ export function createQdrantProvider(options: QdrantVectorOptions, ctx: Provider
         must.length || exclude.length
           ? { ...(must.length ? { must } : {}), ...(exclude.length ? { must_not: [{ has_id: exclude }] } : {}) }
           : undefined;
-      return { query, filter, limit, params: { hnsw_ef: ef }, with_payload: q.includeMetadata ? [ID_KEY, ...this.spec.metadataFields] : [ID_KEY], with_vector: q.includeVectors === true };
+      return { query, filter, limit, params: q.exact ? { exact: true } : { hnsw_ef: ef }, with_payload: q.includeMetadata ? [ID_KEY, ...this.spec.metadataFields] : [ID_KEY], with_vector: q.includeVectors === true };
     }
 
     async count(): Promise<number> {

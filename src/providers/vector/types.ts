@@ -37,6 +37,8 @@ export interface SearchQuery {
   exclude?: string[];
   /** Return each hit's vector. */
   includeVectors?: boolean;
+  /** Scan every row instead of searching the index: the ground truth that recall is measured against. */
+  exact?: boolean;
   /** Return each hit's metadata (as Qdrant's with_payload). */
   includeMetadata?: boolean;
 }

@@ -72,6 +72,7 @@ interface Prepared {
   exclude?: string[];
   includeVectors?: boolean;
   includeMetadata?: boolean;
+  exact?: boolean;
 }
 
 /** One addon call: these queries, this k and ef, this predicate; graph walk or exact scan. */
@@ -226,7 +227,7 @@ export class HnswCollection implements VectorCollection {
       if (!Number.isInteger(q.k) || q.k < 1) throw nlError('NL_BAD_REQUEST', `query ${i}: k must be a positive integer`);
       const filter = q.filter === undefined ? undefined : validateFilter(q.filter, this.spec.metadataFields);
       const ef = Math.max(q.ef ?? this.spec.index.ef ?? 100, q.k);
-      return { vector: this.prepare(q.vector, `query ${i}`), k: q.k, ef, filter, exclude: q.exclude, includeVectors: q.includeVectors, includeMetadata: q.includeMetadata };
+      return { vector: this.prepare(q.vector, `query ${i}`), k: q.k, ef, filter, exclude: q.exclude, includeVectors: q.includeVectors, includeMetadata: q.includeMetadata, exact: q.exact };
     });
     // Planned and, when small, answered at once without yielding, so no write can come in between.
     const now = this.lock.readNow(() => {
@@ -250,7 +251,7 @@ export class HnswCollection implements VectorCollection {
     const groups = new Map<string, number[]>();
     prepared.forEach((q, i) => {
       // A query with its own exclude list has its own predicate, so its own call.
-      const key = q.exclude?.length ? `#${i}` : `${q.k}/${q.ef}/${q.filter ? JSON.stringify(q.filter) : ''}`;
+      const key = q.exclude?.length ? `#${i}` : `${q.k}/${q.ef}/${q.exact ? 'exact' : ''}/${q.filter ? JSON.stringify(q.filter) : ''}`;
       const group = groups.get(key);
       if (group) group.push(i);
       else groups.set(key, [i]);
@@ -264,6 +265,7 @@ export class HnswCollection implements VectorCollection {
       members.forEach((m, j) => vectors.set(prepared[m].vector, j * dims));
       const task: Task = { members, vectors, k: q.k, ef: q.ef, exact: false, fallback: false };
       const compiled = compilePredicate(q.filter, this.excludedLabels(q.exclude), this.columns, live, this.ids.length, isLive);
+      if (q.exact) return { ...task, native: compiled?.native, exact: true, driver: compiled?.driver?.bits, scanned: compiled?.driver?.rows ?? this.ids.length };
       if (!compiled) return task;
       task.native = compiled.native;
       task.fallback = true;
