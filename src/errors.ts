@@ -24,6 +24,8 @@ export const ERRORS = {
   NL_MODEL_CHANGED: [409, 'model %s changed on disk: %s'],
   NL_CONFLICT: [409, '%s'],
   NL_NOT_MATERIALIZED: [409, 'feature %s is not materialized'],
+  NL_GATE_FAILED: [409, 'gate refused %s: %s'],
+  NL_LEASE_HELD: [409, '%s is being built by %s; a second build is refused until its lease lapses'],
   NL_LOG_LOCKED: [409, 'the log of source %s is held by %s; push through that process'],
   NL_LOG_CORRUPT: [500, 'the log of source %s is corrupt: %s'],
   NL_AMBIGUOUS_FEATURE: [409, 'feature %s is ambiguous: %s'],

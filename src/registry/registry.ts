@@ -8,7 +8,7 @@ import { nlError, type ErrorCode } from '../errors.ts';
 import { providerRole } from '../providers/index.ts';
 import { MIGRATIONS } from './migrations/index.ts';
 
-export type FeatureStatus = 'registered' | 'materializing' | 'materialized' | 'failed';
+export type FeatureStatus = 'registered' | 'materializing' | 'materialized' | 'failed' | 'dropped';
 
 export interface FeatureRecord extends FeatureDef {
   status: FeatureStatus;
@@ -59,6 +59,19 @@ export interface PlanItem {
 export interface ModelProbe {
   dims: number;
   sha256: string;
+}
+
+export interface ShadowRecord {
+  feature: string;
+  alias: string;
+  variant: string;
+  fraction: number;
+  /** Mirrored queries measured, and their mean overlap@k with the alias's own answer (null before the first). */
+  queries: number;
+  overlap: number | null;
+  errors: number;
+  since: string;
+  updatedAt: string;
 }
 
 export interface ApiKeyRecord {
@@ -712,6 +725,85 @@ export class Registry {
   countKeys(): number {
     return this.stmt('SELECT count(*) FROM api_keys').pluck().get() as number;
   }
+
+  // ---- lifecycle: drop, shadows, leases ----
+
+  /** Marks a variant dropped (its data is removed by the store); the record and its lineage stay. */
+  markDropped(feature: string, variant: string): void {
+    this.stmt('UPDATE features SET dropped_at = ? WHERE name = ? AND variant = ?').run(now(), feature, variant);
+    this.stmt('DELETE FROM log_offsets WHERE feature = ? AND variant = ?').run(feature, variant);
+  }
+
+  /** The variant an alias named before its current one: what a rollback moves it back to. */
+  previousAliasVariant(feature: string, name: string): string | undefined {
+    const row = this.stmt('SELECT variant, previous FROM alias_history WHERE feature = ? AND name = ? ORDER BY rowid DESC LIMIT 1').get(feature, name) as
+      | { variant: string; previous: string | null }
+      | undefined;
+    return row?.previous ?? undefined;
+  }
+
+  setShadow(feature: string, alias: string, variant: string, fraction: number): void {
+    const t = now();
+    this.stmt(
+      `INSERT INTO shadows (feature, alias, variant, fraction, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)
+       ON CONFLICT(feature, alias) DO UPDATE SET variant = excluded.variant, fraction = excluded.fraction, queries = 0, overlap_sum = 0, errors = 0,
+         created_at = CASE WHEN shadows.variant = excluded.variant THEN shadows.created_at ELSE excluded.created_at END, updated_at = excluded.updated_at`,
+    ).run(feature, alias, variant, fraction, t, t);
+  }
+
+  deleteShadow(feature: string, alias: string): boolean {
+    return this.stmt('DELETE FROM shadows WHERE feature = ? AND alias = ?').run(feature, alias).changes > 0;
+  }
+
+  listShadows(feature?: string): ShadowRecord[] {
+    const rows = (feature === undefined ? this.stmt('SELECT * FROM shadows ORDER BY feature, alias').all() : this.stmt('SELECT * FROM shadows WHERE feature = ? ORDER BY alias').all(feature)) as Row[];
+    return rows.map((r) => ({
+      feature: r.feature,
+      alias: r.alias,
+      variant: r.variant,
+      fraction: r.fraction,
+      queries: r.queries,
+      overlap: r.queries ? r.overlap_sum / r.queries : null,
+      errors: r.errors,
+      since: r.created_at,
+      updatedAt: r.updated_at,
+    }));
+  }
+
+  /** Adds what a server measured on mirrored queries since its last report. */
+  addShadowResults(feature: string, alias: string, variant: string, queries: number, overlapSum: number, errors: number): void {
+    this.stmt('UPDATE shadows SET queries = queries + ?, overlap_sum = overlap_sum + ?, errors = errors + ?, updated_at = ? WHERE feature = ? AND alias = ? AND variant = ?').run(
+      queries,
+      overlapSum,
+      errors,
+      now(),
+      feature,
+      alias,
+      variant,
+    );
+  }
+
+  /**
+   * Takes (or renews) the build lease of a variant for `ttlMs`. Refused while another holder's lease runs,
+   * unless that holder is a process of this host that no longer exists (killed: its lease is taken over at once).
+   */
+  acquireLease(feature: string, variant: string, holder: { id: string; host: string; pid: number }, ttlMs: number, alive: (pid: number) => boolean): { ok: true } | { ok: false; holder: string; expiresAt: number } {
+    return this.db.transaction(() => {
+      const cur = this.stmt('SELECT * FROM leases WHERE feature = ? AND variant = ?').get(feature, variant) as Row | undefined;
+      const t = Date.now();
+      if (cur && cur.holder !== holder.id && cur.expires_at > t && !(cur.host === holder.host && !alive(cur.pid))) {
+        return { ok: false as const, holder: cur.holder, expiresAt: cur.expires_at };
+      }
+      this.stmt(
+        'INSERT INTO leases VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(feature, variant) DO UPDATE SET holder = excluded.holder, host = excluded.host, pid = excluded.pid, expires_at = excluded.expires_at',
+      ).run(feature, variant, holder.id, holder.host, holder.pid, t + ttlMs);
+      return { ok: true as const };
+    }).immediate();
+  }
+
+  releaseLease(feature: string, variant: string, holder: string): void {
+    this.stmt('DELETE FROM leases WHERE feature = ? AND variant = ? AND holder = ?').run(feature, variant, holder);
+  }
 }
 
 export function hashKey(key: string): string {
@@ -722,7 +814,7 @@ export function hashKey(key: string): string {
 type Row = Record<string, any>;
 
 function toFeature(r: Row): FeatureRecord {
-  return { ...JSON.parse(r.spec), status: r.status, rows: r.rows, createdAt: r.created_at, materializedAt: r.materialized_at };
+  return { ...JSON.parse(r.spec), status: r.dropped_at ? 'dropped' : r.status, rows: r.dropped_at ? 0 : r.rows, createdAt: r.created_at, materializedAt: r.materialized_at };
 }
 
 function featureSpec(f: FeatureRecord): FeatureDef {

@@ -1,4 +1,6 @@
+import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
+import { hostname } from 'node:os';
 import path from 'node:path';
 import type { Definitions } from '../config.ts';
 import { NearlineError, nlError } from '../errors.ts';
@@ -9,12 +11,13 @@ import type { EmbeddingModel } from '../providers/embedding/types.ts';
 import { createEmbeddingModel, createOnlineStore, createSource, createVectorProvider, importPlugin, isBuiltinKind } from '../providers/index.ts';
 import type { OnlineStore } from '../providers/online/types.ts';
 import type { CollectionSpec, VectorCollection, VectorProvider } from '../providers/vector/types.ts';
-import { modelSpec, Registry, type Actor, type AliasRecord, type FeatureRecord, type ModelProbe, type PlanItem } from '../registry/registry.ts';
+import { modelSpec, osActor, Registry, type Actor, type AliasRecord, type FeatureRecord, type ModelProbe, type PlanItem } from '../registry/registry.ts';
 import type { Filter, Hit, OnlineValue, Vector } from '../types.ts';
 import { checkIndexable, toVector } from '../vector.ts';
 import { HealthMonitor, thresholdsFromEnv, type DriftThresholds } from './health.ts';
 import { Live, type LiveOptions, type PushResult } from './live.ts';
 import { checkColumns } from './columns.ts';
+import { failedGates, normStats, parseGate, ShadowTally, summarize, type CompareReport } from './lifecycle.ts';
 import { mmr } from './mmr.ts';
 
 export type Query = { vector: unknown } | { id: string } | { text: string } | { positive: unknown[]; negative?: unknown[] };
@@ -33,6 +36,8 @@ export interface NearestRequest {
    * pool MMR picks k from (default 4·k, at most LIMITS.maxK). Hits then come in MMR's selection order.
    */
   diversity?: { lambda: number; candidates?: number };
+  /** Scan every row instead of searching the index (the ground truth `compare` measures recall against). */
+  exact?: boolean;
 }
 
 export interface NearestResult {
@@ -78,6 +83,18 @@ export function openStore(opts: FeatureStoreOptions): FeatureStore {
 }
 
 /** Bounds that keep one request from monopolising the process; the HTTP layer adds its own. */
+/** How long a build lease lasts without renewal; its holder renews it every third of that. */
+const LEASE_MS = 30_000;
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 export const LIMITS = { maxK: 1000, maxEf: 4096, overfetchForDiversity: 4 };
 
 /**
@@ -123,6 +140,8 @@ export class FeatureStore {
   }
 
   async close(): Promise<void> {
+    if (this.shadowTimer) clearTimeout(this.shadowTimer);
+    this.flushShadows();
     await this.live.close();
     const settle = async <T>(map: Map<string, Promise<T>>, close: (x: T) => Promise<void>) => {
       for (const p of map.values()) await p.then(close, () => undefined);
@@ -180,11 +199,26 @@ export class FeatureStore {
    * Setting an alias to the variant it already names retries a provider move that failed before.
    * `actor` is who asked, for the audit trail (default: the OS user).
    */
-  async setAlias(feature: string, name: string, variant: string, opts: { force?: boolean; actor?: Actor } = {}): Promise<{ alias: AliasRecord; previous?: string }> {
+  async setAlias(
+    feature: string,
+    name: string,
+    variant: string,
+    opts: { force?: boolean; actor?: Actor; gate?: string; sample?: number; queries?: unknown[]; k?: number } = {},
+  ): Promise<{ alias: AliasRecord; previous?: string; report?: CompareReport }> {
     const previous = this.registry.getAlias(feature, name)?.variant;
+    let report: CompareReport | undefined;
+    if (opts.gate !== undefined) {
+      const gates = parseGate(opts.gate);
+      if (previous === undefined) throw nlError('NL_CONFLICT', `alias ${feature}@${name} does not exist yet: there is nothing to compare ${variant} with`);
+      if (previous !== variant) {
+        report = await this.compare(`${feature}@${previous}`, `${feature}@${variant}`, { k: opts.k, sample: opts.sample, queries: opts.queries });
+        const failed = failedGates(report, gates);
+        if (failed.length) throw Object.assign(nlError('NL_GATE_FAILED', `${feature}@${name} -> ${variant}`, failed.join('; ')), { report });
+      }
+    }
     const alias = this.registry.setAlias(feature, name, variant, opts);
     await this.mirrorAlias(feature, name, previous);
-    return { alias, ...(previous !== undefined ? { previous } : {}) };
+    return { alias, ...(previous !== undefined ? { previous } : {}), ...(report ? { report } : {}) };
   }
 
   /** The name a nearline alias has inside a vector provider, beside the `feature__variant` collections. */
@@ -277,8 +311,28 @@ export class FeatureStore {
 
   // ---- materialization ----
 
+  /**
+   * Builds a variant. One builder at a time: the run holds a lease in the registry, renewed while it runs; a
+   * second run (another process or node) is refused with NL_LEASE_HELD naming the holder. A killed holder's
+   * lease lapses after `LEASE_MS`, or at once for a process of this host that no longer exists.
+   */
   async materialize(ref: string, opts: MaterializeOptions = {}): Promise<MaterializeResult> {
     const feature = this.registry.resolveFeature(ref);
+    const holder = { id: `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`, host: hostname(), pid: process.pid };
+    const take = () => this.registry.acquireLease(feature.name, feature.variant, holder, LEASE_MS, processAlive);
+    const first = take();
+    if (!first.ok) throw nlError('NL_LEASE_HELD', `${feature.name}@${feature.variant}`, `${first.holder} (lease until ${new Date(first.expiresAt).toISOString()})`);
+    const renew = setInterval(() => take(), LEASE_MS / 3);
+    renew.unref();
+    try {
+      return await this.build(feature, opts);
+    } finally {
+      clearInterval(renew);
+      this.registry.releaseLease(feature.name, feature.variant, holder.id);
+    }
+  }
+
+  private async build(feature: FeatureRecord, opts: MaterializeOptions): Promise<MaterializeResult> {
     const result = await materialize(
       {
         registry: this.registry,
@@ -359,7 +413,152 @@ export class FeatureStore {
     }
     const took = Math.round((performance.now() - t0) * 1000) / 1000;
     for (const r of out) r.took_ms = took;
+    this.mirror(featureRef, feature, reqs, out);
     return out;
+  }
+
+  // ---- model changes: compare, gated alias moves, rollback, shadow traffic, drop ----
+
+  private readonly shadowTally = new ShadowTally();
+  private shadowTimer: NodeJS.Timeout | undefined;
+
+  /** Mirrored queries measured by this process: per feature alias and candidate variant, for /metrics. */
+  shadowStats(): Array<{ feature: string; alias: string; variant: string; queries: number; overlap: number | null; errors: number }> {
+    return [...this.shadowTally.totals.values()].map((t) => ({ ...t, overlap: t.queries ? t.overlapSum / t.queries : null }));
+  }
+
+  /**
+   * Shadow traffic: when `ref` reached the variant through an alias that shadows a candidate, a share of its
+   * queries runs again on the candidate after the answer has gone, and their overlap@k is tallied.
+   */
+  private mirror(ref: string, feature: FeatureRecord, reqs: Array<Omit<NearestRequest, 'feature'>>, out: NearestResult[]): void {
+    const at = ref.indexOf('@');
+    const alias = at < 0 ? 'prod' : ref.slice(at + 1);
+    const shadow = this.shadowOf(feature.name, alias);
+    if (!shadow || shadow.variant === feature.variant) return;
+    const picked = reqs.map((r, i) => [r, out[i]] as const).filter(() => Math.random() < shadow.fraction);
+    if (!picked.length) return;
+    setImmediate(() => {
+      void this.nearestMany(`${feature.name}@${shadow.variant}`, picked.map(([r]) => ({ ...r, include: undefined, diversity: r.diversity })))
+        .then((res) => res.forEach((r, i) => this.shadowTally.add(feature.name, alias, shadow.variant, overlapOf(picked[i][1].hits, r.hits, picked[i][0].k ?? 10))))
+        .catch(() => picked.forEach(() => this.shadowTally.add(feature.name, alias, shadow.variant, null)));
+      this.shadowTimer ??= setTimeout(() => {
+        this.shadowTimer = undefined;
+        this.flushShadows();
+      }, 2000).unref();
+    });
+  }
+
+  private shadowCache: { at: number; list: ReturnType<Registry['listShadows']> } | undefined;
+
+  private shadowOf(feature: string, alias: string) {
+    if (!this.shadowCache || Date.now() - this.shadowCache.at > 1000) this.shadowCache = { at: Date.now(), list: this.registry.listShadows() };
+    return this.shadowCache.list.find((s) => s.feature === feature && s.alias === alias);
+  }
+
+  /** Writes what mirrored queries measured to the registry, where `show` and other processes read it. */
+  flushShadows(): void {
+    for (const t of this.shadowTally.take()) this.registry.addShadowResults(t.feature, t.alias, t.variant, t.queries, t.overlapSum, t.errors);
+  }
+
+  /**
+   * Compares two variants of a feature: the same queries on both (by default `sample` entities queried by id,
+   * which works across dims and models), overlap@k, B's recall@k against an exact scan of B, rank correlation,
+   * and the norms of the sampled entities' vectors.
+   */
+  async compare(refA: string, refB: string, opts: { k?: number; sample?: number; queries?: unknown[]; seed?: number } = {}): Promise<CompareReport> {
+    const a = this.servable(refA, 'embedding');
+    const b = this.servable(refB, 'embedding');
+    const k = opts.k ?? 10;
+    if (!Number.isInteger(k) || k < 1 || k > LIMITS.maxK) throw nlError('NL_LIMIT_EXCEEDED', `k must be an integer from 1 to ${LIMITS.maxK}`);
+    const base = { a: `${a.name}@${a.variant}`, b: `${b.name}@${b.variant}`, k };
+    let queries: Array<Omit<NearestRequest, 'feature'>>;
+    let norms: CompareReport['norms'] = null;
+    if (opts.queries) {
+      if (!Array.isArray(opts.queries) || !opts.queries.length || opts.queries.length > 10_000) throw nlError('NL_BAD_REQUEST', 'queries must be a list of 1 to 10,000 query objects');
+      queries = opts.queries.map((q) => ({ k, query: q as Query }));
+    } else {
+      const want = opts.sample ?? 1000;
+      if (!Number.isInteger(want) || want < 1 || want > 100_000) throw nlError('NL_BAD_REQUEST', 'sample must be an integer from 1 to 100,000');
+      const ids = await this.sampleShared(a, b, want, opts.seed ?? 1);
+      if (!ids.length) throw nlError('NL_BAD_REQUEST', `${base.a} and ${base.b} share no sampled entity to compare on; pass queries instead`);
+      const [va, vb] = await Promise.all([(await this.collection(a)).get(ids), (await this.collection(b)).get(ids)]);
+      norms = { a: normStats(va.map((r) => r!.vector)), b: normStats(vb.map((r) => r!.vector)) };
+      queries = ids.map((id) => ({ k, query: { id } }));
+    }
+    const answers: Array<{ a: Hit[]; b: Hit[]; exactB: Hit[] }> = [];
+    for (let at = 0; at < queries.length; at += 256) {
+      const page = queries.slice(at, at + 256);
+      const [ra, rb, eb] = await Promise.all([this.nearestMany(base.a, page), this.nearestMany(base.b, page), this.nearestMany(base.b, page.map((q) => ({ ...q, exact: true })))]);
+      page.forEach((_, i) => answers.push({ a: ra[i].hits, b: rb[i].hits, exactB: eb[i].hits }));
+    }
+    return summarize({ ...base, mode: opts.queries ? 'queries' : 'sample' }, answers, norms);
+  }
+
+  /** Up to `n` entity ids held by both variants, drawn from the ids embedding health samples as it sees writes. */
+  private async sampleShared(a: FeatureRecord, b: FeatureRecord, n: number, seed: number): Promise<string[]> {
+    const pool = [...new Set([...this.health.sample(a), ...this.health.sample(b)])].sort();
+    let s = seed >>> 0 || 1;
+    for (let i = pool.length - 1; i > 0; i--) {
+      s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+      const j = s % (i + 1);
+      [pool[i], pool[j]] = [pool[j], pool[i]];
+    }
+    const out: string[] = [];
+    const [ca, cb] = [await this.collection(a), await this.collection(b)];
+    for (let at = 0; at < pool.length && out.length < n; at += 1000) {
+      const page = pool.slice(at, at + 1000);
+      const [ga, gb] = await Promise.all([ca.get(page), cb.get(page)]);
+      page.forEach((id, i) => (ga[i] && gb[i] && out.length < n ? out.push(id) : undefined));
+    }
+    return out;
+  }
+
+  /** Points an alias back at the variant it named before its last move. */
+  async rollbackAlias(feature: string, name: string, opts: { actor?: Actor } = {}): Promise<{ alias: AliasRecord; previous: string }> {
+    const current = this.registry.getAlias(feature, name);
+    if (!current) throw nlError('NL_NOT_FOUND', `alias ${feature}@${name} does not exist`);
+    const back = this.registry.previousAliasVariant(feature, name);
+    if (!back) throw nlError('NL_CONFLICT', `alias ${feature}@${name} has no earlier variant to roll back to`);
+    const { alias } = await this.setAlias(feature, name, back, opts);
+    return { alias, previous: current.variant };
+  }
+
+  /** Mirrors `fraction` of alias `name`'s nearest queries to `variant`; fraction 0 stops it. */
+  shadowAlias(feature: string, name: string, variant: string, fraction: number): void {
+    if (!(fraction >= 0 && fraction <= 1)) throw nlError('NL_BAD_REQUEST', '--fraction must be a number from 0 to 1');
+    if (!this.registry.getAlias(feature, name)) throw nlError('NL_NOT_FOUND', `alias ${feature}@${name} does not exist`);
+    if (fraction === 0) {
+      this.registry.deleteShadow(feature, name);
+      return;
+    }
+    const target = this.servable(`${feature}@${variant}`, 'embedding');
+    if (target.variant !== variant) throw nlError('NL_BAD_REQUEST', `${feature}@${variant} is an alias; shadow a variant`);
+    this.registry.setShadow(feature, name, variant, fraction);
+    this.shadowCache = undefined;
+  }
+
+  /**
+   * Removes a variant's index and online rows, keeping its registry record and lineage as `dropped`. Refused
+   * while an alias points at it or shadows traffic to it.
+   */
+  async drop(ref: string, opts: { actor?: Actor } = {}): Promise<FeatureRecord> {
+    const at = ref.indexOf('@');
+    if (at <= 0) throw nlError('NL_BAD_REQUEST', `drop names one variant: FEATURE@VARIANT, got ${JSON.stringify(ref)}`);
+    const [name, variant] = [ref.slice(0, at), ref.slice(at + 1)];
+    const feature = this.registry.getFeature(name, variant);
+    if (!feature) throw nlError('NL_FEATURE_NOT_FOUND', ref);
+    if (feature.status === 'dropped') return feature;
+    const aliases = this.registry.listAliases(name).filter((a) => a.variant === variant);
+    if (aliases.length) throw nlError('NL_CONFLICT', `${ref} is served by alias ${aliases.map((a) => `${name}@${a.name}`).join(', ')}; move the alias first`);
+    const shadows = this.registry.listShadows(name).filter((s) => s.variant === variant);
+    if (shadows.length) throw nlError('NL_CONFLICT', `${ref} receives shadow traffic of ${shadows.map((s) => `${name}@${s.alias}`).join(', ')}; stop it with fraction 0 first`);
+    if (feature.status === 'materializing') throw nlError('NL_CONFLICT', `${ref} is being materialized`);
+    await this.dropData(feature);
+    this.live.unfollow(feature);
+    this.registry.markDropped(name, variant);
+    this.registry.recordEvent({ actor: opts.actor ?? osActor(), action: 'drop', kind: 'feature', name: ref, feature: name });
+    return this.registry.getFeature(name, variant)!;
   }
 
   private async planQuery(feature: FeatureRecord, collection: VectorCollection, provider: VectorProvider, req: Omit<NearestRequest, 'feature'>) {
@@ -431,6 +630,7 @@ export class FeatureStore {
         ...(filter ? { filter } : {}),
         ...(exclude.size ? { exclude: [...exclude] } : {}),
         includeVectors: Boolean(req.include?.vectors || req.diversity),
+        ...(req.exact ? { exact: true } : {}),
         ...(req.include?.metadata ? { includeMetadata: true } : {}),
       },
     };
@@ -603,4 +803,10 @@ function exampleVector(positive: Vector[], negative: Vector[]): Vector {
   const n = avg(negative);
   for (let i = 0; i < dims; i++) p[i] = 2 * p[i] - n[i];
   return p;
+}
+
+function overlapOf(a: Hit[], b: Hit[], k: number): number {
+  const inB = new Set(b.slice(0, k).map((h) => h.id));
+  const n = Math.min(k, Math.max(a.length, b.length));
+  return n === 0 ? 1 : a.slice(0, k).filter((h) => inB.has(h.id)).length / n;
 }

@@ -226,6 +226,12 @@ class LiveSource {
     });
   }
 
+  /** Stops following a variant (it was dropped). */
+  unfollow(key: string): void {
+    this.targets.delete(key);
+    this.following.delete(key);
+  }
+
   isFollowing(key: string): boolean {
     return this.targets.has(key);
   }
@@ -355,6 +361,11 @@ export class Live {
     if (feature.status !== 'materialized') return;
     const s = await this.source(feature.source.name);
     if (!s.isFollowing(ref(feature))) await s.follow(feature);
+  }
+
+  /** Forgets a dropped variant: pushes no longer reach it. */
+  unfollow(feature: FeatureRecord): void {
+    void this.sources.get(feature.source.name)?.then((s) => s.unfollow(ref(feature)), () => undefined);
   }
 
   /**

@@ -132,4 +132,36 @@ export const MIGRATIONS: ReadonlyArray<{ version: number; name: string; sql: str
       ALTER TABLE api_keys ADD COLUMN revoked_by TEXT;
     `,
   },
+  {
+    version: 5,
+    name: 'lifecycle',
+    sql: `
+      -- A dropped variant keeps its record and lineage; its data is gone and it is never served again.
+      ALTER TABLE features ADD COLUMN dropped_at TEXT;
+      -- Mirrored traffic: a share of an alias's nearest queries also runs on a candidate variant.
+      CREATE TABLE shadows (
+        feature TEXT NOT NULL,
+        alias TEXT NOT NULL,
+        variant TEXT NOT NULL,
+        fraction REAL NOT NULL,
+        queries INTEGER NOT NULL DEFAULT 0,
+        overlap_sum REAL NOT NULL DEFAULT 0,
+        errors INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (feature, alias),
+        FOREIGN KEY (feature, variant) REFERENCES features(name, variant)
+      );
+      -- One builder per variant: a lease its holder renews, lapsed when the holder stops renewing it.
+      CREATE TABLE leases (
+        feature TEXT NOT NULL,
+        variant TEXT NOT NULL,
+        holder TEXT NOT NULL,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        PRIMARY KEY (feature, variant)
+      );
+    `,
+  },
 ];
