@@ -84,7 +84,7 @@ describe('the CLI, as a new user runs it', () => {
 
   it('show prints lineage; list prints features; alias set switches atomically', () => {
     const show = JSON.parse(cli(home, 'show', 'word_vec').out);
-    expect(show).toMatchObject({ feature: 'word_vec@v1', status: 'materialized', rows: 3000, aliases: ['prod'] });
+    expect(show).toMatchObject({ feature: 'word_vec@v1', status: 'live', rows: 3000, aliases: ['prod'] });
     expect(show.lineage.source.ref).toBe('words@v1');
     expect(show.lineage.provider).toEqual({ name: 'local', kind: 'hnsw' });
     expect(show.materialization.status).toBe('done');

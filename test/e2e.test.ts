@@ -207,7 +207,7 @@ describe.each(SETS)('end to end on $name', (set) => {
       expect(r.err).toMatch(new RegExp(`materialize ${ref} done \\(${N} rows`));
     }
     const show = JSON.parse((await cli(home, 'show', 'item_vec')).out);
-    expect(show).toMatchObject({ feature: 'item_vec@v1', status: 'materialized', rows: N, aliases: ['prod'] });
+    expect(show).toMatchObject({ feature: 'item_vec@v1', status: 'live', rows: N, aliases: ['prod'] });
     store = FeatureStore.open({ home });
     app = await build({ store, auth: { cacheMs: 0 } });
     await app.ready();

@@ -1,7 +1,9 @@
 import type { ParseArgsConfig } from 'node:util';
 import { alias } from './alias.ts';
 import { apply } from './apply.ts';
+import { compare } from './compare.ts';
 import { demo } from './demo.ts';
+import { drop } from './drop.ts';
 import { history } from './history.ts';
 import { keys } from './keys.ts';
 import { list, show } from './list.ts';
@@ -34,6 +36,8 @@ export const COMMANDS: Record<string, Command> = {
   show,
   stats,
   alias,
+  compare,
+  drop,
   keys,
   history,
   demo,

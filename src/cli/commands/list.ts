@@ -55,6 +55,8 @@ export const show: Command = {
       const out = {
         feature: `${f.name}@${f.variant}`,
         ...f,
+        // A materialized variant is live: it follows the rows pushed to its source until it is dropped.
+        status: f.status === 'materialized' ? 'live' : f.status,
         aliases: registry.listAliases(f.name).filter((a) => a.variant === f.variant).map((a) => a.name),
         lineage: {
           source: source && { ref: `${source.name}@${source.variant}`, ...source },
@@ -67,6 +69,8 @@ export const show: Command = {
         mutability: mutability(f.status),
         // Rows pushed to the source: how far this variant's durable state (snapshot) has applied its log.
         live: { source: f.source.name, logEnd: await store.live.logEnd(f.source.name), durableOffset: registry.getLogOffset(f.name, f.variant) },
+        // Mirrored traffic of the feature's aliases: the candidate variant and the overlap@k measured so far.
+        shadows: registry.listShadows(f.name),
       };
       process.stdout.write(toJson(out, 2) + '\n');
       return 0;
