@@ -4,12 +4,14 @@ import type { ErrorCode } from '../errors.ts';
 import type { HealthQuery, HealthResponse, MapQuery, MapResponse, SeriesResponse } from '../server/schemas/dashboard.ts';
 import type { EmbedBody, EmbedResponse, OnlineBody, OnlineResponse, WriteVectorsBody, WriteVectorsResponse } from '../server/schemas/features.ts';
 import type { NearestBatchBody, NearestBatchResponse, NearestBody, NearestResponse } from '../server/schemas/nearest.ts';
+import type { AliasMoveBody, AliasMoveResponse, CompareBody, CompareResponse } from '../server/schemas/lifecycle.ts';
 import type { PushBody, PushResponse } from '../server/schemas/sources.ts';
 import type { AliasesResponse, FeaturesResponse, HistoryQuery, HistoryResponse, ModelsResponse } from '../server/schemas/registry.ts';
 
 export type { HealthQuery, HealthResponse, MapQuery, MapResponse, SeriesResponse } from '../server/schemas/dashboard.ts';
 export type { EmbedBody, EmbedResponse, OnlineBody, OnlineResponse, WriteVectorsBody, WriteVectorsResponse } from '../server/schemas/features.ts';
 export type { Hit, NearestBatchBody, NearestBatchResponse, NearestBody, NearestResponse, Query } from '../server/schemas/nearest.ts';
+export type { AliasMoveBody, AliasMoveResponse, CompareBody, CompareReport, CompareResponse } from '../server/schemas/lifecycle.ts';
 export type { PushBody, PushResponse } from '../server/schemas/sources.ts';
 export type { AliasInfo, AliasesResponse, FeatureInfo, FeaturesResponse, HistoryQuery, HistoryResponse, ModelInfo, ModelsResponse, RegistryEvent } from '../server/schemas/registry.ts';
 export type { Filter, FilterOp, Scalar } from '../types.ts';
@@ -111,6 +113,9 @@ export class Nearline {
     health: 'GET /v1/features/{feature}/health',
     map: 'GET /v1/features/{feature}/map',
     series: 'GET /v1/dashboard/series',
+    compare: 'POST /v1/compare',
+    setAlias: 'PUT /v1/registry/aliases/{feature}/{alias}',
+    rollbackAlias: 'POST /v1/registry/aliases/{feature}/{alias}/rollback',
   } as const;
 
   readonly url: string;
@@ -177,6 +182,22 @@ export class Nearline {
   /** The dashboard's charts: the last half hour of serving, push and process numbers (`GET /v1/dashboard/series`). */
   series(opts?: CallOptions): Promise<SeriesResponse> {
     return this.call({ method: 'GET', path: '/v1/dashboard/series', idempotent: true }, opts);
+  }
+
+  /** Compares two variants of a feature (`POST /v1/compare`, scope admin); with `gate`, the answer says whether it passed. */
+  compare(req: CompareBody, opts?: CallOptions): Promise<CompareResponse> {
+    return this.call({ method: 'POST', path: '/v1/compare', body: req, idempotent: true }, opts);
+  }
+
+  /** Points an alias at a variant, behind an optional gate (`PUT /v1/registry/aliases/{feature}/{alias}`, scope admin). */
+  setAlias(feature: string, alias: string, req: AliasMoveBody, opts?: CallOptions): Promise<AliasMoveResponse> {
+    return this.call({ method: 'PUT', path: `/v1/registry/aliases/${seg(feature)}/${seg(alias)}`, body: req, idempotent: true }, opts);
+  }
+
+  /** Moves an alias back to its previous variant (`POST /v1/registry/aliases/{feature}/{alias}/rollback`, scope admin). */
+  rollbackAlias(feature: string, alias: string, opts?: CallOptions): Promise<AliasMoveResponse> {
+    // Not resent: a second rollback would move the alias again.
+    return this.call({ method: 'POST', path: `/v1/registry/aliases/${seg(feature)}/${seg(alias)}/rollback`, idempotent: false }, opts);
   }
 
   /** Registry views (`GET /v1/registry/...`): every variant, model version or alias, or those of one name. */

@@ -16,6 +16,7 @@ import { nearestRoutes } from './routes/nearest.ts';
 import { opsRoutes } from './routes/ops.ts';
 import { registryRoutes } from './routes/registry.ts';
 import { uiRoutes } from './routes/ui.ts';
+import { lifecycleRoutes } from './routes/lifecycle.ts';
 import { sourceRoutes } from './routes/sources.ts';
 import { ErrorBody, HTTP_LIMITS } from './schemas/common.ts';
 
@@ -125,6 +126,7 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
       await v1.register(featureRoutes, ctx);
       await v1.register(registryRoutes, ctx);
       await v1.register(sourceRoutes, ctx);
+      await v1.register(lifecycleRoutes, ctx);
       await v1.register(dashboardRoutes, { ...ctx, ...(opts.series ? { series: opts.series } : {}) });
     },
     { prefix: '/v1' },
@@ -153,6 +155,14 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
 
 /** Pushes, the logs and snapshots, read from the store's live layer at scrape time. */
 function liveMetrics(metrics: Metrics, store: FeatureStore): void {
+  const shadow = (pick: (s: ReturnType<FeatureStore['shadowStats']>[number]) => number | null) => () =>
+    store.shadowStats().flatMap((s) => {
+      const value = pick(s);
+      return value === null ? [] : [{ labels: { feature: s.feature, alias: s.alias, variant: s.variant }, value }];
+    });
+  metrics.gauge('nearline_shadow_overlap', 'mean overlap@k of mirrored queries with the alias\'s own answer, since this process started', shadow((s) => s.overlap));
+  metrics.gauge('nearline_shadow_queries_total', 'queries mirrored to a shadow variant and measured', shadow((s) => s.queries), 'counter');
+  metrics.gauge('nearline_shadow_errors_total', 'mirrored queries that failed on the shadow variant', shadow((s) => s.errors), 'counter');
   let last: { at: number; stats: Promise<Awaited<ReturnType<FeatureStore['live']['stats']>>> } | undefined;
   // One read of the live layer per scrape, shared by the series below.
   const stats = () => {
