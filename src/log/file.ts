@@ -92,7 +92,8 @@ async function syncDir(dir: string): Promise<void> {
   }
 }
 
-function alive(pid: number): boolean {
+/** Whether a process of this host still exists (a lock or lease it left behind is not stale). */
+export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
@@ -118,7 +119,7 @@ async function lock(dir: string, name: string): Promise<void> {
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
       const pid = Number((await readFile(path, 'utf8').catch(() => '')).trim());
-      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && alive(pid)) throw nlError('NL_LOG_LOCKED', name, `process ${pid}`);
+      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && processAlive(pid)) throw nlError('NL_LOG_LOCKED', name, `process ${pid}`);
       // The holder died (kill -9 leaves its lock behind), or the lock is our own from an earlier life of this pid.
       await rm(path, { force: true });
     }

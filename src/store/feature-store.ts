@@ -15,6 +15,7 @@ import { modelSpec, osActor, Registry, type Actor, type AliasRecord, type Featur
 import type { Filter, Hit, OnlineValue, Vector } from '../types.ts';
 import { checkIndexable, toVector } from '../vector.ts';
 import { HealthMonitor, thresholdsFromEnv, type DriftThresholds } from './health.ts';
+import { processAlive } from '../log/file.ts';
 import { Live, type LiveOptions, type PushResult } from './live.ts';
 import { checkColumns } from './columns.ts';
 import { failedGates, normStats, parseGate, ShadowTally, summarize, type CompareReport } from './lifecycle.ts';
@@ -85,15 +86,6 @@ export function openStore(opts: FeatureStoreOptions): FeatureStore {
 /** Bounds that keep one request from monopolising the process; the HTTP layer adds its own. */
 /** How long a build lease lasts without renewal; its holder renews it every third of that. */
 const LEASE_MS = 30_000;
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 export const LIMITS = { maxK: 1000, maxEf: 4096, overfetchForDiversity: 4 };
 
