@@ -200,6 +200,7 @@ export async function materialize(ctx: MaterializeContext, feature: FeatureRecor
     await writeBatch();
     if (tooMany(true)) throw tooManyInvalid();
     // The source's current rows are its file's rows overridden by the rows pushed to it.
+    if (opts.progress !== false) (opts.progress?.stream ?? process.stderr).write(`materialize ${ref}: backfill done, catching up on the rows pushed to ${feature.source.name}\n`);
     const logOffset = await ctx.catchUp(feature, { collection, store: online });
     await checkpoint();
     const rows = collection ? await collection.count() : await online!.count(ref);
