@@ -6,6 +6,7 @@ import type { OnlineStore } from '../providers/online/types.ts';
 import type { Source, SourceRow } from '../providers/sources/types.ts';
 import type { VectorCollection, VectorRecord } from '../providers/vector/types.ts';
 import type { FeatureRecord, Registry } from '../registry/registry.ts';
+import { isCountingModel } from '../store/embedding-cache.ts';
 import type { HealthMonitor } from '../store/health.ts';
 import type { Metadata, OnlineValue, Scalar } from '../types.ts';
 import { toVector } from '../vector.ts';
@@ -54,6 +55,10 @@ export interface MaterializeResult {
   status: 'done' | 'unchanged';
   rows: number;
   skipped: number;
+  /** Texts this run took from the embedding cache instead of embedding them (text features; 0 otherwise). */
+  cacheHits: number;
+  /** Texts this run embedded with the model. */
+  embedded: number;
   /** The source line a resumed run continued after. */
   resumedFrom?: number;
   /** The first invalid rows, with their line numbers (at most 10; every one is in `invalidReport`). */
@@ -94,7 +99,7 @@ export async function materialize(ctx: MaterializeContext, feature: FeatureRecor
   const { registry } = ctx;
   const base: Pick<MaterializeResult, 'feature' | 'variant' | 'invalid' | 'resumedFrom'> = { feature: feature.name, variant: feature.variant, invalid: [] };
   if (feature.status === 'materialized') {
-    return { ...base, status: 'unchanged', rows: feature.rows, skipped: 0, seconds: 0 };
+    return { ...base, status: 'unchanged', rows: feature.rows, skipped: 0, cacheHits: 0, embedded: 0, seconds: 0 };
   }
   const state = registry.getMaterialization(feature.name, feature.variant);
   const resuming = Boolean(opts.resume && state && state.status !== 'done' && state.position > 0);
@@ -135,12 +140,17 @@ export async function materialize(ctx: MaterializeContext, feature: FeatureRecor
   let batchEnd = from;
   let sinceCheckpoint = 0;
   let lastCheckpoint = Date.now();
+  let cacheHits = 0;
+  let embedded = 0;
 
   const writeBatch = async () => {
     if (!batch.length) return;
     if (collection) {
       if (model) {
-        const vectors = await model.embed(batch.map((r) => r.text!));
+        const texts = batch.map((r) => r.text!);
+        const { vectors, hits } = isCountingModel(model) ? await model.embedCounted(texts) : { vectors: await model.embed(texts), hits: 0 };
+        cacheHits += hits;
+        embedded += texts.length - hits;
         vectors.forEach((v, i) => {
           if (v.length !== feature.dims) throw nlError('NL_DIMENSION_MISMATCH', feature.dims, `${v.length} from model`);
           batch[i].vector = v;
@@ -206,7 +216,7 @@ export async function materialize(ctx: MaterializeContext, feature: FeatureRecor
     const rows = collection ? await collection.count() : await online!.count(ref);
     registry.finishMaterialization(feature.name, feature.variant, rows, logOffset);
     progress?.done(rows, `done${skipped ? `, ${skipped} invalid rows skipped` : ''}`);
-    return { ...base, status: 'done', rows, skipped, ...(report.path ? { invalidReport: report.path } : {}), seconds: (Date.now() - started) / 1000 };
+    return { ...base, status: 'done', rows, skipped, cacheHits, embedded, ...(report.path ? { invalidReport: report.path } : {}), seconds: (Date.now() - started) / 1000 };
   } catch (e) {
     report.flush();
     const badRow = isNearlineError(e, 'NL_BAD_SOURCE_ROW') || isNearlineError(e, 'NL_DIMENSION_MISMATCH');

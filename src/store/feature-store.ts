@@ -19,6 +19,7 @@ import { processAlive } from '../log/file.ts';
 import { Live, type LiveOptions, type PushResult } from './live.ts';
 import { checkColumns } from './columns.ts';
 import { failedGates, normStats, parseGate, ShadowTally, summarize, type CompareReport } from './lifecycle.ts';
+import { cacheBytesFromEnv, cacheModelId, DEFAULT_CACHE_BYTES, EmbeddingCache, withCache } from './embedding-cache.ts';
 import { mmr } from './mmr.ts';
 
 export type Query = { vector: unknown } | { id: string } | { text: string } | { positive: unknown[]; negative?: unknown[] };
@@ -73,6 +74,11 @@ export interface FeatureStoreOptions {
   drift?: DriftThresholds;
   /** Registry file instead of `<home>/nearline.db`; `:memory:` keeps nothing and creates no folder. */
   registryFile?: string;
+  /**
+   * Bound of the embedding cache `<home>/cache/embeddings.db` in bytes; 0 turns it off. Default:
+   * `NEARLINE_EMBED_CACHE_MB` from the environment, else 1 GiB. Off with a `:memory:` registry.
+   */
+  embeddingCacheBytes?: number;
 }
 
 /**
@@ -106,6 +112,9 @@ export class FeatureStore {
   /** Embedding health of every variant, fed by each path that writes vectors. */
   readonly health: HealthMonitor;
 
+  private readonly cacheBytes: number;
+  private cache?: EmbeddingCache;
+
   private constructor(opts: FeatureStoreOptions) {
     this.home = path.resolve(opts.home);
     if (opts.registryFile === ':memory:') this.registry = new Registry(opts.registryFile);
@@ -113,6 +122,7 @@ export class FeatureStore {
       mkdirSync(this.home, { recursive: true });
       this.registry = opts.registryFile ? new Registry(opts.registryFile) : Registry.open(this.home);
     }
+    this.cacheBytes = opts.registryFile === ':memory:' ? 0 : (opts.embeddingCacheBytes ?? cacheBytesFromEnv() ?? DEFAULT_CACHE_BYTES);
     this.health = new HealthMonitor({ dir: path.join(this.home, 'health'), thresholds: opts.drift ?? thresholdsFromEnv() });
     this.live = new Live(
       this.home,
@@ -144,6 +154,8 @@ export class FeatureStore {
     await settle(this.vectorProviders, (p) => p.close());
     await settle(this.onlineStores, (s) => s.close());
     await settle(this.models, (m) => m.close());
+    this.cache?.close();
+    this.cache = undefined;
     this.registry.close();
   }
 
@@ -288,16 +300,30 @@ export class FeatureStore {
     return cached(this.collections, `${feature.provider}/${spec.name}`, async () => (await this.vectorProvider(feature.provider)).collection(spec));
   }
 
-  /** A registered model, loaded once; refuses a model whose files changed since registration. */
+  /**
+   * Vectors by (model, text), shared by every path that embeds with a registered model; opened on first
+   * use, undefined when turned off.
+   */
+  get embeddingCache(): EmbeddingCache | undefined {
+    if (!this.cache && this.cacheBytes > 0) this.cache = new EmbeddingCache({ file: path.join(this.home, 'cache', 'embeddings.db'), maxBytes: this.cacheBytes });
+    return this.cache;
+  }
+
+  /**
+   * A registered model, loaded once, behind the embedding cache; refuses a model whose files changed since
+   * registration.
+   */
   model(name: string, version: string): Promise<EmbeddingModel> {
     return cached(this.models, `${name}@${version}`, async () => {
       const rec = this.registry.getModel(name, version);
       if (!rec) throw nlError('NL_MODEL_NOT_FOUND', `${name}@${version}`);
       const sha = await modelFingerprint(rec);
       if (sha !== rec.sha256) throw nlError('NL_MODEL_CHANGED', `${name}@${version}`, `sha256 ${rec.sha256.slice(0, 12)} registered, ${sha.slice(0, 12)} on disk; register a new version`);
-      const model = await createEmbeddingModel(modelSpec(rec));
+      const spec = modelSpec(rec);
+      const model = await createEmbeddingModel(spec);
       await model.open();
-      return model;
+      const cache = this.embeddingCache;
+      return cache ? withCache(model, cache, cacheModelId(rec.sha256, spec)) : model;
     });
   }
 

@@ -44,7 +44,7 @@ export const materializeCommand: Command = {
         for (const bad of result.invalid) process.stderr.write(`skipped line ${bad.line}: ${bad.reason}\n`);
         if (result.skipped > result.invalid.length) process.stderr.write(`... and ${result.skipped - result.invalid.length} more\n`);
         if (result.invalidReport) process.stderr.write(`every skipped row is listed in ${result.invalidReport}\n`);
-        process.stdout.write(`${result.feature}@${result.variant}: ${result.rows} rows materialized${result.skipped ? `, ${result.skipped} invalid rows skipped` : ''} in ${result.seconds.toFixed(1)}s\n`);
+        process.stdout.write(`${result.feature}@${result.variant}: ${result.rows} rows materialized${result.skipped ? `, ${result.skipped} invalid rows skipped` : ''}${result.cacheHits + result.embedded ? `, ${result.embedded} texts embedded, ${result.cacheHits} from the embedding cache` : ''} in ${result.seconds.toFixed(1)}s\n`);
       }
       return 0;
     });
