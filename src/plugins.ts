@@ -43,6 +43,11 @@ export interface RuntimePlugin {
   readonly kind: string;
   /** Where a model's files come from: a `path` folder, a folder or a Hugging Face hub id, or the runtime's own package. */
   readonly model: 'folder' | 'folder-or-hub' | 'packaged';
+  /**
+   * Its models may run as copies in worker threads, each made by `create` there from the built-in kind:
+   * runtimes whose work would otherwise hold the JS thread. Default false.
+   */
+  readonly supportsWorkers?: boolean;
   create(spec: ModelSpec): EmbeddingModel | Promise<EmbeddingModel>;
 }
 

@@ -83,6 +83,8 @@ export const BUILTINS: readonly Plugin[] = [
   defineRuntime({
     kind: 'onnx',
     model: 'folder',
+    // Tokenizing and pooling run on the calling thread.
+    supportsWorkers: true,
     create: async (spec) =>
       (await peer('the onnx runtime', ['onnxruntime-node', '@huggingface/tokenizers'], () => import('./embedding/onnx.ts'))).createOnnxModel(spec),
   }),
@@ -91,7 +93,8 @@ export const BUILTINS: readonly Plugin[] = [
     model: 'folder-or-hub',
     create: async (spec) => (await peer('the transformers runtime', ['@huggingface/transformers'], () => import('./embedding/transformers.ts'))).createTransformersModel(spec),
   }),
-  defineRuntime({ kind: 'use', model: 'packaged', create: async (spec) => (await import('./embedding/use.ts')).createUseModel(spec) }),
+  // TensorFlow.js's WebAssembly backend runs a whole batch on the calling thread.
+  defineRuntime({ kind: 'use', model: 'packaged', supportsWorkers: true, create: async (spec) => (await import('./embedding/use.ts')).createUseModel(spec) }),
   defineSource({ kind: 'csv', create: async (spec) => (await import('./sources/csv.ts')).createCsvSource(spec) }),
   defineSource({ kind: 'jsonl', create: async (spec) => (await import('./sources/jsonl.ts')).createJsonlSource(spec) }),
   defineSource({ kind: 'sqlite', create: async (spec) => (await import('./sources/sqlite.ts')).createSqliteSource(spec) }),

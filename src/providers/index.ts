@@ -109,8 +109,19 @@ export async function createOnlineStore(kind: string, options: Record<string, un
   return (await loadPlugin('online', kind)).create(options, ctx);
 }
 
-export async function createEmbeddingModel(spec: ModelSpec): Promise<EmbeddingModel> {
-  return (await loadPlugin('runtime', spec.runtime)).create(spec);
+/** Whether models of `runtime` can embed in worker threads: its plugin declares it (`supportsWorkers`). */
+export function isPoolable(runtime: string): boolean {
+  return pluginFor('runtime', runtime)?.supportsWorkers === true;
+}
+
+/**
+ * A model of `spec`'s runtime. With `workers` >= 1 and a runtime that supports it, it runs in that many
+ * worker threads (embedding/pool.ts); otherwise on the calling thread.
+ */
+export async function createEmbeddingModel(spec: ModelSpec, opts: { workers?: number } = {}): Promise<EmbeddingModel> {
+  const plugin = await loadPlugin('runtime', spec.runtime);
+  if (opts.workers && opts.workers > 0 && plugin.supportsWorkers) return (await import('./embedding/pool.ts')).createPooledModel(spec, opts.workers);
+  return plugin.create(spec);
 }
 
 export async function createSource(spec: SourceSpec): Promise<Source> {

@@ -7,8 +7,9 @@ import { NearlineError, nlError } from '../errors.ts';
 import { validateFilter } from '../filter.ts';
 import { materialize, type MaterializeOptions, type MaterializeResult } from '../materialize/job.ts';
 import { modelFingerprint, probeModel } from '../providers/embedding/fingerprint.ts';
+import { embedWorkersFromEnv } from '../providers/embedding/pool.ts';
 import type { EmbeddingModel } from '../providers/embedding/types.ts';
-import { createEmbeddingModel, createOnlineStore, createSource, createVectorProvider, importPlugin, isBuiltinKind } from '../providers/index.ts';
+import { createEmbeddingModel, createOnlineStore, createSource, createVectorProvider, importPlugin, isBuiltinKind, isPoolable } from '../providers/index.ts';
 import type { OnlineStore } from '../providers/online/types.ts';
 import type { CollectionSpec, VectorCollection, VectorProvider } from '../providers/vector/types.ts';
 import { modelSpec, osActor, Registry, type Actor, type AliasRecord, type FeatureRecord, type ModelProbe, type PlanItem } from '../registry/registry.ts';
@@ -79,6 +80,11 @@ export interface FeatureStoreOptions {
    * `NEARLINE_EMBED_CACHE_MB` from the environment, else 1 GiB. Off with a `:memory:` registry.
    */
   embeddingCacheBytes?: number;
+  /**
+   * Worker threads that embed with each `use` or `onnx` model, so embedding never blocks serving; 0 embeds
+   * on the main thread. Default: `NEARLINE_EMBED_WORKERS` from the environment, else the machine's cores.
+   */
+  embedWorkers?: number;
 }
 
 /**
@@ -113,6 +119,7 @@ export class FeatureStore {
   readonly health: HealthMonitor;
 
   private readonly cacheBytes: number;
+  private readonly embedWorkers: number;
   private cache?: EmbeddingCache;
 
   private constructor(opts: FeatureStoreOptions) {
@@ -122,6 +129,7 @@ export class FeatureStore {
       mkdirSync(this.home, { recursive: true });
       this.registry = opts.registryFile ? new Registry(opts.registryFile) : Registry.open(this.home);
     }
+    this.embedWorkers = opts.embedWorkers ?? embedWorkersFromEnv();
     this.cacheBytes = opts.registryFile === ':memory:' ? 0 : (opts.embeddingCacheBytes ?? cacheBytesFromEnv() ?? DEFAULT_CACHE_BYTES);
     this.health = new HealthMonitor({ dir: path.join(this.home, 'health'), thresholds: opts.drift ?? thresholdsFromEnv() });
     this.live = new Live(
@@ -301,6 +309,22 @@ export class FeatureStore {
   }
 
   /**
+   * Whether embedding a text query of `featureRef` runs on the JS thread (its model's runtime is not pooled,
+   * or the pool is off), so a server can keep such queries from holding up cheap ones. An unknown reference
+   * answers true; the query itself then fails with the precise error.
+   */
+  textBlocks(featureRef: string): boolean {
+    if (this.embedWorkers === 0) return true;
+    try {
+      const model = this.servable(featureRef, 'embedding').text?.model;
+      const rec = model && this.registry.getModel(model.name, model.version);
+      return !rec || !isPoolable(rec.runtime);
+    } catch {
+      return true;
+    }
+  }
+
+  /**
    * Vectors by (model, text), shared by every path that embeds with a registered model; opened on first
    * use, undefined when turned off.
    */
@@ -320,7 +344,7 @@ export class FeatureStore {
       const sha = await modelFingerprint(rec);
       if (sha !== rec.sha256) throw nlError('NL_MODEL_CHANGED', `${name}@${version}`, `sha256 ${rec.sha256.slice(0, 12)} registered, ${sha.slice(0, 12)} on disk; register a new version`);
       const spec = modelSpec(rec);
-      const model = await createEmbeddingModel(spec);
+      const model = await createEmbeddingModel(spec, { workers: this.embedWorkers });
       await model.open();
       const cache = this.embeddingCache;
       return cache ? withCache(model, cache, cacheModelId(rec.sha256, spec)) : model;

@@ -94,4 +94,9 @@ describe('which lane a search takes', () => {
     expect(isHeavy({ ...one, diversity: { lambda: 0.5 } }, 0)).toBe(true);
     expect(isHeavy({ k: 10, queries: [{ text: 'hello' }] }, 0)).toBe(true);
   });
+
+  it('a text query whose model embeds in worker threads is cheap', () => {
+    expect(isHeavy({ k: 10, queries: [{ text: 'hello' }] }, 0, false)).toBe(false);
+    expect(isHeavy({ k: 10, queries: [{ text: 'hello' }], diversity: { lambda: 0.5 } }, 0, false)).toBe(true);
+  });
 });

@@ -28,12 +28,13 @@ export function filterConditions(filter: unknown, depth = 0): number {
  * libuv pool's four threads for tens of them (a wide graph walk: large k or ef, large batches) goes to the
  * heavy lane. That lane runs one task at a time, lets waiting requests in before each, and paces itself
  * while cheap searches are in flight, so they always find a free pool thread and most of the JS thread;
- * when its queue is full it sheds with 503.
+ * when its queue is full it sheds with 503. A text query is heavy only when its model embeds on the JS
+ * thread (`textBlocks`); embedding in worker threads leaves that thread free.
  */
-export function isHeavy(req: { k: number; ef?: number; filter?: unknown; diversity?: unknown; queries: Query[] }, rows: number): boolean {
+export function isHeavy(req: { k: number; ef?: number; filter?: unknown; diversity?: unknown; queries: Query[] }, rows: number, textBlocks = true): boolean {
   if (req.diversity !== undefined) return true;
   if (req.filter !== undefined && rows * filterConditions(req.filter) > FILTER_BUDGET) return true;
-  if (req.queries.some((q) => 'text' in q)) return true;
+  if (textBlocks && req.queries.some((q) => 'text' in q)) return true;
   const width = Math.max(req.k, req.ef ?? 0, 100);
   return req.queries.length * width > 64 * 100 || req.k > 100 || width > 400;
 }
@@ -63,7 +64,7 @@ export async function nearestRoutes(app: FastifyInstance, ctx: ServerContext): P
   app.post('/nearest', { schema: nearestSchema, config: { scope: 'serve' } }, async (request) => {
     const body = request.body as Validated<NearestBody>;
     auth.requireFeatures(request.apiKey, features(body.feature, body.include));
-    const res = isHeavy({ ...body, queries: [body.query] }, body.filter === undefined ? 0 : rowsOf(body.feature))
+    const res = isHeavy({ ...body, queries: [body.query] }, body.filter === undefined ? 0 : rowsOf(body.feature), store.textBlocks(body.feature))
       ? await lanes.heavy.run(() => store.nearest(body))
       : await lanes.cheap.run(() => coalescer.nearest(body));
     request.servedFeature = `${res.feature}@${res.variant}`;
@@ -86,7 +87,8 @@ export async function nearestRoutes(app: FastifyInstance, ctx: ServerContext): P
     const queries = items.map((i) => i.query);
     const filtered = items.filter((i) => i.filter !== undefined);
     const rows = filtered.length ? rowsOf(body.feature) : 0;
-    const heavy = isHeavy({ ...body, filter: undefined, queries }, rows) || filtered.some((i) => isHeavy({ k, filter: i.filter, queries: [i.query] }, rows));
+    const textBlocks = store.textBlocks(body.feature);
+    const heavy = isHeavy({ ...body, filter: undefined, queries }, rows, textBlocks) || filtered.some((i) => isHeavy({ k, filter: i.filter, queries: [i.query] }, rows, textBlocks));
     const lane = heavy ? lanes.heavy : lanes.cheap;
     const results = await lane.run(() => store.nearestMany(body.feature, reqs));
     const first = results[0];
