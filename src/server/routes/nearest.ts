@@ -64,9 +64,10 @@ export async function nearestRoutes(app: FastifyInstance, ctx: ServerContext): P
   app.post('/nearest', { schema: nearestSchema, config: { scope: 'serve' } }, async (request) => {
     const body = request.body as Validated<NearestBody>;
     auth.requireFeatures(request.apiKey, features(body.feature, body.include));
+    // A text query is not coalesced: grouped with vector queries, it would make them wait for its embedding.
     const res = isHeavy({ ...body, queries: [body.query] }, body.filter === undefined ? 0 : rowsOf(body.feature), store.textBlocks(body.feature))
       ? await lanes.heavy.run(() => store.nearest(body))
-      : await lanes.cheap.run(() => coalescer.nearest(body));
+      : await lanes.cheap.run(() => ('text' in body.query ? store.nearest(body) : coalescer.nearest(body)));
     request.servedFeature = `${res.feature}@${res.variant}`;
     return { feature: res.feature, variant: res.variant, hits: hitsJson(res.hits), took_ms: res.took_ms, variants: res.variants };
   });
