@@ -77,19 +77,23 @@ describe('embedding cache in the store', () => {
     const embedded = await store.embed('tiny@1', [DOCS[3].body]);
     expect(Array.from(embedded.vectors[0])).toEqual(Array.from(rows[3].features['doc_vec@v1'] as Float32Array));
     expect(store.embeddingCache!.count()).toBe(2 * DOCS.length);
+    // The store's onnx models embed in worker threads, so its text queries do not hold the JS thread.
+    expect(store.textBlocks('doc_vec@v1')).toBe(false);
+    expect(store.textBlocks('no_such_feature')).toBe(true);
     await store.close();
   });
 
-  it('embeddingCacheBytes 0 turns the cache off', async () => {
+  it('embeddingCacheBytes 0 turns the cache off; embedWorkers 0 embeds on the JS thread', async () => {
     const dir = tempDir();
     makeEncoder({ ...TINY, out: path.join(dir, 'models/tiny') });
     writeFileSync(path.join(dir, 'docs.jsonl'), DOCS.map((d) => JSON.stringify(d)).join('\n') + '\n');
-    const store = FeatureStore.open({ home: dir, embeddingCacheBytes: 0 });
+    const store = FeatureStore.open({ home: dir, embeddingCacheBytes: 0, embedWorkers: 0 });
     await store.apply(await loadDefinitions(writeDefs(dir, defs([{ variant: 'v1', model: 'tiny@1' }, { variant: 'v2', model: 'tiny@1' }]))));
     await store.materialize('doc_vec@v1', { progress: false });
     const again = await store.materialize('doc_vec@v2', { progress: false });
     expect(again).toMatchObject({ cacheHits: 0, embedded: DOCS.length });
     expect(store.embeddingCache).toBeUndefined();
+    expect(store.textBlocks('doc_vec@v1')).toBe(true);
     await store.close();
   });
 
