@@ -9,10 +9,10 @@
  *    NEARLINE_EMBED_WORKERS=0 vs the pool, rounds interleaved. The load runs in a child process, so it
  *    never shares the server's event loop.
  *
- *   npx tsx bench/embed-serve.ts [--rounds 3] [--texts 256] [--docs 500] [--seconds 10] [--workers N]
+ *   npm run bench:embed-serve -- [--rounds 3] [--texts 256] [--docs 500] [--seconds 10] [--workers N]
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -194,6 +194,10 @@ async function main(): Promise<void> {
     '',
   ].join('\n');
   process.stdout.write(report);
+  const out = path.join(path.dirname(fileURLToPath(import.meta.url)), 'results', 'embed-serve.md');
+  mkdirSync(path.dirname(out), { recursive: true });
+  writeFileSync(out, report);
+  log(`wrote ${out}`);
 }
 
 if (args.role === 'load') {
