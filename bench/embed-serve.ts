@@ -104,24 +104,35 @@ function runLoad(url: string, textsFile: string): Promise<LoadResult> {
 
 // ---------------------------------------------------------------------------------------------
 
-async function rate(texts: string[]): Promise<{ main: number[]; pool: number[] }> {
+async function rate(texts: string[]) {
   const spec = { name: 'use', version: '1', runtime: 'use', pooling: 'mean' as const, normalize: true, maxTokens: 256 };
   const main = await createEmbeddingModel(spec);
   const pool = await createEmbeddingModel(spec, { workers: WORKERS });
   await main.open();
   await pool.open();
-  const out = { main: [] as number[], pool: [] as number[] };
+  const out = { main: [] as number[], pool: [] as number[], stallMain: [] as number[], stallPool: [] as number[] };
+  // Texts/s, and the longest the event loop went without running a 1 ms timer meanwhile.
   const pass = async (model: typeof main) => {
+    let last = performance.now();
+    let stall = 0;
+    const timer = setInterval(() => {
+      const now = performance.now();
+      stall = Math.max(stall, now - last);
+      last = now;
+    }, 1);
     const t = performance.now();
     for (let i = 0; i < texts.length; i += 128) await model.embed(texts.slice(i, i + 128));
-    return texts.length / ((performance.now() - t) / 1000);
+    const seconds = (performance.now() - t) / 1000;
+    clearInterval(timer);
+    return { rate: texts.length / seconds, stall: Math.max(stall, performance.now() - last) };
   };
   await pass(pool);
   for (let r = 0; r < ROUNDS; r++) {
     for (const [name, model] of r % 2 ? ([['pool', pool], ['main', main]] as const) : ([['main', main], ['pool', pool]] as const)) {
       const x = await pass(model);
-      out[name].push(x);
-      log(`rate round ${r + 1} ${name}: ${x.toFixed(1)} texts/s`);
+      out[name].push(x.rate);
+      out[name === 'main' ? 'stallMain' : 'stallPool'].push(x.stall);
+      log(`rate round ${r + 1} ${name}: ${x.rate.toFixed(1)} texts/s, longest event-loop stall ${x.stall.toFixed(0)} ms`);
     }
   }
   await main.close();
@@ -183,7 +194,8 @@ async function main(): Promise<void> {
     `Medians over ${ROUNDS} interleaved rounds, (min–max) in brackets.`,
     '',
     `Demo embedding rate, USE lite on ${args.texts} SpamAssassin mails in batches of 128 (texts/s): main thread ${spread(rates.main)}, ` +
-      `pool of ${WORKERS} ${spread(rates.pool)}; ratio per round ${spread(ratios, 2)}x.`,
+      `pool of ${WORKERS} ${spread(rates.pool)}; ratio per round ${spread(ratios, 2)}x. Longest event-loop stall during a pass (ms): ` +
+      `main thread ${spread(rates.stallMain, 0)}, pool ${spread(rates.stallPool, 0)}.`,
     '',
     `Serving, ${docs} mails indexed, ${TEXT_CLIENTS} clients sending text queries and 1 sending vector queries for ${SECONDS} s, after ${SECONDS / 2} s of vector queries alone (ms):`,
     '',
