@@ -19,6 +19,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { GLOVE_DIMS, loadGlove } from './glove.ts';
+import { nativeAddon } from '../src/providers/vector/hnsw/native.ts';
 import type { createHnswProvider as CreateHnswProvider } from '../src/providers/vector/hnsw/provider.ts';
 import { mulberry32 } from '../scripts/random.ts';
 
@@ -376,6 +377,7 @@ async function main(): Promise<void> {
     '',
     `Provider module: ${args.provider ?? 'src/providers/vector/hnsw/provider.ts'}. Run ${new Date().toISOString()} on ${process.platform}/${process.arch}, Node ${process.version}; medians of ${REPS} interleaved runs.`,
     `${cpus().length} cores; 1-minute load average ${loadAtStart.toFixed(1)} at start, ${loadavg()[0].toFixed(1)} at the end (other work on the machine shows here).`,
+    `nearline's distance kernel: ${nativeAddon('bench').kernels().active} (of ${nativeAddon('bench').kernels().supported.join(', ')}; NEARLINE_SIMD forces one).`,
     `Single thread: nearline answers batches of ${BATCH} queries one call at a time; hnswlib-node one searchKnn(number[]) per query; C++ hnswlib knn_query(all, num_threads=1).`,
     `Concurrent: ${INFLIGHT} calls of ${BATCH} queries in flight through nearline.`,
     '',

@@ -64,7 +64,7 @@ describe('hnsw filters on columns', () => {
   // (forced by the thresholds) must return only matching rows, k of them whenever k match.
   for (const mode of ['exact scan', 'graph walk'] as const) {
     it(`random filters agree with compileFilter over a model, through random writes and deletes (${mode})`, async () => {
-      const opts = mode === 'exact scan' ? { exactScanBelow: 1e9 } : { exactScanBelow: 0, exactScanSelectivity: 0 };
+      const opts = { filterPlan: mode === 'exact scan' ? ('exact' as const) : ('graph' as const) };
       const p = createHnswProvider({ ...opts, initialCapacity: 256 }, { name: 'local', home });
       await p.open();
       const c = await p.collection(spec('model'));

@@ -20,7 +20,7 @@ vectorProviderSuite('hnsw', async () => {
 // Forces filtered queries through the graph walk and its widening, which the defaults route to an exact scan at this size.
 vectorProviderSuite('hnsw, filtered queries through the graph', async () => {
   const home = await mkdtemp(join(tmpdir(), 'nearline-hnsw-'));
-  const options = { exactScanBelow: 0, exactScanSelectivity: 0 };
+  const options = { filterPlan: 'graph' as const };
   return {
     provider: createHnswProvider(options, { name: 'local', home }),
     reopen: async () => createHnswProvider(options, { name: 'local', home }),

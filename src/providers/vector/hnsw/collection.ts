@@ -84,6 +84,7 @@ interface Task {
   ef: number;
   native?: NativeFilter;
   exact: boolean;
+  /** A bitmap holding every match, where an exact scan starts. */
   driver?: Uint32Array;
   /** Labels an exact scan looks at. */
   scanned?: number;
@@ -270,13 +271,27 @@ export class HnswCollection implements VectorCollection {
       task.native = compiled.native;
       task.fallback = true;
       if (!q.filter) return task;
-      if (compiled.share * live <= this.opts.exactScanBelow || compiled.share < this.opts.exactScanSelectivity) {
-        return { ...task, exact: true, driver: compiled.driver?.bits, scanned: compiled.driver?.rows ?? this.ids.length, fallback: false };
+      task.driver = compiled.driver?.bits;
+      task.scanned = compiled.driver?.rows ?? this.ids.length;
+      if (this.scanExactly(compiled.share * live, compiled.share, task.scanned, q.ef)) {
+        task.exact = true;
+        task.fallback = false;
       }
-      // A walk that accepts a share s of the nodes it meets needs about k/s candidates to hold k matches.
-      task.ef = Math.max(q.ef, Math.ceil(q.k / compiled.share));
       return task;
     });
+  }
+
+  /**
+   * Exact scan or filtered walk. Costs in distance computations: a scan computes one per matching row
+   * (plus a cheap check per label it looks at); a walk that accepts a share s of the nodes it meets expands
+   * about ef/s nodes, each costing a distance per graph neighbour (2M at the bottom layer).
+   */
+  private scanExactly(matching: number, share: number, scanned: number, ef: number): boolean {
+    if (this.opts.filterPlan !== 'auto') return this.opts.filterPlan === 'exact';
+    if (matching <= this.opts.exactScanBelow || share < this.opts.exactScanSelectivity) return true;
+    const exact = matching + scanned / 32;
+    const walk = (ef * 2 * this.manifest.M) / Math.max(share, 1e-6);
+    return exact < walk;
   }
 
   /** Exact scans for the queries whose filtered walk found fewer than k while more rows may match; appended to `tasks`. */
@@ -290,7 +305,7 @@ export class HnswCollection implements VectorCollection {
       if (short.length === 0) continue;
       const vectors = new Float32Array(short.length * dims);
       short.forEach((j, i) => vectors.set(t.vectors.subarray(j * dims, (j + 1) * dims), i * dims));
-      out.push({ ...t, members: short.map((j) => t.members[j]), vectors, exact: true, driver: undefined, scanned: this.ids.length, fallback: false, found: undefined });
+      out.push({ ...t, members: short.map((j) => t.members[j]), vectors, exact: true, scanned: t.scanned ?? this.ids.length, fallback: false, found: undefined });
     }
     tasks.push(...out);
     return out;

@@ -27,6 +27,12 @@ export interface HnswVectorOptions {
   exactScanBelow?: number;
   /** A filtered query scans exactly when fewer than this fraction of rows match. Default 0.02. */
   exactScanSelectivity?: number;
+  /**
+   * How filtered queries run: `auto` scans exactly below the two thresholds above, or when the counts make an
+   * exact scan cheaper than a filtered graph walk; `graph` always walks (with an exact scan if the walk comes
+   * back short); `exact` always scans. Default `auto`.
+   */
+  filterPlan?: 'auto' | 'graph' | 'exact';
   /** Threads one call may use: a search batch is split across them, an insert batch runs on them. Default `os.availableParallelism()`. */
   threads?: number;
 }
@@ -40,6 +46,7 @@ export function createHnswProvider(options: HnswVectorOptions, ctx: ProviderCont
     initialCapacity: options.initialCapacity ?? 1024,
     exactScanBelow: options.exactScanBelow ?? 2048,
     exactScanSelectivity: options.exactScanSelectivity ?? 0.02,
+    filterPlan: options.filterPlan ?? 'auto',
     threads: options.threads ?? availableParallelism(),
   };
   const open = new Map<string, Promise<HnswCollection>>();
