@@ -37,6 +37,9 @@ export type Settings = Required<Omit<HnswVectorOptions, 'dir'>> & { name: string
  */
 const SYNC_WORK = 512;
 
+/** Rows an upsert inserts per hold of the write lock. */
+const WRITE_SLICE = 256;
+
 function checkVector(v: unknown, dims: number, what: string): Float32Array {
   if (!(v instanceof Float32Array)) throw nlError('NL_BAD_VECTOR', `${what}: vector must be a Float32Array`);
   if (v.length !== dims) throw nlError('NL_DIMENSION_MISMATCH', dims, `${v.length} (${what})`);
@@ -148,40 +151,46 @@ export class HnswCollection implements VectorCollection {
       last.set(r.id, { vector: this.prepare(r.vector, `id ${r.id}`), metadata: checkMetadata(r.metadata, `id ${r.id}`) });
     }
     if (last.size === 0) return void this.wrote(opts);
-    await this.writes.run(() => this.lock.write(async () => {
-      const fresh = [...last.keys()].filter((id) => !this.labels.has(id)).length;
-      const needed = this.ids.length + Math.max(0, fresh - this.free.length);
-      const capacity = this.index.capacity();
-      // 1.5x rather than 2x: a resize copies the graph once in a while, but slack slots cost resident memory always.
-      if (needed > capacity) {
-        this.index.resize(Math.max(needed, Math.ceil(capacity * 1.5)));
-        this.columns.grow(this.index.capacity());
-      }
+    const rows = [...last];
+    await this.writes.run(async () => {
       // A failed add leaves the graph half-written: it counts as dirty even when it came from the log.
       const dirtyBefore = this.dirty;
-      const vectors = new Float32Array(last.size * this.spec.dims);
-      const labels = new Uint32Array(last.size);
-      let i = 0;
-      for (const [id, row] of last) {
-        let label = this.labels.get(id);
-        if (label === undefined) {
-          label = this.free.pop() ?? this.ids.length;
-          this.ids[label] = id;
-          this.labels.set(id, label);
-        }
-        this.columns.set(label, row.metadata);
-        vectors.set(row.vector, i * this.spec.dims);
-        labels[i++] = label;
-      }
-      this.dirty = true;
-      try {
-        await this.index.add(vectors, labels, this.opts.threads);
-      } catch (e) {
-        throw providerError(this.opts.name, e);
-      }
+      // In slices, each under the write lock on its own, so searches run between them: a large batch
+      // holds readers back for one slice at a time, not for the whole batch.
+      for (let start = 0; start < rows.length; start += WRITE_SLICE) await this.lock.write(() => this.insert(rows.slice(start, start + WRITE_SLICE)));
       if (opts?.logOffset !== undefined) this.dirty = dirtyBefore;
       this.wrote(opts);
-    }));
+    });
+  }
+
+  private async insert(rows: Array<[string, { vector: Float32Array; metadata: Metadata | null }]>): Promise<void> {
+    const fresh = rows.filter(([id]) => !this.labels.has(id)).length;
+    const needed = this.ids.length + Math.max(0, fresh - this.free.length);
+    const capacity = this.index.capacity();
+    // 1.5x rather than 2x: a resize copies the graph once in a while, but slack slots cost resident memory always.
+    if (needed > capacity) {
+      this.index.resize(Math.max(needed, Math.ceil(capacity * 1.5)));
+      this.columns.grow(this.index.capacity());
+    }
+    const vectors = new Float32Array(rows.length * this.spec.dims);
+    const labels = new Uint32Array(rows.length);
+    rows.forEach(([id, row], i) => {
+      let label = this.labels.get(id);
+      if (label === undefined) {
+        label = this.free.pop() ?? this.ids.length;
+        this.ids[label] = id;
+        this.labels.set(id, label);
+      }
+      this.columns.set(label, row.metadata);
+      vectors.set(row.vector, i * this.spec.dims);
+      labels[i] = label;
+    });
+    this.dirty = true;
+    try {
+      await this.index.add(vectors, labels, this.opts.threads);
+    } catch (e) {
+      throw providerError(this.opts.name, e);
+    }
   }
 
   async delete(ids: string[], opts?: WriteOptions): Promise<void> {
