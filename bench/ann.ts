@@ -150,7 +150,8 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 
 interface Engine {
   name: string;
-  build(): Promise<number>;
+  /** Wall and CPU seconds (CPU: robust to other work on a shared machine). */
+  build(): Promise<{ seconds: number; cpu: number }>;
   /** Wall and CPU seconds for all queries at this ef, single thread, plus the labels found. */
   search(ef: number): Promise<{ seconds: number; cpu: number; labels: ArrayLike<number>[] }>;
 }
@@ -177,6 +178,7 @@ async function nearlineEngine(base: Float32Array, queries: Float32Array, dir: st
     async build() {
       const before = memoryAfterGc();
       const n = base.length / DIMS;
+      const cpu = process.cpuUsage();
       const start = performance.now();
       for (let i = 0; i < n; i += 10_000) {
         const batch = [];
@@ -187,7 +189,7 @@ async function nearlineEngine(base: Float32Array, queries: Float32Array, dir: st
       const after = memoryAfterGc();
       engine.rssPerVector = (after.rss - before.rss) / (base.length / DIMS);
       engine.heapPerVector = (after.heap - before.heap) / (base.length / DIMS);
-      return seconds;
+      return { seconds, cpu: coresUsed(cpu, seconds) * seconds };
     },
     async search(ef) {
       const labels: number[][] = [];
@@ -225,12 +227,14 @@ function hnswlibNodeEngine(base: Float32Array, queries: Float32Array) {
     async build() {
       const before = memoryAfterGc().rss;
       const rows = rowsOf(base);
+      const cpu = process.cpuUsage();
       const start = performance.now();
       index.initIndex(rows.length, M, EF_CONSTRUCTION, 100);
       rows.forEach((v, i) => index.addPoint(Array.from(v), i));
       const seconds = (performance.now() - start) / 1000;
+      const cpuSeconds = coresUsed(cpu, seconds) * seconds;
       engine.rssPerVector = (memoryAfterGc().rss - before) / rows.length;
-      return seconds;
+      return { seconds, cpu: cpuSeconds };
     },
     async search(ef) {
       index.setEf(ef);
@@ -275,9 +279,9 @@ async function cppEngine(python: string, base: Float32Array, queries: Float32Arr
     name: 'C++ hnswlib',
     rssPerVector: 0,
     async build() {
-      const { seconds, rss } = await ask('build');
+      const { seconds, cpu, rss } = await ask('build');
       engine.rssPerVector = (rss ?? 0) / (base.length / DIMS);
-      return seconds;
+      return { seconds, cpu: cpu ?? seconds };
     },
     async search(ef, threads = 1) {
       const out = join(work, 'labels.i32');
@@ -306,7 +310,7 @@ async function main(): Promise<void> {
 
   log(`building nearline over ${n} vectors`);
   const nearline = await nearlineEngine(base, queries, join(work, 'nearline'));
-  const builds: Record<string, number> = { nearline: await nearline.engine.build() };
+  const builds: Record<string, { seconds: number; cpu: number }> = { nearline: await nearline.engine.build() };
   log(`building hnswlib-node`);
   const node = hnswlibNodeEngine(base, queries);
   builds['hnswlib-node'] = await node.build();
@@ -383,7 +387,8 @@ async function main(): Promise<void> {
     '',
     table,
     '',
-    `Build (one thread, seconds): ${Object.entries(builds).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')}`,
+    `Build (one thread): ${Object.entries(builds).map(([k, v]) => `${k} ${v.seconds.toFixed(1)} s (${v.cpu.toFixed(1)} CPU s)`).join(', ')}` +
+      (cpp ? `; nearline / C++ hnswlib: ${(builds.nearline.seconds / builds['C++ hnswlib'].seconds).toFixed(2)}x the time, ${(builds.nearline.cpu / builds['C++ hnswlib'].cpu).toFixed(2)}x the CPU time.` : '.'),
     `Resident memory per vector (RSS growth over the build / n): nearline ${nearline.engine.rssPerVector.toFixed(0)} B (of which JS heap: ids, metadata ${nearline.engine.heapPerVector.toFixed(0)} B), hnswlib-node ${node.rssPerVector.toFixed(0)} B${cpp ? `, C++ hnswlib ${cpp.engine.rssPerVector.toFixed(0)} B` : ''}; hnswlib's estimate d*4 + M*2*4 = ${ESTIMATE} B -> nearline at ${(nearline.engine.rssPerVector / ESTIMATE).toFixed(2)}x${cpp ? `, ${(nearline.engine.rssPerVector / cpp.engine.rssPerVector).toFixed(2)}x C++ hnswlib's measured` : ''}.`,
     target
       ? `At the first ef with recall@10 >= 0.95 (ef=${target.ef}, recall ${target.recall.toFixed(4)}): nearline single-thread at ${target.ratioCpp.toFixed(2)}x C++ hnswlib (${target.cpuRatioCpp.toFixed(2)}x per CPU-second), concurrent at ${target.scaling.toFixed(2)}x its single-thread figure.`

@@ -2,7 +2,7 @@
 
 Reads float32 matrices written by the TS bench, then answers commands on stdin, one per line,
 so the TS side can interleave its runs with ours on a noisy machine:
-  build                -> {"seconds": s, "rss": resident bytes the index added}
+  build                -> {"seconds": s, "cpu": cpu seconds, "rss": resident bytes the index added}
   search EF OUT_PATH [THREADS]  -> writes int32 labels [queries x k] to OUT_PATH, {"seconds": s, "cpu": cpu seconds}
   truth OUT_PATH       -> exact cosine top-k by brute force (BLAS), int32 labels to OUT_PATH
 """
@@ -39,12 +39,13 @@ def main() -> None:
         if cmd[0] == "build":
             before = rss()
             index = hnswlib.Index(space="cosine", dim=dims)
+            cpu = cpu_seconds()
             start = time.perf_counter()
             index.init_index(max_elements=len(base), M=m, ef_construction=ef_construction, random_seed=100)
             # One thread, like the Node builds it is compared with.
             index.add_items(base, np.arange(len(base)), num_threads=1)
             seconds = time.perf_counter() - start
-            print(json.dumps({"seconds": seconds, "rss": rss() - before}), flush=True)
+            print(json.dumps({"seconds": seconds, "cpu": cpu_seconds() - cpu, "rss": rss() - before}), flush=True)
         elif cmd[0] == "search":
             index.set_ef(int(cmd[1]))
             cpu = cpu_seconds()
