@@ -124,16 +124,24 @@ size_t SearchOne(const Hnsw& h, const float* q, size_t k, size_t ef, hnswlib::Ba
   return n;
 }
 
+constexpr size_t kPrefetch = 4;
+
+inline void Prefetch(const char* p, size_t bytes) {
+  for (size_t off = 0; off < bytes; off += 64) __builtin_prefetch(p + off);
+}
+
 // Brute force over the live labels the predicate allows: every label, or those set in `driver`.
 void ExactScan(const Shared& s, const float* queries, size_t nq, size_t k, const Predicate* pred, const nearline::Bitmap* driver,
                uint32_t* labels, float* distances, uint32_t* counts) {
   const Hnsw& h = *s.index;
   std::vector<std::pair<hnswlib::tableint, uint32_t>> ids;
+  // The predicate first: it reads the columns in label order, while the deletion mark sits in the graph's
+  // element, a cache miss per label.
   auto consider = [&](uint32_t label) {
     if (label >= s.internal_of.size()) return;
+    if (pred != nullptr && !pred->Allowed(label)) return;
     uint32_t internal = s.internal_of[label];
     if (internal == kNoInternal || h.isMarkedDeleted(internal)) return;
-    if (pred != nullptr && !pred->Allowed(label)) return;
     ids.emplace_back(internal, label);
   };
   if (driver != nullptr) {
@@ -148,7 +156,10 @@ void ExactScan(const Shared& s, const float* queries, size_t nq, size_t k, const
   for (size_t qi = 0; qi < nq; qi++) {
     const float* q = queries + qi * s.dims;
     heap.clear();
-    for (auto& [internal, label] : ids) {
+    for (size_t i = 0; i < ids.size(); i++) {
+      // The rows are scattered through the graph's memory: fetch a few ahead, as hnswlib's walk does.
+      if (i + kPrefetch < ids.size()) Prefetch(h.getDataByInternalId(ids[i + kPrefetch].first), s.dims * sizeof(float));
+      auto [internal, label] = ids[i];
       float d = h.fstdistfunc_(q, h.getDataByInternalId(internal), h.dist_func_param_);
       if (heap.size() < k) {
         heap.emplace_back(d, label);

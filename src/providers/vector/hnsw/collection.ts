@@ -32,10 +32,12 @@ import { Mutex, RwLock } from './rw-lock.ts';
 export type Settings = Required<Omit<HnswVectorOptions, 'dir'>> & { name: string };
 
 /**
- * A search whose graph work (queries x ef) is at most this runs on the JS thread: below it, the hop to the
- * thread pool and back costs about as much as the search.
+ * A search whose graph work (queries x ef) is at most this runs on the calling thread. One query at ef <= 160
+ * takes tens to a few hundred microseconds, while the hop to the thread pool and back adds 20-170 us of
+ * latency (measured; the more the machine is loaded, the more): for such calls the hop was most of the fixed
+ * cost per query. Bigger calls go to the pool, beside the event loop and on every core.
  */
-const SYNC_WORK = 512;
+const SYNC_WORK = 160;
 
 /** Rows an upsert inserts per hold of the write lock. */
 const WRITE_SLICE = 256;
@@ -64,7 +66,10 @@ function unit(v: Float32Array, what: string): Float32Array {
   for (let i = 0; i < v.length; i++) s += v[i] * v[i];
   if (s === 0) throw nlError('NL_BAD_VECTOR', `${what}: a zero vector has no cosine direction`);
   const inv = 1 / Math.sqrt(s);
-  return v.map((x) => x * inv);
+  // A plain loop: TypedArray.prototype.map costs several times the arithmetic at these sizes.
+  const out = new Float32Array(v.length);
+  for (let i = 0; i < v.length; i++) out[i] = v[i] * inv;
+  return out;
 }
 
 interface Prepared {
@@ -258,6 +263,12 @@ export class HnswCollection implements VectorCollection {
 
   /** Groups the queries into addon calls and picks a graph walk or an exact scan for each. */
   private plan(prepared: Prepared[]): Task[] {
+    const dims = this.spec.dims;
+    const q0 = prepared[0];
+    if (prepared.length === 1 && !q0.filter && !q0.exclude?.length) {
+      // The most common call, planned without grouping.
+      return [{ members: [0], vectors: q0.vector, k: q0.k, ef: q0.ef, exact: false, fallback: false }];
+    }
     const groups = new Map<string, number[]>();
     prepared.forEach((q, i) => {
       // A query with its own exclude list has its own predicate, so its own call.
@@ -268,7 +279,6 @@ export class HnswCollection implements VectorCollection {
     });
     const live = this.labels.size;
     const isLive = (label: number) => this.ids[label] != null;
-    const dims = this.spec.dims;
     return [...groups.values()].map((members) => {
       const q = prepared[members[0]];
       const vectors = new Float32Array(members.length * dims);
@@ -323,7 +333,7 @@ export class HnswCollection implements VectorCollection {
   /** Whether a task is cheaper to run here than to send to the thread pool. */
   private small(t: Task): boolean {
     const n = t.members.length;
-    return t.exact ? n * (t.scanned ?? 0) <= SYNC_WORK * 32 : n * t.ef <= SYNC_WORK;
+    return t.exact ? n * (t.scanned ?? 0) <= SYNC_WORK * 64 : n * t.ef <= SYNC_WORK;
   }
 
   private runNow(t: Task): Found {
