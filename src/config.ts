@@ -5,7 +5,7 @@ import YAML from 'yaml';
 import { NearlineError, nlError } from './errors.ts';
 import type { ModelSpec } from './providers/embedding/types.ts';
 import { optionsProblem } from './plugins.ts';
-import { importPlugin, isBuiltinKind, pluginFor, pluginSpecifier, RUNTIMES, SOURCE_KINDS, VECTOR_KINDS, ONLINE_KINDS } from './providers/index.ts';
+import { builtinKinds, importPlugin, isBuiltinKind, pluginFor, pluginSpecifier } from './providers/index.ts';
 import type { SourceSpec } from './providers/sources/types.ts';
 import type { Metric } from './types.ts';
 import { parseTemplate, type TextSource } from './materialize/text.ts';
@@ -165,7 +165,7 @@ export function validateDefinitions(raw: unknown, file: string, baseDir: string)
     const kind = pluginSpecifier(f.str('kind'), baseDir);
     const options = f.rest(['name', 'kind']);
     const plugin = pluginFor('vector', kind) ?? pluginFor('online', kind);
-    if (!plugin) f.fail('kind', `unknown provider kind "${kind}" (built in: ${[...VECTOR_KINDS, ...ONLINE_KINDS].join(', ')}; or a plugin's module path or package name)`);
+    if (!plugin) f.fail('kind', `unknown provider kind "${kind}" (built in: ${[...builtinKinds('vector'), ...builtinKinds('online')].join(', ')}; or a plugin's module path or package name)`);
     const problem = optionsProblem(plugin!, options);
     if (problem) f.fail(problem.field, problem.message);
     return { name, kind, options };
@@ -176,7 +176,7 @@ export function validateDefinitions(raw: unknown, file: string, baseDir: string)
     return def;
   });
   const sources = section('sources').map(({ f }) => {
-    const def: SourceDef = { name: f.name('name'), variant: f.variant('variant'), kind: f.plugin('kind', 'source', SOURCE_KINDS, baseDir) };
+    const def: SourceDef = { name: f.name('name'), variant: f.variant('variant'), kind: f.plugin('kind', 'source', builtinKinds('source'), baseDir) };
     const p = f.optStr('path');
     if (p !== undefined) def.path = resolvePath(p);
     setDefined(def, 'table', f.optStr('table'));
@@ -190,7 +190,7 @@ export function validateDefinitions(raw: unknown, file: string, baseDir: string)
     const def: ModelDef = {
       name: f.name('name'),
       version: f.version('version'),
-      runtime: f.plugin('runtime', 'runtime', RUNTIMES, baseDir),
+      runtime: f.plugin('runtime', 'runtime', builtinKinds('runtime'), baseDir),
       pooling: f.oneOf('pooling', ['mean', 'cls'], 'mean'),
       normalize: f.bool('normalize', true),
       maxTokens: f.posInt('maxTokens', 256),

@@ -1,5 +1,5 @@
 import type { Static, TObject } from '@sinclair/typebox';
-import { Value } from '@sinclair/typebox/value';
+import { createRequire } from 'node:module';
 import type { EmbeddingModel, ModelSpec } from './providers/embedding/types.ts';
 import type { OnlineStore } from './providers/online/types.ts';
 import type { Source, SourceSpec } from './providers/sources/types.ts';
@@ -91,7 +91,9 @@ export function isPlugin(x: unknown): x is Plugin {
 
 /** The first problem with `options` against a provider's schema, as a field and a message; undefined when they fit. */
 export function optionsProblem(plugin: ProviderPlugin, options: Record<string, unknown>): { field: string; message: string } | undefined {
-  for (const e of Value.Errors(plugin.options, options)) {
+  // TypeBox loads here, on first use, not when nearline is imported.
+  const { Errors } = createRequire(import.meta.url)('@sinclair/typebox/errors') as typeof import('@sinclair/typebox/errors');
+  for (const e of Errors(plugin.options, options)) {
     const field = e.path.replace(/^\//, '').replace(/\//g, '.') || '(options)';
     const unknown = e.message === 'Unexpected property';
     return { field, message: unknown ? `unknown option for a ${plugin.kind} provider` : `${e.message.replace(/^Expected/, 'expected')}, got ${JSON.stringify(e.value)}` };

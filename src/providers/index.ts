@@ -2,7 +2,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { NearlineError, nlError } from '../errors.ts';
 import { isPlugin, type OnlineStorePlugin, type Plugin, type ProviderContext, type RuntimePlugin, type SourcePlugin, type VectorProviderPlugin } from '../plugins.ts';
-import { BUILTINS } from './builtins.ts';
+import { builtinPlugins } from './builtins.ts';
 import type { EmbeddingModel, ModelSpec } from './embedding/types.ts';
 import type { OnlineStore } from './online/types.ts';
 import type { Source, SourceSpec } from './sources/types.ts';
@@ -18,21 +18,24 @@ interface ByRole {
   source: SourcePlugin;
 }
 
-const builtin = new Map<string, Plugin>(BUILTINS.map((p) => [`${p.plugin}:${p.kind}`, p]));
+let builtin: Map<string, Plugin> | undefined;
+const builtins = () => (builtin ??= new Map(builtinPlugins().map((p) => [`${p.plugin}:${p.kind}`, p])));
 /** Plugins loaded from modules, by the module path or package name definitions name them with. */
 const loaded = new Map<string, Plugin>();
 
-const kinds = (role: Role) => BUILTINS.filter((p) => p.plugin === role).map((p) => p.kind);
-export const VECTOR_KINDS = kinds('vector');
-export const ONLINE_KINDS = kinds('online');
-export const RUNTIMES = kinds('runtime');
-export const SOURCE_KINDS = kinds('source');
+/** nearline's own kinds for a role (`hnsw`, `qdrant` for vector providers...). */
+export function builtinKinds(role: Role): string[] {
+  return builtinPlugins()
+    .filter((p) => p.plugin === role)
+    .map((p) => p.kind);
+}
+const kinds = builtinKinds;
 
 const WHAT: Record<Role, string> = { vector: 'vector provider kind', online: 'online provider kind', runtime: 'model runtime', source: 'source kind' };
 
 /** Whether `kind` names one of nearline's own backends of any role (anything else is a plugin module). */
 export function isBuiltinKind(kind: string): boolean {
-  return BUILTINS.some((p) => p.kind === kind);
+  return builtinPlugins().some((p) => p.kind === kind);
 }
 
 /** A relative module path in a definitions file resolves against that file's folder; package names and absolute paths stay. */
@@ -42,7 +45,7 @@ export function pluginSpecifier(kind: string, baseDir: string): string {
 
 /** The plugin `kind` names for `role`, if built in or already loaded; see loadPlugin for the rest. */
 export function pluginFor<R extends Role>(role: R, kind: string): ByRole[R] | undefined {
-  const p = builtin.get(`${role}:${kind}`) ?? loaded.get(kind);
+  const p = builtins().get(`${role}:${kind}`) ?? loaded.get(kind);
   return p?.plugin === role ? (p as ByRole[R]) : undefined;
 }
 

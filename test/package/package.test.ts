@@ -14,8 +14,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const FIXTURES = path.join(import.meta.dirname, 'fixtures');
 const BIN = (name: string) => path.join(ROOT, 'node_modules', '.bin', name);
-/** Packages that must not load until a definition or a call uses them. */
-const LAZY = ['fastify', '@fastify/', 'onnxruntime-node', 'onnxruntime-common', '@huggingface/', 'ioredis', '@qdrant/'];
+/** Packages that must not load until a definition or a call uses them (TypeBox: option schemas, the server's routes). */
+const LAZY = ['fastify', '@fastify/', 'onnxruntime-node', 'onnxruntime-common', '@huggingface/', 'ioredis', '@qdrant/', '@sinclair/typebox'];
 
 let work: string;
 let consumer: string;
