@@ -123,6 +123,20 @@ describe('client contract', () => {
     expect(typeof series.intervalSeconds).toBe('number');
   });
 
+  it('compare two variants, move an alias and roll it back', async () => {
+    const report = await nl.compare({ a: 'item_vec@v1', b: 'item_vec@v2', k: 5, sample: 20 });
+    expect(report).toMatchObject({ a: 'item_vec@v1', b: 'item_vec@v2', k: 5 });
+    expect(report.overlap).toBeGreaterThanOrEqual(0);
+    const moved = await nl.setAlias('item_vec', 'prod', { variant: 'v2' });
+    expect(moved).toMatchObject({ feature: 'item_vec', alias: 'prod', variant: 'v2', previous: 'v1' });
+    const back = await nl.rollbackAlias('item_vec', 'prod');
+    expect(back).toMatchObject({ variant: 'v1' });
+    const refused = await nl.setAlias('item_vec', 'prod', { variant: 'v9' }).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(NearlineClientError);
+    expect((refused as NearlineClientError).status).toBeGreaterThanOrEqual(400);
+    expect((await nl.registry.aliases('item_vec')).aliases[0].variant).toBe('v1');
+  });
+
   it('registry views by kind and by name', async () => {
     const features = await nl.registry.features();
     expect(features.features.map((f) => `${f.name}@${f.variant}`)).toContain('item_vec@v1');
