@@ -716,8 +716,14 @@ async function chartsPage() {
         grid.append(c.el);
       }
       const present = s.values.some((v) => v !== null);
-      const last = [...s.values].reverse().find((v) => v !== null);
-      const head = h('div', { class: 'row', style: 'justify-content:space-between' }, h('h2', { style: 'margin:0' }, s.label), present ? h('span', { class: 'value' }, `${fmt(last, last < 10 ? 2 : 1)} ${s.unit}`) : null);
+      const last = s.values[s.values.length - 1];
+      const now = last === null || last === undefined ? h('span', { class: 'value muted' }, '—') : h('span', { class: 'value' }, `${fmt(last, last < 10 ? 2 : 1)} ${s.unit}`);
+      const head = h(
+        'div',
+        { class: 'chart-head' },
+        h('div', {}, h('h2', { style: 'margin:0' }, s.label), s.help ? h('div', { class: 'help' }, s.help) : null),
+        present ? now : null,
+      );
       if (!present || data.times.length < 2) {
         c.plot?.destroy();
         c.plot = null;

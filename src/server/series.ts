@@ -2,15 +2,15 @@ import type { Metrics, MetricFamily } from './metrics.ts';
 
 /** The dashboard's charts: each a number per sample, computed from the same families /metrics shows. */
 export const SERIES = [
-  { key: 'qps', label: 'queries per second', unit: 'q/s' },
-  { key: 'p50', label: 'p50 latency', unit: 'ms' },
-  { key: 'p99', label: 'p99 latency', unit: 'ms' },
-  { key: 'push', label: 'push rate', unit: 'rows/s' },
-  { key: 'logLag', label: 'log lag (largest, any variant)', unit: 'offsets' },
-  { key: 'snapshotAge', label: 'snapshot age (oldest pending write)', unit: 's' },
-  { key: 'shadowOverlap', label: 'shadow overlap@k', unit: '' },
-  { key: 'rss', label: 'resident memory', unit: 'MB' },
-  { key: 'loopLag', label: 'event loop lag p99', unit: 'ms' },
+  { key: 'qps', label: 'queries per second', unit: 'q/s', help: 'POST /v1/nearest and /v1/nearest/batch' },
+  { key: 'p50', label: 'p50 latency', unit: 'ms', help: 'median of the queries in each interval' },
+  { key: 'p99', label: 'p99 latency', unit: 'ms', help: 'from the latency histogram buckets' },
+  { key: 'push', label: 'push rate', unit: 'rows/s', help: 'rows pushed and vectors written' },
+  { key: 'logLag', label: 'log lag', unit: 'offsets', help: 'largest gap between a source log and a variant following it' },
+  { key: 'snapshotAge', label: 'snapshot age', unit: 's', help: 'oldest applied write not yet in a snapshot' },
+  { key: 'shadowOverlap', label: 'shadow overlap', unit: '', help: 'overlap@k of shadowed traffic with the alias' },
+  { key: 'rss', label: 'resident memory', unit: 'MB', help: 'of this server process' },
+  { key: 'loopLag', label: 'event loop lag', unit: 'ms', help: '99th percentile' },
 ] as const;
 
 export type SeriesKey = (typeof SERIES)[number]['key'];
@@ -82,11 +82,11 @@ export class SeriesRecorder {
   }
 
   /** uPlot's shape: one array of times (seconds) and one array of values per series. */
-  read(): { intervalSeconds: number; times: number[]; series: Array<{ key: SeriesKey; label: string; unit: string; values: Array<number | null> }> } {
+  read(): { intervalSeconds: number; times: number[]; series: Array<{ key: SeriesKey; label: string; unit: string; help: string; values: Array<number | null> }> } {
     return {
       intervalSeconds: this.intervalMs / 1000,
       times: [...this.times],
-      series: SERIES.map((s) => ({ key: s.key, label: s.label, unit: s.unit, values: [...this.values.get(s.key)!] })),
+      series: SERIES.map((s) => ({ key: s.key, label: s.label, unit: s.unit, help: s.help, values: [...this.values.get(s.key)!] })),
     };
   }
 }

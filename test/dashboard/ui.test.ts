@@ -156,6 +156,10 @@ describe('the dashboard in a real browser', { timeout: 60_000 }, () => {
     await page.selectOption('#compare', 'item_vec@v2');
     await page.waitForSelector('text=item_vec@v1 vs item_vec@v2');
     await shot('feature');
+    await page.goto(`${base}/ui/#/feature/item_vec@v2`);
+    await page.waitForSelector('.card .badge.drifting');
+    expect(await page.textContent('.card:has(.badge.drifting) p')).toMatch(/mean norm \+\d+\.\d%/);
+    await shot('feature-drifting');
   });
 
   it('the playground shows the same hits as the API, with joined features, and copies the call', async () => {

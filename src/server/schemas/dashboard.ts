@@ -88,6 +88,7 @@ export const SeriesResponse = Type.Object({
       key: Type.Optional(Type.String()),
       label: Type.Optional(Type.String()),
       unit: Type.Optional(Type.String()),
+      help: Type.Optional(Type.String()),
       values: Type.Optional(Type.Array(Type.Unsafe<number | null>({ type: ['number', 'null'] }))),
     }),
   ),
