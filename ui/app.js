@@ -535,7 +535,8 @@ function fmtValue(v) {
 }
 
 function curlOf(b) {
-  const key = state.key ? ` \\\n  -H 'authorization: Bearer ${state.key}'` : '';
+  // The key stays out of the snippet (it may be pasted anywhere): the shell supplies it.
+  const key = state.key ? ` \\\n  -H "authorization: Bearer $NEARLINE_KEY"` : '';
   return `curl -s ${location.origin}/v1/nearest \\\n  -H 'content-type: application/json'${key} \\\n  -d '${JSON.stringify(b).replace(/'/g, "'\\''")}'`;
 }
 

@@ -190,6 +190,8 @@ describe('the dashboard in a real browser', { timeout: 60_000 }, () => {
     await page.click('#copy-curl');
     const curl = await page.textContent('#snippet');
     expect(curl).toContain(`${base}/v1/nearest`);
+    expect(curl).toContain('authorization: Bearer $NEARLINE_KEY');
+    expect(curl).not.toContain(key);
     const sent = JSON.parse(/-d '(.*)'$/s.exec(curl!)![1]);
     expect(sent).toEqual({ feature: 'item_vec@prod', k: 7, query: { id: 'i4' }, filter: { field: 'category', op: 'in', value: ['music', 'garden'] }, include: { features: ['item_price@v1'] } });
     await page.click('#copy-client');
