@@ -252,13 +252,15 @@ export class Registry {
     if (tag === undefined) {
       const prod = this.getAlias(name, 'prod');
       if (prod) return this.getFeature(name, prod.variant)!;
-      const variants = this.stmt('SELECT * FROM features WHERE name = ? ORDER BY created_at, rowid LIMIT 1000').all(name) as Row[];
-      if (!variants.length) throw nlError('NL_FEATURE_NOT_FOUND', ref);
-      if (variants.length > 1) {
+      // Two rows tell "only one" from "several"; the full list is read only for the error.
+      const first = this.stmt('SELECT * FROM features WHERE name = ? ORDER BY created_at, rowid LIMIT 2').all(name) as Row[];
+      if (!first.length) throw nlError('NL_FEATURE_NOT_FOUND', ref);
+      if (first.length > 1) {
+        const variants = this.listFeatures(name);
         const list = variants.map((v) => `${name}@${v.variant} (${v.status})`).join(', ');
         throw nlError('NL_AMBIGUOUS_FEATURE', name, `it has ${variants.length} variants and no alias prod: ${list}; name one, or run \`nearline alias set ${name} prod VARIANT\``);
       }
-      return toFeature(variants[0]);
+      return toFeature(first[0]);
     }
     const alias = this.getAlias(name, tag);
     const feature = this.getFeature(name, alias ? alias.variant : tag);
