@@ -252,11 +252,15 @@ export class Registry {
     if (tag === undefined) {
       const prod = this.getAlias(name, 'prod');
       if (prod) return this.getFeature(name, prod.variant)!;
-      // Two rows tell "only one" from "several"; the full list is read only for the error.
-      const first = this.stmt('SELECT * FROM features WHERE name = ? ORDER BY created_at, rowid LIMIT 2').all(name) as Row[];
-      if (!first.length) throw nlError('NL_FEATURE_NOT_FOUND', ref);
+      // Two rows tell "only one" from "several"; the full list is read only for the error. A dropped variant serves nothing.
+      const first = this.stmt('SELECT * FROM features WHERE name = ? AND dropped_at IS NULL ORDER BY created_at, rowid LIMIT 2').all(name) as Row[];
+      if (!first.length) {
+        const dropped = this.stmt('SELECT * FROM features WHERE name = ? ORDER BY created_at DESC, rowid DESC LIMIT 1').get(name) as Row | undefined;
+        if (dropped) return toFeature(dropped);
+        throw nlError('NL_FEATURE_NOT_FOUND', ref);
+      }
       if (first.length > 1) {
-        const variants = this.listFeatures(name);
+        const variants = this.listFeatures(name).filter((v) => v.status !== 'dropped');
         const list = variants.map((v) => `${name}@${v.variant} (${v.status})`).join(', ');
         throw nlError('NL_AMBIGUOUS_FEATURE', name, `it has ${variants.length} variants and no alias prod: ${list}; name one, or run \`nearline alias set ${name} prod VARIANT\``);
       }

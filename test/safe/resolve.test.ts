@@ -47,6 +47,15 @@ describe('a bare feature name never silently follows a new variant (regression: 
     await store.close();
   });
 
+  it('a dropped variant does not count: the bare name resolves to the one left', async () => {
+    const { store, home } = await homeWithTwoPriceVariants();
+    await addFreqV2(store, home);
+    await store.drop('word_freq@v1');
+    const res = await store.nearest({ feature: 'word_vec', k: 2, query: { id: 'w1' }, include: { features: ['word_freq'] } });
+    expect(res.variants.word_freq).toBe('word_freq@v2');
+    await store.close();
+  });
+
   it('answers HTTP callers 409 with the code, and reports the variants in /v1/nearest, batch and /v1/online', async () => {
     const { store, home } = await homeWithTwoPriceVariants();
     const app = await build({ store, warm: false });
