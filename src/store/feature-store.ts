@@ -19,7 +19,7 @@ import { HealthMonitor, thresholdsFromEnv, type DriftThresholds } from './health
 import { processAlive } from '../log/file.ts';
 import { Live, type LiveOptions, type PushResult } from './live.ts';
 import { checkColumns } from './columns.ts';
-import { failedGates, normStats, parseGate, ShadowTally, summarize, type CompareReport } from './lifecycle.ts';
+import { failedGates, normStats, overlapAt, parseGate, ShadowTally, summarize, type CompareReport } from './lifecycle.ts';
 import { cacheBytesFromEnv, cacheModelId, DEFAULT_CACHE_BYTES, EmbeddingCache, withCache } from './embedding-cache.ts';
 import { mmr } from './mmr.ts';
 
@@ -482,7 +482,7 @@ export class FeatureStore {
     if (!picked.length) return;
     setImmediate(() => {
       void this.nearestMany(`${feature.name}@${shadow.variant}`, picked.map(([r]) => ({ ...r, include: undefined, diversity: r.diversity })))
-        .then((res) => res.forEach((r, i) => this.shadowTally.add(feature.name, alias, shadow.variant, overlapOf(picked[i][1].hits, r.hits, picked[i][0].k ?? 10))))
+        .then((res) => res.forEach((r, i) => this.shadowTally.add(feature.name, alias, shadow.variant, overlapAt(picked[i][1].hits, r.hits, Math.min(picked[i][0].k ?? 10, Math.max(picked[i][1].hits.length, r.hits.length))))))
         .catch(() => picked.forEach(() => this.shadowTally.add(feature.name, alias, shadow.variant, null)));
       this.shadowTimer ??= setTimeout(() => {
         this.shadowTimer = undefined;
@@ -845,10 +845,4 @@ function exampleVector(positive: Vector[], negative: Vector[]): Vector {
   const n = avg(negative);
   for (let i = 0; i < dims; i++) p[i] = 2 * p[i] - n[i];
   return p;
-}
-
-function overlapOf(a: Hit[], b: Hit[], k: number): number {
-  const inB = new Set(b.slice(0, k).map((h) => h.id));
-  const n = Math.min(k, Math.max(a.length, b.length));
-  return n === 0 ? 1 : a.slice(0, k).filter((h) => inB.has(h.id)).length / n;
 }
