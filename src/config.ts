@@ -176,15 +176,13 @@ export function validateDefinitions(raw: unknown, file: string, baseDir: string)
     return def;
   });
   const sources = section('sources').map(({ f }) => {
-    const def: SourceDef = { name: f.name('name'), variant: f.variant('variant'), kind: f.plugin('kind', 'source', builtinKinds('source'), baseDir) };
-    const p = f.optStr('path');
-    if (p !== undefined) def.path = resolvePath(p);
-    setDefined(def, 'table', f.optStr('table'));
-    setDefined(def, 'delimiter', f.optStr('delimiter'));
-    if (!def.path) f.fail('path', `a ${def.kind} source needs a path`);
-    if (def.kind === 'sqlite' && !def.table) f.fail('table', 'a sqlite source needs a table');
-    f.done();
-    return def;
+    const head = { name: f.name('name'), variant: f.variant('variant'), kind: f.plugin('kind', 'source', builtinKinds('source'), baseDir) };
+    // Every other field is the source kind's own option, checked against its plugin's schema.
+    const options = f.rest(['name', 'variant', 'kind']);
+    const problem = optionsProblem(pluginFor('source', head.kind)!, options);
+    if (problem) f.fail(problem.field, problem.message);
+    if (typeof options.path === 'string') options.path = resolvePath(options.path);
+    return { ...options, ...head } as SourceDef;
   });
   const models = section('models').map(({ f }) => {
     const def: ModelDef = {

@@ -51,15 +51,22 @@ export interface RuntimePlugin {
   create(spec: ModelSpec): EmbeddingModel | Promise<EmbeddingModel>;
 }
 
-export interface SourcePlugin {
+export interface SourcePlugin<O extends TObject = TObject> {
   readonly plugin: 'source';
   /** The `kind` of a source definition. */
   readonly kind: string;
-  create(spec: SourceSpec): Source | Promise<Source>;
+  /**
+   * Fields of a source definition beside `name`, `variant` and `kind`; unknown keys should be refused
+   * (`additionalProperties: false`). A `path` field is resolved against the definitions file's folder.
+   */
+  readonly options: O;
+  create(spec: SourceSpec & Static<O>): Source | Promise<Source>;
 }
 
 export type Plugin = VectorProviderPlugin | OnlineStorePlugin | RuntimePlugin | SourcePlugin;
 export type ProviderPlugin = VectorProviderPlugin | OnlineStorePlugin;
+/** Plugins whose definitions carry options checked against their schema. */
+export type OptionsPlugin = ProviderPlugin | SourcePlugin;
 
 /** Declares a vector provider: `defineVectorProvider({ kind: 'hnsw', options: HnswOptions, create })`. */
 export function defineVectorProvider<O extends TObject>(def: Omit<VectorProviderPlugin<O>, 'plugin'>): VectorProviderPlugin<O> {
@@ -77,7 +84,7 @@ export function defineRuntime(def: Omit<RuntimePlugin, 'plugin'>): RuntimePlugin
 }
 
 /** Declares a source kind. */
-export function defineSource(def: Omit<SourcePlugin, 'plugin'>): SourcePlugin {
+export function defineSource<O extends TObject>(def: Omit<SourcePlugin<O>, 'plugin'>): SourcePlugin<O> {
   return Object.freeze({ plugin: 'source' as const, ...def });
 }
 
@@ -90,13 +97,15 @@ export function isPlugin(x: unknown): x is Plugin {
 }
 
 /** The first problem with `options` against a provider's schema, as a field and a message; undefined when they fit. */
-export function optionsProblem(plugin: ProviderPlugin, options: Record<string, unknown>): { field: string; message: string } | undefined {
+export function optionsProblem(plugin: OptionsPlugin, options: Record<string, unknown>): { field: string; message: string } | undefined {
   // TypeBox loads here, on first use, not when nearline is imported.
   const { Errors } = createRequire(import.meta.url)('@sinclair/typebox/errors') as typeof import('@sinclair/typebox/errors');
   for (const e of Errors(plugin.options, options)) {
     const field = e.path.replace(/^\//, '').replace(/\//g, '.') || '(options)';
     const unknown = e.message === 'Unexpected property';
-    return { field, message: unknown ? `unknown option for a ${plugin.kind} provider` : `${e.message.replace(/^Expected/, 'expected')}, got ${JSON.stringify(e.value)}` };
+    const what = plugin.plugin === 'source' ? 'source' : 'provider';
+    if (e.value === undefined && /required property/i.test(e.message)) return { field, message: `missing: a ${plugin.kind} ${what} needs it` };
+    return { field, message: unknown ? `unknown option for a ${plugin.kind} ${what}` : `${e.message.replace(/^Expected/, 'expected')}, got ${JSON.stringify(e.value)}` };
   }
   return undefined;
 }

@@ -47,7 +47,9 @@ describe('definitions', () => {
     ['a duplicate feature variant', (d: any) => d.features.push({ ...d.features[0] }), 'defined twice'],
     ['a scalar without type', (d: any) => delete d.features[1].type, 'type'],
     ['a bad name', (d: any) => (d.entities[0].name = '9 lives'), 'not a valid name'],
-    ['a csv source without a path', (d: any) => (d.sources[0] = { name: 's', variant: 'v1', kind: 'csv' }), 'needs a path'],
+    ['a csv source without a path', (d: any) => (d.sources[0] = { name: 's', variant: 'v1', kind: 'csv' }), 'field "path": missing: a csv source needs it'],
+    ['a sqlite source without a table', (d: any) => (d.sources[0] = { name: 's', variant: 'v1', kind: 'sqlite', path: 'x.db' }), 'field "table": missing: a sqlite source needs it'],
+    ['an option a source kind does not have', (d: any) => (d.sources[0].delimiter = ';'), 'field "delimiter": unknown option for a jsonl source'],
     ['a non-positive index parameter', (d: any) => (d.features[0].index.M = 0), '"M"'],
   ])('rejects %s', (_label, mutate, needle) => {
     const defs = wordDefs(8);

@@ -70,6 +70,24 @@ function make(): readonly Plugin[] {
     closed,
   );
 
+  const path = Type.String({ minLength: 1, description: 'the file, relative to the definitions file' });
+  const FileOptions = Type.Object({ path }, closed);
+  const CsvOptions = Type.Object({ path, delimiter: Type.Optional(Type.String({ minLength: 1, maxLength: 1, description: 'field delimiter; default ,' })) }, closed);
+  const SqliteSourceOptions = Type.Object({ path: Type.String({ minLength: 1, description: 'the SQLite database file' }), table: Type.String({ minLength: 1 }) }, closed);
+  const PostgresSourceOptions = Type.Object(
+    {
+      url: Type.String({
+        minLength: 1,
+        description: 'postgres://user@host:port/db; ${VAR} is replaced from the environment when the source is read, so secrets stay out of the registry',
+      }),
+      table: str('a table (or schema.table) to read; give table or query'),
+      query: str('a SELECT whose rows are the source; give table or query'),
+      key: Type.String({ minLength: 1, description: 'unique, non-null column the rows are read in order of (keyset pages)' }),
+      pageSize: int(1, 'rows per page; default 1000'),
+    },
+    closed,
+  );
+
   return [
     defineVectorProvider({
       kind: 'hnsw',
@@ -106,8 +124,13 @@ function make(): readonly Plugin[] {
     }),
     // TensorFlow.js's WebAssembly backend runs a whole batch on the calling thread.
     defineRuntime({ kind: 'use', model: 'packaged', supportsWorkers: true, create: async (spec) => (await import('./embedding/use.ts')).createUseModel(spec) }),
-    defineSource({ kind: 'csv', create: async (spec) => (await import('./sources/csv.ts')).createCsvSource(spec) }),
-    defineSource({ kind: 'jsonl', create: async (spec) => (await import('./sources/jsonl.ts')).createJsonlSource(spec) }),
-    defineSource({ kind: 'sqlite', create: async (spec) => (await import('./sources/sqlite.ts')).createSqliteSource(spec) }),
+    defineSource({ kind: 'csv', options: CsvOptions, create: async (spec) => (await import('./sources/csv.ts')).createCsvSource(spec) }),
+    defineSource({ kind: 'jsonl', options: FileOptions, create: async (spec) => (await import('./sources/jsonl.ts')).createJsonlSource(spec) }),
+    defineSource({ kind: 'sqlite', options: SqliteSourceOptions, create: async (spec) => (await import('./sources/sqlite.ts')).createSqliteSource(spec) }),
+    defineSource({
+      kind: 'postgres',
+      options: PostgresSourceOptions,
+      create: async (spec) => (await peer('the postgres source', ['pg'], () => import('./sources/postgres.ts'))).createPostgresSource(spec),
+    }),
   ];
 }

@@ -9,7 +9,7 @@ const NEWLINE = 10;
  * RFC 4180 CSV with a header row: quoted fields may hold delimiters, doubled quotes and newlines.
  * Streams record by record; resumes at a byte offset (the header is re-read from the start).
  */
-export function createCsvSource(spec: SourceSpec): Source {
+export function createCsvSource(spec: SourceSpec & { delimiter?: string }): Source {
   const path = spec.path!;
   const delimiter = spec.delimiter ?? ',';
   if (delimiter.length !== 1 || delimiter === '"' || delimiter === '\n') throw nlError('NL_BAD_DEFINITION', `source ${spec.name}: bad CSV delimiter ${JSON.stringify(delimiter)}`);
