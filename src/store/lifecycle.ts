@@ -32,11 +32,10 @@ export interface CompareReport {
 
 export const GATE_METRICS = ['overlap', 'recall', 'rank_correlation'] as const;
 type GateMetric = (typeof GATE_METRICS)[number];
-const OPS = ['>=', '<=', '>', '<'] as const;
 
 export interface Gate {
   metric: GateMetric;
-  op: (typeof OPS)[number];
+  op: '>=' | '<=' | '>' | '<';
   value: number;
 }
 
