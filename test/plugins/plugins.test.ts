@@ -4,13 +4,15 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadDefinitions } from '../../src/config.ts';
 import { isNearlineError } from '../../src/errors.ts';
-import { createOnlineStore } from '../../src/providers/index.ts';
+import { createOnlineStore, createVectorProvider } from '../../src/providers/index.ts';
 import { Registry } from '../../src/registry/registry.ts';
 import { FeatureStore } from '../../src/store/feature-store.ts';
-import { tempDir, wordDefs, writeDefs, writeWords } from '../helpers/fixtures.ts';
+import { exactCosine, tempDir, wordDefs, writeDefs, writeWords } from '../helpers/fixtures.ts';
 import { onlineStoreSuite } from '../providers/online.suite.ts';
+import { vectorProviderSuite } from '../providers/vector.suite.ts';
 
 const PLUGIN = path.resolve(import.meta.dirname, '../fixtures/plugins/map-online-store.ts');
+const VECTOR_PLUGIN = path.resolve(import.meta.dirname, '../fixtures/plugins/scan-vector-provider.ts');
 const BIN = path.resolve(import.meta.dirname, '../../bin/nearline.mjs');
 const dirs: string[] = [];
 const dir = () => {
@@ -41,7 +43,32 @@ onlineStoreSuite('plugin loaded by module path (test/fixtures/plugins/map-online
   store: await createOnlineStore(PLUGIN, {}, { name: 'kv', home: dir() }),
 }));
 
+// So does the vector fixture plugin (in memory: the persistence case does not apply).
+vectorProviderSuite(
+  'plugin loaded by module path (test/fixtures/plugins/scan-vector-provider.ts)',
+  async () => ({ provider: await createVectorProvider(VECTOR_PLUGIN, {}, { name: 'scan', home: dir() }) }),
+  { persistent: false },
+);
+
 describe('plugins named in definitions', () => {
+  it('a vector provider named by module path is materialized into and serves nearest queries', async () => {
+    const home = dir();
+    const rows = writeWords(home, 60, 4);
+    const defs = wordDefs(4);
+    const rel = path.relative(home, VECTOR_PLUGIN);
+    defs.providers[0] = { name: 'local', kind: rel.startsWith('.') ? rel : `./${rel}`, maxRows: 1000 } as (typeof defs.providers)[number];
+    const store = FeatureStore.open({ home });
+    try {
+      await store.apply(await loadDefinitions(writeDefs(home, defs)));
+      await store.materialize('word_vec@v1', { progress: false });
+      const res = await store.nearest({ feature: 'word_vec', k: 3, query: { vector: rows[5].vec }, filter: { field: 'lang', op: 'eq', value: 'en' } });
+      const expected = exactCosine(rows.filter((r) => r.lang === 'en'), rows[5].vec, 3);
+      expect(res.hits.map((h) => h.id)).toEqual(expected);
+    } finally {
+      await store.close();
+    }
+  });
+
   it('a provider named by module path is applied with its options, materialized into and served', async () => {
     const home = dir();
     writeWords(home, 50, 4);
