@@ -120,6 +120,8 @@ function make(): readonly Plugin[] {
     defineRuntime({
       kind: 'transformers',
       model: 'folder-or-hub',
+      // Tokenizing and tensor conversion run on the calling thread.
+      supportsWorkers: true,
       create: async (spec) => (await peer('the transformers runtime', ['@huggingface/transformers'], () => import('./embedding/transformers.ts'))).createTransformersModel(spec),
     }),
     // TensorFlow.js's WebAssembly backend runs a whole batch on the calling thread.

@@ -54,6 +54,21 @@ describe('embedding worker pool', () => {
     await expectCode(bad.embed(['x']), 'NL_PROVIDER_ERROR', /not open/);
   });
 
+  it('the transformers runtime runs in workers with the same vectors as on the main thread', async () => {
+    const onThread = await createEmbeddingModel(spec('transformers', dir));
+    const inWorkers = await createEmbeddingModel(spec('transformers', dir), { workers: 2 });
+    await Promise.all([onThread.open(), inWorkers.open()]);
+    try {
+      const texts = TEXTS.slice(0, 40);
+      const truth = await onThread.embed(texts);
+      const got = await Promise.all([inWorkers.embed(texts.slice(0, 25)), inWorkers.embed(texts.slice(25))]);
+      expect(got.flat().map((v) => Array.from(v))).toEqual(truth.map((v) => Array.from(v)));
+    } finally {
+      await onThread.close();
+      await inWorkers.close();
+    }
+  });
+
   it('the packaged USE runs in workers with the same vectors as on the main thread', async () => {
     const useDirect = await createEmbeddingModel(spec('use', undefined, { normalize: true }));
     const usePooled = await createEmbeddingModel(spec('use', undefined, { normalize: true }), { workers: 2 });

@@ -9,7 +9,7 @@ import type { EmbeddingModel, ModelSpec } from './types.ts';
 const WORKER_BATCH = 64;
 
 /**
- * `NEARLINE_EMBED_WORKERS`: threads that embed with the `use` and `onnx` runtimes (0 embeds on the main
+ * `NEARLINE_EMBED_WORKERS`: threads that embed with runtimes that support workers (0 embeds on the main
  * thread). Default: the machine's cores.
  */
 export function embedWorkersFromEnv(env: NodeJS.ProcessEnv = process.env): number {
