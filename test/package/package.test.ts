@@ -7,8 +7,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 /*
  * nearline as a user gets it: `npm pack`, then the tarball installed into a fresh project. npm resolves from its
  * cache first (--prefer-offline), so this runs without a network once the repository's own install has filled
- * the cache. Install scripts are skipped here: they compile the hnsw addon and better-sqlite3 (minutes), and
- * nothing checked below needs a native module, which is itself part of the point: importing nearline loads none.
+ * the cache. Install scripts are skipped at install: they compile the hnsw addon and better-sqlite3 (minutes), and
+ * importing nearline loads no native module, which is itself part of the point. One test then builds nearline's
+ * own addon in the consumer (`npm rebuild nearline`) and uses it.
  */
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
@@ -114,6 +115,34 @@ describe('the packed package', () => {
       'NL_MISSING_PACKAGE: the onnx runtime needs the package onnxruntime-node, which is not installed: npm install onnxruntime-node @huggingface/tokenizers',
     ]);
   });
+
+  it("compiles its hnsw addon from the shipped sources in the consumer, and an index works from the installed package", () => {
+    // nearline's own install script (node-gyp over native/, hnswlib's headers from hnswlib-node); the other
+    // packages' native builds are theirs, and the repository's own `npm ci` runs them.
+    ok(run('npm', ['rebuild', 'nearline', '--foreground-scripts'], consumer));
+    const home = path.join(work, 'hnsw-home');
+    const r = ok(
+      run(
+        process.execPath,
+        [
+          '--input-type=module',
+          '-e',
+          `const { createVectorProvider } = await import('nearline');
+           const p = await createVectorProvider('hnsw', {}, { name: 'local', home: ${JSON.stringify(home)} });
+           await p.open();
+           const c = await p.collection({ name: 'c', dims: 3, metric: 'l2', index: { M: 8, efConstruction: 50, ef: 20 }, metadataFields: [] });
+           await c.upsert([{ id: 'near', vector: Float32Array.from([0, 0, 1]) }, { id: 'far', vector: Float32Array.from([5, 5, 5]) }]);
+           await c.flush();
+           const [hits] = await c.search([{ vector: Float32Array.from([0, 0, 0.5]), k: 2 }]);
+           console.log(hits.map((h) => h.id).join(' '));
+           await p.close();`,
+        ],
+        consumer,
+      ),
+    );
+    expect(r.stdout.trim()).toBe('near far');
+    expect(readdirSync(path.join(consumer, 'node_modules', 'nearline', 'native', 'build', 'Release'))).toContain('nearline_hnsw.node');
+  }, 240_000);
 
   it('runs the installed nearline bin from compiled JavaScript', () => {
     const r = ok(run(path.join(consumer, 'node_modules', '.bin', 'nearline'), ['--help'], consumer));
