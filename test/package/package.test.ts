@@ -154,7 +154,7 @@ describe('importing has no side effects', () => {
 
   it('opening a store and querying the registry still loads no server or runtime', () => {
     const cwd = mkdtempSync(path.join(work, 'cwd-'));
-    const { esm, cjs, stdout } = loadsOf(path.join(ROOT, 'dist', 'index.js'), cwd, `const store = m.openStore({ home: '.' }); console.log(store.registry.listFeatures().length); await store.close();`);
+    const { esm, cjs, stdout } = loadsOf(path.join(ROOT, 'dist', 'index.js'), cwd, `const store = m.openStore({ home: '.' }); console.log((await store.registry.listFeatures()).length); await store.close();`);
     expect(stdout).toBe('0');
     expect(cjs.some((f) => f.includes('/node_modules/better-sqlite3/'))).toBe(true);
     expect(lazyLoaded([...esm, ...cjs])).toEqual([]);
