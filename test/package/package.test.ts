@@ -15,7 +15,7 @@ const ROOT = path.resolve(import.meta.dirname, '../..');
 const FIXTURES = path.join(import.meta.dirname, 'fixtures');
 const BIN = (name: string) => path.join(ROOT, 'node_modules', '.bin', name);
 /** Packages that must not load until a definition or a call uses them (TypeBox: option schemas, the server's routes). */
-const LAZY = ['fastify', '@fastify/', 'onnxruntime-node', 'onnxruntime-common', '@huggingface/', 'ioredis', '@qdrant/', '@sinclair/typebox'];
+const LAZY = ['fastify', '@fastify/', 'onnxruntime-node', 'onnxruntime-common', '@huggingface/', 'ioredis', '@qdrant/', '@sinclair/typebox', 'pg/', 'pg-'];
 
 let work: string;
 let consumer: string;
@@ -64,7 +64,7 @@ describe('the packed package', () => {
   it('installs on Node 20 with no engine or config warnings and without optional peers', () => {
     expect(installLog).not.toMatch(/EBADENGINE|Unknown (project|env|user) config/);
     const installed = readdirSync(path.join(consumer, 'node_modules'));
-    for (const peer of ['onnxruntime-node', 'ioredis', '@huggingface', '@qdrant']) expect(installed).not.toContain(peer);
+    for (const peer of ['onnxruntime-node', 'ioredis', '@huggingface', '@qdrant', 'pg']) expect(installed).not.toContain(peer);
     expect(installed).toContain('fastify');
   });
 
@@ -101,8 +101,8 @@ describe('the packed package', () => {
         [
           '--input-type=module',
           '-e',
-          `const { createOnlineStore, createEmbeddingModel } = await import('nearline');
-           for (const f of [() => createOnlineStore('redis', {}, { name: 'r', home: '.' }), () => createEmbeddingModel({ name: 'm', version: '1', runtime: 'onnx', path: '.' })]) {
+          `const { createOnlineStore, createEmbeddingModel, openRegistry } = await import('nearline');
+           for (const f of [() => createOnlineStore('redis', {}, { name: 'r', home: '.' }), () => createEmbeddingModel({ name: 'm', version: '1', runtime: 'onnx', path: '.' }), () => openRegistry('postgres://127.0.0.1/x').listFeatures()]) {
              try { await f(); console.log('loaded'); } catch (e) { console.log(e.code + ': ' + e.message); }
            }`,
         ],
@@ -112,6 +112,7 @@ describe('the packed package', () => {
     expect(r.stdout.trim().split('\n')).toEqual([
       'NL_MISSING_PACKAGE: the redis provider needs the package ioredis, which is not installed: npm install ioredis',
       'NL_MISSING_PACKAGE: the onnx runtime needs the package onnxruntime-node, which is not installed: npm install onnxruntime-node @huggingface/tokenizers',
+      'NL_MISSING_PACKAGE: a PostgreSQL registry (NEARLINE_REGISTRY=postgres://...) needs the package pg, which is not installed: npm install pg',
     ]);
   });
 
