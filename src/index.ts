@@ -3,6 +3,9 @@
 export { FeatureStore, LIMITS, collectionSpec, openStore } from './store/feature-store.ts';
 export type { FeatureStoreOptions, NearestRequest, NearestResult, Query } from './store/feature-store.ts';
 export { Registry } from './registry/registry.ts';
+export { openRegistry, registryLocation } from './registry/open.ts';
+export { PostgresRegistry } from './registry/postgres.ts';
+export { SqliteRegistry } from './registry/sqlite.ts';
 export type { FeatureRecord, ModelRecord, PlanItem, PlanAction, AliasRecord, MaterializationState } from './registry/registry.ts';
 export { loadDefinitions, validateDefinitions } from './config.ts';
 export type { Definitions, FeatureDef, ModelDef, SourceDef, ProviderDef, EntityDef, AliasDef } from './config.ts';

@@ -85,7 +85,7 @@ describe('provider aliases follow nearline aliases', () => {
     const { alias, previous } = await store.setAlias('item_vec', 'prod', 'v2');
     expect(alias).toMatchObject({ feature: 'item_vec', name: 'prod', variant: 'v2' });
     expect(previous).toBe('v1');
-    expect(store.registry.resolveFeature('item_vec').variant).toBe('v2');
+    expect((await store.registry.resolveFeature('item_vec')).variant).toBe('v2');
     expect(aliasMoves().slice(before).map((r) => r.body)).toEqual([
       { actions: [{ delete_alias: { alias_name: 'item_vec__prod' } }, { create_alias: { alias_name: 'item_vec__prod', collection_name: 'item_vec__v2' } }] },
     ]);
@@ -117,7 +117,7 @@ describe('provider aliases follow nearline aliases', () => {
     expect(err).toMatchObject({ code: 'NL_PROVIDER_ERROR' });
     expect((err as Error).message).toContain('nearline alias set item_vec prod v2');
     // nearline's readers already switched; Qdrant's follow on the retry.
-    expect(store.registry.resolveFeature('item_vec').variant).toBe('v2');
+    expect((await store.registry.resolveFeature('item_vec')).variant).toBe('v2');
     expect(await qdrantAliases()).toEqual({ item_vec__prod: 'item_vec__v3' });
     await store.setAlias('item_vec', 'prod', 'v2');
     expect(await qdrantAliases()).toEqual({ item_vec__prod: 'item_vec__v2' });
@@ -127,7 +127,7 @@ describe('provider aliases follow nearline aliases', () => {
     const { plan, applied } = await store.apply(await defs('v2', ['v1', 'v2', 'v3', 'prod']));
     expect(applied).toBe(false);
     expect(plan.find((p) => p.name === 'item_vec@prod')).toMatchObject({ action: 'refused', code: 'NL_CONFLICT' });
-    expect(store.registry.getFeature('item_vec', 'prod')).toBeUndefined();
+    expect(await store.registry.getFeature('item_vec', 'prod')).toBeUndefined();
   });
 
   it('an alias moved to a variant on a provider without aliases is removed from Qdrant', async () => {

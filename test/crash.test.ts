@@ -51,7 +51,7 @@ describe('materialization survives kill -9', () => {
 
     const store = FeatureStore.open({ home });
     try {
-      const feature = store.registry.getFeature('word_vec', 'v1')!;
+      const feature = (await store.registry.getFeature('word_vec', 'v1'))!;
       expect(feature.status).toBe('materialized');
       expect(feature.rows).toBe(n);
       const coll = await store.collection(feature);

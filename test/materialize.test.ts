@@ -63,9 +63,9 @@ describe('materialization of precomputed vectors and scalars', () => {
     expect(err.code).toBe('NL_BAD_SOURCE_ROW');
     expect(err.message).toContain('line 1501');
     expect(err.message).toMatch(pattern);
-    expect(store.registry.getFeature('word_vec', 'v1')?.status).toBe('failed');
+    expect((await store.registry.getFeature('word_vec', 'v1'))?.status).toBe('failed');
     await expect(store.nearest({ feature: 'word_vec@v1', query: { id: 'w1' } })).rejects.toMatchObject({ code: 'NL_NOT_MATERIALIZED' });
-    const coll = await store.collection(store.registry.getFeature('word_vec', 'v1')!);
+    const coll = await store.collection((await store.registry.getFeature('word_vec', 'v1'))!);
     expect(await coll.count()).toBe(0);
     expect(home).toBeTruthy();
     await store.close();

@@ -1,61 +1,128 @@
-import { describe, expect, it } from 'vitest';
+import { spawn, spawnSync } from 'node:child_process';
+import path from 'node:path';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadDefinitions } from '../src/config.ts';
-import { Registry } from '../src/registry/registry.ts';
+import { openRegistry } from '../src/registry/open.ts';
+import type { Registry, Row } from '../src/registry/registry.ts';
+import { SqliteRegistry } from '../src/registry/sqlite.ts';
 import { FeatureStore } from '../src/store/feature-store.ts';
 import { tempDir, wordDefs, writeDefs, writeWords } from './helpers/fixtures.ts';
+import { type PostgresServer, skipPostgresTests, startPostgres } from './helpers/postgres.ts';
+import { freePort } from './helpers/redis-server.ts';
 
-async function setup(dims = 8) {
-  const home = tempDir();
-  writeWords(home, 200, dims);
-  const store = FeatureStore.open({ home });
-  const file = writeDefs(home, wordDefs(dims));
-  return { home, store, file };
+const BIN = path.resolve(import.meta.dirname, '../bin/nearline.mjs');
+
+let postgres: PostgresServer | undefined;
+
+beforeAll(async () => {
+  if (!skipPostgresTests()) postgres = await startPostgres();
+});
+
+afterAll(async () => {
+  await postgres?.stop();
+});
+
+/** A registry backend under test: where a fresh, empty registry lives, and how to read its tables directly. */
+interface Backend {
+  name: 'sqlite' | 'postgres';
+  fresh(home: string): Promise<string>;
 }
 
-function snapshot(registry: Registry) {
-  const tables = ['providers', 'entities', 'sources', 'models', 'features', 'aliases', 'alias_history', 'materializations'];
-  return Object.fromEntries(tables.map((t) => [t, registry.db.prepare(`SELECT * FROM ${t}`).all()]));
+const BACKENDS: Backend[] = [
+  { name: 'sqlite', fresh: async (home) => path.join(home, 'nearline.db') },
+  { name: 'postgres', fresh: async () => postgres!.createDatabase() },
+];
+
+/** Rows of a table as the backend holds them, read around nearline's own code. */
+async function tableRows(registry: Registry, table: string, order = ''): Promise<Row[]> {
+  if (registry instanceof SqliteRegistry) return registry.db.prepare(`SELECT * FROM ${table} ${order}`).all() as Row[];
+  const client = new pg.Client({ connectionString: registryUrl.get(registry) });
+  await client.connect();
+  try {
+    return (await client.query(`SELECT * FROM ${table} ${order}`)).rows;
+  } finally {
+    await client.end();
+  }
+}
+const registryUrl = new WeakMap<Registry, string>();
+
+function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; out: string; err: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env } });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (err += d));
+    child.on('close', (code) => resolve({ code, out, err }));
+  });
 }
 
-describe('registry and apply', () => {
-  it('creates on the first apply and is idempotent after', async () => {
+describe.each(BACKENDS)('registry and apply on $name', (backend) => {
+  const skip = backend.name === 'postgres' && skipPostgresTests();
+
+  async function setup(dims = 8) {
+    const home = tempDir();
+    writeWords(home, 200, dims);
+    const location = await backend.fresh(home);
+    const store = FeatureStore.open({ home, registry: location });
+    registryUrl.set(store.registry, location);
+    const file = writeDefs(home, wordDefs(dims));
+    return { home, store, file, location };
+  }
+
+  async function snapshot(registry: Registry) {
+    const tables = ['providers', 'entities', 'sources', 'models', 'features', 'aliases', 'alias_history', 'materializations'];
+    const out: Record<string, Row[]> = {};
+    for (const t of tables) out[t] = await tableRows(registry, t, 'ORDER BY 1, 2');
+    return out;
+  }
+
+  it.skipIf(skip)('creates on the first apply and is idempotent after', async () => {
     const { store, file } = await setup();
+    expect(store.registry.backend).toBe(backend.name);
     const first = await store.apply(await loadDefinitions(file));
     expect(first.applied).toBe(true);
     expect(first.plan.map((p) => p.action)).toEqual(Array(7).fill('create'));
-    const before = snapshot(store.registry);
+    const before = await snapshot(store.registry);
     const second = await store.apply(await loadDefinitions(file));
     expect(second.plan.every((p) => p.action === 'unchanged')).toBe(true);
-    expect(snapshot(store.registry)).toEqual(before);
+    expect(await snapshot(store.registry)).toEqual(before);
     await store.close();
   });
 
-  it('records lineage: feature -> source, provider, entity', async () => {
+  it.skipIf(skip)('records lineage: feature -> source, provider, entity', async () => {
     const { store, file } = await setup();
     await store.apply(await loadDefinitions(file));
-    const f = store.registry.getFeature('word_vec', 'v1')!;
+    const f = (await store.registry.getFeature('word_vec', 'v1'))!;
     expect(f.source).toEqual({ name: 'words', variant: 'v1' });
     expect(f.provider).toBe('local');
-    expect(store.registry.dependents('source', 'words', 'v1').map((x) => x.name)).toEqual(['word_freq', 'word_vec']);
+    expect((await store.registry.dependents('source', 'words', 'v1')).map((x) => x.name)).toEqual(['word_freq', 'word_vec']);
     await store.close();
   });
 
-  it('updates a variant that is not materialized yet', async () => {
+  it.skipIf(skip)('updates a variant that is not materialized yet', async () => {
     const { home, store, file } = await setup();
     await store.apply(await loadDefinitions(file));
     const changed = wordDefs(8, { metric: 'dot' });
     const { plan, applied } = await store.apply(await loadDefinitions(writeDefs(home, changed)));
     expect(applied).toBe(true);
     expect(plan.find((p) => p.name === 'word_vec@v1')?.action).toBe('update');
-    expect(store.registry.getFeature('word_vec', 'v1')?.metric).toBe('dot');
+    expect((await store.registry.getFeature('word_vec', 'v1'))?.metric).toBe('dot');
     await store.close();
   });
 
-  it('refuses to change a materialized variant with NL_VARIANT_IMMUTABLE and writes nothing', async () => {
+  it.skipIf(skip)('refuses to change a materialized variant with NL_VARIANT_IMMUTABLE and writes nothing; serves it end to end', async () => {
     const { home, store, file } = await setup();
     await store.apply(await loadDefinitions(file));
     await store.materialize('word_vec@v1', { progress: false });
-    const before = snapshot(store.registry);
+    await store.materialize('word_freq@v1', { progress: false });
+    expect(await store.registry.getFeature('word_vec', 'v1')).toMatchObject({ status: 'materialized', rows: 200 });
+    const res = await store.nearest({ feature: 'word_vec', k: 3, query: { id: 'w5' } });
+    expect(res.variant).toBe('v1');
+    expect(res.hits).toHaveLength(3);
+    expect(await store.registry.getMaterialization('word_vec', 'v1')).toMatchObject({ status: 'done', rowsRead: 200 });
+    const before = await snapshot(store.registry);
     const changed = wordDefs(8, { metric: 'l2' });
     changed.entities.push({ name: 'user', key: 'user_id' });
     const { plan, applied } = await store.apply(await loadDefinitions(writeDefs(home, changed)));
@@ -63,12 +130,12 @@ describe('registry and apply', () => {
     const item = plan.find((p) => p.name === 'word_vec@v1')!;
     expect(item).toMatchObject({ action: 'refused', code: 'NL_VARIANT_IMMUTABLE' });
     expect(plan.find((p) => p.name === 'user')?.action).toBe('create');
-    expect(snapshot(store.registry)).toEqual(before);
-    expect(() => store.registry.commit(changed as never, plan, new Map())).toThrow(/immutable/);
+    expect(await snapshot(store.registry)).toEqual(before);
+    await expect(store.registry.commit(changed as never, plan, new Map())).rejects.toThrow(/immutable/);
     await store.close();
   });
 
-  it('refuses to change a source that a materialized variant was built from', async () => {
+  it.skipIf(skip)('refuses to change a source that a materialized variant was built from', async () => {
     const { home, store, file } = await setup();
     await store.apply(await loadDefinitions(file));
     await store.materialize('word_vec@v1', { progress: false });
@@ -78,7 +145,7 @@ describe('registry and apply', () => {
     await store.close();
   });
 
-  it('rejects references to undefined objects before writing anything', async () => {
+  it.skipIf(skip)('rejects references to undefined objects before writing anything', async () => {
     const { home, store } = await setup();
     const defs = wordDefs(8);
     defs.features[0].provider = 'nowhere';
@@ -86,50 +153,152 @@ describe('registry and apply', () => {
     const scalarOnHnsw = wordDefs(8);
     scalarOnHnsw.features[1].provider = 'local';
     await expect(store.apply(await loadDefinitions(writeDefs(home, scalarOnHnsw)))).rejects.toMatchObject({ code: 'NL_BAD_DEFINITION' });
-    expect(store.registry.listProviders()).toEqual([]);
+    expect(await store.registry.listProviders()).toEqual([]);
     await store.close();
   });
 
-  it('resolves bare names to the prod alias, else the only variant; aliases switch atomically and keep history', async () => {
+  it.skipIf(skip)('refuses a plan made before another apply changed what it planned, and writes nothing', async () => {
+    const { home, store, file, location } = await setup();
+    const defs = await loadDefinitions(file);
+    const stale = await store.registry.plan(defs, new Map());
+    // Another writer registers word_vec@v1 differently in between.
+    const other = FeatureStore.open({ home, registry: location });
+    await other.apply(await loadDefinitions(writeDefs(home, wordDefs(8, { metric: 'dot' }), 'other.yaml')));
+    await other.close();
+    const events = (await store.registry.listEvents()).length;
+    await expect(store.registry.commit(defs, stale, new Map())).rejects.toMatchObject({ code: 'NL_CONFLICT', message: expect.stringContaining('since this plan was made') });
+    expect((await store.registry.listEvents()).length).toBe(events);
+    expect((await store.registry.getFeature('word_vec', 'v1'))?.metric).toBe('dot');
+    await store.close();
+  });
+
+  it.skipIf(skip)('resolves bare names to the prod alias, else the only variant; aliases switch atomically and keep history', async () => {
     const { home, store, file } = await setup();
     await store.apply(await loadDefinitions(file));
     const v2 = wordDefs(8, { variant: 'v2' });
     v2.aliases = [];
     await store.apply(await loadDefinitions(writeDefs(home, v2)));
     const r = store.registry;
-    expect(r.resolveFeature('word_vec').variant).toBe('v1');
-    expect(r.resolveFeature('word_vec@v2').variant).toBe('v2');
-    expect(r.resolveFeature('word_vec@prod').variant).toBe('v1');
-    r.setAlias('word_vec', 'prod', 'v2');
-    expect(r.resolveFeature('word_vec').variant).toBe('v2');
-    expect(r.resolveFeature('word_vec@v1').variant).toBe('v1');
-    expect(r.aliasHistory('word_vec', 'prod').map((h) => [h.variant, h.previous])).toEqual([
+    expect((await r.resolveFeature('word_vec')).variant).toBe('v1');
+    expect((await r.resolveFeature('word_vec@v2')).variant).toBe('v2');
+    expect((await r.resolveFeature('word_vec@prod')).variant).toBe('v1');
+    await r.setAlias('word_vec', 'prod', 'v2');
+    expect((await r.resolveFeature('word_vec')).variant).toBe('v2');
+    expect((await r.resolveFeature('word_vec@v1')).variant).toBe('v1');
+    expect((await r.aliasHistory('word_vec', 'prod')).map((h) => [h.variant, h.previous])).toEqual([
       ['v1', null],
       ['v2', 'v1'],
     ]);
-    expect(r.resolveFeature('word_freq').variant).toBe('v1');
-    expect(() => r.setAlias('word_vec', 'prod', 'v9')).toThrow(expect.objectContaining({ code: 'NL_FEATURE_NOT_FOUND' }));
-    expect(() => r.resolveFeature('nothing')).toThrow(expect.objectContaining({ code: 'NL_FEATURE_NOT_FOUND' }));
+    expect(await r.previousAliasVariant('word_vec', 'prod')).toBe('v1');
+    expect((await r.resolveFeature('word_freq')).variant).toBe('v1');
+    await expect(r.setAlias('word_vec', 'prod', 'v9')).rejects.toMatchObject({ code: 'NL_FEATURE_NOT_FOUND' });
+    expect((await r.resolveFeature('word_vec')).variant).toBe('v2');
+    await expect(r.resolveFeature('nothing')).rejects.toMatchObject({ code: 'NL_FEATURE_NOT_FOUND' });
     await store.close();
   });
 
-  it('migrates a new file once and reopens an existing one without re-running migrations', () => {
+  it.skipIf(skip)('migrates a new registry once and reopens it without re-running migrations', async () => {
     const home = tempDir();
-    const a = Registry.open(home);
-    const versions = a.db.prepare('SELECT version FROM schema_migrations').pluck().all();
-    a.close();
-    const b = Registry.open(home);
-    expect(b.db.prepare('SELECT version FROM schema_migrations').pluck().all()).toEqual(versions);
-    expect(b.db.pragma('journal_mode', { simple: true })).toBe('wal');
-    b.close();
+    const location = await backend.fresh(home);
+    const a = openRegistry(location);
+    const versions = await a.migrations();
+    expect(versions).toEqual([1, 2, 4, 5]);
+    await a.close();
+    const b = openRegistry(location);
+    expect(await b.migrations()).toEqual(versions);
+    if (b instanceof SqliteRegistry) expect(b.db.pragma('journal_mode', { simple: true })).toBe('wal');
+    await b.close();
   });
 
-  it('stores API keys hashed and finds them by the secret only', () => {
-    const r = Registry.open(tempDir());
-    const { key, record } = r.createKey('serve', ['word_vec']);
-    expect(r.db.prepare('SELECT hash FROM api_keys').pluck().get()).not.toContain(key);
-    expect(r.findKey(key)).toEqual(record);
-    expect(r.findKey(key + 'x')).toBeUndefined();
-    r.close();
+  it.skipIf(skip)('stores API keys hashed and finds them by the secret only', async () => {
+    const home = tempDir();
+    const location = await backend.fresh(home);
+    const r = openRegistry(location);
+    registryUrl.set(r, location);
+    const { key, record } = await r.createKey('serve', ['word_vec']);
+    expect((await tableRows(r, 'api_keys'))[0].hash).not.toContain(key);
+    expect(await r.findKey(key)).toEqual(record);
+    expect(await r.findKey(key + 'x')).toBeUndefined();
+    expect(await r.countKeys()).toBe(1);
+    await r.revokeKey(record.id);
+    expect(await r.findKey(key)).toBeUndefined();
+    await expect(r.revokeKey(record.id)).rejects.toMatchObject({ code: 'NL_CONFLICT' });
+    await r.close();
+  });
+
+  it.skipIf(skip)('two processes applying at once take turns: each apply lands whole, never interleaved with the other', async () => {
+    const home = tempDir();
+    writeWords(home, 20, 8);
+    const location = await backend.fresh(home);
+    // Shared objects (provider, entity, source) identical in both; each adds its own 40 variants.
+    const defsOf = (prefix: string) => {
+      const base = wordDefs(8);
+      const vec = base.features[0];
+      return { ...base, features: Array.from({ length: 40 }, (_, i) => ({ ...vec, name: `${prefix}_vec`, variant: `v${i}` })), aliases: [] };
+    };
+    const files = ['a', 'b'].map((p) => writeDefs(home, defsOf(p), `${p}.yaml`));
+    const runs = await Promise.all(files.map((f) => cli(['apply', f, '--yes', '--home', home, '--registry', location])));
+    for (const run of runs) expect(run.code, run.err).toBe(0);
+    const registry = openRegistry(location);
+    registryUrl.set(registry, location);
+    const events = await registry.listEvents({ limit: 1000 });
+    const order = events
+      .filter((e) => e.kind === 'feature')
+      .reverse()
+      .map((e) => e.name.split('_')[0]);
+    expect(order).toHaveLength(80);
+    // One apply's events all come before the other's.
+    expect(order.join('')).toMatch(/^(a{40}b{40}|b{40}a{40})$/);
+    expect((await registry.listFeatures()).length).toBe(80);
+    await registry.close();
+  });
+});
+
+describe.skipIf(skipPostgresTests())('PostgreSQL registry across processes', () => {
+  it('an alias switch made by another process reaches a running store well within a second', async () => {
+    const home = tempDir();
+    writeWords(home, 50, 8);
+    const location = await postgres!.createDatabase();
+    const store = FeatureStore.open({ home, registry: location });
+    try {
+      await store.apply(await loadDefinitions(writeDefs(home, wordDefs(8))));
+      const v2 = wordDefs(8, { variant: 'v2' });
+      v2.aliases = [];
+      await store.apply(await loadDefinitions(writeDefs(home, v2)));
+      // Resolved once: from here on it is answered from this process's cache.
+      expect((await store.registry.resolveFeature('word_vec')).variant).toBe('v1');
+      expect((await store.registry.resolveFeature('word_vec')).variant).toBe('v1');
+      const moved = await cli(['alias', 'set', 'word_vec', 'prod', 'v2', '--force', '--home', tempDir()], { NEARLINE_REGISTRY: location });
+      expect(moved.code, moved.err).toBe(0);
+      // The other process has committed and exited; its NOTIFY is on its way.
+      const deadline = Date.now() + 1000;
+      let seen = (await store.registry.resolveFeature('word_vec')).variant;
+      while (seen !== 'v2' && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 10));
+        seen = (await store.registry.resolveFeature('word_vec')).variant;
+      }
+      expect(seen).toBe('v2');
+      expect((await store.registry.aliasHistory('word_vec', 'prod')).map((h) => h.variant)).toEqual(['v1', 'v2']);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('a bad or unreachable registry is a coded error', async () => {
+    expect(() => openRegistry('mysql://localhost/x')).toThrow(expect.objectContaining({ code: 'NL_BAD_REGISTRY' }));
+    expect(() => openRegistry('postgres://')).toThrow(expect.objectContaining({ code: 'NL_BAD_REGISTRY' }));
+    const port = await freePort();
+    const down = openRegistry(`postgres://postgres:secret@127.0.0.1:${port}/nearline`);
+    const err = await down.listFeatures().catch((e) => e);
+    expect(err).toMatchObject({ code: 'NL_REGISTRY_UNAVAILABLE' });
+    expect(err.message).toContain(`127.0.0.1:${port}`);
+    expect(err.message).not.toContain('secret');
+    await down.close();
+    const missing = openRegistry(postgres!.url.replace(/\/postgres$/, '/no_such_db'));
+    await expect(missing.countKeys()).rejects.toMatchObject({ code: 'NL_REGISTRY_UNAVAILABLE', message: expect.stringContaining('no_such_db') });
+    await missing.close();
+    const r = spawnSync(process.execPath, [BIN, 'list', '--home', tempDir(), '--registry', `postgres://127.0.0.1:${port}/x`], { encoding: 'utf8' });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain('error NL_REGISTRY_UNAVAILABLE');
   });
 });

@@ -47,7 +47,7 @@ describe('text embedding features', () => {
     const { plan, applied } = await store.apply(await loadDefinitions(writeDefs(home, defs())));
     expect(applied).toBe(true);
     expect(plan.find((p) => p.kind === 'model')).toMatchObject({ name: 'tiny@1', action: 'create' });
-    const model = store.registry.getModel('tiny', '1')!;
+    const model = (await store.registry.getModel('tiny', '1'))!;
     expect(model.dims).toBe(TINY.hidden);
     expect(model.sha256).toMatch(/^[0-9a-f]{64}$/);
     const r = await store.materialize('doc_vec@v1', { progress: false });
@@ -71,8 +71,8 @@ describe('text embedding features', () => {
     const dir = store.home;
     makeEncoder({ ...TINY, out: path.join(dir, 'models/tiny') });
     await expect(store.apply(await loadDefinitions(writeDefs(dir, defs({ dims: 64 }))))).rejects.toMatchObject({ code: 'NL_DIMENSION_MISMATCH' });
-    expect(store.registry.listModels()).toEqual([]);
-    expect(store.registry.listProviders()).toEqual([]);
+    expect(await store.registry.listModels()).toEqual([]);
+    expect(await store.registry.listProviders()).toEqual([]);
     await store.close();
   });
 
@@ -82,7 +82,7 @@ describe('text embedding features', () => {
     rmSync(path.join(dir, 'models/tiny/tokenizer.json'));
     const store = FeatureStore.open({ home: dir });
     await expect(store.apply(await loadDefinitions(writeDefs(dir, defs())))).rejects.toMatchObject({ code: 'NL_MODEL_INVALID', message: expect.stringContaining('tokenizer.json') });
-    expect(store.registry.listModels()).toEqual([]);
+    expect(await store.registry.listModels()).toEqual([]);
     await store.close();
   });
 

@@ -4,7 +4,8 @@ import { COMMANDS, type Command } from './commands/index.ts';
 
 const USAGE = `nearline — an embedding feature store
 
-usage: nearline <command> [options]   (every command takes --home DIR, env NEARLINE_HOME, default: .)
+usage: nearline <command> [options]   (every command takes --home DIR, env NEARLINE_HOME, default: .,
+                                       and --registry URL|FILE, env NEARLINE_REGISTRY, default: HOME/nearline.db)
 
 ${Object.entries(COMMANDS)
   .map(([name, c]) => `  ${name.padEnd(12)} ${c.summary}`)
@@ -27,7 +28,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     parsed = parseArgs({
       args: rest,
-      options: { home: { type: 'string' }, help: { type: 'boolean', short: 'h' }, ...command.options },
+      options: { home: { type: 'string' }, registry: { type: 'string' }, help: { type: 'boolean', short: 'h' }, ...command.options },
       allowPositionals: true,
       strict: true,
     });
@@ -40,6 +41,8 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const home = (parsed.values.home as string | undefined) ?? process.env.NEARLINE_HOME ?? process.cwd();
+  // The flag wins over the environment; through the environment it also reaches what this command starts.
+  if (parsed.values.registry !== undefined) process.env.NEARLINE_REGISTRY = parsed.values.registry as string;
   try {
     return await command.run({ home, values: parsed.values as Record<string, unknown>, positionals: parsed.positionals });
   } catch (e) {

@@ -101,14 +101,14 @@ export async function materialize(ctx: MaterializeContext, feature: FeatureRecor
   if (feature.status === 'materialized') {
     return { ...base, status: 'unchanged', rows: feature.rows, skipped: 0, cacheHits: 0, embedded: 0, seconds: 0 };
   }
-  const state = registry.getMaterialization(feature.name, feature.variant);
+  const state = await registry.getMaterialization(feature.name, feature.variant);
   const resuming = Boolean(opts.resume && state && state.status !== 'done' && state.position > 0);
   if (!resuming) {
     await ctx.dropData(feature);
-    registry.beginMaterialization(feature.name, feature.variant);
+    await registry.beginMaterialization(feature.name, feature.variant);
     ctx.health?.reset(feature);
   } else {
-    registry.resumeMaterialization(feature.name, feature.variant);
+    await registry.resumeMaterialization(feature.name, feature.variant);
     // Health as of the last checkpoint, which is where the rows are read again from.
     ctx.health?.reload(feature);
   }
@@ -121,7 +121,7 @@ export async function materialize(ctx: MaterializeContext, feature: FeatureRecor
     maxInvalid >= 1 ? skipped > maxInvalid : atEnd && skipped > Math.floor(maxInvalid * rowsRead);
   const limitText = () => (maxInvalid >= 1 ? `${maxInvalid} rows` : `${+(maxInvalid * 100).toFixed(4)}% of the rows read (${Math.floor(maxInvalid * rowsRead)} of ${rowsRead})`);
 
-  const entity = registry.getEntity(feature.entity);
+  const entity = await registry.getEntity(feature.entity);
   if (!entity) throw nlError('NL_ENTITY_NOT_FOUND', feature.entity);
   const { source, kind: sourceKind } = await ctx.source(feature);
   const textual = sourceKind === 'csv';
@@ -172,7 +172,7 @@ export async function materialize(ctx: MaterializeContext, feature: FeatureRecor
   const checkpoint = async () => {
     await collection?.flush();
     report.flush();
-    registry.checkpoint(feature.name, feature.variant, { ...batchEnd, rowsRead, rowsSkipped: skipped });
+    await registry.checkpoint(feature.name, feature.variant, { ...batchEnd, rowsRead, rowsSkipped: skipped });
     ctx.health?.flush(feature);
     sinceCheckpoint = 0;
     lastCheckpoint = Date.now();
@@ -214,7 +214,7 @@ export async function materialize(ctx: MaterializeContext, feature: FeatureRecor
     const logOffset = await ctx.catchUp(feature, { collection, store: online });
     await checkpoint();
     const rows = collection ? await collection.count() : await online!.count(ref);
-    registry.finishMaterialization(feature.name, feature.variant, rows, logOffset);
+    await registry.finishMaterialization(feature.name, feature.variant, rows, logOffset);
     progress?.done(rows, `done${skipped ? `, ${skipped} invalid rows skipped` : ''}`);
     return { ...base, status: 'done', rows, skipped, cacheHits, embedded, ...(report.path ? { invalidReport: report.path } : {}), seconds: (Date.now() - started) / 1000 };
   } catch (e) {
@@ -223,8 +223,8 @@ export async function materialize(ctx: MaterializeContext, feature: FeatureRecor
     // Bad data is final for this source variant: drop what was written so nothing half-made remains.
     // Anything else (a provider outage) keeps the checkpoint so that --resume continues.
     if (badRow) await ctx.dropData(feature);
-    registry.failMaterialization(feature.name, feature.variant, (e as Error).message);
-    if (badRow) registry.forgetCheckpoint(feature.name, feature.variant);
+    await registry.failMaterialization(feature.name, feature.variant, (e as Error).message);
+    if (badRow) await registry.forgetCheckpoint(feature.name, feature.variant);
     throw e instanceof NearlineError ? e : nlError('NL_INTERNAL', `${ref}: ${(e as Error).message}`);
   }
 }

@@ -1,12 +1,8 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
 import os from 'node:os';
-import path from 'node:path';
-import Database from 'better-sqlite3';
 import type { AliasDef, Definitions, EntityDef, FeatureDef, ModelDef, ProviderDef, SourceDef } from '../config.ts';
 import { nlError, type ErrorCode } from '../errors.ts';
 import { providerRole } from '../providers/index.ts';
-import { MIGRATIONS } from './migrations/index.ts';
 
 export type FeatureStatus = 'registered' | 'materializing' | 'materialized' | 'failed' | 'dropped';
 
@@ -136,108 +132,128 @@ export function canonical(value: unknown): string {
   );
 }
 
+/** Runs SQL against one registry backend: `?` placeholders, rows as plain objects. */
+export interface Sql {
+  all<T = Row>(sql: string, params?: readonly unknown[]): Promise<T[]>;
+  get<T = Row>(sql: string, params?: readonly unknown[]): Promise<T | undefined>;
+  /** Resolves to the number of rows changed. */
+  run(sql: string, params?: readonly unknown[]): Promise<number>;
+}
+
 /**
- * The registry: providers, entities, sources, models, features (name@variant), aliases,
- * materialization state and API keys, in one SQLite file (WAL).
+ * The registry: providers, entities, sources, models, features (name@variant), aliases, materialization state
+ * and API keys. Every method is asynchronous; `SqliteRegistry` (one file, the default) and `PostgresRegistry`
+ * (many writers and serving nodes) implement the storage, this class everything the registry decides.
+ * Open one with `openRegistry` (src/registry/open.ts).
  */
-export class Registry {
-  readonly db: Database.Database;
+export abstract class Registry {
+  /** `sqlite` or `postgres`. */
+  abstract readonly backend: 'sqlite' | 'postgres';
+  /** Where the registry lives: a file path, or a PostgreSQL URL without its password. */
+  abstract readonly location: string;
 
-  constructor(file: string) {
-    if (file !== ':memory:') mkdirSync(path.dirname(file), { recursive: true });
-    this.db = new Database(file);
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('foreign_keys = ON');
-    this.db.pragma('busy_timeout = 5000');
-    this.migrate();
+  /** Statements outside a transaction. */
+  protected abstract readonly sql: Sql;
+
+  /**
+   * Runs `fn` in one transaction, serialized with every other registry transaction of every process: all of
+   * it lands or nothing does, and what it reads stays true until it commits.
+   */
+  protected abstract transaction<T>(fn: (q: Sql) => Promise<T>): Promise<T>;
+
+  /** Tells other processes that features or aliases changed, inside the transaction `q` when there is one. */
+  protected abstract announce(q: Sql): Promise<void>;
+
+  abstract close(): Promise<void>;
+
+  /**
+   * Feature references already resolved, while the backend can say when they go stale (PostgreSQL's
+   * LISTEN/NOTIFY): serving resolves a reference on every request, and this spares it a round trip.
+   */
+  private readonly resolved = new Map<string, FeatureRecord>();
+  private generation = 0;
+  protected cacheResolved = false;
+
+  /** Forgets every resolved reference: a feature or alias changed here or in another process. */
+  protected invalidate(): void {
+    this.generation++;
+    this.resolved.clear();
   }
 
-  private readonly statements = new Map<string, Database.Statement>();
+  /** Marks a change to features or aliases: stale here at once, and in other processes when it commits. */
+  private async changed(q: Sql): Promise<void> {
+    this.invalidate();
+    await this.announce(q);
+  }
 
-  /** Prepared once per SQL text: serving resolves features on every request. */
-  private stmt(sql: string): Database.Statement {
-    let st = this.statements.get(sql);
-    if (!st) {
-      st = this.db.prepare(sql);
-      this.statements.set(sql, st);
+  /** Runs a write transaction that changes features or aliases. */
+  private async change<T>(fn: (q: Sql) => Promise<T>): Promise<T> {
+    try {
+      return await this.transaction(async (q) => {
+        const out = await fn(q);
+        await this.changed(q);
+        return out;
+      });
+    } finally {
+      // A read that started before the commit must not cache what it saw.
+      this.invalidate();
     }
-    return st;
   }
 
-  static open(home: string): Registry {
-    return new Registry(path.join(home, 'nearline.db'));
-  }
-
-  close(): void {
-    this.db.close();
-  }
-
-  private migrate(): void {
-    this.db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)');
-    const applied = new Set(this.stmt('SELECT version FROM schema_migrations').pluck().all() as number[]);
-    for (const m of MIGRATIONS) {
-      if (applied.has(m.version)) continue;
-      this.db.transaction(() => {
-        this.db.exec(m.sql);
-        this.stmt('INSERT INTO schema_migrations VALUES (?, ?, ?)').run(m.version, m.name, now());
-      })();
-    }
+  /** The versions of the migrations applied, in order. */
+  async migrations(): Promise<number[]> {
+    return (await this.sql.all<{ version: number }>('SELECT version FROM schema_migrations ORDER BY version')).map((r) => Number(r.version));
   }
 
   // ---- reads ----
 
-  getProvider(name: string): ProviderRecord | undefined {
-    const r = this.stmt('SELECT * FROM providers WHERE name = ?').get(name) as Row | undefined;
+  async getProvider(name: string, q: Sql = this.sql): Promise<ProviderRecord | undefined> {
+    const r = await q.get('SELECT * FROM providers WHERE name = ?', [name]);
     return r && { name: r.name, kind: r.kind, options: JSON.parse(r.options), createdAt: r.created_at };
   }
 
-  listProviders(): ProviderRecord[] {
-    return (this.stmt('SELECT name FROM providers ORDER BY name').pluck().all() as string[]).map((n) => this.getProvider(n)!);
+  async listProviders(q: Sql = this.sql): Promise<ProviderRecord[]> {
+    const rows = await q.all('SELECT * FROM providers ORDER BY name');
+    return rows.map((r) => ({ name: r.name, kind: r.kind, options: JSON.parse(r.options), createdAt: r.created_at }));
   }
 
-  getEntity(name: string): EntityDef | undefined {
-    const r = this.stmt('SELECT name, key FROM entities WHERE name = ?').get(name) as EntityDef | undefined;
+  async getEntity(name: string, q: Sql = this.sql): Promise<EntityDef | undefined> {
+    const r = await q.get<EntityDef>('SELECT name, key FROM entities WHERE name = ?', [name]);
     return r && { name: r.name, key: r.key };
   }
 
-  getSource(name: string, variant: string): SourceDef | undefined {
-    const r = this.stmt('SELECT spec FROM sources WHERE name = ? AND variant = ?').get(name, variant) as Row | undefined;
+  async getSource(name: string, variant: string, q: Sql = this.sql): Promise<SourceDef | undefined> {
+    const r = await q.get('SELECT spec FROM sources WHERE name = ? AND variant = ?', [name, variant]);
     return r && JSON.parse(r.spec);
   }
 
-  getModel(name: string, version: string): ModelRecord | undefined {
-    const r = this.stmt('SELECT * FROM models WHERE name = ? AND version = ?').get(name, version) as Row | undefined;
-    return r && { ...JSON.parse(r.spec), dims: r.dims, sha256: r.sha256, createdAt: r.created_at };
+  async getModel(name: string, version: string, q: Sql = this.sql): Promise<ModelRecord | undefined> {
+    const r = await q.get('SELECT * FROM models WHERE name = ? AND version = ?', [name, version]);
+    return r && toModel(r);
   }
 
-  listModels(name?: string): ModelRecord[] {
-    const rows = this.db
-      .prepare(`SELECT name, version FROM models ${name ? 'WHERE name = ?' : ''} ORDER BY name, created_at`)
-      .all(...(name ? [name] : [])) as Row[];
-    return rows.map((r) => this.getModel(r.name, r.version)!);
+  async listModels(name?: string): Promise<ModelRecord[]> {
+    const rows = await this.sql.all(`SELECT * FROM models ${name ? 'WHERE name = ?' : ''} ORDER BY name, created_at`, name ? [name] : []);
+    return rows.map(toModel);
   }
 
-  getFeature(name: string, variant: string): FeatureRecord | undefined {
-    const r = this.stmt('SELECT * FROM features WHERE name = ? AND variant = ?').get(name, variant) as Row | undefined;
+  async getFeature(name: string, variant: string, q: Sql = this.sql): Promise<FeatureRecord | undefined> {
+    const r = await q.get('SELECT * FROM features WHERE name = ? AND variant = ?', [name, variant]);
     return r && toFeature(r);
   }
 
-  listFeatures(name?: string): FeatureRecord[] {
-    const rows = this.db
-      .prepare(`SELECT * FROM features ${name ? 'WHERE name = ?' : ''} ORDER BY name, created_at, rowid`)
-      .all(...(name ? [name] : [])) as Row[];
+  async listFeatures(name?: string, q: Sql = this.sql): Promise<FeatureRecord[]> {
+    const rows = await q.all(`SELECT * FROM features ${name ? 'WHERE name = ?' : ''} ORDER BY name, created_at, rowid`, name ? [name] : []);
     return rows.map(toFeature);
   }
 
-  getAlias(feature: string, name: string): AliasRecord | undefined {
-    const r = this.stmt('SELECT * FROM aliases WHERE feature = ? AND name = ?').get(feature, name) as Row | undefined;
+  async getAlias(feature: string, name: string, q: Sql = this.sql): Promise<AliasRecord | undefined> {
+    const r = await q.get('SELECT * FROM aliases WHERE feature = ? AND name = ?', [feature, name]);
     return r && { feature: r.feature, name: r.name, variant: r.variant, updatedAt: r.updated_at };
   }
 
-  listAliases(feature?: string): AliasRecord[] {
-    const rows = this.db
-      .prepare(`SELECT * FROM aliases ${feature ? 'WHERE feature = ?' : ''} ORDER BY feature, name`)
-      .all(...(feature ? [feature] : [])) as Row[];
+  async listAliases(feature?: string): Promise<AliasRecord[]> {
+    const rows = await this.sql.all(`SELECT * FROM aliases ${feature ? 'WHERE feature = ?' : ''} ORDER BY feature, name`, feature ? [feature] : []);
     return rows.map((r) => ({ feature: r.feature, name: r.name, variant: r.variant, updatedAt: r.updated_at }));
   }
 
@@ -245,61 +261,77 @@ export class Registry {
    * `name` -> alias `prod` if set, else the only variant (several and no `prod`: NL_AMBIGUOUS_FEATURE, never a
    * guess that changes when a variant is added); `name@x` -> alias x if one exists, else variant x.
    */
-  resolveFeature(ref: string): FeatureRecord {
+  async resolveFeature(ref: string): Promise<FeatureRecord> {
+    if (!this.cacheResolved) return this.resolveNow(ref);
+    const hit = this.resolved.get(ref);
+    if (hit) return hit;
+    const generation = this.generation;
+    const feature = await this.resolveNow(ref);
+    if (generation === this.generation) {
+      // Bounded: references are few in practice, but a caller could name many that exist.
+      if (this.resolved.size >= 10_000) this.resolved.clear();
+      this.resolved.set(ref, feature);
+    }
+    return feature;
+  }
+
+  private async resolveNow(ref: string): Promise<FeatureRecord> {
     const at = ref.indexOf('@');
     const name = at < 0 ? ref : ref.slice(0, at);
     const tag = at < 0 ? undefined : ref.slice(at + 1);
     if (tag === undefined) {
-      const prod = this.getAlias(name, 'prod');
-      if (prod) return this.getFeature(name, prod.variant)!;
+      const prod = await this.getAlias(name, 'prod');
+      if (prod) return (await this.getFeature(name, prod.variant))!;
       // Two rows tell "only one" from "several"; the full list is read only for the error. A dropped variant serves nothing.
-      const first = this.stmt('SELECT * FROM features WHERE name = ? AND dropped_at IS NULL ORDER BY created_at, rowid LIMIT 2').all(name) as Row[];
+      const first = await this.sql.all('SELECT * FROM features WHERE name = ? AND dropped_at IS NULL ORDER BY created_at, rowid LIMIT 2', [name]);
       if (!first.length) {
-        const dropped = this.stmt('SELECT * FROM features WHERE name = ? ORDER BY created_at DESC, rowid DESC LIMIT 1').get(name) as Row | undefined;
+        const dropped = await this.sql.get('SELECT * FROM features WHERE name = ? ORDER BY created_at DESC, rowid DESC LIMIT 1', [name]);
         if (dropped) return toFeature(dropped);
         throw nlError('NL_FEATURE_NOT_FOUND', ref);
       }
       if (first.length > 1) {
-        const variants = this.listFeatures(name).filter((v) => v.status !== 'dropped');
+        const variants = (await this.listFeatures(name)).filter((v) => v.status !== 'dropped');
         const list = variants.map((v) => `${name}@${v.variant} (${v.status})`).join(', ');
         throw nlError('NL_AMBIGUOUS_FEATURE', name, `it has ${variants.length} variants and no alias prod: ${list}; name one, or run \`nearline alias set ${name} prod VARIANT\``);
       }
       return toFeature(first[0]);
     }
-    const alias = this.getAlias(name, tag);
-    const feature = this.getFeature(name, alias ? alias.variant : tag);
+    const alias = await this.getAlias(name, tag);
+    const feature = await this.getFeature(name, alias ? alias.variant : tag);
     if (!feature) throw nlError('NL_FEATURE_NOT_FOUND', ref);
     return feature;
   }
 
   /** Every feature variant built from any variant of source `name`: what a row pushed to it updates. */
-  featuresOfSource(name: string): FeatureRecord[] {
-    return (this.stmt('SELECT * FROM features WHERE source_name = ? ORDER BY name, created_at, rowid').all(name) as Row[]).map(toFeature);
+  async featuresOfSource(name: string): Promise<FeatureRecord[]> {
+    return (await this.sql.all('SELECT * FROM features WHERE source_name = ? ORDER BY name, created_at, rowid', [name])).map(toFeature);
   }
 
   /** Source variants by name. */
-  listSourceVariants(name: string): SourceDef[] {
-    return (this.stmt('SELECT spec FROM sources WHERE name = ? ORDER BY created_at, rowid').all(name) as Row[]).map((r) => JSON.parse(r.spec));
+  async listSourceVariants(name: string): Promise<SourceDef[]> {
+    return (await this.sql.all('SELECT spec FROM sources WHERE name = ? ORDER BY created_at, rowid', [name])).map((r) => JSON.parse(r.spec));
   }
 
   /** Names of every source. */
-  listSourceNames(): string[] {
-    return this.stmt('SELECT DISTINCT name FROM sources ORDER BY name').pluck().all() as string[];
+  async listSourceNames(): Promise<string[]> {
+    return (await this.sql.all<{ name: string }>('SELECT DISTINCT name FROM sources ORDER BY name')).map((r) => r.name);
   }
 
   /** The log offset a variant has made durable (0: none recorded). */
-  getLogOffset(feature: string, variant: string): number {
-    return (this.stmt('SELECT offset FROM log_offsets WHERE feature = ? AND variant = ?').pluck().get(feature, variant) as number | undefined) ?? 0;
+  async getLogOffset(feature: string, variant: string): Promise<number> {
+    const r = await this.sql.get<{ offset: number }>('SELECT "offset" FROM log_offsets WHERE feature = ? AND variant = ?', [feature, variant]);
+    return r ? Number(r.offset) : 0;
   }
 
-  setLogOffset(feature: string, variant: string, offset: number): void {
-    this.stmt(
-      'INSERT INTO log_offsets VALUES (?, ?, ?, ?) ON CONFLICT(feature, variant) DO UPDATE SET offset = excluded.offset, updated_at = excluded.updated_at',
-    ).run(feature, variant, offset, now());
+  async setLogOffset(feature: string, variant: string, offset: number, q: Sql = this.sql): Promise<void> {
+    await q.run(
+      'INSERT INTO log_offsets VALUES (?, ?, ?, ?) ON CONFLICT(feature, variant) DO UPDATE SET "offset" = excluded."offset", updated_at = excluded.updated_at',
+      [feature, variant, offset, now()],
+    );
   }
 
   /** Features that use a model, source or provider: lineage read backwards. */
-  dependents(kind: 'model' | 'source' | 'provider' | 'entity', name: string, variant?: string): FeatureRecord[] {
+  async dependents(kind: 'model' | 'source' | 'provider' | 'entity', name: string, variant?: string, q: Sql = this.sql): Promise<FeatureRecord[]> {
     const where = {
       model: 'model_name = ? AND model_version = ?',
       source: 'source_name = ? AND source_variant = ?',
@@ -307,7 +339,7 @@ export class Registry {
       entity: 'entity = ?',
     }[kind];
     const args = variant === undefined ? [name] : [name, variant];
-    return (this.stmt(`SELECT * FROM features WHERE ${where} ORDER BY name, variant`).all(...args) as Row[]).map(toFeature);
+    return (await q.all(`SELECT * FROM features WHERE ${where} ORDER BY name, variant`, args)).map(toFeature);
   }
 
   // ---- apply ----
@@ -316,43 +348,43 @@ export class Registry {
    * Compares definitions with the registry. Pure: writes nothing. A definition that would change
    * a materialized variant, a registered model, or anything in use is `refused`.
    */
-  plan(defs: Definitions, probes: Map<string, ModelProbe>, opts: { force?: boolean } = {}): PlanItem[] {
+  async plan(defs: Definitions, probes: Map<string, ModelProbe>, opts: { force?: boolean } = {}, q: Sql = this.sql): Promise<PlanItem[]> {
     const items: PlanItem[] = [];
     const push = (kind: PlanItem['kind'], name: string, action: PlanAction, reason?: string, code?: ErrorCode) =>
       items.push({ kind, name, action, ...(reason ? { reason } : {}), ...(code ? { code } : {}) });
-    const providerKinds = new Map(this.listProviders().map((p) => [p.name, p.kind]));
+    const providerKinds = new Map((await this.listProviders(q)).map((p) => [p.name, p.kind]));
 
     for (const p of defs.providers) {
-      const old = this.getProvider(p.name);
+      const old = await this.getProvider(p.name, q);
       if (!providerRole(p.kind)) throw nlError('NL_BAD_DEFINITION', `provider ${p.name}: unknown kind ${p.kind}`);
       providerKinds.set(p.name, p.kind);
       if (!old) push('provider', p.name, 'create');
       else if (old.kind === p.kind && canonical(old.options) === canonical(p.options)) push('provider', p.name, 'unchanged');
-      else if (old.kind !== p.kind && this.dependents('provider', p.name).length) {
+      else if (old.kind !== p.kind && (await this.dependents('provider', p.name, undefined, q)).length) {
         push('provider', p.name, 'refused', `kind ${old.kind} -> ${p.kind} while features use it; define a new provider`, 'NL_CONFLICT');
       } else push('provider', p.name, 'update');
     }
     for (const e of defs.entities) {
-      const old = this.getEntity(e.name);
+      const old = await this.getEntity(e.name, q);
       if (!old) push('entity', e.name, 'create');
       else if (old.key === e.key) push('entity', e.name, 'unchanged');
-      else if (this.dependents('entity', e.name).length) push('entity', e.name, 'refused', `key ${old.key} -> ${e.key} while features use it`, 'NL_CONFLICT');
+      else if ((await this.dependents('entity', e.name, undefined, q)).length) push('entity', e.name, 'refused', `key ${old.key} -> ${e.key} while features use it`, 'NL_CONFLICT');
       else push('entity', e.name, 'update');
     }
     for (const s of defs.sources) {
       const ref = `${s.name}@${s.variant}`;
-      const old = this.getSource(s.name, s.variant);
+      const old = await this.getSource(s.name, s.variant, q);
       if (!old) push('source', ref, 'create');
       else if (canonical(old) === canonical(s)) push('source', ref, 'unchanged');
       else {
-        const used = this.dependents('source', s.name, s.variant).filter((f) => f.status === 'materialized' || f.status === 'materializing');
+        const used = (await this.dependents('source', s.name, s.variant, q)).filter((f) => f.status === 'materialized' || f.status === 'materializing');
         if (used.length) push('source', ref, 'refused', `materialized by ${used.map((f) => `${f.name}@${f.variant}`).join(', ')}; a changed source is a new source variant`, 'NL_VARIANT_IMMUTABLE');
         else push('source', ref, 'update');
       }
     }
     for (const m of defs.models) {
       const ref = `${m.name}@${m.version}`;
-      const old = this.getModel(m.name, m.version);
+      const old = await this.getModel(m.name, m.version, q);
       const probe = probes.get(ref);
       if (!old) push('model', ref, 'create');
       else if (canonical(modelSpec(old)) !== canonical(m)) push('model', ref, 'refused', 'a registered model version is immutable; register a new version', 'NL_VARIANT_IMMUTABLE');
@@ -367,24 +399,24 @@ export class Registry {
       const ref = `${f.name}@${f.variant}`;
       const where = `feature ${ref}`;
       const src = `${f.source.name}@${f.source.variant}`;
-      if (!sources.has(src) && !this.getSource(f.source.name, f.source.variant)) throw nlError('NL_BAD_DEFINITION', `${where}: source ${src} is not defined`);
-      if (!entities.has(f.entity) && !this.getEntity(f.entity)) throw nlError('NL_BAD_DEFINITION', `${where}: entity ${f.entity} is not defined`);
+      if (!sources.has(src) && !(await this.getSource(f.source.name, f.source.variant, q))) throw nlError('NL_BAD_DEFINITION', `${where}: source ${src} is not defined`);
+      if (!entities.has(f.entity) && !(await this.getEntity(f.entity, q))) throw nlError('NL_BAD_DEFINITION', `${where}: entity ${f.entity} is not defined`);
       const pkind = providerKinds.get(f.provider);
       if (!pkind) throw nlError('NL_BAD_DEFINITION', `${where}: provider ${f.provider} is not defined`);
       if (f.kind === 'embedding' && providerRole(pkind) !== 'vector') throw nlError('NL_BAD_DEFINITION', `${where}: provider ${f.provider} (${pkind}) is not a vector provider`);
       if (f.kind === 'scalar' && providerRole(pkind) !== 'online') throw nlError('NL_BAD_DEFINITION', `${where}: provider ${f.provider} (${pkind}) is not an online store`);
       if (f.text) {
         const mref = `${f.text.model.name}@${f.text.model.version}`;
-        const dims = modelDims.has(mref) ? modelDims.get(mref) : this.getModel(f.text.model.name, f.text.model.version)?.dims;
+        const dims = modelDims.has(mref) ? modelDims.get(mref) : (await this.getModel(f.text.model.name, f.text.model.version, q))?.dims;
         if (dims === undefined && !modelDims.has(mref)) throw nlError('NL_BAD_DEFINITION', `${where}: model ${mref} is not defined`);
         if (dims !== undefined && dims !== f.dims) {
           throw nlError('NL_DIMENSION_MISMATCH', `${f.dims} dims for ${where}`, `${dims} from model ${mref}`);
         }
       }
-      const old = this.getFeature(f.name, f.variant);
+      const old = await this.getFeature(f.name, f.variant, q);
       // `name@x` resolves to alias x first, and a provider may hold an alias `name__x` beside the collections,
       // where a collection of that name would be the aliased variant's.
-      if (!old && this.getAlias(f.name, f.variant)) push('feature', ref, 'refused', `${ref} is an alias; name the variant differently`, 'NL_CONFLICT');
+      if (!old && (await this.getAlias(f.name, f.variant, q))) push('feature', ref, 'refused', `${ref} is an alias; name the variant differently`, 'NL_CONFLICT');
       else if (!old) push('feature', ref, 'create');
       else if (canonical(featureSpec(old)) === canonical(f)) push('feature', ref, 'unchanged');
       else if (old.status === 'materialized') push('feature', ref, 'refused', 'it is materialized; define a new variant instead', 'NL_VARIANT_IMMUTABLE');
@@ -397,11 +429,11 @@ export class Registry {
     const features = new Set(defs.features.map((f) => `${f.name}@${f.variant}`));
     for (const a of defs.aliases) {
       const ref = `${a.feature}@${a.name}`;
-      if (!features.has(`${a.feature}@${a.variant}`) && !this.getFeature(a.feature, a.variant)) {
+      if (!features.has(`${a.feature}@${a.variant}`) && !(await this.getFeature(a.feature, a.variant, q))) {
         throw nlError('NL_BAD_DEFINITION', `alias ${ref}: feature ${a.feature}@${a.variant} is not defined`);
       }
-      const old = this.getAlias(a.feature, a.name);
-      const unsafe = old?.variant === a.variant || opts.force ? undefined : this.aliasTargetProblem(a.feature, a.variant);
+      const old = await this.getAlias(a.feature, a.name, q);
+      const unsafe = old?.variant === a.variant || opts.force ? undefined : await this.aliasTargetProblem(a.feature, a.variant, q);
       if (unsafe) push('alias', ref, 'refused', `-> ${a.variant}: ${unsafe}`, 'NL_ALIAS_REFUSED');
       else if (!old) push('alias', ref, 'create');
       else if (old.variant === a.variant) push('alias', ref, 'unchanged');
@@ -411,7 +443,7 @@ export class Registry {
         items[items.length - 1].warning = `alias ${ref} moves ${old.variant} -> ${a.variant}: every call to ${ref}${bare} switches variant`;
       }
     }
-    this.warnAmbiguous(defs, items);
+    await this.warnAmbiguous(defs, items, q);
     return items;
   }
 
@@ -419,11 +451,11 @@ export class Registry {
    * A bare name resolves to the only variant while there is no alias prod: a second variant makes it refused
    * (NL_AMBIGUOUS_FEATURE) for the callers it serves now, so the item creating that variant carries a warning.
    */
-  private warnAmbiguous(defs: Definitions, items: PlanItem[]): void {
+  private async warnAmbiguous(defs: Definitions, items: PlanItem[], q: Sql): Promise<void> {
     const names = new Set(defs.features.map((f) => f.name));
     for (const name of names) {
-      if (this.getAlias(name, 'prod') || defs.aliases.some((a) => a.feature === name && a.name === 'prod')) continue;
-      const existing = this.listFeatures(name);
+      if ((await this.getAlias(name, 'prod', q)) || defs.aliases.some((a) => a.feature === name && a.name === 'prod')) continue;
+      const existing = await this.listFeatures(name, q);
       if (existing.length !== 1 || existing[0].status !== 'materialized') continue;
       const added = items.find((p) => p.kind === 'feature' && p.action === 'create' && p.name.startsWith(`${name}@`));
       if (!added) continue;
@@ -434,65 +466,71 @@ export class Registry {
     }
   }
 
-  /** Writes a plan that has no refusals, in one transaction: all of it or nothing. */
-  commit(defs: Definitions, plan: PlanItem[], probes: Map<string, ModelProbe>, actor: Actor = osActor()): void {
-    const refused = plan.filter((p) => p.action === 'refused');
-    if (refused.length) {
-      const first = refused[0];
-      if (first.code === 'NL_ALIAS_REFUSED' || first.code === 'NL_CONFLICT') throw nlError('NL_CONFLICT', `${first.kind} ${first.name}: ${first.reason}`);
-      throw nlError(first.code === 'NL_MODEL_CHANGED' ? 'NL_MODEL_CHANGED' : 'NL_VARIANT_IMMUTABLE', first.name, first.reason ?? 'refused');
-    }
+  /**
+   * Writes a plan that has no refusals, in one transaction: all of it or nothing. Applies from several processes
+   * are serialized: the plan is made again under the registry's lock, and an apply that committed in between and
+   * changed what this plan said (an item no longer `unchanged` and no longer what was planned) refuses this one
+   * with NL_CONFLICT rather than writing over it.
+   */
+  async commit(defs: Definitions, plan: PlanItem[], probes: Map<string, ModelProbe>, actor: Actor = osActor(), opts: { force?: boolean } = {}): Promise<void> {
+    throwRefused(plan);
+    await this.change(async (q) => {
+      const now_ = await this.plan(defs, probes, opts, q);
+      throwRefused(now_);
+      const planned = new Map(plan.map((p) => [`${p.kind}:${p.name}`, p.action]));
+      const moved = now_.find((p) => p.action !== 'unchanged' && planned.get(`${p.kind}:${p.name}`) !== p.action);
+      if (moved) {
+        throw nlError('NL_CONFLICT', `${moved.kind} ${moved.name} changed in the registry since this plan was made (another apply?); plan again and re-run apply`);
+      }
+      await this.write(q, defs, now_, probes, actor);
+    });
+  }
+
+  private async write(q: Sql, defs: Definitions, plan: PlanItem[], probes: Map<string, ModelProbe>, actor: Actor): Promise<void> {
     const todo = new Set(plan.filter((p) => p.action === 'create' || p.action === 'update').map((p) => `${p.kind}:${p.name}`));
     const t = now();
-    this.db.transaction(() => {
-      for (const p of defs.providers) {
-        if (!todo.has(`provider:${p.name}`)) continue;
-        this.db
-          .prepare('INSERT INTO providers VALUES (?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET kind = excluded.kind, options = excluded.options')
-          .run(p.name, p.kind, JSON.stringify(p.options), t);
-      }
-      for (const e of defs.entities) {
-        if (!todo.has(`entity:${e.name}`)) continue;
-        this.stmt('INSERT INTO entities VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE SET key = excluded.key').run(e.name, e.key, t);
-      }
-      for (const s of defs.sources) {
-        if (!todo.has(`source:${s.name}@${s.variant}`)) continue;
-        this.db
-          .prepare('INSERT INTO sources VALUES (?, ?, ?, ?, ?) ON CONFLICT(name, variant) DO UPDATE SET kind = excluded.kind, spec = excluded.spec')
-          .run(s.name, s.variant, s.kind, JSON.stringify(s), t);
-      }
-      for (const m of defs.models) {
-        const ref = `${m.name}@${m.version}`;
-        if (!todo.has(`model:${ref}`)) continue;
-        const probe = probes.get(ref);
-        if (!probe) throw nlError('NL_INTERNAL', `model ${ref} was not probed`);
-        this.stmt('INSERT INTO models VALUES (?, ?, ?, ?, ?, ?, ?)').run(m.name, m.version, m.runtime, JSON.stringify(m), probe.dims, probe.sha256, t);
-      }
-      for (const f of defs.features) {
-        if (!todo.has(`feature:${f.name}@${f.variant}`)) continue;
-        this.db
-          .prepare(
-            `INSERT INTO features (name, variant, kind, entity, source_name, source_variant, provider, model_name, model_version, spec, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT(name, variant) DO UPDATE SET kind = excluded.kind, entity = excluded.entity,
-               source_name = excluded.source_name, source_variant = excluded.source_variant, provider = excluded.provider,
-               model_name = excluded.model_name, model_version = excluded.model_version, spec = excluded.spec,
-               status = 'registered', rows = 0, materialized_at = NULL`,
-          )
-          .run(f.name, f.variant, f.kind, f.entity, f.source.name, f.source.variant, f.provider, f.text?.model.name ?? null, f.text?.model.version ?? null, JSON.stringify(f), t);
-        // A redefined variant starts over: a checkpoint of its old definition must not be resumed.
-        this.stmt('DELETE FROM materializations WHERE feature = ? AND variant = ?').run(f.name, f.variant);
-      }
-      for (const p of plan) {
-        if (p.action !== 'create' && p.action !== 'update') continue;
-        if (p.kind === 'alias') continue; // recorded as alias.set, with the variants
-        const feature = p.kind === 'feature' ? p.name.split('@')[0] : null;
-        this.recordEvent({ actor, action: p.action, kind: p.kind, name: p.name, feature, ...(p.reason ? { detail: { reason: p.reason } } : {}) });
-      }
-      for (const a of defs.aliases) {
-        if (todo.has(`alias:${a.feature}@${a.name}`)) this.setAliasInTx(a.feature, a.name, a.variant, actor);
-      }
-    })();
+    for (const p of defs.providers) {
+      if (!todo.has(`provider:${p.name}`)) continue;
+      await q.run('INSERT INTO providers VALUES (?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET kind = excluded.kind, options = excluded.options', [p.name, p.kind, JSON.stringify(p.options), t]);
+    }
+    for (const e of defs.entities) {
+      if (!todo.has(`entity:${e.name}`)) continue;
+      await q.run('INSERT INTO entities VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE SET key = excluded.key', [e.name, e.key, t]);
+    }
+    for (const s of defs.sources) {
+      if (!todo.has(`source:${s.name}@${s.variant}`)) continue;
+      await q.run('INSERT INTO sources VALUES (?, ?, ?, ?, ?) ON CONFLICT(name, variant) DO UPDATE SET kind = excluded.kind, spec = excluded.spec', [s.name, s.variant, s.kind, JSON.stringify(s), t]);
+    }
+    for (const m of defs.models) {
+      const ref = `${m.name}@${m.version}`;
+      if (!todo.has(`model:${ref}`)) continue;
+      const probe = probes.get(ref);
+      if (!probe) throw nlError('NL_INTERNAL', `model ${ref} was not probed`);
+      await q.run('INSERT INTO models VALUES (?, ?, ?, ?, ?, ?, ?)', [m.name, m.version, m.runtime, JSON.stringify(m), probe.dims, probe.sha256, t]);
+    }
+    for (const f of defs.features) {
+      if (!todo.has(`feature:${f.name}@${f.variant}`)) continue;
+      await q.run(
+        `INSERT INTO features (name, variant, kind, entity, source_name, source_variant, provider, model_name, model_version, spec, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT(name, variant) DO UPDATE SET kind = excluded.kind, entity = excluded.entity,
+           source_name = excluded.source_name, source_variant = excluded.source_variant, provider = excluded.provider,
+           model_name = excluded.model_name, model_version = excluded.model_version, spec = excluded.spec,
+           status = 'registered', rows = 0, materialized_at = NULL`,
+        [f.name, f.variant, f.kind, f.entity, f.source.name, f.source.variant, f.provider, f.text?.model.name ?? null, f.text?.model.version ?? null, JSON.stringify(f), t],
+      );
+      // A redefined variant starts over: a checkpoint of its old definition must not be resumed.
+      await q.run('DELETE FROM materializations WHERE feature = ? AND variant = ?', [f.name, f.variant]);
+    }
+    for (const p of plan) {
+      if (p.action !== 'create' && p.action !== 'update') continue;
+      if (p.kind === 'alias') continue; // recorded as alias.set, with the variants
+      const feature = p.kind === 'feature' ? p.name.split('@')[0] : null;
+      await this.recordEvent({ actor, action: p.action, kind: p.kind, name: p.name, feature, ...(p.reason ? { detail: { reason: p.reason } } : {}) }, undefined, q);
+    }
+    for (const a of defs.aliases) {
+      if (todo.has(`alias:${a.feature}@${a.name}`)) await this.setAliasInTx(q, a.feature, a.name, a.variant, actor);
+    }
   }
 
   // ---- aliases ----
@@ -501,13 +539,13 @@ export class Registry {
    * Atomic alias switch; the previous variant stays servable and is recorded for rollback, with who moved it
    * (`actor`, default the OS user). Refuses a variant that could not answer (see `aliasTargetProblem`) unless `force`.
    */
-  setAlias(feature: string, name: string, variant: string, opts: { force?: boolean; actor?: Actor } = {}): AliasRecord {
-    this.db.transaction(() => {
-      const problem = opts.force || this.getAlias(feature, name)?.variant === variant ? undefined : this.aliasTargetProblem(feature, variant);
+  async setAlias(feature: string, name: string, variant: string, opts: { force?: boolean; actor?: Actor } = {}): Promise<AliasRecord> {
+    await this.change(async (q) => {
+      const problem = opts.force || (await this.getAlias(feature, name, q))?.variant === variant ? undefined : await this.aliasTargetProblem(feature, variant, q);
       if (problem) throw nlError('NL_ALIAS_REFUSED', `${feature}@${name}`, variant, `${problem}`);
-      this.setAliasInTx(feature, name, variant, opts.actor ?? osActor());
-    })();
-    return this.getAlias(feature, name)!;
+      await this.setAliasInTx(q, feature, name, variant, opts.actor ?? osActor());
+    });
+    return (await this.getAlias(feature, name))!;
   }
 
   /**
@@ -515,8 +553,8 @@ export class Registry {
    * (an outage) or silently empty answers. While no variant of the feature is materialized nothing is served
    * through its aliases, so defining an alias together with the first variants is allowed.
    */
-  aliasTargetProblem(feature: string, variant: string): string | undefined {
-    const variants = this.listFeatures(feature);
+  async aliasTargetProblem(feature: string, variant: string, q: Sql = this.sql): Promise<string | undefined> {
+    const variants = await this.listFeatures(feature, q);
     if (!variants.some((f) => f.status === 'materialized')) return undefined;
     const target = variants.find((f) => f.variant === variant);
     const force = 'pass --force to point the alias anyway';
@@ -528,33 +566,26 @@ export class Registry {
     return undefined;
   }
 
-  private setAliasInTx(feature: string, name: string, variant: string, actor: Actor): void {
-    if (!this.getFeature(feature, variant)) throw nlError('NL_FEATURE_NOT_FOUND', `${feature}@${variant}`);
-    if (this.getFeature(feature, name)) throw nlError('NL_CONFLICT', `alias ${name} would hide variant ${feature}@${name}`);
-    const previous = this.getAlias(feature, name)?.variant ?? null;
+  private async setAliasInTx(q: Sql, feature: string, name: string, variant: string, actor: Actor): Promise<void> {
+    if (!(await this.getFeature(feature, variant, q))) throw nlError('NL_FEATURE_NOT_FOUND', `${feature}@${variant}`);
+    if (await this.getFeature(feature, name, q)) throw nlError('NL_CONFLICT', `alias ${name} would hide variant ${feature}@${name}`);
+    const previous = (await this.getAlias(feature, name, q))?.variant ?? null;
     const t = now();
-    this.db
-      .prepare('INSERT INTO aliases VALUES (?, ?, ?, ?) ON CONFLICT(feature, name) DO UPDATE SET variant = excluded.variant, updated_at = excluded.updated_at')
-      .run(feature, name, variant, t);
-    this.stmt('INSERT INTO alias_history (feature, name, variant, previous, at, actor) VALUES (?, ?, ?, ?, ?, ?)').run(feature, name, variant, previous, t, actor);
-    this.recordEvent({ actor, action: 'alias.set', kind: 'alias', name: `${feature}@${name}`, feature, detail: { variant, previous } }, t);
+    await q.run('INSERT INTO aliases VALUES (?, ?, ?, ?) ON CONFLICT(feature, name) DO UPDATE SET variant = excluded.variant, updated_at = excluded.updated_at', [feature, name, variant, t]);
+    await q.run('INSERT INTO alias_history (feature, name, variant, previous, at, actor) VALUES (?, ?, ?, ?, ?, ?)', [feature, name, variant, previous, t, actor]);
+    await this.recordEvent({ actor, action: 'alias.set', kind: 'alias', name: `${feature}@${name}`, feature, detail: { variant, previous } }, t, q);
   }
 
   /** Every move of alias `name` of `feature`, oldest first; `actor` is null for moves made before it was recorded. */
-  aliasHistory(feature: string, name: string): Array<{ variant: string; previous: string | null; at: string; actor: Actor | null }> {
-    return this.stmt('SELECT variant, previous, at, actor FROM alias_history WHERE feature = ? AND name = ? ORDER BY rowid').all(feature, name) as Array<{
-      variant: string;
-      previous: string | null;
-      at: string;
-      actor: Actor | null;
-    }>;
+  async aliasHistory(feature: string, name: string): Promise<Array<{ variant: string; previous: string | null; at: string; actor: Actor | null }>> {
+    return this.sql.all('SELECT variant, previous, at, actor FROM alias_history WHERE feature = ? AND name = ? ORDER BY rowid', [feature, name]);
   }
 
   // ---- audit trail ----
 
-  /** Records a change; call it inside the transaction that makes the change, so both land or neither. */
-  recordEvent(e: NewRegistryEvent, at: string = now()): void {
-    this.stmt('INSERT INTO registry_events (at, actor, action, kind, name, feature, detail) VALUES (?, ?, ?, ?, ?, ?, ?)').run(
+  /** Records a change; pass the transaction `q` that makes the change, so both land or neither. */
+  async recordEvent(e: NewRegistryEvent, at: string = now(), q: Sql = this.sql): Promise<void> {
+    await q.run('INSERT INTO registry_events (at, actor, action, kind, name, feature, detail) VALUES (?, ?, ?, ?, ?, ?, ?)', [
       at,
       e.actor,
       e.action,
@@ -562,11 +593,11 @@ export class Registry {
       e.name,
       e.feature ?? null,
       e.detail ? JSON.stringify(e.detail) : null,
-    );
+    ]);
   }
 
   /** Changes, newest first: all of them, or those about one feature; `before` pages back by event id. */
-  listEvents(opts: { feature?: string; limit?: number; before?: number } = {}): RegistryEvent[] {
+  async listEvents(opts: { feature?: string; limit?: number; before?: number } = {}): Promise<RegistryEvent[]> {
     const where: string[] = [];
     const args: unknown[] = [];
     if (opts.feature !== undefined) {
@@ -578,8 +609,8 @@ export class Registry {
       args.push(opts.before);
     }
     const sql = `SELECT * FROM registry_events ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ?`;
-    return (this.stmt(sql).all(...args, opts.limit ?? 100) as Row[]).map((r) => ({
-      id: r.id,
+    return (await this.sql.all(sql, [...args, opts.limit ?? 100])).map((r) => ({
+      id: Number(r.id),
       at: r.at,
       actor: r.actor,
       action: r.action,
@@ -592,8 +623,8 @@ export class Registry {
 
   // ---- materialization state ----
 
-  getMaterialization(feature: string, variant: string): MaterializationState | undefined {
-    const r = this.stmt('SELECT * FROM materializations WHERE feature = ? AND variant = ?').get(feature, variant) as Row | undefined;
+  async getMaterialization(feature: string, variant: string): Promise<MaterializationState | undefined> {
+    const r = await this.sql.get('SELECT * FROM materializations WHERE feature = ? AND variant = ?', [feature, variant]);
     return (
       r && {
         status: r.status,
@@ -610,97 +641,104 @@ export class Registry {
   }
 
   /** Starts (or restarts from zero) a materialization run. */
-  beginMaterialization(feature: string, variant: string): void {
+  async beginMaterialization(feature: string, variant: string): Promise<void> {
     const t = now();
-    this.db.transaction(() => {
-      this.db
-        .prepare(
-          `INSERT INTO materializations (feature, variant, status, started_at, updated_at) VALUES (?, ?, 'running', ?, ?)
-           ON CONFLICT(feature, variant) DO UPDATE SET status = 'running', position = 0, line = 0, rows_read = 0, rows_skipped = 0,
-             started_at = excluded.started_at, updated_at = excluded.updated_at, finished_at = NULL, error = NULL`,
-        )
-        .run(feature, variant, t, t);
-      this.stmt("UPDATE features SET status = 'materializing', rows = 0 WHERE name = ? AND variant = ?").run(feature, variant);
-      this.stmt('DELETE FROM log_offsets WHERE feature = ? AND variant = ?').run(feature, variant);
-    })();
+    await this.change(async (q) => {
+      await q.run(
+        `INSERT INTO materializations (feature, variant, status, started_at, updated_at) VALUES (?, ?, 'running', ?, ?)
+         ON CONFLICT(feature, variant) DO UPDATE SET status = 'running', position = 0, line = 0, rows_read = 0, rows_skipped = 0,
+           started_at = excluded.started_at, updated_at = excluded.updated_at, finished_at = NULL, error = NULL`,
+        [feature, variant, t, t],
+      );
+      await q.run("UPDATE features SET status = 'materializing', rows = 0 WHERE name = ? AND variant = ?", [feature, variant]);
+      await q.run('DELETE FROM log_offsets WHERE feature = ? AND variant = ?', [feature, variant]);
+    });
   }
 
   /** Marks an interrupted run as running again; its checkpoint stays where it was. */
-  resumeMaterialization(feature: string, variant: string): void {
+  async resumeMaterialization(feature: string, variant: string): Promise<void> {
     const t = now();
-    this.db.transaction(() => {
-      this.stmt("UPDATE materializations SET status = 'running', finished_at = NULL, error = NULL, updated_at = ? WHERE feature = ? AND variant = ?").run(t, feature, variant);
-      this.stmt("UPDATE features SET status = 'materializing' WHERE name = ? AND variant = ?").run(feature, variant);
-    })();
+    await this.change(async (q) => {
+      await q.run("UPDATE materializations SET status = 'running', finished_at = NULL, error = NULL, updated_at = ? WHERE feature = ? AND variant = ?", [t, feature, variant]);
+      await q.run("UPDATE features SET status = 'materializing' WHERE name = ? AND variant = ?", [feature, variant]);
+    });
   }
 
   /** Drops a run's checkpoint, so the next run starts from the first row. */
-  forgetCheckpoint(feature: string, variant: string): void {
-    this.stmt('DELETE FROM materializations WHERE feature = ? AND variant = ?').run(feature, variant);
+  async forgetCheckpoint(feature: string, variant: string): Promise<void> {
+    await this.sql.run('DELETE FROM materializations WHERE feature = ? AND variant = ?', [feature, variant]);
   }
 
   /** Records how far a run got; called only after the providers made that much durable. */
-  checkpoint(feature: string, variant: string, at: { position: number; line: number; rowsRead: number; rowsSkipped: number }): void {
-    this.db
-      .prepare("UPDATE materializations SET status = 'running', position = ?, line = ?, rows_read = ?, rows_skipped = ?, updated_at = ? WHERE feature = ? AND variant = ?")
-      .run(at.position, at.line, at.rowsRead, at.rowsSkipped, now(), feature, variant);
+  async checkpoint(feature: string, variant: string, at: { position: number; line: number; rowsRead: number; rowsSkipped: number }): Promise<void> {
+    await this.sql.run("UPDATE materializations SET status = 'running', position = ?, line = ?, rows_read = ?, rows_skipped = ?, updated_at = ? WHERE feature = ? AND variant = ?", [
+      at.position,
+      at.line,
+      at.rowsRead,
+      at.rowsSkipped,
+      now(),
+      feature,
+      variant,
+    ]);
   }
 
   /** Publishes the variant with the log offset its data contains: from here on it is servable and follows pushes. */
-  finishMaterialization(feature: string, variant: string, rows: number, logOffset = 0): void {
+  async finishMaterialization(feature: string, variant: string, rows: number, logOffset = 0): Promise<void> {
     const t = now();
-    this.db.transaction(() => {
-      this.setLogOffset(feature, variant, logOffset);
-      this.stmt("UPDATE materializations SET status = 'done', finished_at = ?, updated_at = ? WHERE feature = ? AND variant = ?").run(t, t, feature, variant);
-      this.stmt("UPDATE features SET status = 'materialized', rows = ?, materialized_at = ? WHERE name = ? AND variant = ?").run(rows, t, feature, variant);
-      this.recordEvent({ actor: osActor(), action: 'materialized', kind: 'feature', name: `${feature}@${variant}`, feature, detail: { rows } }, t);
-    })();
+    await this.change(async (q) => {
+      await this.setLogOffset(feature, variant, logOffset, q);
+      await q.run("UPDATE materializations SET status = 'done', finished_at = ?, updated_at = ? WHERE feature = ? AND variant = ?", [t, t, feature, variant]);
+      await q.run("UPDATE features SET status = 'materialized', rows = ?, materialized_at = ? WHERE name = ? AND variant = ?", [rows, t, feature, variant]);
+      await this.recordEvent({ actor: osActor(), action: 'materialized', kind: 'feature', name: `${feature}@${variant}`, feature, detail: { rows } }, t, q);
+    });
   }
 
-  failMaterialization(feature: string, variant: string, error: string): void {
+  async failMaterialization(feature: string, variant: string, error: string): Promise<void> {
     const t = now();
-    this.db.transaction(() => {
-      this.stmt("UPDATE materializations SET status = 'failed', error = ?, updated_at = ? WHERE feature = ? AND variant = ?").run(error, t, feature, variant);
-      this.stmt("UPDATE features SET status = 'failed' WHERE name = ? AND variant = ?").run(feature, variant);
-      this.recordEvent({ actor: osActor(), action: 'materialize.failed', kind: 'feature', name: `${feature}@${variant}`, feature, detail: { error } }, t);
-    })();
+    await this.change(async (q) => {
+      await q.run("UPDATE materializations SET status = 'failed', error = ?, updated_at = ? WHERE feature = ? AND variant = ?", [error, t, feature, variant]);
+      await q.run("UPDATE features SET status = 'failed' WHERE name = ? AND variant = ?", [feature, variant]);
+      await this.recordEvent({ actor: osActor(), action: 'materialize.failed', kind: 'feature', name: `${feature}@${variant}`, feature, detail: { error } }, t, q);
+    });
   }
 
   /** Keeps a materialized variant's row count current after online upserts and deletes. */
-  setFeatureRows(feature: string, variant: string, rows: number): void {
-    this.stmt('UPDATE features SET rows = ? WHERE name = ? AND variant = ?').run(rows, feature, variant);
+  async setFeatureRows(feature: string, variant: string, rows: number): Promise<void> {
+    await this.sql.run('UPDATE features SET rows = ? WHERE name = ? AND variant = ?', [rows, feature, variant]);
+    this.invalidate();
+    await this.announce(this.sql);
   }
 
   // ---- API keys ----
 
   /** Creates a key; the secret is returned once and only its hash is stored. */
-  createKey(scope: ApiKeyRecord['scope'], features: string[] | null, actor: Actor = osActor()): { key: string; record: ApiKeyRecord } {
+  async createKey(scope: ApiKeyRecord['scope'], features: string[] | null, actor: Actor = osActor()): Promise<{ key: string; record: ApiKeyRecord }> {
     const id = randomBytes(6).toString('hex');
     const key = `nl_${id}_${randomBytes(24).toString('base64url')}`;
     const t = now();
-    this.db.transaction(() => {
-      this.stmt('INSERT INTO api_keys (id, hash, scope, features, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?)').run(
+    await this.transaction(async (q) => {
+      await q.run('INSERT INTO api_keys (id, hash, scope, features, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?)', [
         id,
         hashKey(key),
         scope,
         features ? JSON.stringify(features) : null,
         t,
         actor,
-      );
-      this.recordEvent({ actor, action: 'key.create', kind: 'key', name: id, detail: { scope, features } }, t);
-    })();
+      ]);
+      await this.recordEvent({ actor, action: 'key.create', kind: 'key', name: id, detail: { scope, features } }, t, q);
+    });
     return { key, record: { id, scope, features, createdAt: t } };
   }
 
   /** A key that may be used: revoked keys are not found. */
-  findKey(key: string): ApiKeyRecord | undefined {
-    const r = this.stmt('SELECT * FROM api_keys WHERE hash = ? AND revoked_at IS NULL').get(hashKey(key)) as Row | undefined;
+  async findKey(key: string): Promise<ApiKeyRecord | undefined> {
+    const r = await this.sql.get('SELECT * FROM api_keys WHERE hash = ? AND revoked_at IS NULL', [hashKey(key)]);
     return r && { id: r.id, scope: r.scope, features: r.features ? JSON.parse(r.features) : null, createdAt: r.created_at };
   }
 
   /** Every key ever created, revoked ones included, oldest first. */
-  listKeys(): ApiKeyInfo[] {
-    return (this.stmt('SELECT * FROM api_keys ORDER BY created_at, rowid').all() as Row[]).map((r) => ({
+  async listKeys(): Promise<ApiKeyInfo[]> {
+    return (await this.sql.all('SELECT * FROM api_keys ORDER BY created_at, rowid')).map((r) => ({
       id: r.id,
       scope: r.scope,
       features: r.features ? JSON.parse(r.features) : null,
@@ -712,57 +750,63 @@ export class Registry {
   }
 
   /** Revokes key `id`: servers refuse it once their key cache expires (one second by default). */
-  revokeKey(id: string, actor: Actor = osActor()): ApiKeyInfo {
-    this.db.transaction(() => {
-      const r = this.stmt('SELECT revoked_at, revoked_by FROM api_keys WHERE id = ?').get(id) as Row | undefined;
+  async revokeKey(id: string, actor: Actor = osActor()): Promise<ApiKeyInfo> {
+    await this.transaction(async (q) => {
+      const r = await q.get('SELECT revoked_at, revoked_by FROM api_keys WHERE id = ?', [id]);
       if (!r) throw nlError('NL_NOT_FOUND', `API key ${id} not found; \`nearline keys list\` shows the ids`);
       if (r.revoked_at) throw nlError('NL_CONFLICT', `API key ${id} was already revoked at ${r.revoked_at} by ${r.revoked_by}`);
       const t = now();
-      this.stmt('UPDATE api_keys SET revoked_at = ?, revoked_by = ? WHERE id = ?').run(t, actor, id);
-      this.recordEvent({ actor, action: 'key.revoke', kind: 'key', name: id }, t);
-    })();
-    return this.listKeys().find((k) => k.id === id)!;
+      await q.run('UPDATE api_keys SET revoked_at = ?, revoked_by = ? WHERE id = ?', [t, actor, id]);
+      await this.recordEvent({ actor, action: 'key.revoke', kind: 'key', name: id }, t, q);
+    });
+    return (await this.listKeys()).find((k) => k.id === id)!;
   }
 
   /**
    * Keys ever created, revoked ones included: a server with keys stays closed when they are all revoked,
    * rather than opening to everyone.
    */
-  countKeys(): number {
-    return this.stmt('SELECT count(*) FROM api_keys').pluck().get() as number;
+  async countKeys(): Promise<number> {
+    return Number((await this.sql.get<{ n: number }>('SELECT count(*) AS n FROM api_keys'))!.n);
   }
 
   // ---- lifecycle: drop, shadows, leases ----
 
-  /** Marks a variant dropped (its data is removed by the store); the record and its lineage stay. */
-  markDropped(feature: string, variant: string): void {
-    this.stmt('UPDATE features SET dropped_at = ? WHERE name = ? AND variant = ?').run(now(), feature, variant);
-    this.stmt('DELETE FROM log_offsets WHERE feature = ? AND variant = ?').run(feature, variant);
+  /** Marks a variant dropped (its data is removed by the store) and records who did; the record and its lineage stay. */
+  async markDropped(feature: string, variant: string, actor: Actor = osActor()): Promise<void> {
+    await this.change(async (q) => {
+      await q.run('UPDATE features SET dropped_at = ? WHERE name = ? AND variant = ?', [now(), feature, variant]);
+      await q.run('DELETE FROM log_offsets WHERE feature = ? AND variant = ?', [feature, variant]);
+      await this.recordEvent({ actor, action: 'drop', kind: 'feature', name: `${feature}@${variant}`, feature }, undefined, q);
+    });
   }
 
   /** The variant an alias named before its current one: what a rollback moves it back to. */
-  previousAliasVariant(feature: string, name: string): string | undefined {
-    const row = this.stmt('SELECT variant, previous FROM alias_history WHERE feature = ? AND name = ? ORDER BY rowid DESC LIMIT 1').get(feature, name) as
-      | { variant: string; previous: string | null }
-      | undefined;
+  async previousAliasVariant(feature: string, name: string): Promise<string | undefined> {
+    const row = await this.sql.get<{ variant: string; previous: string | null }>(
+      'SELECT variant, previous FROM alias_history WHERE feature = ? AND name = ? ORDER BY rowid DESC LIMIT 1',
+      [feature, name],
+    );
     return row?.previous ?? undefined;
   }
 
-  setShadow(feature: string, alias: string, variant: string, fraction: number): void {
+  async setShadow(feature: string, alias: string, variant: string, fraction: number): Promise<void> {
     const t = now();
-    this.stmt(
+    await this.sql.run(
       `INSERT INTO shadows (feature, alias, variant, fraction, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)
        ON CONFLICT(feature, alias) DO UPDATE SET variant = excluded.variant, fraction = excluded.fraction, queries = 0, overlap_sum = 0, errors = 0,
          created_at = CASE WHEN shadows.variant = excluded.variant THEN shadows.created_at ELSE excluded.created_at END, updated_at = excluded.updated_at`,
-    ).run(feature, alias, variant, fraction, t, t);
+      [feature, alias, variant, fraction, t, t],
+    );
   }
 
-  deleteShadow(feature: string, alias: string): boolean {
-    return this.stmt('DELETE FROM shadows WHERE feature = ? AND alias = ?').run(feature, alias).changes > 0;
+  async deleteShadow(feature: string, alias: string): Promise<boolean> {
+    return (await this.sql.run('DELETE FROM shadows WHERE feature = ? AND alias = ?', [feature, alias])) > 0;
   }
 
-  listShadows(feature?: string): ShadowRecord[] {
-    const rows = (feature === undefined ? this.stmt('SELECT * FROM shadows ORDER BY feature, alias').all() : this.stmt('SELECT * FROM shadows WHERE feature = ? ORDER BY alias').all(feature)) as Row[];
+  async listShadows(feature?: string): Promise<ShadowRecord[]> {
+    const rows =
+      feature === undefined ? await this.sql.all('SELECT * FROM shadows ORDER BY feature, alias') : await this.sql.all('SELECT * FROM shadows WHERE feature = ? ORDER BY alias', [feature]);
     return rows.map((r) => ({
       feature: r.feature,
       alias: r.alias,
@@ -777,8 +821,8 @@ export class Registry {
   }
 
   /** Adds what a server measured on mirrored queries since its last report. */
-  addShadowResults(feature: string, alias: string, variant: string, queries: number, overlapSum: number, errors: number): void {
-    this.stmt('UPDATE shadows SET queries = queries + ?, overlap_sum = overlap_sum + ?, errors = errors + ?, updated_at = ? WHERE feature = ? AND alias = ? AND variant = ?').run(
+  async addShadowResults(feature: string, alias: string, variant: string, queries: number, overlapSum: number, errors: number): Promise<void> {
+    await this.sql.run('UPDATE shadows SET queries = queries + ?, overlap_sum = overlap_sum + ?, errors = errors + ?, updated_at = ? WHERE feature = ? AND alias = ? AND variant = ?', [
       queries,
       overlapSum,
       errors,
@@ -786,30 +830,45 @@ export class Registry {
       feature,
       alias,
       variant,
-    );
+    ]);
   }
 
   /**
    * Takes (or renews) the build lease of a variant for `ttlMs`. Refused while another holder's lease runs,
    * unless that holder is a process of this host that no longer exists (killed: its lease is taken over at once).
    */
-  acquireLease(feature: string, variant: string, holder: { id: string; host: string; pid: number }, ttlMs: number, alive: (pid: number) => boolean): { ok: true } | { ok: false; holder: string; expiresAt: number } {
-    return this.db.transaction(() => {
-      const cur = this.stmt('SELECT * FROM leases WHERE feature = ? AND variant = ?').get(feature, variant) as Row | undefined;
+  async acquireLease(
+    feature: string,
+    variant: string,
+    holder: { id: string; host: string; pid: number },
+    ttlMs: number,
+    alive: (pid: number) => boolean,
+  ): Promise<{ ok: true } | { ok: false; holder: string; expiresAt: number }> {
+    return this.transaction(async (q) => {
+      const cur = await q.get('SELECT * FROM leases WHERE feature = ? AND variant = ?', [feature, variant]);
       const t = Date.now();
       if (cur && cur.holder !== holder.id && cur.expires_at > t && !(cur.host === holder.host && !alive(cur.pid))) {
         return { ok: false as const, holder: cur.holder, expiresAt: cur.expires_at };
       }
-      this.stmt(
+      await q.run(
         'INSERT INTO leases VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(feature, variant) DO UPDATE SET holder = excluded.holder, host = excluded.host, pid = excluded.pid, expires_at = excluded.expires_at',
-      ).run(feature, variant, holder.id, holder.host, holder.pid, t + ttlMs);
+        [feature, variant, holder.id, holder.host, holder.pid, t + ttlMs],
+      );
       return { ok: true as const };
-    }).immediate();
+    });
   }
 
-  releaseLease(feature: string, variant: string, holder: string): void {
-    this.stmt('DELETE FROM leases WHERE feature = ? AND variant = ? AND holder = ?').run(feature, variant, holder);
+  async releaseLease(feature: string, variant: string, holder: string): Promise<void> {
+    await this.sql.run('DELETE FROM leases WHERE feature = ? AND variant = ? AND holder = ?', [feature, variant, holder]);
   }
+}
+
+/** A plan with a refused item is never written: the first refusal, as the error apply gives. */
+function throwRefused(plan: PlanItem[]): void {
+  const first = plan.find((p) => p.action === 'refused');
+  if (!first) return;
+  if (first.code === 'NL_ALIAS_REFUSED' || first.code === 'NL_CONFLICT') throw nlError('NL_CONFLICT', `${first.kind} ${first.name}: ${first.reason}`);
+  throw nlError(first.code === 'NL_MODEL_CHANGED' ? 'NL_MODEL_CHANGED' : 'NL_VARIANT_IMMUTABLE', first.name, first.reason ?? 'refused');
 }
 
 export function hashKey(key: string): string {
@@ -817,7 +876,11 @@ export function hashKey(key: string): string {
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-type Row = Record<string, any>;
+export type Row = Record<string, any>;
+
+function toModel(r: Row): ModelRecord {
+  return { ...JSON.parse(r.spec), dims: r.dims, sha256: r.sha256, createdAt: r.created_at };
+}
 
 function toFeature(r: Row): FeatureRecord {
   return { ...JSON.parse(r.spec), status: r.dropped_at ? 'dropped' : r.status, rows: r.dropped_at ? 0 : r.rows, createdAt: r.created_at, materializedAt: r.materialized_at };

@@ -118,7 +118,7 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
   await app.register(
     async (v1) => {
       v1.addHook('onRequest', async (request) => {
-        request.apiKey = ctx.auth.authenticate(request.headers.authorization);
+        request.apiKey = await ctx.auth.authenticate(request.headers.authorization);
         const scope = request.routeOptions.config.scope;
         if (scope) ctx.auth.requireScope(request.apiKey, scope);
       });
@@ -135,7 +135,7 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
   await app.register(uiRoutes, ctx);
 
   const warm = async () => {
-    for (const f of store.registry.listFeatures()) {
+    for (const f of await store.registry.listFeatures()) {
       if (f.kind !== 'embedding' || f.status !== 'materialized') continue;
       try {
         await store.collection(f);

@@ -30,22 +30,22 @@ export class Auth {
   }
 
   /** Whether any key exists, i.e. whether /v1 needs one. */
-  required(): boolean {
+  async required(): Promise<boolean> {
     const t = performance.now();
-    if (t - this.count.at >= this.cacheMs) this.count = { value: this.registry.countKeys(), at: t };
+    if (t - this.count.at >= this.cacheMs) this.count = { value: await this.registry.countKeys(), at: t };
     return this.count.value > 0;
   }
 
   /** The caller's key, or null while the server is open; throws NL_UNAUTHORIZED. */
-  authenticate(header: string | undefined): ApiKeyRecord | null {
-    if (!this.required()) return null;
+  async authenticate(header: string | undefined): Promise<ApiKeyRecord | null> {
+    if (!(await this.required())) return null;
     const m = header === undefined ? null : /^Bearer[ ]+(\S+)[ ]*$/i.exec(header);
     if (!m) throw nlError('NL_UNAUTHORIZED');
     const secret = m[1];
     const t = performance.now();
     const hit = this.known.get(secret);
     if (hit && t - hit.at < this.cacheMs) return hit.key;
-    const key = secret.length <= 256 ? this.registry.findKey(secret) : undefined;
+    const key = secret.length <= 256 ? await this.registry.findKey(secret) : undefined;
     if (!key) throw nlError('NL_UNAUTHORIZED');
     // Bounded: each entry was a valid key, and they are few; clearing now and then drops expired ones.
     if (this.known.size >= 1024) this.known.clear();
@@ -58,7 +58,7 @@ export class Auth {
   }
 
   /** Whether the key may use a feature reference (`name`, `name@variant`, `name@alias`). */
-  allows(key: ApiKeyRecord | null, ref: string): boolean {
+  async allows(key: ApiKeyRecord | null, ref: string): Promise<boolean> {
     if (!key?.features) return true;
     const name = ref.split('@')[0];
     for (const allowed of key.features) {
@@ -67,7 +67,7 @@ export class Auth {
       if (allowedTag === undefined || allowed === ref) return true;
       // The key names a variant or alias; compare what both resolve to now.
       try {
-        if (this.registry.resolveFeature(allowed).variant === this.registry.resolveFeature(ref).variant) return true;
+        if ((await this.registry.resolveFeature(allowed)).variant === (await this.registry.resolveFeature(ref)).variant) return true;
       } catch {
         // Unknown either side: not this entry.
       }
@@ -75,10 +75,20 @@ export class Auth {
     return false;
   }
 
+  /** The items whose feature reference the key may use, in order. */
+  async visible<T>(key: ApiKeyRecord | null, items: T[], ref: (item: T) => string | null): Promise<T[]> {
+    if (!key?.features) return items;
+    const keep = await Promise.all(items.map((item) => {
+      const r = ref(item);
+      return r === null ? true : this.allows(key, r);
+    }));
+    return items.filter((_, i) => keep[i]);
+  }
+
   /** Throws NL_FORBIDDEN for the first reference outside the key's features. */
-  requireFeatures(key: ApiKeyRecord | null, refs: Iterable<string>): void {
+  async requireFeatures(key: ApiKeyRecord | null, refs: Iterable<string>): Promise<void> {
     for (const ref of refs) {
-      if (!this.allows(key, ref)) throw nlError('NL_FORBIDDEN', `this key may not use feature ${ref}`);
+      if (!(await this.allows(key, ref))) throw nlError('NL_FORBIDDEN', `this key may not use feature ${ref}`);
     }
   }
 }

@@ -8,22 +8,22 @@ import type { Metrics } from './metrics.ts';
  */
 export function registerHealthGauges(metrics: Metrics, store: FeatureStore): void {
   let cache: { at: number; reports: HealthReport[] } = { at: -Infinity, reports: [] };
-  const reports = () => {
+  const reports = async () => {
     const t = performance.now();
     if (t - cache.at > 250) {
-      const variants = store.registry.listFeatures().filter((f) => f.kind === 'embedding' && f.status === 'materialized');
+      const variants = (await store.registry.listFeatures()).filter((f) => f.kind === 'embedding' && f.status === 'materialized');
       cache = { at: t, reports: variants.map((f) => store.health.report(f)) };
     }
     return cache.reports;
   };
   const labels = (r: HealthReport) => ({ feature: r.feature, variant: r.variant });
-  const perWindow = (value: (s: HealthReport['recent']) => number) => () =>
-    reports().flatMap((r) => [
+  const perWindow = (value: (s: HealthReport['recent']) => number) => async () =>
+    (await reports()).flatMap((r) => [
       { labels: { ...labels(r), window: 'baseline' }, value: value(r.baseline) },
       { labels: { ...labels(r), window: 'recent' }, value: value(r.recent) },
     ]);
-  const perVariant = (value: (r: HealthReport) => number | null) => () =>
-    reports().flatMap((r) => {
+  const perVariant = (value: (r: HealthReport) => number | null) => async () =>
+    (await reports()).flatMap((r) => {
       const v = value(r);
       return v === null ? [] : [{ labels: labels(r), value: v }];
     });

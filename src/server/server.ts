@@ -25,7 +25,7 @@ export async function listen(opts: ListenOptions): Promise<{ address: string; cl
     throw e;
   }
   const app = await build({ store, logger: { level: process.env.NEARLINE_LOG_LEVEL ?? 'info' }, ...buildOpts });
-  const keys = store.registry.countKeys();
+  const keys = await store.registry.countKeys();
   const bindTo = host ?? (keys > 0 ? '0.0.0.0' : '127.0.0.1');
   try {
     const address = await app.listen({ port, host: bindTo });

@@ -12,7 +12,9 @@ import type { EmbeddingModel } from '../providers/embedding/types.ts';
 import { createEmbeddingModel, createOnlineStore, createSource, createVectorProvider, importPlugin, isBuiltinKind, isPoolable } from '../providers/index.ts';
 import type { OnlineStore } from '../providers/online/types.ts';
 import type { CollectionSpec, VectorCollection, VectorProvider } from '../providers/vector/types.ts';
-import { modelSpec, osActor, Registry, type Actor, type AliasRecord, type FeatureRecord, type ModelProbe, type PlanItem } from '../registry/registry.ts';
+import { modelSpec, osActor, Registry, type Actor, type AliasRecord, type FeatureRecord, type ModelProbe, type PlanItem, type ShadowRecord } from '../registry/registry.ts';
+import { openRegistry, registryLocation } from '../registry/open.ts';
+import { SqliteRegistry } from '../registry/sqlite.ts';
 import type { Filter, Hit, OnlineValue, Vector } from '../types.ts';
 import { checkIndexable, toVector } from '../vector.ts';
 import { HealthMonitor, thresholdsFromEnv, type DriftThresholds } from './health.ts';
@@ -76,6 +78,11 @@ export interface FeatureStoreOptions {
   /** Registry file instead of `<home>/nearline.db`; `:memory:` keeps nothing and creates no folder. */
   registryFile?: string;
   /**
+   * Where the registry lives: a `postgres://` (or `postgresql://`) URL, for many writers and serving nodes, or a
+   * SQLite file path. Default: `NEARLINE_REGISTRY` from the environment, else `<home>/nearline.db`.
+   */
+  registry?: string;
+  /**
    * Bound of the embedding cache `<home>/cache/embeddings.db` in bytes; 0 turns it off. Default:
    * `NEARLINE_EMBED_CACHE_MB` from the environment, else 1 GiB. Off with a `:memory:` registry.
    */
@@ -112,6 +119,7 @@ export class FeatureStore {
   private readonly onlineStores = new Map<string, Promise<OnlineStore>>();
   private readonly collections = new Map<string, Promise<VectorCollection>>();
   private readonly models = new Map<string, Promise<EmbeddingModel>>();
+  private readonly runtimes = new Map<string, string>();
   /** Rows pushed to sources: their logs, and the variants following them in this process. */
   readonly live: Live;
 
@@ -124,10 +132,10 @@ export class FeatureStore {
 
   private constructor(opts: FeatureStoreOptions) {
     this.home = path.resolve(opts.home);
-    if (opts.registryFile === ':memory:') this.registry = new Registry(opts.registryFile);
+    if (opts.registryFile === ':memory:') this.registry = new SqliteRegistry(opts.registryFile);
     else {
       mkdirSync(this.home, { recursive: true });
-      this.registry = opts.registryFile ? new Registry(opts.registryFile) : Registry.open(this.home);
+      this.registry = openRegistry(opts.registryFile ?? registryLocation(this.home, opts.registry));
     }
     this.embedWorkers = opts.embedWorkers ?? embedWorkersFromEnv();
     this.cacheBytes = opts.registryFile === ':memory:' ? 0 : (opts.embeddingCacheBytes ?? cacheBytesFromEnv() ?? DEFAULT_CACHE_BYTES);
@@ -151,7 +159,7 @@ export class FeatureStore {
 
   async close(): Promise<void> {
     if (this.shadowTimer) clearTimeout(this.shadowTimer);
-    this.flushShadows();
+    await this.flushShadows();
     await this.live.close();
     const settle = async <T>(map: Map<string, Promise<T>>, close: (x: T) => Promise<void>) => {
       for (const p of map.values()) await p.then(close, () => undefined);
@@ -164,7 +172,7 @@ export class FeatureStore {
     await settle(this.models, (m) => m.close());
     this.cache?.close();
     this.cache = undefined;
-    this.registry.close();
+    await this.registry.close();
   }
 
   // ---- definitions ----
@@ -176,18 +184,18 @@ export class FeatureStore {
    */
   async apply(defs: Definitions, opts: ApplyOptions = {}): Promise<{ plan: PlanItem[]; applied: boolean }> {
     // Plugins named by module path load before planning: the plan asks each provider kind for its role.
-    const kinds = [...defs.providers.map((p) => p.kind), ...this.registry.listProviders().map((p) => p.kind), ...defs.models.map((m) => m.runtime), ...defs.sources.map((s) => s.kind)];
+    const kinds = [...defs.providers.map((p) => p.kind), ...(await this.registry.listProviders()).map((p) => p.kind), ...defs.models.map((m) => m.runtime), ...defs.sources.map((s) => s.kind)];
     for (const kind of new Set(kinds)) if (!isBuiltinKind(kind)) await importPlugin(kind);
     const probes = new Map<string, ModelProbe>();
     for (const m of defs.models) {
       const ref = `${m.name}@${m.version}`;
       const sha256 = await modelFingerprint(m);
-      const known = this.registry.getModel(m.name, m.version);
+      const known = await this.registry.getModel(m.name, m.version);
       const dims = known && known.sha256 === sha256 ? known.dims : (await probeModel(m)).dims;
       probes.set(ref, { dims, sha256 });
     }
-    defs = withModelDims(defs, probes, this.registry);
-    const plan = this.registry.plan(defs, probes, { force: opts.force });
+    defs = await withModelDims(defs, probes, this.registry);
+    const plan = await this.registry.plan(defs, probes, { force: opts.force });
     // Columns are checked for new and changed features, and for features over a new or changed source.
     const changed = new Set(plan.filter((p) => (p.kind === 'feature' || p.kind === 'source') && (p.action === 'create' || p.action === 'update')).map((p) => p.name));
     const check = defs.features.filter((f) => changed.has(`${f.name}@${f.variant}`) || changed.has(`${f.source.name}@${f.source.variant}`));
@@ -195,10 +203,12 @@ export class FeatureStore {
     const refused = plan.some((p) => p.action === 'refused');
     if (refused || opts.dryRun) return { plan, applied: false };
     if (plan.some((p) => p.warning) && opts.confirm && !(await opts.confirm(plan))) return { plan, applied: false };
-    const moved = defs.aliases
-      .filter((a) => plan.some((p) => p.kind === 'alias' && p.name === `${a.feature}@${a.name}` && p.action !== 'unchanged'))
-      .map((a) => ({ ...a, previous: this.registry.getAlias(a.feature, a.name)?.variant }));
-    this.registry.commit(defs, plan, probes, opts.actor);
+    const moved = await Promise.all(
+      defs.aliases
+        .filter((a) => plan.some((p) => p.kind === 'alias' && p.name === `${a.feature}@${a.name}` && p.action !== 'unchanged'))
+        .map(async (a) => ({ ...a, previous: (await this.registry.getAlias(a.feature, a.name))?.variant })),
+    );
+    await this.registry.commit(defs, plan, probes, opts.actor, { force: opts.force });
     for (const a of moved) await this.mirrorAlias(a.feature, a.name, a.previous);
     return { plan, applied: true };
   }
@@ -217,7 +227,7 @@ export class FeatureStore {
     variant: string,
     opts: { force?: boolean; actor?: Actor; gate?: string; sample?: number; queries?: unknown[]; k?: number } = {},
   ): Promise<{ alias: AliasRecord; previous?: string; report?: CompareReport }> {
-    const previous = this.registry.getAlias(feature, name)?.variant;
+    const previous = (await this.registry.getAlias(feature, name))?.variant;
     let report: CompareReport | undefined;
     if (opts.gate !== undefined) {
       const gates = parseGate(opts.gate);
@@ -228,7 +238,7 @@ export class FeatureStore {
         if (failed.length) throw Object.assign(nlError('NL_GATE_FAILED', `${feature}@${name} -> ${variant}`, failed.join('; ')), { report });
       }
     }
-    const alias = this.registry.setAlias(feature, name, variant, opts);
+    const alias = await this.registry.setAlias(feature, name, variant, opts);
     await this.mirrorAlias(feature, name, previous);
     return { alias, ...(previous !== undefined ? { previous } : {}), ...(report ? { report } : {}) };
   }
@@ -244,14 +254,14 @@ export class FeatureStore {
    * provider alias is removed, as nearline refuses to serve it and a backend reader must not see it half-written.
    */
   private async mirrorAlias(feature: string, name: string, previous?: string): Promise<void> {
-    const current = this.registry.getAlias(feature, name);
-    const live = (variant: string | undefined) => {
-      const f = variant === undefined ? undefined : this.registry.getFeature(feature, variant);
+    const current = await this.registry.getAlias(feature, name);
+    const live = async (variant: string | undefined) => {
+      const f = variant === undefined ? undefined : await this.registry.getFeature(feature, variant);
       return f?.kind === 'embedding' && f.status === 'materialized' ? f : undefined;
     };
-    const target = live(current?.variant);
+    const target = await live(current?.variant);
     // Only a variant that was servable can have a provider alias naming it, so nothing else is touched.
-    const before = live(previous);
+    const before = await live(previous);
     const aliasName = FeatureStore.providerAliasName(feature, name);
     const move = async (providerName: string, fn: (p: VectorProvider) => Promise<void>) => {
       try {
@@ -269,7 +279,7 @@ export class FeatureStore {
 
   /** After a variant is published, the aliases already naming it reach the provider too. */
   private async mirrorAliasesOf(feature: FeatureRecord): Promise<void> {
-    for (const a of this.registry.listAliases(feature.name)) {
+    for (const a of await this.registry.listAliases(feature.name)) {
       if (a.variant === feature.variant) await this.mirrorAlias(feature.name, a.name);
     }
   }
@@ -278,7 +288,7 @@ export class FeatureStore {
 
   vectorProvider(name: string): Promise<VectorProvider> {
     return cached(this.vectorProviders, name, async () => {
-      const rec = this.registry.getProvider(name);
+      const rec = await this.registry.getProvider(name);
       if (!rec) throw nlError('NL_PROVIDER_NOT_FOUND', name);
       const provider = await createVectorProvider(rec.kind, rec.options, { name, home: this.home });
       await provider.open();
@@ -288,7 +298,7 @@ export class FeatureStore {
 
   onlineStore(name: string): Promise<OnlineStore> {
     return cached(this.onlineStores, name, async () => {
-      const rec = this.registry.getProvider(name);
+      const rec = await this.registry.getProvider(name);
       if (!rec) throw nlError('NL_PROVIDER_NOT_FOUND', name);
       const store = await createOnlineStore(rec.kind, rec.options, { name, home: this.home });
       await store.open();
@@ -313,12 +323,20 @@ export class FeatureStore {
    * or the pool is off), so a server can keep such queries from holding up cheap ones. An unknown reference
    * answers true; the query itself then fails with the precise error.
    */
-  textBlocks(featureRef: string): boolean {
+  async textBlocks(featureRef: string): Promise<boolean> {
     if (this.embedWorkers === 0) return true;
     try {
-      const model = this.servable(featureRef, 'embedding').text?.model;
-      const rec = model && this.registry.getModel(model.name, model.version);
-      return !rec || !isPoolable(rec.runtime);
+      const model = (await this.servable(featureRef, 'embedding')).text?.model;
+      if (!model) return true;
+      // A registered model version never changes, so its runtime is read once.
+      const key = `${model.name}@${model.version}`;
+      let runtime = this.runtimes.get(key);
+      if (runtime === undefined) {
+        runtime = (await this.registry.getModel(model.name, model.version))?.runtime;
+        if (runtime === undefined) return true;
+        this.runtimes.set(key, runtime);
+      }
+      return !isPoolable(runtime);
     } catch {
       return true;
     }
@@ -339,7 +357,7 @@ export class FeatureStore {
    */
   model(name: string, version: string): Promise<EmbeddingModel> {
     return cached(this.models, `${name}@${version}`, async () => {
-      const rec = this.registry.getModel(name, version);
+      const rec = await this.registry.getModel(name, version);
       if (!rec) throw nlError('NL_MODEL_NOT_FOUND', `${name}@${version}`);
       const sha = await modelFingerprint(rec);
       if (sha !== rec.sha256) throw nlError('NL_MODEL_CHANGED', `${name}@${version}`, `sha256 ${rec.sha256.slice(0, 12)} registered, ${sha.slice(0, 12)} on disk; register a new version`);
@@ -359,18 +377,18 @@ export class FeatureStore {
    * lease lapses after `LEASE_MS`, or at once for a process of this host that no longer exists.
    */
   async materialize(ref: string, opts: MaterializeOptions = {}): Promise<MaterializeResult> {
-    const feature = this.registry.resolveFeature(ref);
+    const feature = await this.registry.resolveFeature(ref);
     const holder = { id: `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`, host: hostname(), pid: process.pid };
     const take = () => this.registry.acquireLease(feature.name, feature.variant, holder, LEASE_MS, processAlive);
-    const first = take();
+    const first = await take();
     if (!first.ok) throw nlError('NL_LEASE_HELD', `${feature.name}@${feature.variant}`, `${first.holder} (lease until ${new Date(first.expiresAt).toISOString()})`);
-    const renew = setInterval(() => take(), LEASE_MS / 3);
+    const renew = setInterval(() => void take().catch(() => undefined), LEASE_MS / 3);
     renew.unref();
     try {
       return await this.build(feature, opts);
     } finally {
       clearInterval(renew);
-      this.registry.releaseLease(feature.name, feature.variant, holder.id);
+      await this.registry.releaseLease(feature.name, feature.variant, holder.id);
     }
   }
 
@@ -386,7 +404,7 @@ export class FeatureStore {
         health: this.health,
         invalidReport: (f) => path.join(this.home, 'reports', `${f.name}@${f.variant}.invalid.jsonl`),
         source: async (f) => {
-          const spec = this.registry.getSource(f.source.name, f.source.variant);
+          const spec = await this.registry.getSource(f.source.name, f.source.variant);
           if (!spec) throw nlError('NL_SOURCE_NOT_FOUND', `${f.source.name}@${f.source.variant}`);
           return { source: await createSource(spec), kind: spec.kind };
         },
@@ -411,8 +429,8 @@ export class FeatureStore {
   // ---- serving ----
 
   /** Resolves a feature reference to a materialized variant of the wanted kind. */
-  servable(ref: string, kind?: 'embedding' | 'scalar'): FeatureRecord {
-    const feature = this.registry.resolveFeature(ref);
+  async servable(ref: string, kind?: 'embedding' | 'scalar'): Promise<FeatureRecord> {
+    const feature = await this.registry.resolveFeature(ref);
     if (kind && feature.kind !== kind) throw nlError('NL_UNSUPPORTED', `${ref} is a ${feature.kind} feature, not ${kind}`);
     if (feature.status !== 'materialized') throw nlError('NL_NOT_MATERIALIZED', `${feature.name}@${feature.variant}`);
     return feature;
@@ -424,7 +442,7 @@ export class FeatureStore {
 
   /** Many queries against one feature: vector queries go to the provider as one batch. */
   async nearestMany(featureRef: string, reqs: Array<Omit<NearestRequest, 'feature'>>): Promise<NearestResult[]> {
-    const feature = this.servable(featureRef, 'embedding');
+    const feature = await this.servable(featureRef, 'embedding');
     // took_ms is the query's time: a model's first load (a server loads them before it is ready) is not part of it.
     if (feature.text && reqs.some((r) => r.query && typeof r.query === 'object' && 'text' in r.query)) {
       await this.model(feature.text.model.name, feature.text.model.version);
@@ -455,7 +473,7 @@ export class FeatureStore {
     }
     const took = Math.round((performance.now() - t0) * 1000) / 1000;
     for (const r of out) r.took_ms = took;
-    this.mirror(featureRef, feature, reqs, out);
+    await this.mirror(featureRef, feature, reqs, out);
     return out;
   }
 
@@ -473,10 +491,10 @@ export class FeatureStore {
    * Shadow traffic: when `ref` reached the variant through an alias that shadows a candidate, a share of its
    * queries runs again on the candidate after the answer has gone, and their overlap@k is tallied.
    */
-  private mirror(ref: string, feature: FeatureRecord, reqs: Array<Omit<NearestRequest, 'feature'>>, out: NearestResult[]): void {
+  private async mirror(ref: string, feature: FeatureRecord, reqs: Array<Omit<NearestRequest, 'feature'>>, out: NearestResult[]): Promise<void> {
     const at = ref.indexOf('@');
     const alias = at < 0 ? 'prod' : ref.slice(at + 1);
-    const shadow = this.shadowOf(feature.name, alias);
+    const shadow = await this.shadowOf(feature.name, alias);
     if (!shadow || shadow.variant === feature.variant) return;
     const picked = reqs.map((r, i) => [r, out[i]] as const).filter(() => Math.random() < shadow.fraction);
     if (!picked.length) return;
@@ -486,21 +504,21 @@ export class FeatureStore {
         .catch(() => picked.forEach(() => this.shadowTally.add(feature.name, alias, shadow.variant, null)));
       this.shadowTimer ??= setTimeout(() => {
         this.shadowTimer = undefined;
-        this.flushShadows();
+        void this.flushShadows().catch(() => undefined);
       }, 2000).unref();
     });
   }
 
-  private shadowCache: { at: number; list: ReturnType<Registry['listShadows']> } | undefined;
+  private shadowCache: { at: number; list: ShadowRecord[] } | undefined;
 
-  private shadowOf(feature: string, alias: string) {
-    if (!this.shadowCache || Date.now() - this.shadowCache.at > 1000) this.shadowCache = { at: Date.now(), list: this.registry.listShadows() };
+  private async shadowOf(feature: string, alias: string) {
+    if (!this.shadowCache || Date.now() - this.shadowCache.at > 1000) this.shadowCache = { at: Date.now(), list: await this.registry.listShadows() };
     return this.shadowCache.list.find((s) => s.feature === feature && s.alias === alias);
   }
 
   /** Writes what mirrored queries measured to the registry, where `show` and other processes read it. */
-  flushShadows(): void {
-    for (const t of this.shadowTally.take()) this.registry.addShadowResults(t.feature, t.alias, t.variant, t.queries, t.overlapSum, t.errors);
+  async flushShadows(): Promise<void> {
+    for (const t of this.shadowTally.take()) await this.registry.addShadowResults(t.feature, t.alias, t.variant, t.queries, t.overlapSum, t.errors);
   }
 
   /**
@@ -509,8 +527,8 @@ export class FeatureStore {
    * and the norms of the sampled entities' vectors.
    */
   async compare(refA: string, refB: string, opts: { k?: number; sample?: number; queries?: unknown[]; seed?: number } = {}): Promise<CompareReport> {
-    const a = this.servable(refA, 'embedding');
-    const b = this.servable(refB, 'embedding');
+    const a = await this.servable(refA, 'embedding');
+    const b = await this.servable(refB, 'embedding');
     const k = opts.k ?? 10;
     if (!Number.isInteger(k) || k < 1 || k > LIMITS.maxK) throw nlError('NL_LIMIT_EXCEEDED', `k must be an integer from 1 to ${LIMITS.maxK}`);
     const base = { a: `${a.name}@${a.variant}`, b: `${b.name}@${b.variant}`, k };
@@ -558,25 +576,25 @@ export class FeatureStore {
 
   /** Points an alias back at the variant it named before its last move. */
   async rollbackAlias(feature: string, name: string, opts: { actor?: Actor } = {}): Promise<{ alias: AliasRecord; previous: string }> {
-    const current = this.registry.getAlias(feature, name);
+    const current = await this.registry.getAlias(feature, name);
     if (!current) throw nlError('NL_NOT_FOUND', `alias ${feature}@${name} does not exist`);
-    const back = this.registry.previousAliasVariant(feature, name);
+    const back = await this.registry.previousAliasVariant(feature, name);
     if (!back) throw nlError('NL_CONFLICT', `alias ${feature}@${name} has no earlier variant to roll back to`);
     const { alias } = await this.setAlias(feature, name, back, opts);
     return { alias, previous: current.variant };
   }
 
   /** Mirrors `fraction` of alias `name`'s nearest queries to `variant`; fraction 0 stops it. */
-  shadowAlias(feature: string, name: string, variant: string, fraction: number): void {
+  async shadowAlias(feature: string, name: string, variant: string, fraction: number): Promise<void> {
     if (!(fraction >= 0 && fraction <= 1)) throw nlError('NL_BAD_REQUEST', '--fraction must be a number from 0 to 1');
-    if (!this.registry.getAlias(feature, name)) throw nlError('NL_NOT_FOUND', `alias ${feature}@${name} does not exist`);
+    if (!(await this.registry.getAlias(feature, name))) throw nlError('NL_NOT_FOUND', `alias ${feature}@${name} does not exist`);
     if (fraction === 0) {
-      this.registry.deleteShadow(feature, name);
+      await this.registry.deleteShadow(feature, name);
       return;
     }
-    const target = this.servable(`${feature}@${variant}`, 'embedding');
+    const target = await this.servable(`${feature}@${variant}`, 'embedding');
     if (target.variant !== variant) throw nlError('NL_BAD_REQUEST', `${feature}@${variant} is an alias; shadow a variant`);
-    this.registry.setShadow(feature, name, variant, fraction);
+    await this.registry.setShadow(feature, name, variant, fraction);
     this.shadowCache = undefined;
   }
 
@@ -588,19 +606,18 @@ export class FeatureStore {
     const at = ref.indexOf('@');
     if (at <= 0) throw nlError('NL_BAD_REQUEST', `drop names one variant: FEATURE@VARIANT, got ${JSON.stringify(ref)}`);
     const [name, variant] = [ref.slice(0, at), ref.slice(at + 1)];
-    const feature = this.registry.getFeature(name, variant);
+    const feature = await this.registry.getFeature(name, variant);
     if (!feature) throw nlError('NL_FEATURE_NOT_FOUND', ref);
     if (feature.status === 'dropped') return feature;
-    const aliases = this.registry.listAliases(name).filter((a) => a.variant === variant);
+    const aliases = (await this.registry.listAliases(name)).filter((a) => a.variant === variant);
     if (aliases.length) throw nlError('NL_CONFLICT', `${ref} is served by alias ${aliases.map((a) => `${name}@${a.name}`).join(', ')}; move the alias first`);
-    const shadows = this.registry.listShadows(name).filter((s) => s.variant === variant);
+    const shadows = (await this.registry.listShadows(name)).filter((s) => s.variant === variant);
     if (shadows.length) throw nlError('NL_CONFLICT', `${ref} receives shadow traffic of ${shadows.map((s) => `${name}@${s.alias}`).join(', ')}; stop it with fraction 0 first`);
     if (feature.status === 'materializing') throw nlError('NL_CONFLICT', `${ref} is being materialized`);
     await this.dropData(feature);
     this.live.unfollow(feature);
-    this.registry.markDropped(name, variant);
-    this.registry.recordEvent({ actor: opts.actor ?? osActor(), action: 'drop', kind: 'feature', name: ref, feature: name });
-    return this.registry.getFeature(name, variant)!;
+    await this.registry.markDropped(name, variant, opts.actor ?? osActor());
+    return (await this.registry.getFeature(name, variant))!;
   }
 
   private async planQuery(feature: FeatureRecord, collection: VectorCollection, provider: VectorProvider, req: Omit<NearestRequest, 'feature'>) {
@@ -699,7 +716,7 @@ export class FeatureStore {
     const variants: Record<string, string> = {};
     const byProvider = new Map<string, Array<{ ref: string; feature: FeatureRecord }>>();
     for (const ref of refs) {
-      const feature = this.servable(ref);
+      const feature = await this.servable(ref);
       variants[ref] = `${feature.name}@${feature.variant}`;
       const list = byProvider.get(feature.provider) ?? [];
       list.push({ ref, feature });
@@ -742,7 +759,7 @@ export class FeatureStore {
     upserts: Array<{ id: string; vector?: unknown; text?: unknown; metadata?: Record<string, unknown> }>,
     deletes: string[] = [],
   ): Promise<{ feature: string; variant: string; upserted: number; deleted: number; offset: number }> {
-    const feature = this.servable(featureRef, 'embedding');
+    const feature = await this.servable(featureRef, 'embedding');
     const records = upserts.map((u, i) => {
       if (typeof u.id !== 'string' || !u.id) throw nlError('NL_BAD_REQUEST', `upserts[${i}].id must be a non-empty string`);
       if ((u.vector === undefined) === (u.text === undefined)) throw nlError('NL_BAD_REQUEST', `upserts[${i}] needs exactly one of vector or text`);
@@ -794,21 +811,20 @@ export class FeatureStore {
 
   /** Size of every materialized embedding feature's index, for metrics. */
   async indexSizes(): Promise<Array<{ feature: string; variant: string; rows: number }>> {
-    return this.registry
-      .listFeatures()
+    return (await this.registry.listFeatures())
       .filter((f) => f.kind === 'embedding' && f.status === 'materialized')
       .map((f) => ({ feature: f.name, variant: f.variant, rows: f.rows }));
   }
 }
 
 /** Text features without `dims` take their model's, as probed (or registered). */
-function withModelDims(defs: Definitions, probes: Map<string, ModelProbe>, registry: Registry): Definitions {
-  const features = defs.features.map((f) => {
+async function withModelDims(defs: Definitions, probes: Map<string, ModelProbe>, registry: Registry): Promise<Definitions> {
+  const features = await Promise.all(defs.features.map(async (f) => {
     if (!f.text || f.dims !== undefined) return f;
     const mref = `${f.text.model.name}@${f.text.model.version}`;
-    const dims = probes.get(mref)?.dims ?? registry.getModel(f.text.model.name, f.text.model.version)?.dims;
+    const dims = probes.get(mref)?.dims ?? (await registry.getModel(f.text.model.name, f.text.model.version))?.dims;
     return dims === undefined ? f : { ...f, dims };
-  });
+  }));
   return { ...defs, features };
 }
 

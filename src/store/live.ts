@@ -119,8 +119,8 @@ function decodeVector(s: string): Vector {
   return out;
 }
 
-function entityKey(registry: Registry, f: FeatureRecord): string {
-  const entity = registry.getEntity(f.entity);
+async function entityKey(registry: Registry, f: FeatureRecord): Promise<string> {
+  const entity = await registry.getEntity(f.entity);
   if (!entity) throw nlError('NL_ENTITY_NOT_FOUND', f.entity);
   return entity.key;
 }
@@ -152,11 +152,11 @@ class LiveSource {
     return run;
   }
 
-  target(feature: FeatureRecord, sink: { collection?: VectorCollection; store?: OnlineStore } = {}): Target {
+  async target(feature: FeatureRecord, sink: { collection?: VectorCollection; store?: OnlineStore } = {}): Promise<Target> {
     return {
       feature,
       ref: ref(feature),
-      key: entityKey(this.ctx.registry, feature),
+      key: await entityKey(this.ctx.registry, feature),
       ...sink,
       applied: 0,
       durable: 0,
@@ -172,15 +172,15 @@ class LiveSource {
     let p = this.following.get(key);
     if (!p) {
       p = this.serial(async () => {
-        const t = this.target(feature);
+        const t = await this.target(feature);
         if (feature.kind === 'embedding') {
           t.collection = await this.ctx.collection(feature);
           const offsets = t.collection.logOffsets?.();
-          t.applied = offsets ? offsets.applied : this.ctx.registry.getLogOffset(feature.name, feature.variant);
+          t.applied = offsets ? offsets.applied : await this.ctx.registry.getLogOffset(feature.name, feature.variant);
           t.durable = offsets ? offsets.durable : t.applied;
         } else {
           t.store = await this.ctx.online(feature);
-          t.applied = t.durable = this.ctx.registry.getLogOffset(feature.name, feature.variant);
+          t.applied = t.durable = await this.ctx.registry.getLogOffset(feature.name, feature.variant);
         }
         await this.replay(t, this.log.end());
         this.targets.set(key, t);
@@ -353,7 +353,7 @@ export class Live {
 
   /** Takes every source's log for appending (a server does, so no other process can append under it). */
   async claim(): Promise<void> {
-    for (const name of this.ctx.registry.listSourceNames()) await this.source(name, true);
+    for (const name of await this.ctx.registry.listSourceNames()) await this.source(name, true);
   }
 
   /** Makes a materialized variant current with its source's log before it is read; cheap once following. */
@@ -374,7 +374,7 @@ export class Live {
    */
   async catchUp(feature: FeatureRecord, sink: { collection?: VectorCollection; store?: OnlineStore }): Promise<number> {
     const s = await this.source(feature.source.name);
-    const t = s.target(feature, sink);
+    const t = await s.target(feature, sink);
     await s.replay(t, s.log.end());
     return t.applied;
   }
@@ -382,12 +382,14 @@ export class Live {
   /** Rows pushed to a source: validated against every variant, durable, applied everywhere, in that order. */
   async push(sourceName: string, rows: unknown[]): Promise<PushResult> {
     const { registry } = this.ctx;
-    if (!registry.listSourceVariants(sourceName).length) throw nlError('NL_SOURCE_NOT_FOUND', sourceName);
+    if (!(await registry.listSourceVariants(sourceName)).length) throw nlError('NL_SOURCE_NOT_FOUND', sourceName);
     if (!Array.isArray(rows) || rows.length === 0) throw nlError('NL_BAD_REQUEST', 'rows must be a non-empty array');
     if (rows.length > this.opts.maxRows) throw nlError('NL_LIMIT_EXCEEDED', `at most ${this.opts.maxRows} rows per push, got ${rows.length}`);
-    const features = registry.featuresOfSource(sourceName);
+    const features = await registry.featuresOfSource(sourceName);
     const live = features.filter((f) => f.status === 'materialized');
-    const keys = [...new Set(features.map((f) => entityKey(registry, f)))];
+    // Read once per push: a row of any variant is keyed by its entity's key column.
+    const keyOf = new Map(await Promise.all(features.map(async (f) => [ref(f), await entityKey(registry, f)] as const)));
+    const keys = [...new Set(keyOf.values())];
     // A row may carry any column of the source (a variant built later may read it), and nothing else.
     const known = new Set([...keys, ...features.flatMap(columnsOf), ...(await this.sourceColumns(sourceName)), '_deleted']);
     const entries: Array<{ key: string; data: { r: Record<string, unknown>; e?: Record<string, string> } }> = [];
@@ -425,7 +427,7 @@ export class Live {
         return;
       }
       for (const f of live) {
-        const p = prepare({ line: i, values: row, position: 0 }, f, entityKey(registry, f), false);
+        const p = prepare({ line: i, values: row, position: 0 }, f, keyOf.get(ref(f))!, false);
         if ('reason' in p) throw nlError('NL_BAD_SOURCE_ROW', `${where}: ${ref(f)}: ${p.reason}`);
         if (p.vector && !indexable(p.vector, f.metric)) throw nlError('NL_BAD_SOURCE_ROW', `${where}: ${ref(f)}: column "${f.vector!.column}": a zero vector has no cosine direction`);
         if (p.vector) wrote(f, p.id, p.vector);
@@ -464,7 +466,7 @@ export class Live {
 
   private async sourceColumns(name: string): Promise<string[]> {
     const out: string[] = [];
-    for (const spec of this.ctx.registry.listSourceVariants(name)) {
+    for (const spec of await this.ctx.registry.listSourceVariants(name)) {
       const key = `${spec.name}@${spec.variant}`;
       let p = this.fileColumns.get(key);
       if (!p) {
@@ -530,10 +532,10 @@ export class Live {
             t.lastSnapshotSeconds = (performance.now() - started) / 1000;
             t.lastSnapshotAt = Date.now();
             t.pendingSince = Date.now();
-            this.ctx.registry.setLogOffset(t.feature.name, t.feature.variant, t.durable);
-            this.ctx.registry.setFeatureRows(t.feature.name, t.feature.variant, t.collection ? await t.collection.count() : await t.store!.count(t.ref));
+            await this.ctx.registry.setLogOffset(t.feature.name, t.feature.variant, t.durable);
+            await this.ctx.registry.setFeatureRows(t.feature.name, t.feature.variant, t.collection ? await t.collection.count() : await t.store!.count(t.ref));
           }
-          await s.log.compact(this.compactableThrough(s));
+          await s.log.compact(await this.compactableThrough(s));
         }
       } finally {
         this.snapshotting = null;
@@ -543,12 +545,12 @@ export class Live {
   }
 
   /** The lowest offset any materialized variant of the source holds durably: the log below it may be compacted. */
-  private compactableThrough(s: LiveSource): number {
+  private async compactableThrough(s: LiveSource): Promise<number> {
     let low = s.log.end();
-    for (const f of this.ctx.registry.featuresOfSource(s.name)) {
+    for (const f of await this.ctx.registry.featuresOfSource(s.name)) {
       if (f.status !== 'materialized') continue;
       const t = s.targets.get(ref(f));
-      low = Math.min(low, t ? t.durable : this.ctx.registry.getLogOffset(f.name, f.variant));
+      low = Math.min(low, t ? t.durable : await this.ctx.registry.getLogOffset(f.name, f.variant));
     }
     return low;
   }

@@ -223,7 +223,7 @@ describe('client retries and timeouts', () => {
 describe('client auth', () => {
   it('sends the API key and surfaces NL_UNAUTHORIZED / NL_FORBIDDEN', async () => {
     // Last in the file: once a key exists, every call needs one.
-    const serve = registry.createKey('serve', null).key;
+    const serve = (await registry.createKey('serve', null)).key;
     await expectCode(nl.registry.features(), 'NL_UNAUTHORIZED', 401);
     const keyed = new Nearline({ url, apiKey: serve });
     expect((await keyed.nearest({ feature: 'item_vec', k: 1, query: { id: 'i1' } })).hits).toHaveLength(1);

@@ -54,7 +54,7 @@ describe('the audit trail: keys list / revoke, history', () => {
     await store?.close();
   });
 
-  it('records apply, alias moves, materialization and keys with when and who (the OS user for the CLI)', () => {
+  it('records apply, alias moves, materialization and keys with when and who (the OS user for the CLI)', async () => {
     const r = cli(home, 'history', '--json');
     expect(r.code, r.err).toBe(0);
     const events = JSON.parse(r.out) as Array<{ id: number; at: string; actor: string; action: string; kind: string; name: string; detail: Record<string, unknown> | null }>;
@@ -84,7 +84,7 @@ describe('the audit trail: keys list / revoke, history', () => {
       { variant: 'v2', previous: 'v1' },
       { variant: 'v1', previous: 'v2' },
     ]);
-    expect(store.registry.aliasHistory('word_vec', 'prod').map((h) => h.actor)).toEqual([ME, ME, ME]);
+    expect((await store.registry.aliasHistory('word_vec', 'prod')).map((h) => h.actor)).toEqual([ME, ME, ME]);
 
     const table = cli(home, 'history', '--feature', 'word_vec', '--limit', '2');
     expect(table.code).toBe(0);
@@ -154,17 +154,17 @@ describe('the audit trail: keys list / revoke, history', () => {
     }
     const listed = JSON.parse(cli(home, 'keys', 'list', '--json').out).find((k: { id: string }) => k.id === keys.serve.id);
     expect(listed).toMatchObject({ revokedBy: ME, revokedAt: expect.any(String) });
-    expect(store.registry.listEvents({ limit: 1 })[0]).toMatchObject({ action: 'key.revoke', name: keys.serve.id, actor: ME });
+    expect((await store.registry.listEvents({ limit: 1 }))[0]).toMatchObject({ action: 'key.revoke', name: keys.serve.id, actor: ME });
   });
 
-  it('revoking an unknown or already revoked key is a coded error and changes nothing', () => {
+  it('revoking an unknown or already revoked key is a coded error and changes nothing', async () => {
     const before = cli(home, 'keys', 'list', '--json').out;
-    const events = store.registry.listEvents().length;
+    const events = (await store.registry.listEvents()).length;
     expect(cli(home, 'keys', 'revoke', 'nosuchkey')).toMatchObject({ code: 1, err: expect.stringContaining('NL_NOT_FOUND') });
     expect(cli(home, 'keys', 'revoke', keys.serve.id)).toMatchObject({ code: 1, err: expect.stringContaining('NL_CONFLICT') });
     expect(cli(home, 'keys', 'revoke')).toMatchObject({ code: 2 });
     expect(cli(home, 'keys', 'list', '--json').out).toBe(before);
-    expect(store.registry.listEvents().length).toBe(events);
+    expect((await store.registry.listEvents()).length).toBe(events);
   });
 
   it('a server whose keys are all revoked stays closed', async () => {

@@ -88,7 +88,7 @@ describe('the dashboard routes', () => {
 
   it('the page asks for a key only once a key exists, and the data routes need one', async () => {
     expect((await get('/ui/session.json')).body).toEqual({ keyRequired: false });
-    const { key } = store.registry.createKey('serve', ['word_freq']);
+    const { key } = await store.registry.createKey('serve', ['word_freq']);
     await new Promise((r) => setTimeout(r, 600));
     expect((await get('/ui/session.json')).body).toEqual({ keyRequired: true });
     expect((await get('/ui/app.js')).status).toBe(200);

@@ -123,10 +123,10 @@ describe('health of a variant: materialization is the baseline, writes are the r
     await store?.close();
   });
 
-  const v1 = () => store.registry.getFeature('thing_vec', 'v1')!;
+  const v1 = async () => (await store.registry.getFeature('thing_vec', 'v1'))!;
 
-  it('materialization records the baseline: count, norms, zero and duplicate vectors, centroid', () => {
-    const r = store.health.report(v1());
+  it('materialization records the baseline: count, norms, zero and duplicate vectors, centroid', async () => {
+    const r = store.health.report(await v1());
     const all = stats(rows.map((x) => Float32Array.from(x.vec)));
     expect(r.baseline.count).toBe(rows.length);
     expect(r.baseline.normMean).toBeCloseTo(all.normMean, 4);
@@ -137,39 +137,39 @@ describe('health of a variant: materialization is the baseline, writes are the r
     expect(r.baseline.centroid[0]).toBeCloseTo(all.centroid()[0], 4);
     expect(r.recent.count).toBe(0);
     expect(r.status).toBe('warming');
-    expect(store.health.sample(v1()).length).toBe(rows.length);
+    expect(store.health.sample(await v1()).length).toBe(rows.length);
   });
 
   it('writes like the baseline do not drift; rotated writes do, and say by how much', async () => {
     const same = gaussian(100, MEAN, 0.3, 11);
     await store.writeVectors('thing_vec@v1', same.map((v, i) => ({ id: `s${i}`, vector: Array.from(v) })));
-    let r = store.health.report(v1());
+    let r = store.health.report(await v1());
     expect(r.recent.count).toBe(100);
     expect(r.status).toBe('ok');
     expect(r.drifting).toBe(false);
 
     const turned = gaussian(400, rotate(MEAN, 0.6), 0.3, 12);
     await store.writeVectors('thing_vec@v1', turned.map((v, i) => ({ id: `t${i}`, vector: Array.from(v) })));
-    r = store.health.report(v1());
+    r = store.health.report(await v1());
     expect(r.recent.count).toBe(500);
     expect(r.status).toBe('drifting');
     expect(r.drift!.centroidDistance).toBeGreaterThan(0.05);
   });
 
   it('health survives a restart', async () => {
-    const before = store.health.report(v1());
+    const before = store.health.report(await v1());
     await store.close();
     store = FeatureStore.open({ home, drift: { centroidDistance: 0.05, normShift: 0.1, minSamples: 50 } });
-    const after = store.health.report(v1());
+    const after = store.health.report(await v1());
     expect(after).toEqual(before);
     // Duplicate detection still knows the vectors written before the restart.
     await store.writeVectors('thing_vec@v1', [{ id: 'again', vector: rows[7].vec }]);
-    expect(store.health.report(v1()).recent.duplicates).toBe(before.recent.duplicates + 1);
+    expect(store.health.report(await v1()).recent.duplicates).toBe(before.recent.duplicates + 1);
   });
 
   it('the recent window slides: enough writes like the baseline end the drift', async () => {
     const window = new HealthMonitor({ dir: path.join(home, 'window-test'), window: 400, thresholds: { centroidDistance: 0.05, normShift: 0.1, minSamples: 50 } });
-    const f = { ...v1(), name: 'w' };
+    const f = { ...(await v1()), name: 'w' };
     window.observe({ ...f, status: 'materializing' }, gaussian(1000, MEAN, 0.3, 20));
     window.observe(f, gaussian(400, rotate(MEAN, 0.8), 0.3, 21));
     expect(window.report(f).status).toBe('drifting');
@@ -185,7 +185,7 @@ describe('health of a variant: materialization is the baseline, writes are the r
     try {
       const res = await app.inject({ method: 'GET', url: '/v1/features/thing_vec@v1/health' });
       expect(res.statusCode).toBe(200);
-      expect(res.json()).toEqual(JSON.parse(JSON.stringify(store.health.report(v1()))));
+      expect(res.json()).toEqual(JSON.parse(JSON.stringify(store.health.report(await v1()))));
       expect(res.json()).toMatchObject({ status: 'drifting', drifting: true, baseline: { zero: 2, duplicates: 3 } });
       const metrics = (await app.inject({ method: 'GET', url: '/metrics' })).body;
       expect(metrics).toMatch(/\nnearline_embedding_drifting\{feature="thing_vec",variant="v1"\} 1\n/);
@@ -225,7 +225,7 @@ describe('health of a variant: materialization is the baseline, writes are the r
         .join('\n') + '\n',
     );
     await store.materialize('thing_vec@v2', { progress: false });
-    const c = store.health.compare(v1(), store.registry.getFeature('thing_vec', 'v2')!);
+    const c = store.health.compare(await v1(), (await store.registry.getFeature('thing_vec', 'v2'))!);
     expect(c.a).toBe('thing_vec@v1');
     expect(c.centroidDistance).toBeGreaterThan(0.3);
     expect(c.b_stats.count).toBe(300);

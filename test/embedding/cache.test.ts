@@ -58,7 +58,7 @@ describe('embedding cache in the store', () => {
       { variant: 'v3', model: 'tiny@2' },
     ];
     await store.apply(await loadDefinitions(writeDefs(home, defs(features, models))));
-    expect(store.registry.getModel('tiny', '1')!.sha256).not.toBe(store.registry.getModel('tiny', '2')!.sha256);
+    expect((await store.registry.getModel('tiny', '1'))!.sha256).not.toBe((await store.registry.getModel('tiny', '2'))!.sha256);
 
     const first = await store.materialize('doc_vec@v1', { progress: false, batchSize: 16 });
     expect(first).toMatchObject({ rows: DOCS.length, cacheHits: 0, embedded: DOCS.length });
@@ -78,8 +78,8 @@ describe('embedding cache in the store', () => {
     expect(Array.from(embedded.vectors[0])).toEqual(Array.from(rows[3].features['doc_vec@v1'] as Float32Array));
     expect(store.embeddingCache!.count()).toBe(2 * DOCS.length);
     // The store's onnx models embed in worker threads, so its text queries do not hold the JS thread.
-    expect(store.textBlocks('doc_vec@v1')).toBe(false);
-    expect(store.textBlocks('no_such_feature')).toBe(true);
+    expect(await store.textBlocks('doc_vec@v1')).toBe(false);
+    expect(await store.textBlocks('no_such_feature')).toBe(true);
     await store.close();
   });
 
@@ -93,7 +93,7 @@ describe('embedding cache in the store', () => {
     const again = await store.materialize('doc_vec@v2', { progress: false });
     expect(again).toMatchObject({ cacheHits: 0, embedded: DOCS.length });
     expect(store.embeddingCache).toBeUndefined();
-    expect(store.textBlocks('doc_vec@v1')).toBe(true);
+    expect(await store.textBlocks('doc_vec@v1')).toBe(true);
     await store.close();
   });
 

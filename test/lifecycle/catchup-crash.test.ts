@@ -53,7 +53,7 @@ describe('a new variant killed while it catches up on pushed rows', () => {
     const resumed = spawnSync(process.execPath, [BIN, 'materialize', 'item_vec@v2', '--resume', '--home', home], { cwd: home, encoding: 'utf8' });
     expect(resumed.status, resumed.stderr).toBe(0);
     const again = FeatureStore.open({ home });
-    const v2 = again.registry.getFeature('item_vec', 'v2')!;
+    const v2 = (await again.registry.getFeature('item_vec', 'v2'))!;
     const deletedFileRows = [...final.values()].filter((v) => v === null).length;
     expect(v2).toMatchObject({ status: 'materialized', rows: 500 - deletedFileRows + 30 * 999 });
     const probe = ['i0', 'i7', 'i8', 'p0', 'p29998', 'p15000'];

@@ -81,7 +81,7 @@ describe('compare', () => {
     // The same 300 entities, by brute force.
     const sampled = (await store.compare('item_vec@v1', 'item_vec@v1', { sample: 300, k })).queries;
     expect(sampled).toBe(300);
-    const ids = store.health.sample(store.registry.getFeature('item_vec', 'v1')!);
+    const ids = store.health.sample((await store.registry.getFeature('item_vec', 'v1'))!);
     expect(ids.length).toBeGreaterThanOrEqual(300);
     // Brute force over every row gives the population value; the sample's mean must be close to it.
     let sum = 0;
@@ -117,12 +117,12 @@ describe('gated alias moves, rollback, drop, shadow', () => {
   it('a failing gate refuses the move and changes nothing; a passing one moves; rollback restores the answers exactly', async () => {
     const before = await store.nearest({ feature: 'item_vec', k: 10, query: { id: 'i9' } });
     await expect(store.setAlias('item_vec', 'prod', 'v3', { gate: 'overlap>=0.6', sample: 200 })).rejects.toMatchObject({ code: 'NL_GATE_FAILED' });
-    expect(store.registry.getAlias('item_vec', 'prod')!.variant).toBe('v1');
+    expect((await store.registry.getAlias('item_vec', 'prod'))!.variant).toBe('v1');
     await expect(store.setAlias('item_vec', 'prod', 'v2', { gate: 'overlap>=>0.6' })).rejects.toMatchObject({ code: 'NL_BAD_REQUEST' });
     await expect(store.setAlias('item_vec', 'prod', 'v2', { gate: 'ovrlap>=0.6' })).rejects.toMatchObject({ code: 'NL_BAD_REQUEST' });
     const moved = await store.setAlias('item_vec', 'prod', 'v2', { gate: 'overlap>=0.3,recall>=0.9', sample: 200 });
     expect(moved.report!.overlap).toBeGreaterThanOrEqual(0.3);
-    expect(store.registry.getAlias('item_vec', 'prod')!.variant).toBe('v2');
+    expect((await store.registry.getAlias('item_vec', 'prod'))!.variant).toBe('v2');
     expect((await store.nearest({ feature: 'item_vec', k: 1, query: { id: 'i9' } })).variant).toBe('v2');
     const back = await store.rollbackAlias('item_vec', 'prod');
     expect(back).toMatchObject({ previous: 'v2', alias: { variant: 'v1' } });
@@ -132,7 +132,7 @@ describe('gated alias moves, rollback, drop, shadow', () => {
   });
 
   it('shadow traffic mirrors a share of the alias queries off the request path and records their overlap', async () => {
-    store.shadowAlias('item_vec', 'prod', 'v2', 1);
+    await store.shadowAlias('item_vec', 'prod', 'v2', 1);
     for (let i = 0; i < 40; i++) await store.nearest({ feature: 'item_vec', k: 10, query: { id: `i${i}` } });
     // Queries naming a variant directly are not the alias's traffic.
     await store.nearest({ feature: 'item_vec@v1', k: 10, query: { id: 'i1' } });
@@ -140,8 +140,8 @@ describe('gated alias moves, rollback, drop, shadow', () => {
     const [live] = store.shadowStats();
     expect(live).toMatchObject({ feature: 'item_vec', alias: 'prod', variant: 'v2', queries: 40, errors: 0 });
     expect(live.overlap!).toBeGreaterThan(0.3);
-    store.flushShadows();
-    expect(store.registry.listShadows('item_vec')[0]).toMatchObject({ variant: 'v2', fraction: 1, queries: 40 });
+    await store.flushShadows();
+    expect((await store.registry.listShadows('item_vec'))[0]).toMatchObject({ variant: 'v2', fraction: 1, queries: 40 });
     await expect(Promise.resolve().then(() => store.shadowAlias('item_vec', 'prod', 'v2', 2))).rejects.toMatchObject({ code: 'NL_BAD_REQUEST' });
   });
 
@@ -149,7 +149,7 @@ describe('gated alias moves, rollback, drop, shadow', () => {
     await expect(store.drop('item_vec@v1')).rejects.toMatchObject({ code: 'NL_CONFLICT', message: expect.stringMatching(/alias item_vec@prod/) });
     await expect(store.drop('item_vec@v2')).rejects.toMatchObject({ code: 'NL_CONFLICT', message: expect.stringMatching(/shadow/) });
     await expect(store.drop('item_vec@v3')).rejects.toMatchObject({ code: 'NL_CONFLICT', message: expect.stringMatching(/canary/) });
-    store.shadowAlias('item_vec', 'prod', 'v2', 0);
+    await store.shadowAlias('item_vec', 'prod', 'v2', 0);
     const dropped = await store.drop('item_vec@v2');
     expect(dropped).toMatchObject({ status: 'dropped', rows: 0, vector: { column: 'vec2' } });
     expect(existsSync(path.join(home, 'indexes', 'item_vec__v2'))).toBe(false);
@@ -158,7 +158,7 @@ describe('gated alias moves, rollback, drop, shadow', () => {
     await store.push('items', [{ id: 'new', vec: rows[1].vec, vec2: rows[1].vec2, vec3: rows[1].vec3, price: 1 }]);
     expect(existsSync(path.join(home, 'indexes', 'item_vec__v2'))).toBe(false);
     expect((await store.nearest({ feature: 'item_vec', k: 1, query: { vector: rows[1].vec }, exclude: ['i1'] })).hits[0].id).toBe('new');
-    expect(store.registry.listEvents({ feature: 'item_vec' }).some((e) => e.action === 'drop' && e.name === 'item_vec@v2')).toBe(true);
+    expect((await store.registry.listEvents({ feature: 'item_vec' })).some((e) => e.action === 'drop' && e.name === 'item_vec@v2')).toBe(true);
   });
 });
 
@@ -169,13 +169,13 @@ describe('one builder per variant', () => {
     defs.aliases = [];
     await store.apply(defs);
     const other = { id: 'builder-host:4242:abcd', host: 'builder-host', pid: 4242 };
-    expect(store.registry.acquireLease('item_vec', 'v4', other, 60_000, () => true)).toEqual({ ok: true });
+    expect(await store.registry.acquireLease('item_vec', 'v4', other, 60_000, () => true)).toEqual({ ok: true });
     await expect(store.materialize('item_vec@v4', { progress: false })).rejects.toMatchObject({ code: 'NL_LEASE_HELD', message: expect.stringMatching(/builder-host:4242/) });
-    expect(store.registry.getFeature('item_vec', 'v4')!.status).toBe('registered');
+    expect((await store.registry.getFeature('item_vec', 'v4'))!.status).toBe('registered');
     // A holder on this host whose process is gone loses its lease at once (a kill -9, then --resume).
-    store.registry.releaseLease('item_vec', 'v4', other.id);
+    await store.registry.releaseLease('item_vec', 'v4', other.id);
     const dead = { id: 'dead', host: (await import('node:os')).hostname(), pid: 999_999 };
-    store.registry.acquireLease('item_vec', 'v4', dead, 60_000, () => true);
+    await store.registry.acquireLease('item_vec', 'v4', dead, 60_000, () => true);
     await expect(store.materialize('item_vec@v4', { progress: false })).resolves.toMatchObject({ status: 'done' });
   });
 });
@@ -183,8 +183,8 @@ describe('one builder per variant', () => {
 describe('over HTTP and the CLI', () => {
   it('POST /v1/compare and gated alias moves need scope admin; a failed gate answers 409 and moves nothing', async () => {
     const app = await build({ store, warm: false });
-    const admin = store.registry.createKey('admin', null).key;
-    const serve = store.registry.createKey('serve', null).key;
+    const admin = (await store.registry.createKey('admin', null)).key;
+    const serve = (await store.registry.createKey('serve', null)).key;
     const call = (method: 'POST' | 'PUT', url: string, payload: object | undefined, key: string) =>
       app.inject({ method, url, payload, headers: { authorization: `Bearer ${key}` } });
     expect((await call('POST', '/v1/compare', { a: 'item_vec@v1', b: 'item_vec@v3', sample: 50 }, serve)).statusCode).toBe(403);
@@ -194,13 +194,13 @@ describe('over HTTP and the CLI', () => {
     const refused = await call('PUT', '/v1/registry/aliases/item_vec/prod', { variant: 'v3', gate: 'overlap>=0.5', sample: 50 }, admin);
     expect(refused.statusCode).toBe(409);
     expect(refused.json().error.code).toBe('NL_GATE_FAILED');
-    expect(store.registry.getAlias('item_vec', 'prod')!.variant).toBe('v1');
+    expect((await store.registry.getAlias('item_vec', 'prod'))!.variant).toBe('v1');
     const moved = await call('PUT', '/v1/registry/aliases/item_vec/prod', { variant: 'v3', force: false }, admin);
     expect(moved.json()).toMatchObject({ variant: 'v3', previous: 'v1' });
     const back = await call('POST', '/v1/registry/aliases/item_vec/prod/rollback', undefined, admin);
     expect(back.json()).toMatchObject({ variant: 'v1', previous: 'v3' });
     await app.close();
-    for (const k of store.registry.listKeys()) store.registry.revokeKey(k.id);
+    for (const k of await store.registry.listKeys()) await store.registry.revokeKey(k.id);
   });
 
   it('nearline compare --json --gate exits non-zero when a condition fails', async () => {

@@ -73,9 +73,9 @@ describe('POST /v1/sources/:source/push', () => {
   });
 
   it('needs scope write once keys exist; a key limited to some features cannot push to a source others are built from', async () => {
-    const write = server.store.registry.createKey('write', null).key;
-    const serve = server.store.registry.createKey('serve', null).key;
-    const narrow = server.store.registry.createKey('write', ['item_vec']).key;
+    const write = (await server.store.registry.createKey('write', null)).key;
+    const serve = (await server.store.registry.createKey('serve', null)).key;
+    const narrow = (await server.store.registry.createKey('write', ['item_vec'])).key;
     const row = { id: 'keyed', vec: vec(6), lang: 'en', bucket: 2, price: 3, title: 'keyed row' };
     expect((await push([row])).statusCode).toBe(401);
     expect((await push([row], 'items', serve)).statusCode).toBe(403);

@@ -102,7 +102,7 @@ describe('push rows to a source', () => {
     const deadline = Date.now() + 10_000;
     while (manifest().logOffset < 120 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
     expect(manifest().logOffset).toBeGreaterThanOrEqual(120);
-    expect(store.registry.getLogOffset('word_freq', 'v1')).toBeGreaterThanOrEqual(120);
+    expect(await store.registry.getLogOffset('word_freq', 'v1')).toBeGreaterThanOrEqual(120);
     await store.close();
     // A graceful close snapshots everything.
     expect(manifest().logOffset).toBe(160);

@@ -16,7 +16,7 @@ const ROOT = path.resolve(import.meta.dirname, '../..');
 const FIXTURES = path.join(import.meta.dirname, 'fixtures');
 const BIN = (name: string) => path.join(ROOT, 'node_modules', '.bin', name);
 /** Packages that must not load until a definition or a call uses them (TypeBox: option schemas, the server's routes). */
-const LAZY = ['fastify', '@fastify/', 'onnxruntime-node', 'onnxruntime-common', '@huggingface/', 'ioredis', '@qdrant/', '@sinclair/typebox'];
+const LAZY = ['fastify', '@fastify/', 'onnxruntime-node', 'onnxruntime-common', '@huggingface/', 'ioredis', '@qdrant/', '@sinclair/typebox', 'pg/', 'pg-'];
 
 let work: string;
 let consumer: string;
@@ -65,7 +65,7 @@ describe('the packed package', () => {
   it('installs on Node 20 with no engine or config warnings and without optional peers', () => {
     expect(installLog).not.toMatch(/EBADENGINE|Unknown (project|env|user) config/);
     const installed = readdirSync(path.join(consumer, 'node_modules'));
-    for (const peer of ['onnxruntime-node', 'ioredis', '@huggingface', '@qdrant']) expect(installed).not.toContain(peer);
+    for (const peer of ['onnxruntime-node', 'ioredis', '@huggingface', '@qdrant', 'pg']) expect(installed).not.toContain(peer);
     expect(installed).toContain('fastify');
   });
 
@@ -102,8 +102,8 @@ describe('the packed package', () => {
         [
           '--input-type=module',
           '-e',
-          `const { createOnlineStore, createEmbeddingModel } = await import('nearline');
-           for (const f of [() => createOnlineStore('redis', {}, { name: 'r', home: '.' }), () => createEmbeddingModel({ name: 'm', version: '1', runtime: 'onnx', path: '.' })]) {
+          `const { createOnlineStore, createEmbeddingModel, openRegistry } = await import('nearline');
+           for (const f of [() => createOnlineStore('redis', {}, { name: 'r', home: '.' }), () => createEmbeddingModel({ name: 'm', version: '1', runtime: 'onnx', path: '.' }), () => openRegistry('postgres://127.0.0.1/x').listFeatures()]) {
              try { await f(); console.log('loaded'); } catch (e) { console.log(e.code + ': ' + e.message); }
            }`,
         ],
@@ -113,6 +113,7 @@ describe('the packed package', () => {
     expect(r.stdout.trim().split('\n')).toEqual([
       'NL_MISSING_PACKAGE: the redis provider needs the package ioredis, which is not installed: npm install ioredis',
       'NL_MISSING_PACKAGE: the onnx runtime needs the package onnxruntime-node, which is not installed: npm install onnxruntime-node @huggingface/tokenizers',
+      'NL_MISSING_PACKAGE: a PostgreSQL registry (NEARLINE_REGISTRY=postgres://...) needs the package pg, which is not installed: npm install pg',
     ]);
   });
 
@@ -183,7 +184,7 @@ describe('importing has no side effects', () => {
 
   it('opening a store and querying the registry still loads no server or runtime', () => {
     const cwd = mkdtempSync(path.join(work, 'cwd-'));
-    const { esm, cjs, stdout } = loadsOf(path.join(ROOT, 'dist', 'index.js'), cwd, `const store = m.openStore({ home: '.' }); console.log(store.registry.listFeatures().length); await store.close();`);
+    const { esm, cjs, stdout } = loadsOf(path.join(ROOT, 'dist', 'index.js'), cwd, `const store = m.openStore({ home: '.' }); console.log((await store.registry.listFeatures()).length); await store.close();`);
     expect(stdout).toBe('0');
     expect(cjs.some((f) => f.includes('/node_modules/better-sqlite3/'))).toBe(true);
     expect(lazyLoaded([...esm, ...cjs])).toEqual([]);

@@ -5,7 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { loadDefinitions } from '../../src/config.ts';
 import { isNearlineError } from '../../src/errors.ts';
 import { createOnlineStore, createVectorProvider } from '../../src/providers/index.ts';
-import { Registry } from '../../src/registry/registry.ts';
+import { openRegistry } from '../../src/registry/open.ts';
 import { FeatureStore } from '../../src/store/feature-store.ts';
 import { exactCosine, tempDir, wordDefs, writeDefs, writeWords } from '../helpers/fixtures.ts';
 import { onlineStoreSuite } from '../providers/online.suite.ts';
@@ -114,7 +114,7 @@ describe('plugins named in definitions', () => {
     expect(await definitionError(with0({ name: 'local', kind: 'hnws' }), at)).toContain('providers[0] (local): field "kind": cannot load plugin hnws');
   });
 
-  it('apply from the CLI writes nothing when an option is wrong', () => {
+  it('apply from the CLI writes nothing when an option is wrong', async () => {
     const home = dir();
     writeWords(home, 10, 4);
     const defs = { ...wordDefs(4), providers: [{ name: 'local', kind: 'hnsw', initialCapacity: -5 }, { name: 'kv', kind: 'sqlite' }] };
@@ -122,12 +122,12 @@ describe('plugins named in definitions', () => {
     expect(r.status).toBe(1);
     expect(r.stderr).toContain('error NL_BAD_DEFINITION');
     expect(r.stderr).toContain('providers[0] (local): field "initialCapacity": expected integer to be greater or equal to 1, got -5');
-    const registry = Registry.open(home);
+    const registry = openRegistry(path.join(home, 'nearline.db'));
     try {
-      expect(registry.listProviders()).toEqual([]);
-      expect(registry.listFeatures()).toEqual([]);
+      expect(await registry.listProviders()).toEqual([]);
+      expect(await registry.listFeatures()).toEqual([]);
     } finally {
-      registry.close();
+      await registry.close();
     }
   });
 
@@ -148,7 +148,7 @@ describe('plugins named in definitions', () => {
       const err = await store.apply(await loadDefinitions(writeDefs(home, wrong))).catch((e: unknown) => e);
       expect(isNearlineError(err, 'NL_BAD_DEFINITION'), String(err)).toBe(true);
       expect((err as Error).message).toContain('is not a vector provider');
-      expect(store.registry.listProviders()).toEqual([]);
+      expect(await store.registry.listProviders()).toEqual([]);
     } finally {
       await store.close();
     }

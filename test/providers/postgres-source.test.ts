@@ -114,7 +114,7 @@ describe.skipIf(skipPostgresTests())('postgres source', () => {
       expect(hits.hits).toHaveLength(3);
       expect(hits.hits.every((h) => Number(h.id.slice(1)) % 2 === 0)).toBe(true);
       // The URL is stored as written: the password-bearing value stays in the environment.
-      expect(JSON.stringify(store.registry.getSource('docs', 'v1'))).toContain('${NEARLINE_TEST_PG_URL}');
+      expect(JSON.stringify(await store.registry.getSource('docs', 'v1'))).toContain('${NEARLINE_TEST_PG_URL}');
     } finally {
       await store.close();
       delete process.env.NEARLINE_TEST_PG_URL;

@@ -61,7 +61,7 @@ describe('apply checks every referenced column against the source (regression: t
     const store = FeatureStore.open({ home: tempDir() });
     try {
       await expect(store.apply(await loadDefinitions(writeDefs(home, defs, 'typo.yaml')))).rejects.toMatchObject({ code: 'NL_BAD_DEFINITION', message: expect.stringMatching(message) });
-      expect(store.registry.listProviders()).toEqual([]);
+      expect(await store.registry.listProviders()).toEqual([]);
     } finally {
       await store.close();
     }

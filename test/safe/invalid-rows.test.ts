@@ -23,7 +23,7 @@ describe('--skip-invalid has a threshold and reports every bad row (regression: 
     const { store, home } = await setup(0, 9);
     const err = await store.materialize('word_vec@v1', { progress: false, skipInvalid: true }).catch((e: unknown) => e);
     expect(err).toMatchObject({ code: 'NL_BAD_SOURCE_ROW', message: expect.stringMatching(/200 of 200 rows read are invalid, more than --max-invalid allows \(1% of the rows read \(2 of 200\)\); nothing was published/) });
-    expect(store.registry.getFeature('word_vec', 'v1')).toMatchObject({ status: 'failed', rows: 0 });
+    expect(await store.registry.getFeature('word_vec', 'v1')).toMatchObject({ status: 'failed', rows: 0 });
     const report = path.join(home, 'reports', 'word_vec@v1.invalid.jsonl');
     expect((err as Error).message).toContain(report);
     expect(reportLines(report)).toHaveLength(200);
@@ -36,7 +36,7 @@ describe('--skip-invalid has a threshold and reports every bad row (regression: 
     const run = (maxInvalid?: number) => store.materialize('word_vec@v1', { progress: false, skipInvalid: true, ...(maxInvalid !== undefined ? { maxInvalid } : {}) });
     await expect(run()).rejects.toMatchObject({ code: 'NL_BAD_SOURCE_ROW', message: expect.stringContaining('3 of 203 rows read are invalid') });
     await expect(run(2)).rejects.toMatchObject({ message: expect.stringContaining('(2 rows)') });
-    expect(store.registry.getFeature('word_vec', 'v1')!.status).toBe('failed');
+    expect((await store.registry.getFeature('word_vec', 'v1'))!.status).toBe('failed');
     const ok = await run(0.05);
     expect(ok).toMatchObject({ status: 'done', rows: 200, skipped: 3 });
     expect(reportLines(ok.invalidReport!).map((r) => r.line)).toEqual([201, 202, 203]);
@@ -67,8 +67,8 @@ describe('a variant that never published may be redefined (regression: NL_VARIAN
     const fixed = await store.apply(await loadDefinitions(writeDefs(home, wordDefs(8), 'fixed.yaml')));
     expect(fixed.applied).toBe(true);
     expect(fixed.plan.find((p) => p.name === 'word_vec@v1')).toMatchObject({ action: 'update', reason: 'redefines a variant whose materialization failed' });
-    expect(store.registry.getFeature('word_vec', 'v1')).toMatchObject({ status: 'registered', dims: 8 });
-    expect(store.registry.getMaterialization('word_vec', 'v1')).toBeUndefined();
+    expect(await store.registry.getFeature('word_vec', 'v1')).toMatchObject({ status: 'registered', dims: 8 });
+    expect(await store.registry.getMaterialization('word_vec', 'v1')).toBeUndefined();
     expect(await store.materialize('word_vec@v1', { progress: false, resume: true })).toMatchObject({ status: 'done', rows: 200 });
     const again = await store.apply(await loadDefinitions(writeDefs(home, wordDefs(9), 'back.yaml')));
     expect(again.plan.find((p) => p.name === 'word_vec@v1')).toMatchObject({ action: 'refused', code: 'NL_VARIANT_IMMUTABLE' });

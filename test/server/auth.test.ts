@@ -13,12 +13,12 @@ beforeAll(async () => {
   const opened = await openApp(made.home);
   ({ app, close } = opened);
   const reg = opened.store.registry;
-  keys.serve = reg.createKey('serve', null).key;
-  keys.write = reg.createKey('write', null).key;
-  keys.admin = reg.createKey('admin', null).key;
-  keys.itemOnly = reg.createKey('serve', ['item_vec']).key;
-  keys.itemV1 = reg.createKey('serve', ['item_vec@v1']).key;
-  keys.writeItemV2 = reg.createKey('write', ['item_vec@v2']).key;
+  keys.serve = (await reg.createKey('serve', null)).key;
+  keys.write = (await reg.createKey('write', null)).key;
+  keys.admin = (await reg.createKey('admin', null)).key;
+  keys.itemOnly = (await reg.createKey('serve', ['item_vec'])).key;
+  keys.itemV1 = (await reg.createKey('serve', ['item_vec@v1'])).key;
+  keys.writeItemV2 = (await reg.createKey('write', ['item_vec@v2'])).key;
 });
 
 afterAll(async () => {

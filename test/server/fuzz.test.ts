@@ -142,11 +142,11 @@ function generator(seed: number) {
 }
 
 async function snapshot() {
-  const collection = await store.collection(store.servable('item_vec@v1'));
+  const collection = await store.collection(await store.servable('item_vec@v1'));
   const q = await app.inject({ method: 'POST', url: '/v1/nearest', payload: { feature: 'item_vec', k: 10, query: { vector: items[42].vec }, include: { vectors: true } } });
   const count = await collection.count();
   const { hits, variant } = q.json() as { hits: unknown[]; variant: string };
-  return { count, rows: store.registry.getFeature('item_vec', 'v1')!.rows, status: q.statusCode, variant, hits };
+  return { count, rows: (await store.registry.getFeature('item_vec', 'v1'))!.rows, status: q.statusCode, variant, hits };
 }
 
 describe('fuzz: malformed and hostile requests', () => {

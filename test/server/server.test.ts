@@ -41,7 +41,7 @@ describe('listen', () => {
 
   it('an explicit host is honoured, and with a key created the open-API warning is gone', async () => {
     const store = FeatureStore.open({ home });
-    const { key } = store.registry.createKey('serve', null);
+    const { key } = await store.registry.createKey('serve', null);
     await store.close();
     const log = capture();
     const server = await listen({ home, port: 0, host: '127.0.0.1', logger: log.logger });

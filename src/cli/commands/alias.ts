@@ -42,7 +42,7 @@ export const alias: Command = {
       const fraction = Number(values.fraction);
       if (!Number.isFinite(fraction)) throw nlError('NL_BAD_REQUEST', '--fraction must be a number from 0 to 1');
       return withStore(home, async (store) => {
-        store.shadowAlias(feature, name, variant, fraction);
+        await store.shadowAlias(feature, name, variant, fraction);
         process.stdout.write(fraction === 0 ? `${feature}@${name}: shadow traffic stopped\n` : `${feature}@${name}: ${fraction * 100}% of its nearest queries mirrored to ${variant}\n`);
         return 0;
       });

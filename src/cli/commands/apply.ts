@@ -1,9 +1,9 @@
 import { existsSync } from 'node:fs';
-import path from 'node:path';
 import { createInterface } from 'node:readline/promises';
 import { loadDefinitions } from '../../config.ts';
 import type { PlanItem } from '../../registry/registry.ts';
 import type { Command } from './index.ts';
+import { isPostgresUrl, registryLocation } from '../../registry/open.ts';
 import { withStore } from './open.ts';
 
 export const apply: Command = {
@@ -23,7 +23,8 @@ export const apply: Command = {
     const defs = await loadDefinitions(file);
     const dryRun = Boolean(values['dry-run']);
     // A dry run in a home without a registry plans against an empty one in memory and creates nothing.
-    const registryFile = dryRun && !existsSync(path.join(home, 'nearline.db')) ? ':memory:' : undefined;
+    const location = registryLocation(home);
+    const registryFile = dryRun && !isPostgresUrl(location) && !existsSync(location) ? ':memory:' : undefined;
     let shown = false;
     let needsYes = false;
     const show = (plan: PlanItem[]) => {

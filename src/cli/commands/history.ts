@@ -18,8 +18,8 @@ export const history: Command = {
     if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw nlError('NL_BAD_REQUEST', '--limit must be an integer from 1 to 10000');
     const feature = values.feature as string | undefined;
     return withStore(home, async ({ registry }) => {
-      if (feature !== undefined && !registry.listFeatures(feature.split('@')[0]).length) throw nlError('NL_FEATURE_NOT_FOUND', feature);
-      const events = registry.listEvents({ ...(feature !== undefined ? { feature: feature.split('@')[0] } : {}), limit });
+      if (feature !== undefined && !(await registry.listFeatures(feature.split('@')[0])).length) throw nlError('NL_FEATURE_NOT_FOUND', feature);
+      const events = await registry.listEvents({ ...(feature !== undefined ? { feature: feature.split('@')[0] } : {}), limit });
       if (values.json) process.stdout.write(toJson(events, 2) + '\n');
       else printTable(events.map((e) => ({ at: e.at, who: e.actor, what: `${e.action} ${e.kind}`, name: e.name, detail: describe(e) })));
       return 0;

@@ -28,15 +28,15 @@ export const keys: Command = {
       if (!SCOPES.includes(scope)) throw nlError('NL_BAD_REQUEST', `--scope must be one of ${SCOPES.join(', ')}`);
       const features = values.features === undefined ? null : (values.features as string).split(',').map((s) => s.trim()).filter(Boolean);
       return withStore(home, async ({ registry }) => {
-        for (const f of features ?? []) if (!registry.listFeatures(f.split('@')[0]).length) throw nlError('NL_FEATURE_NOT_FOUND', f);
-        const serving = registry.countKeys() === 0 ? await findServing(home) : [];
+        for (const f of features ?? []) if (!(await registry.listFeatures(f.split('@')[0])).length) throw nlError('NL_FEATURE_NOT_FOUND', f);
+        const serving = await registry.countKeys() === 0 ? await findServing(home) : [];
         if (serving.length) {
           const where = serving.map((s) => `${s.address} (pid ${s.pid})`).join(', ');
           const what = `a server is serving this home with no API key at ${where}: the first key turns authentication on, and every client without a key gets 401 NL_UNAUTHORIZED from then on`;
           if (!values.yes) throw nlError('NL_CONFIRMATION_REQUIRED', `${what}. Nothing was created; re-run with --yes, then give the key to every client`);
           process.stderr.write(`warning: ${what}\n`);
         }
-        const { key, record } = registry.createKey(scope, features);
+        const { key, record } = await registry.createKey(scope, features);
         process.stderr.write(`created key ${record.id} (scope ${scope}${features ? `, features ${features.join(', ')}` : ''}); it is shown once:\n`);
         process.stdout.write(`${key}\n`);
         return 0;
@@ -44,7 +44,7 @@ export const keys: Command = {
     }
     if (verb === 'list' && args.length === 0) {
       return withStore(home, async ({ registry }) => {
-        const list = registry.listKeys();
+        const list = await registry.listKeys();
         if (values.json) process.stdout.write(toJson(list, 2) + '\n');
         else
           printTable(
@@ -62,7 +62,7 @@ export const keys: Command = {
     }
     if (verb === 'revoke' && args.length === 1) {
       return withStore(home, async ({ registry }) => {
-        const k = registry.revokeKey(args[0]);
+        const k = await registry.revokeKey(args[0]);
         process.stdout.write(`revoked key ${k.id} (scope ${k.scope}) at ${k.revokedAt}\n`);
         return 0;
       });

@@ -16,10 +16,10 @@ export const list: Command = {
     return withStore(home, async ({ registry }) => {
       const rows: Array<Record<string, unknown>> =
         what === 'models'
-          ? registry.listModels().map((m) => ({ model: `${m.name}@${m.version}`, runtime: m.runtime, dims: m.dims, pooling: m.pooling, sha256: m.sha256.slice(0, 12) }))
+          ? (await registry.listModels()).map((m) => ({ model: `${m.name}@${m.version}`, runtime: m.runtime, dims: m.dims, pooling: m.pooling, sha256: m.sha256.slice(0, 12) }))
           : what === 'aliases'
-            ? registry.listAliases().map((a) => ({ alias: `${a.feature}@${a.name}`, variant: a.variant, updated: a.updatedAt }))
-            : registry.listFeatures().map((f) => ({
+            ? (await registry.listAliases()).map((a) => ({ alias: `${a.feature}@${a.name}`, variant: a.variant, updated: a.updatedAt }))
+            : (await registry.listFeatures()).map((f) => ({
                 feature: `${f.name}@${f.variant}`,
                 kind: f.kind,
                 status: f.status,
@@ -47,30 +47,30 @@ export const show: Command = {
     }
     return withStore(home, async (store) => {
       const { registry } = store;
-      const f = registry.resolveFeature(ref);
-      const source = registry.getSource(f.source.name, f.source.variant);
-      const provider = registry.getProvider(f.provider);
+      const f = await registry.resolveFeature(ref);
+      const source = await registry.getSource(f.source.name, f.source.variant);
+      const provider = await registry.getProvider(f.provider);
       if (!provider) throw nlError('NL_PROVIDER_NOT_FOUND', f.provider);
-      const model = f.text ? registry.getModel(f.text.model.name, f.text.model.version) : undefined;
+      const model = f.text ? await registry.getModel(f.text.model.name, f.text.model.version) : undefined;
       const out = {
         feature: `${f.name}@${f.variant}`,
         ...f,
         // A materialized variant is live: it follows the rows pushed to its source until it is dropped.
         status: f.status === 'materialized' ? 'live' : f.status,
-        aliases: registry.listAliases(f.name).filter((a) => a.variant === f.variant).map((a) => a.name),
+        aliases: (await registry.listAliases(f.name)).filter((a) => a.variant === f.variant).map((a) => a.name),
         lineage: {
           source: source && { ref: `${source.name}@${source.variant}`, ...source },
           model: model && { ref: `${model.name}@${model.version}`, runtime: model.runtime, dims: model.dims, sha256: model.sha256 },
           ...(f.text ? { text: { ...(f.text.template !== undefined ? { template: f.text.template } : {}), columns: textColumns(f.text), model: `${f.text.model.name}@${f.text.model.version}` } } : {}),
           provider: { name: provider.name, kind: provider.kind },
-          entity: registry.getEntity(f.entity),
+          entity: await registry.getEntity(f.entity),
         },
-        materialization: registry.getMaterialization(f.name, f.variant) ?? null,
+        materialization: await registry.getMaterialization(f.name, f.variant) ?? null,
         mutability: mutability(f.status),
         // Rows pushed to the source: how far this variant's durable state (snapshot) has applied its log.
-        live: { source: f.source.name, logEnd: await store.live.logEnd(f.source.name), durableOffset: registry.getLogOffset(f.name, f.variant) },
+        live: { source: f.source.name, logEnd: await store.live.logEnd(f.source.name), durableOffset: await registry.getLogOffset(f.name, f.variant) },
         // Mirrored traffic of the feature's aliases: the candidate variant and the overlap@k measured so far.
-        shadows: registry.listShadows(f.name),
+        shadows: await registry.listShadows(f.name),
       };
       process.stdout.write(toJson(out, 2) + '\n');
       return 0;

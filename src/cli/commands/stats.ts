@@ -18,14 +18,14 @@ export const stats: Command = {
       return 2;
     }
     return withStore(home, async (store) => {
-      const embedding = (r: string) => {
-        const f = store.registry.resolveFeature(r);
+      const embedding = async (r: string) => {
+        const f = await store.registry.resolveFeature(r);
         if (f.kind !== 'embedding') throw nlError('NL_UNSUPPORTED', `${r} is a ${f.kind} feature; stats are about embeddings`);
         return f;
       };
-      const f = embedding(ref);
+      const f = await embedding(ref);
       const report = store.health.report(f);
-      const comparison = values.against === undefined ? undefined : store.health.compare(f, embedding(values.against as string));
+      const comparison = values.against === undefined ? undefined : store.health.compare(f, await embedding(values.against as string));
       if (values.json) process.stdout.write(toJson({ ...report, ...(comparison ? { comparison } : {}) }, 2) + '\n');
       else process.stdout.write(text(report, comparison));
       return report.drifting ? 3 : 0;

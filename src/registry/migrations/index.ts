@@ -2,7 +2,16 @@
  * Versioned registry migrations, applied in order inside one transaction each.
  * Never edit a shipped migration: add the next version.
  */
-export const MIGRATIONS: ReadonlyArray<{ version: number; name: string; sql: string }> = [
+export interface Migration {
+  version: number;
+  name: string;
+  /** SQLite's statements; `postgresSql` derives PostgreSQL's from them. */
+  sql: string;
+  /** Statements PostgreSQL runs after the derived ones. */
+  postgres?: string;
+}
+
+export const MIGRATIONS: ReadonlyArray<Migration> = [
   {
     version: 1,
     name: 'init',
@@ -94,6 +103,13 @@ export const MIGRATIONS: ReadonlyArray<{ version: number; name: string; sql: str
         created_at TEXT NOT NULL
       );
     `,
+    // SQLite lists rows in insertion order by rowid; PostgreSQL has no rowid, so these tables get one.
+    postgres: `
+      ALTER TABLE sources ADD COLUMN seq BIGSERIAL;
+      ALTER TABLE features ADD COLUMN seq BIGSERIAL;
+      ALTER TABLE alias_history ADD COLUMN seq BIGSERIAL;
+      ALTER TABLE api_keys ADD COLUMN seq BIGSERIAL;
+    `,
   },
   {
     version: 2,
@@ -165,3 +181,16 @@ export const MIGRATIONS: ReadonlyArray<{ version: number; name: string; sql: str
     `,
   },
 ];
+
+/**
+ * A migration as PostgreSQL runs it: integers are 64-bit (offsets, epoch milliseconds), REAL is double precision,
+ * `offset` is a reserved word there, and an AUTOINCREMENT key is a BIGSERIAL.
+ */
+export function postgresSql(m: Migration): string {
+  const sql = m.sql
+    .replace(/INTEGER PRIMARY KEY AUTOINCREMENT/g, 'BIGSERIAL PRIMARY KEY')
+    .replace(/\bINTEGER\b/g, 'BIGINT')
+    .replace(/\bREAL\b/g, 'DOUBLE PRECISION')
+    .replace(/^(\s*)offset /gm, '$1"offset" ');
+  return sql + (m.postgres ?? '');
+}

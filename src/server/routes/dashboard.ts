@@ -26,8 +26,8 @@ export async function dashboardRoutes(app: FastifyInstance, ctx: ServerContext &
   // One map per variant: a PCA is cheap, but not something to redo on every page view.
   const maps = new Map<string, Promise<MapResult>>();
 
-  const embedding = (ref: string): FeatureRecord => {
-    const f = store.registry.resolveFeature(ref);
+  const embedding = async (ref: string): Promise<FeatureRecord> => {
+    const f = await store.registry.resolveFeature(ref);
     if (f.kind !== 'embedding') throw nlError('NL_UNSUPPORTED', `${ref} is a ${f.kind} feature; this is about embeddings`);
     return f;
   };
@@ -35,18 +35,18 @@ export async function dashboardRoutes(app: FastifyInstance, ctx: ServerContext &
   app.get('/features/:feature/health', { schema: healthSchema, config }, async (request) => {
     const { feature } = request.params as { feature: string };
     const { against } = request.query as HealthQuery;
-    auth.requireFeatures(request.apiKey, against === undefined ? [feature] : [feature, against]);
-    const f = embedding(feature);
+    await auth.requireFeatures(request.apiKey, against === undefined ? [feature] : [feature, against]);
+    const f = await embedding(feature);
     request.servedFeature = `${f.name}@${f.variant}`;
     const report = store.health.report(f);
-    return against === undefined ? report : { ...report, comparison: store.health.compare(f, embedding(against)) };
+    return against === undefined ? report : { ...report, comparison: store.health.compare(f, await embedding(against)) };
   });
 
   app.get('/features/:feature/map', { schema: mapSchema, config }, async (request) => {
     const { feature } = request.params as { feature: string };
     const { refresh } = request.query as MapQuery;
-    auth.requireFeatures(request.apiKey, [feature]);
-    const f = store.servable(feature, 'embedding');
+    await auth.requireFeatures(request.apiKey, [feature]);
+    const f = await store.servable(feature, 'embedding');
     request.servedFeature = `${f.name}@${f.variant}`;
     const key = `${f.name}@${f.variant}`;
     if (refresh === 'true') maps.delete(key);

@@ -8,7 +8,7 @@ export async function featureRoutes(app: FastifyInstance, ctx: ServerContext): P
 
   app.post('/online', { schema: onlineSchema, config: { scope: 'serve' } }, async (request) => {
     const body = request.body as OnlineBody;
-    auth.requireFeatures(request.apiKey, body.features);
+    await auth.requireFeatures(request.apiKey, body.features);
     const { rows, variants } = await lanes.cheap.run(() => store.onlineWithVariants(body.ids, body.features));
     return { rows: rows.map((r) => ({ id: r.id, features: featuresJson(r.features) })), variants };
   });
@@ -21,7 +21,7 @@ export async function featureRoutes(app: FastifyInstance, ctx: ServerContext): P
 
   app.put('/features/:feature/vectors', { schema: writeVectorsSchema, config: { scope: 'write' } }, async (request) => {
     const { feature } = request.params as { feature: string };
-    auth.requireFeatures(request.apiKey, [feature]);
+    await auth.requireFeatures(request.apiKey, [feature]);
     const body = request.body as WriteVectorsBody;
     const res = await lanes.push.run(() => store.writeVectors(feature, body.upserts ?? [], body.deletes ?? []));
     request.servedFeature = `${res.feature}@${res.variant}`;

@@ -44,13 +44,13 @@ export async function nearestRoutes(app: FastifyInstance, ctx: ServerContext): P
   const coalescer = new Coalescer(store);
   // Index sizes for the filter cost, read from the registry at most once a second per feature reference.
   const sizes = new Map<string, { rows: number; at: number }>();
-  const rowsOf = (ref: string): number => {
+  const rowsOf = async (ref: string): Promise<number> => {
     const now = performance.now();
     const hit = sizes.get(ref);
     if (hit && now - hit.at < 1000) return hit.rows;
     let rows = 0;
     try {
-      rows = store.servable(ref, 'embedding').rows;
+      rows = (await store.servable(ref, 'embedding')).rows;
     } catch {
       // The store answers the request with the precise error.
     }
@@ -63,9 +63,9 @@ export async function nearestRoutes(app: FastifyInstance, ctx: ServerContext): P
 
   app.post('/nearest', { schema: nearestSchema, config: { scope: 'serve' } }, async (request) => {
     const body = request.body as Validated<NearestBody>;
-    auth.requireFeatures(request.apiKey, features(body.feature, body.include));
+    await auth.requireFeatures(request.apiKey, features(body.feature, body.include));
     // A text query is not coalesced: grouped with vector queries, it would make them wait for its embedding.
-    const res = isHeavy({ ...body, queries: [body.query] }, body.filter === undefined ? 0 : rowsOf(body.feature), store.textBlocks(body.feature))
+    const res = isHeavy({ ...body, queries: [body.query] }, body.filter === undefined ? 0 : await rowsOf(body.feature), await store.textBlocks(body.feature))
       ? await lanes.heavy.run(() => store.nearest(body))
       : await lanes.cheap.run(() => ('text' in body.query ? store.nearest(body) : coalescer.nearest(body)));
     request.servedFeature = `${res.feature}@${res.variant}`;
@@ -74,7 +74,7 @@ export async function nearestRoutes(app: FastifyInstance, ctx: ServerContext): P
 
   app.post('/nearest/batch', { schema: nearestBatchSchema, config: { scope: 'serve' } }, async (request) => {
     const body = request.body as Validated<NearestBatchBody>;
-    auth.requireFeatures(request.apiKey, features(body.feature, body.include));
+    await auth.requireFeatures(request.apiKey, features(body.feature, body.include));
     const { k, ef, include } = body;
     // A query may carry its own filter, which replaces the batch's.
     const items = body.queries.map((q) => ('query' in q ? { query: q.query, filter: q.filter ?? body.filter } : { query: q, filter: body.filter }));
@@ -87,8 +87,8 @@ export async function nearestRoutes(app: FastifyInstance, ctx: ServerContext): P
     }));
     const queries = items.map((i) => i.query);
     const filtered = items.filter((i) => i.filter !== undefined);
-    const rows = filtered.length ? rowsOf(body.feature) : 0;
-    const textBlocks = store.textBlocks(body.feature);
+    const rows = filtered.length ? await rowsOf(body.feature) : 0;
+    const textBlocks = await store.textBlocks(body.feature);
     const heavy = isHeavy({ ...body, filter: undefined, queries }, rows, textBlocks) || filtered.some((i) => isHeavy({ k, filter: i.filter, queries: [i.query] }, rows, textBlocks));
     const lane = heavy ? lanes.heavy : lanes.cheap;
     const results = await lane.run(() => store.nearestMany(body.feature, reqs));

@@ -27,7 +27,7 @@ export async function opsRoutes(app: FastifyInstance, ctx: ServerContext): Promi
     },
     async (_request, reply) => {
       if (!ctx.readiness.ready) return reply.code(503).send({ status: 'loading indexes' });
-      ctx.store.registry.countKeys();
+      await ctx.store.registry.countKeys();
       return { status: 'ready', failed: ctx.readiness.failed };
     },
   );

@@ -10,8 +10,8 @@ export async function registryRoutes(app: FastifyInstance, ctx: ServerContext): 
   const { auth } = ctx;
   const config = { scope: 'serve' as const };
 
-  const withAliases = (features: FeatureRecord[]) => {
-    const aliases = registry.listAliases();
+  const withAliases = async (features: FeatureRecord[]) => {
+    const aliases = await registry.listAliases();
     return features.map((f) => ({
       ...f,
       aliases: aliases.filter((a) => a.feature === f.name && a.variant === f.variant).map((a) => a.name),
@@ -19,31 +19,31 @@ export async function registryRoutes(app: FastifyInstance, ctx: ServerContext): 
   };
 
   app.get('/registry/features', { schema: s.features, config }, async (request) => ({
-    features: withAliases(registry.listFeatures().filter((f) => auth.allows(request.apiKey, `${f.name}@${f.variant}`))),
+    features: await withAliases(await auth.visible(request.apiKey, await registry.listFeatures(), (f) => `${f.name}@${f.variant}`)),
   }));
 
   app.get('/registry/features/:name', { schema: s.feature, config }, async (request) => {
     const { name } = request.params as { name: string };
-    auth.requireFeatures(request.apiKey, [name]);
+    await auth.requireFeatures(request.apiKey, [name]);
     // `name@variant` or `name@alias` names one variant; a bare name lists them all.
-    const found = name.includes('@') ? [registry.resolveFeature(name)] : registry.listFeatures(name);
-    const visible = found.filter((f) => auth.allows(request.apiKey, `${f.name}@${f.variant}`));
+    const found = name.includes('@') ? [await registry.resolveFeature(name)] : await registry.listFeatures(name);
+    const visible = await auth.visible(request.apiKey, found, (f) => `${f.name}@${f.variant}`);
     if (!visible.length) throw nlError('NL_FEATURE_NOT_FOUND', name);
-    return { features: withAliases(visible) };
+    return { features: await withAliases(visible) };
   });
 
-  app.get('/registry/models', { schema: s.models, config }, async () => ({ models: registry.listModels() }));
+  app.get('/registry/models', { schema: s.models, config }, async () => ({ models: await registry.listModels() }));
 
   app.get('/registry/models/:name', { schema: s.model, config }, async (request) => {
     const { name } = request.params as { name: string };
     const at = name.indexOf('@');
-    const models = at < 0 ? registry.listModels(name) : [registry.getModel(name.slice(0, at), name.slice(at + 1))].filter((m) => m !== undefined);
+    const models = at < 0 ? await registry.listModels(name) : [await registry.getModel(name.slice(0, at), name.slice(at + 1))].filter((m) => m !== undefined);
     if (!models.length) throw nlError('NL_MODEL_NOT_FOUND', name);
     return { models };
   });
 
   app.get('/registry/aliases', { schema: s.aliases, config }, async (request) => ({
-    aliases: registry.listAliases().filter((a) => auth.allows(request.apiKey, `${a.feature}@${a.variant}`)),
+    aliases: await auth.visible(request.apiKey, await registry.listAliases(), (a) => `${a.feature}@${a.variant}`),
   }));
 
   app.get('/registry/history', { schema: s.history, config }, async (request) => {
@@ -52,20 +52,20 @@ export async function registryRoutes(app: FastifyInstance, ctx: ServerContext): 
     if (limit < 1 || limit > 1000) throw nlError('NL_BAD_REQUEST', 'limit must be from 1 to 1000');
     const feature = q.feature?.split('@')[0];
     if (feature !== undefined) {
-      auth.requireFeatures(request.apiKey, [feature]);
-      if (!registry.listFeatures(feature).length) throw nlError('NL_FEATURE_NOT_FOUND', feature);
+      await auth.requireFeatures(request.apiKey, [feature]);
+      if (!(await registry.listFeatures(feature)).length) throw nlError('NL_FEATURE_NOT_FOUND', feature);
     }
     const admin = !request.apiKey || request.apiKey.scope === 'admin';
-    const visible = (e: RegistryEvent) => (e.kind === 'key' ? admin : e.feature === null || auth.allows(request.apiKey, e.feature));
+
     // Filtering after the query can leave a page short; page on with `before` until a page comes back empty.
-    const events = registry.listEvents({ ...(feature !== undefined ? { feature } : {}), limit, ...(q.before !== undefined ? { before: Number(q.before) } : {}) });
-    return { events: events.filter(visible) };
+    const events = await registry.listEvents({ ...(feature !== undefined ? { feature } : {}), limit, ...(q.before !== undefined ? { before: Number(q.before) } : {}) });
+    return { events: await auth.visible(request.apiKey, events.filter((e: RegistryEvent) => e.kind !== 'key' || admin), (e) => (e.kind === 'key' ? null : e.feature)) };
   });
 
   app.get('/registry/aliases/:name', { schema: s.alias, config }, async (request) => {
     const { name } = request.params as { name: string };
-    auth.requireFeatures(request.apiKey, [name]);
-    if (!registry.listFeatures(name).length) throw nlError('NL_FEATURE_NOT_FOUND', name);
-    return { aliases: registry.listAliases(name).filter((a) => auth.allows(request.apiKey, `${a.feature}@${a.variant}`)) };
+    await auth.requireFeatures(request.apiKey, [name]);
+    if (!(await registry.listFeatures(name)).length) throw nlError('NL_FEATURE_NOT_FOUND', name);
+    return { aliases: await auth.visible(request.apiKey, await registry.listAliases(name), (a) => `${a.feature}@${a.variant}`) };
   });
 }

@@ -9,8 +9,8 @@ export async function sourceRoutes(app: FastifyInstance, ctx: ServerContext): Pr
     const { source } = request.params as { source: string };
     const { rows } = request.body as PushBody;
     // A key limited to features may push only to a source whose every variant it may write.
-    const features = store.registry.featuresOfSource(source).map((f) => `${f.name}@${f.variant}`);
-    auth.requireFeatures(request.apiKey, features);
+    const features = (await store.registry.featuresOfSource(source)).map((f) => `${f.name}@${f.variant}`);
+    await auth.requireFeatures(request.apiKey, features);
     return lanes.push.run(() => store.push(source, rows));
   });
 }

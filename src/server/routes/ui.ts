@@ -37,7 +37,7 @@ export async function uiRoutes(app: FastifyInstance, ctx: ServerContext): Promis
   const files = assets();
   const hide = { schema: { hide: true } };
   // Whether to ask for a key before the first call, so the page never starts with a refused request.
-  app.get('/ui/session.json', hide, async () => ({ keyRequired: ctx.auth.required() }));
+  app.get('/ui/session.json', hide, async () => ({ keyRequired: await ctx.auth.required() }));
   app.get('/ui', hide, async (_request, reply) => reply.redirect('/ui/'));
   app.get('/ui/*', hide, async (request, reply) => {
     const name = (request.params as { '*': string })['*'] || 'index.html';
