@@ -115,7 +115,8 @@ export async function openApp(home: string, opts: Partial<BuildOptions> = {}): P
   const store = FeatureStore.open({ home });
   const app = await build({ store, auth: { cacheMs: 0 }, ...opts });
   await app.ready();
-  for (let i = 0; i < 200; i++) {
+  // Indexes load in the background after listen; a loaded machine can take seconds.
+  for (const deadline = Date.now() + 60_000; Date.now() < deadline; ) {
     if ((await app.inject({ method: 'GET', url: '/readyz' })).statusCode === 200) break;
     await new Promise((r) => setTimeout(r, 10));
   }
