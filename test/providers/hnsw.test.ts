@@ -28,6 +28,20 @@ vectorProviderSuite('hnsw, filtered queries through the graph', async () => {
   };
 });
 
+// int8 codes in the graph, full-precision vectors on disk: the same contract, to the same exactness where it has one.
+vectorProviderSuite(
+  'hnsw, int8',
+  async () => {
+    const home = await mkdtemp(join(tmpdir(), 'nearline-hnsw-'));
+    return {
+      provider: createHnswProvider({}, { name: 'local', home }),
+      reopen: async () => createHnswProvider({}, { name: 'local', home }),
+      cleanup: () => rm(home, { recursive: true, force: true }),
+    };
+  },
+  { index: { quantization: 'int8' } },
+);
+
 describe('hnsw files', () => {
   let home: string;
   beforeEach(async () => {
