@@ -49,6 +49,7 @@ describe('definitions', () => {
     ['a bad name', (d: any) => (d.entities[0].name = '9 lives'), 'not a valid name'],
     ['a csv source without a path', (d: any) => (d.sources[0] = { name: 's', variant: 'v1', kind: 'csv' }), 'needs a path'],
     ['a non-positive index parameter', (d: any) => (d.features[0].index.M = 0), '"M"'],
+    ['an unknown quantization', (d: any) => (d.features[0].index.quantization = 'int4'), 'expected one of none, int8'],
   ])('rejects %s', (_label, mutate, needle) => {
     const defs = wordDefs(8);
     mutate(defs);
