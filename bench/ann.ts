@@ -207,18 +207,23 @@ async function nearlineEngine(base: Float32Array, queries: Float32Array, dir: st
     heapPerVector: number;
     /** The snapshot's index file (the graph: codes or vectors, and links) per vector. */
     graphPerVector: number;
+    /** RSS growth over the second half of the build per vector: what one more vector costs, without the first batches' fixed costs. */
+    rssSlope: number;
   } = {
     name: quantization === 'int8' ? 'nearline int8' : 'nearline',
     cores: 0,
     rssPerVector: 0,
     heapPerVector: 0,
     graphPerVector: 0,
+    rssSlope: 0,
     async build() {
       const before = memoryAfterGc();
       const n = base.length / DIMS;
       const cpu = process.cpuUsage();
       const start = performance.now();
+      let half: { rss: number; at: number } | undefined;
       for (let i = 0; i < n; i += 10_000) {
+        if (!half && i >= n / 2) half = { rss: memoryAfterGc().rss, at: i };
         const batch = [];
         for (let j = i; j < Math.min(n, i + 10_000); j++) batch.push({ id: `w${j}`, vector: base.subarray(j * DIMS, (j + 1) * DIMS) });
         await c.upsert(batch);
@@ -227,6 +232,7 @@ async function nearlineEngine(base: Float32Array, queries: Float32Array, dir: st
       const after = memoryAfterGc();
       engine.rssPerVector = (after.rss - before.rss) / (base.length / DIMS);
       engine.heapPerVector = (after.heap - before.heap) / (base.length / DIMS);
+      engine.rssSlope = half ? (after.rss - half.rss) / (n - half.at) : NaN;
       const cpuSeconds = coresUsed(cpu, seconds) * seconds;
       await c.flush();
       const manifest = JSON.parse(await readFile(join(dir, 'glove', 'manifest.json'), 'utf8')) as { index: string };
@@ -462,7 +468,7 @@ async function main(): Promise<void> {
     `Single thread: nearline answers batches of ${BATCH} queries one call at a time${BASELINES ? '; hnswlib-node one searchKnn(number[]) per query; C++ hnswlib knn_query(all, num_threads=1)' : ''}.`,
     ...(BASELINES ? [`Concurrent: ${INFLIGHT} calls of ${BATCH} queries in flight through nearline.`, '', markdown(header, rows)] : []),
     '',
-    `## int8 (index.quantization: int8, rescoring k * ${args.rescore ?? 4} candidates in f32) against f32, same collection settings`,
+    `## int8 (index.quantization: int8, rescoring k * ${args.rescore ?? 2} candidates in f32) against f32, same collection settings`,
     '',
     'Ratios are per rep (int8 beside the f32 run just before it), then the median.',
     '',
@@ -473,6 +479,7 @@ async function main(): Promise<void> {
       (cpp ? `; nearline / C++ hnswlib: ${(builds.nearline.seconds / builds['C++ hnswlib'].seconds).toFixed(2)}x the time, ${(builds.nearline.cpu / builds['C++ hnswlib'].cpu).toFixed(2)}x the CPU time.` : '.'),
     `Resident memory per vector (RSS growth over the build / n): nearline ${e32.rssPerVector.toFixed(0)} B (of which JS heap: ids, metadata ${e32.heapPerVector.toFixed(0)} B), nearline int8 ${e8.rssPerVector.toFixed(0)} B (JS heap ${e8.heapPerVector.toFixed(0)} B): int8 / f32 ${(e8.rssPerVector / e32.rssPerVector).toFixed(2)}x` +
       `${node ? `; hnswlib-node ${node.rssPerVector.toFixed(0)} B` : ''}${cpp ? `, C++ hnswlib ${cpp.engine.rssPerVector.toFixed(0)} B` : ''}; hnswlib's estimate d*4 + M*2*4 = ${ESTIMATE} B -> nearline at ${(e32.rssPerVector / ESTIMATE).toFixed(2)}x${cpp ? `, ${(e32.rssPerVector / cpp.engine.rssPerVector).toFixed(2)}x C++ hnswlib's measured` : ''}.`,
+    `Resident memory per added vector over the second half of the build (RSS growth / vectors added; leaves out the allocator's high-water mark from the first batches): f32 ${e32.rssSlope.toFixed(0)} B, int8 ${e8.rssSlope.toFixed(0)} B: int8 / f32 ${(e8.rssSlope / e32.rssSlope).toFixed(2)}x.`,
     `Graph per vector (the snapshot's index file / n): f32 ${e32.graphPerVector.toFixed(0)} B, int8 ${e8.graphPerVector.toFixed(0)} B (${(e8.graphPerVector / e32.graphPerVector).toFixed(2)}x); int8 also keeps ${DIMS * 4} B per vector on disk (read with pread, not resident).`,
     target && cpp
       ? `At the first ef with recall@10 >= 0.95 (ef=${target.ef}, recall ${target.recall.toFixed(4)}): nearline single-thread at ${target.ratioCpp.toFixed(2)}x C++ hnswlib (${target.cpuRatioCpp.toFixed(2)}x per CPU-second), concurrent at ${target.scaling.toFixed(2)}x its single-thread figure.`

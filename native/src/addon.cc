@@ -486,7 +486,7 @@ class Index : public Napi::ObjectWrap<Index> {
   static std::unique_ptr<nearline::Quantized> MakeQuantized(const Napi::Object& o, bool ip, size_t dims) {
     std::string slots = o.Has("slots") ? o.Get("slots").As<Napi::String>().Utf8Value() : "";
     auto full = std::make_unique<nearline::FullVectors>(o.Get("vectors").As<Napi::String>().Utf8Value(), dims, slots);
-    size_t rescore = o.Has("rescore") ? o.Get("rescore").As<Napi::Number>().Uint32Value() : 4;
+    size_t rescore = o.Has("rescore") ? o.Get("rescore").As<Napi::Number>().Uint32Value() : 2;
     return std::make_unique<nearline::Quantized>(ip, dims, Active(), std::move(full), rescore);
   }
 

@@ -32,7 +32,7 @@ export interface NativeIndex {
 export interface Int8Files {
   vectors: string;
   slots?: string;
-  /** A search rescores k * rescore candidates by their exact distance. Default 4. */
+  /** A search rescores k * rescore candidates by their exact distance. Default 2. */
   rescore?: number;
 }
 

@@ -61,7 +61,7 @@ export function createHnswProvider(options: HnswVectorOptions, ctx: ProviderCont
     exactScanSelectivity: options.exactScanSelectivity ?? 0.02,
     filterPlan: options.filterPlan ?? 'auto',
     threads: options.threads ?? availableParallelism(),
-    rescore: options.rescore ?? 4,
+    rescore: options.rescore ?? 2,
   };
   const open = new Map<string, Promise<HnswCollection>>();
 
