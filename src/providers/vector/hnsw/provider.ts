@@ -38,7 +38,7 @@ export interface HnswVectorOptions {
   threads?: number;
   /**
    * int8 collections: a search walks the graph for k * rescore candidates and orders them by their exact
-   * distance (read from the full-precision vectors on disk). Default 4.
+   * distance (read from the full-precision vectors on disk). Default 2.
    */
   rescore?: number;
 }
