@@ -380,7 +380,13 @@ class AddWorker : public Napi::AsyncWorker {
     std::atomic<size_t> next{0};
     std::mutex errorLock;
     std::string error;
-    if (s_->q) s_->q->full->Reserve(n_ ? size_t{*std::max_element(labels_, labels_ + n_)} + 1 : 0);
+    if (s_->q) {
+      try {
+        s_->q->full->Reserve(n_ ? size_t{*std::max_element(labels_, labels_ + n_)} + 1 : 0, n_);
+      } catch (const std::exception& e) {
+        return SetError(e.what());
+      }
+    }
     auto work = [&] {
       std::vector<uint8_t> code;
       for (size_t i; (i = next++) < n_;) {

@@ -2,13 +2,16 @@
 // read with pread to rescore a search's best candidates and to return stored vectors.
 //
 // The file only grows, one row per write, and a label's row is found through the slot table (label ->
-// row). A snapshot saves the slot table and the row count; rows it names are never written again, so a
-// crash after it leaves them whole, and a reopen cuts the file back to that count (the log, or nothing,
-// writes the rest again). A label written twice since the last snapshot overwrites its own new row, and a
-// compaction (Compact) rewrites the live rows into a new file when dead ones make up most of it.
+// row). A snapshot saves the slot table; rows it names are never written again, so a crash after it leaves
+// them whole. Rows past them that no snapshot names (written before a crash, or by another process reading
+// the same collection, which appends to the same file) are dead: nothing reads them, and a compaction
+// (Compact) leaves them behind when it rewrites the live rows into a new file. Appends reserve their rows
+// under an flock on the file, so processes sharing it never write the same row. A label written twice
+// since the last snapshot overwrites the row this process gave it.
 #pragma once
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -28,18 +31,15 @@ class FullVectors {
  public:
   static constexpr uint32_t kNoRow = UINT32_MAX;
 
-  // Opens (creating it if need be) `path`; with `slotsPath`, takes the slot table and row count a snapshot saved.
+  // Opens (creating it if need be) `path`; with `slotsPath`, takes the slot table a snapshot saved.
   FullVectors(const std::string& path, size_t dims, const std::string& slotsPath = "") : path_(path), dims_(dims) {
     uint64_t rows = 0;
     if (!slotsPath.empty()) rows = LoadSlots(slotsPath);
     fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd_ < 0) Fail("open " + path);
-    struct stat st;
-    if (::fstat(fd_, &st) != 0) Fail("stat " + path);
-    if (static_cast<uint64_t>(st.st_size) < rows * RowBytes()) throw std::runtime_error(path + " is shorter than its snapshot says");
-    if (::ftruncate(fd_, static_cast<off_t>(rows * RowBytes())) != 0) Fail("truncate " + path);
-    rows_ = rows;
-    durable_ = rows;
+    if (FileRows() < rows) throw std::runtime_error(path + " is shorter than its snapshot says");
+    // Every row there now is someone else's or a snapshot's: never written by this process.
+    next_ = end_ = durable_ = FileRows();
   }
 
   ~FullVectors() {
@@ -50,20 +50,35 @@ class FullVectors {
   FullVectors& operator=(const FullVectors&) = delete;
 
   size_t RowBytes() const { return dims_ * sizeof(float); }
-  uint64_t Rows() const { return rows_; }
-  const std::string& Path() const { return path_; }
 
-  // Makes room in the slot table for labels below `n`; call before writers start, never beside them.
-  void Reserve(size_t n) {
-    if (n > slots_.size()) slots_.resize(n, kNoRow);
+  // Rows in the file, whoever wrote them.
+  uint64_t FileRows() const {
+    struct stat st;
+    if (::fstat(fd_, &st) != 0) Fail("stat " + path_);
+    return (static_cast<uint64_t>(st.st_size) + RowBytes() - 1) / RowBytes();
+  }
+
+  // Before `count` Puts of labels below `labels`: room in the slot table, and `count` fresh rows at the end of
+  // the file, taken under its lock. Call before writers start, never beside them.
+  void Reserve(size_t labels, size_t count) {
+    if (labels > slots_.size()) slots_.resize(labels, kNoRow);
+    if (count == 0) return;
+    if (::flock(fd_, LOCK_EX) != 0) Fail("lock " + path_);
+    uint64_t base = FileRows();
+    int ok = ::ftruncate(fd_, static_cast<off_t>((base + count) * RowBytes()));
+    ::flock(fd_, LOCK_UN);
+    if (ok != 0) Fail("extend " + path_);
+    if (base + count >= kNoRow) throw std::runtime_error("vector file holds too many rows");
+    next_ = base;
+    end_ = base + count;
   }
 
   // Thread-safe for distinct labels (Reserve first).
   void Put(uint32_t label, const float* v) {
     uint32_t row = slots_[label];
     if (row == kNoRow || row < durable_) {
-      uint64_t fresh = rows_.fetch_add(1);
-      if (fresh >= kNoRow) throw std::runtime_error("vector file holds too many rows");
+      uint64_t fresh = next_.fetch_add(1);
+      if (fresh >= end_) throw std::runtime_error("vector file: more writes than rows reserved");
       row = static_cast<uint32_t>(fresh);
     }
     WriteRow(fd_, row, v);
@@ -95,10 +110,10 @@ class FullVectors {
     }
   }
 
-  // The slot table and row count as of now, to `path`; rows up to here are never written again. Writers must be held back.
+  // The slot table as of now, to `path`; rows it names are never written again. Writers must be held back.
   void SaveSlots(const std::string& path) {
     std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    uint64_t rows = rows_, n = slots_.size();
+    uint64_t rows = end_, n = slots_.size();
     out.write(kMagic, sizeof(kMagic));
     out.write(reinterpret_cast<const char*>(&rows), sizeof(rows));
     out.write(reinterpret_cast<const char*>(&n), sizeof(n));
@@ -112,7 +127,7 @@ class FullVectors {
   uint64_t DeadRows(const std::vector<bool>& live) const {
     uint64_t used = 0;
     for (size_t l = 0; l < slots_.size(); l++) used += (slots_[l] != kNoRow && l < live.size() && live[l]) ? 1 : 0;
-    return rows_ - used;
+    return FileRows() - used;
   }
 
   // Rewrites the rows of live labels, in label order, into `path` (fsynced) and continues there. Nothing may
@@ -139,7 +154,7 @@ class FullVectors {
     fd_ = fd;
     path_ = path;
     slots_.swap(slots);
-    rows_ = next;
+    next_ = end_ = next;
     durable_ = 0;
   }
 
@@ -183,8 +198,10 @@ class FullVectors {
   size_t dims_;
   int fd_ = -1;
   std::vector<uint32_t> slots_;
-  std::atomic<uint64_t> rows_{0};
-  // Rows a saved slot table may name: never overwritten.
+  // Rows reserved for this process's writes: next_ up to end_.
+  std::atomic<uint64_t> next_{0};
+  uint64_t end_ = 0;
+  // Rows below this are a snapshot's or another process's: never overwritten.
   uint64_t durable_ = 0;
 };
 

@@ -13,9 +13,11 @@ import type { Quantization } from '../types.ts';
  *
  * and for an int8 collection (the graph then holds int8 codes):
  *
- *   vectors-<gen>.f32    the full-precision vectors, one row per write, appended; <gen> is the generation
- *                        that started the file (a compaction starts a new one), later snapshots share it
- *   slots-<gen>.bin      label -> row in the vectors file, and the row count: a reopen cuts the file back to it
+ *   vectors-<gen>.f32    the full-precision vectors, one row per write, appended (under an flock, so every
+ *                        process reading the collection may append); <gen> is the generation that started
+ *                        the file (a compaction starts a new one), later snapshots share it. Rows no slot
+ *                        table names (written after the last snapshot) are dead until a compaction.
+ *   slots-<gen>.bin      label -> row in the vectors file (native/src/full_vectors.h)
  *
  * Format 1 kept the metadata as a JSON array in rows-<gen>.json and had no columns file; it still loads,
  * and the next snapshot writes format 2.
