@@ -50,6 +50,8 @@ const { values: args } = parseArgs({
     dims: { type: 'string', default: String(GLOVE_DIMS) },
     baselines: { type: 'string', default: 'true' },
     rescore: { type: 'string' },
+    /** Internal: build one nearline collection of this quantization in this (fresh) process and print its memory. */
+    memory: { type: 'string' },
   },
 });
 const DIMS = Number(args.dims);
@@ -346,10 +348,44 @@ async function cppEngine(python: string, base: Float32Array, queries: Float32Arr
 /** What hnswlib's README gives per element: vector plus level-0 links, d*4 + M*2*4 bytes. */
 const ESTIMATE = DIMS * 4 + M * 2 * 4;
 
+interface Memory {
+  rssPerVector: number;
+  heapPerVector: number;
+  rssSlope: number;
+  graphPerVector: number;
+}
+
+/** `--memory Q`: one build in this process, which did nothing else, so no other build's freed memory is reused. */
+async function measureMemory(base: Float32Array, queries: Float32Array, quantization: Quantization): Promise<void> {
+  const work = await mkdtemp(join(tmpdir(), 'nearline-ann-memory-'));
+  const { engine, close } = await nearlineEngine(base, queries, work, quantization);
+  await engine.build();
+  const out: Memory = { rssPerVector: engine.rssPerVector, heapPerVector: engine.heapPerVector, rssSlope: engine.rssSlope, graphPerVector: engine.graphPerVector };
+  process.stdout.write(`${JSON.stringify(out)}\n`);
+  await close();
+  await rm(work, { recursive: true, force: true });
+}
+
+function memoryInChild(quantization: Quantization): Promise<Memory> {
+  const argv = process.argv.slice(2).filter((a, i, all) => a !== '--memory' && all[i - 1] !== '--memory');
+  const child = spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), ...argv, '--memory', quantization], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let text = '';
+  child.stdout.on('data', (d: Buffer) => (text += d.toString()));
+  return new Promise((resolve, reject) =>
+    child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(text.trim().split('\n').pop()!) as Memory) : reject(new Error(`memory child for ${quantization} exited ${code}`)))),
+  );
+}
+
 async function main(): Promise<void> {
   const loadAtStart = loadavg()[0];
   const all = await loadGlove(DATA, log);
   const { base, queries, n } = split(all);
+  if (args.memory) return measureMemory(base, queries, args.memory as Quantization);
+  const memory: Record<string, Memory> = {};
+  for (const q of ['none', 'int8'] as const) {
+    log(`memory: building nearline ${q} alone in a child process`);
+    memory[q] = await memoryInChild(q);
+  }
   const work = await mkdtemp(join(tmpdir(), 'nearline-ann-'));
   const python = findPython();
   if (!python) log('C++ baseline skipped: apt-get install -y python3-hnswlib python3-numpy');
@@ -357,7 +393,6 @@ async function main(): Promise<void> {
   const cpp = BASELINES ? py : null;
   const truth = await groundTruth(base, queries, n, py?.truth);
 
-  // int8 first: RSS growth of a later build can reuse what an earlier one freed, so this order can only flatter f32.
   log(`building nearline int8 over ${n} vectors`);
   const int8 = await nearlineEngine(base, queries, join(work, 'nearline-int8'), 'int8');
   const builds: Record<string, { seconds: number; cpu: number }> = { 'nearline int8': await int8.engine.build() };
@@ -456,8 +491,8 @@ async function main(): Promise<void> {
   const int8Header = ['ef', 'recall f32', 'recall int8', 'qps f32 1 thread', 'qps int8 1 thread', 'int8 / f32 qps', 'int8 / f32 per CPU-second'];
   const target = summary.find((s) => s.recall >= 0.95);
   const int8Target = summary.find((s) => s.recallInt8 >= 0.95);
-  const e32 = nearline.engine;
-  const e8 = int8.engine;
+  const e32 = memory.none;
+  const e8 = memory.int8;
   const dataset = DIMS === SOURCE_DIMS ? `${DIMS}-d GloVe` : `${DIMS}-d vectors (${SOURCE_DIMS}-d GloVe times a fixed seeded Gaussian ${SOURCE_DIMS} x ${DIMS} matrix: rank ${SOURCE_DIMS})`;
   const text = [
     `# ANN benchmark: ${n} x ${dataset} (cosine), ${QUERIES} held-out queries, k=${K}, M=${M}, efConstruction=${EF_CONSTRUCTION}`,
@@ -477,6 +512,7 @@ async function main(): Promise<void> {
     `Build (one thread): ${Object.entries(builds).map(([k, v]) => `${k} ${v.seconds.toFixed(1)} s (${v.cpu.toFixed(1)} CPU s)`).join(', ')}` +
       `; int8 / f32: ${(builds['nearline int8'].seconds / builds.nearline.seconds).toFixed(2)}x the time, ${(builds['nearline int8'].cpu / builds.nearline.cpu).toFixed(2)}x the CPU time` +
       (cpp ? `; nearline / C++ hnswlib: ${(builds.nearline.seconds / builds['C++ hnswlib'].seconds).toFixed(2)}x the time, ${(builds.nearline.cpu / builds['C++ hnswlib'].cpu).toFixed(2)}x the CPU time.` : '.'),
+    'Memory of each nearline collection is measured in a process of its own that builds only it.',
     `Resident memory per vector (RSS growth over the build / n): nearline ${e32.rssPerVector.toFixed(0)} B (of which JS heap: ids, metadata ${e32.heapPerVector.toFixed(0)} B), nearline int8 ${e8.rssPerVector.toFixed(0)} B (JS heap ${e8.heapPerVector.toFixed(0)} B): int8 / f32 ${(e8.rssPerVector / e32.rssPerVector).toFixed(2)}x` +
       `${node ? `; hnswlib-node ${node.rssPerVector.toFixed(0)} B` : ''}${cpp ? `, C++ hnswlib ${cpp.engine.rssPerVector.toFixed(0)} B` : ''}; hnswlib's estimate d*4 + M*2*4 = ${ESTIMATE} B -> nearline at ${(e32.rssPerVector / ESTIMATE).toFixed(2)}x${cpp ? `, ${(e32.rssPerVector / cpp.engine.rssPerVector).toFixed(2)}x C++ hnswlib's measured` : ''}.`,
     `Resident memory per added vector over the second half of the build (RSS growth / vectors added; leaves out the allocator's high-water mark from the first batches): f32 ${e32.rssSlope.toFixed(0)} B, int8 ${e8.rssSlope.toFixed(0)} B: int8 / f32 ${(e8.rssSlope / e32.rssSlope).toFixed(2)}x.`,

@@ -27,6 +27,10 @@ import { Mutex, RwLock } from './rw-lock.ts';
  * without exclude lists, go together. A filter is compiled once into a predicate the addon evaluates during
  * the graph walk; when the columns' counts say few rows match, an exact scan over those rows (from a value's
  * bitmap when there is one) is cheaper, and exact. Small searches run on the calling thread.
+ *
+ * An int8 collection (index.quantization) is the same from here: the addon codes vectors for the graph, keeps
+ * the f32 ones in the vectors file and rescores with them. A snapshot also saves the file's slot table and
+ * fsyncs the file, and first moves the live rows to a new file when dead ones dominate (compactVectors).
  */
 
 export type Settings = Required<Omit<HnswVectorOptions, 'dir'>> & { name: string };
