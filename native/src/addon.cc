@@ -683,6 +683,12 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   mallopt(M_MMAP_THRESHOLD, 1 << 20);
 #endif
   exports.Set("kernels", Napi::Function::New<Kernels>(env, "kernels"));
+  // releaseMemory(): gives the allocator's free pages back to the OS, so a measurement of resident memory
+  // right after counts what is held, not what was freed since the last insert.
+  exports.Set("releaseMemory", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
+    ReleaseFreePages();
+    return info.Env().Undefined();
+  }, "releaseMemory"));
   exports.Set("distance", Napi::Function::New<Distance>(env, "distance"));
   return Index::Init(env, exports);
 }

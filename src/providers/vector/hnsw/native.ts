@@ -65,6 +65,8 @@ export interface Kernels {
 interface Addon {
   Index: NativeIndexClass;
   kernels(): Kernels;
+  /** Returns the allocator's free pages to the OS (glibc), for measurements of resident memory. */
+  releaseMemory(): void;
   /** One kernel's distance (squared L2, or 1 - dot for 'ip') between two vectors, or with `int8` their int8 codes, for tests. */
   distance(kernel: string, metric: 'l2' | 'ip', a: Float32Array, b: Float32Array, int8?: boolean): number;
 }
