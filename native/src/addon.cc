@@ -481,6 +481,8 @@ class Index : public Napi::ObjectWrap<Index> {
                                            info[3].As<Napi::Number>().Uint32Value(), info[4].As<Napi::Number>().Uint32Value(),
                                            info[5].As<Napi::Number>().Uint32Value());
       }
+      // Slots for every label the graph has room for: inserts then never grow the table under a search.
+      if (s_->q) s_->q->full->Reserve(s_->index->max_elements_, 0);
     } catch (const Napi::Error&) {
       throw;
     } catch (const std::exception& e) {
@@ -503,6 +505,7 @@ class Index : public Napi::ObjectWrap<Index> {
   Napi::Value Resize(const Napi::CallbackInfo& info) {
     Guard(info.Env(), [&] {
       s_->index->resizeIndex(info[0].As<Napi::Number>().Uint32Value());
+      if (s_->q) s_->q->full->Reserve(s_->index->max_elements_, 0);
       ReleaseFreePages();
     });
     return info.Env().Undefined();
