@@ -179,12 +179,12 @@ void ExactScan(const Shared& s, const float* queries, size_t nq, size_t k, const
     const float* q = queries + qi * s.dims;
     heap.clear();
     for (size_t i = 0; i < ids.size(); i++) {
-      // The rows are scattered through the graph's memory: fetch a few ahead, as hnswlib's walk does.
       auto [internal, label] = ids[i];
       float d;
       if (s.q) {
         d = s.q->Distance(q, label, row.data());
       } else {
+        // The rows are scattered through the graph's memory: fetch a few ahead, as hnswlib's walk does.
         if (i + kPrefetch < ids.size()) Prefetch(h.getDataByInternalId(ids[i + kPrefetch].first), s.dims * sizeof(float));
         d = h.fstdistfunc_(q, h.getDataByInternalId(internal), h.dist_func_param_);
       }
