@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "nearline_hnsw",
-      "sources": ["src/addon.cc", "src/distances.cc"],
+      "sources": ["src/addon.cc", "src/distances.cc", "src/int8.cc"],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",
         "<!(node -p \"require('path').join(require('path').dirname(require.resolve('hnswlib-node/package.json')), 'src', 'hnswlib')\")"

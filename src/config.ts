@@ -7,6 +7,7 @@ import type { ModelSpec } from './providers/embedding/types.ts';
 import { optionsProblem } from './plugins.ts';
 import { builtinKinds, importPlugin, isBuiltinKind, pluginFor, pluginSpecifier } from './providers/index.ts';
 import type { SourceSpec } from './providers/sources/types.ts';
+import { QUANTIZATIONS } from './providers/vector/types.ts';
 import type { Metric } from './types.ts';
 import { parseTemplate, type TextSource } from './materialize/text.ts';
 
@@ -46,7 +47,8 @@ export interface FeatureDef {
   text?: TextSource & { model: { name: string; version: string } };
   dims?: number;
   metric?: Metric;
-  index?: { M: number; efConstruction: number; ef: number };
+  /** `quantization` is set only when it is not `none`, so variants defined before it existed read the same. */
+  index?: { M: number; efConstruction: number; ef: number; quantization?: 'int8' };
   /** Metadata columns stored with each vector, usable in filters. */
   metadata: string[];
   /** Scalar: the source column and its type. */
@@ -259,6 +261,7 @@ export function validateDefinitions(raw: unknown, file: string, baseDir: string)
         efConstruction: index?.posInt('efConstruction', DEFAULT_INDEX.efConstruction) ?? DEFAULT_INDEX.efConstruction,
         ef: index?.posInt('ef', DEFAULT_INDEX.ef) ?? DEFAULT_INDEX.ef,
       };
+      if (index?.oneOf('quantization', QUANTIZATIONS, 'none') === 'int8') def.index.quantization = 'int8';
       index?.done();
     } else {
       def.column = f.str('column');

@@ -51,6 +51,7 @@ describe('definitions', () => {
     ['a sqlite source without a table', (d: any) => (d.sources[0] = { name: 's', variant: 'v1', kind: 'sqlite', path: 'x.db' }), 'field "table": missing: a sqlite source needs it'],
     ['an option a source kind does not have', (d: any) => (d.sources[0].delimiter = ';'), 'field "delimiter": unknown option for a jsonl source'],
     ['a non-positive index parameter', (d: any) => (d.features[0].index.M = 0), '"M"'],
+    ['an unknown quantization', (d: any) => (d.features[0].index.quantization = 'int4'), 'expected one of none, int8'],
   ])('rejects %s', (_label, mutate, needle) => {
     const defs = wordDefs(8);
     mutate(defs);

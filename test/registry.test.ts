@@ -1,4 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -142,6 +143,34 @@ describe.each(BACKENDS)('registry and apply on $name', (backend) => {
     const changed = wordDefs(8, { source: 'other.jsonl' });
     const { plan } = await store.apply(await loadDefinitions(writeDefs(home, changed)));
     expect(plan.find((p) => p.kind === 'source')).toMatchObject({ action: 'refused', code: 'NL_VARIANT_IMMUTABLE' });
+    await store.close();
+  });
+
+  it.skipIf(skip)('quantization is part of a variant: a bad value is refused before anything is written, int8 materializes an int8 index, none reads as absent', async () => {
+    const { home, store } = await setup();
+    const empty = await snapshot(store.registry);
+    const bad = wordDefs(8);
+    (bad.features[0].index as Record<string, unknown>).quantization = 'int4';
+    await expect(loadDefinitions(writeDefs(home, bad))).rejects.toMatchObject({ code: 'NL_BAD_DEFINITION', message: expect.stringContaining('"quantization": expected one of none, int8') });
+    expect(await snapshot(store.registry)).toEqual(empty);
+
+    const int8 = wordDefs(8);
+    (int8.features[0].index as Record<string, unknown>).quantization = 'int8';
+    await store.apply(await loadDefinitions(writeDefs(home, int8)));
+    expect((await store.registry.getFeature('word_vec', 'v1'))?.index).toEqual({ M: 16, efConstruction: 200, ef: 100, quantization: 'int8' });
+    await store.materialize('word_vec@v1', { progress: false });
+    const manifest = JSON.parse(readFileSync(path.join(home, 'indexes', 'word_vec__v1', 'manifest.json'), 'utf8')) as { quantization?: string };
+    expect(manifest.quantization).toBe('int8');
+    const { plan } = await store.apply(await loadDefinitions(writeDefs(home, wordDefs(8))));
+    expect(plan.find((p) => p.name === 'word_vec@v1')).toMatchObject({ action: 'refused', code: 'NL_VARIANT_IMMUTABLE' });
+
+    // Spelled out, `none` is the default: variants defined before the field existed stay unchanged.
+    const v2 = wordDefs(8, { variant: 'v2' });
+    v2.aliases = [];
+    await store.apply(await loadDefinitions(writeDefs(home, v2)));
+    (v2.features[0].index as Record<string, unknown>).quantization = 'none';
+    const again = await store.apply(await loadDefinitions(writeDefs(home, v2)));
+    expect(again.plan.find((p) => p.name === 'word_vec@v2')?.action).toBe('unchanged');
     await store.close();
   });
 

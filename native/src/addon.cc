@@ -19,6 +19,7 @@
 #include "distances.h"
 #include "hnswlib.h"
 #include "predicate.h"
+#include "quantized.h"
 
 #if defined(__GLIBC__)
 #include <malloc.h>
@@ -49,6 +50,8 @@ struct Shared {
   std::unique_ptr<hnswlib::SpaceInterface<float>> space;
   std::unique_ptr<Hnsw> index;
   size_t dims = 0;
+  // Set for an int8 index: the graph holds codes, the f32 vectors are on disk (quantized.h).
+  std::unique_ptr<nearline::Quantized> q;
   // label -> hnswlib's internal id, so an exact scan checks a label without the locked hash map.
   // Written only by inserts, which the collection never runs beside a search.
   std::vector<uint32_t> internal_of;
@@ -61,6 +64,15 @@ struct Shared {
       if (labels[i] >= internal_of.size()) internal_of.resize(std::max<size_t>(labels[i] + 1, internal_of.size() * 3 / 2), kNoInternal);
       internal_of[labels[i]] = it->second;
     }
+  }
+
+  // One row into the graph (its code, for an int8 index, with the f32 vector to the file). `code`: scratch.
+  void Insert(const float* v, uint32_t label, std::vector<uint8_t>& code) {
+    if (!q) return index->addPoint(v, label);
+    q->full->Put(label, v);
+    code.resize(q->bytes);
+    nearline::QuantizeInt8(v, dims, code.data());
+    index->addPoint(code.data(), label);
   }
 
   void TrackAll() {
@@ -78,13 +90,21 @@ void ReleaseFreePages() {
 #endif
 }
 
-std::unique_ptr<hnswlib::SpaceInterface<float>> MakeSpace(const std::string& name, size_t dims) {
+nearline::Kernel Active() {
   std::string problem;
   nearline::Kernel k = nearline::ActiveKernel(&problem);
   if (!problem.empty()) throw std::runtime_error(problem);
-  if (name == "l2") return std::make_unique<SimdSpace>(false, dims, k);
-  if (name == "ip") return std::make_unique<SimdSpace>(true, dims, k);
-  throw std::runtime_error("space must be 'l2' or 'ip'");
+  return k;
+}
+
+bool IsIp(const std::string& name) {
+  if (name != "l2" && name != "ip") throw std::runtime_error("space must be 'l2' or 'ip'");
+  return name == "ip";
+}
+
+std::unique_ptr<hnswlib::SpaceInterface<float>> MakeSpace(const std::string& name, size_t dims, bool int8) {
+  if (int8) return std::make_unique<nearline::Int8Space>(IsIp(name), dims, Active());
+  return std::make_unique<SimdSpace>(IsIp(name), dims, Active());
 }
 
 // hnswlib's searchKnn with the candidate list size passed in instead of read from the index, so concurrent
@@ -153,14 +173,21 @@ void ExactScan(const Shared& s, const float* queries, size_t nq, size_t k, const
   }
   std::vector<std::pair<float, uint32_t>> heap;
   heap.reserve(k + 1);
+  // An int8 index scans its f32 vectors on disk: exact means exact.
+  std::vector<float> row(s.q ? s.dims : 0);
   for (size_t qi = 0; qi < nq; qi++) {
     const float* q = queries + qi * s.dims;
     heap.clear();
     for (size_t i = 0; i < ids.size(); i++) {
-      // The rows are scattered through the graph's memory: fetch a few ahead, as hnswlib's walk does.
-      if (i + kPrefetch < ids.size()) Prefetch(h.getDataByInternalId(ids[i + kPrefetch].first), s.dims * sizeof(float));
       auto [internal, label] = ids[i];
-      float d = h.fstdistfunc_(q, h.getDataByInternalId(internal), h.dist_func_param_);
+      float d;
+      if (s.q) {
+        d = s.q->Distance(q, label, row.data());
+      } else {
+        // The rows are scattered through the graph's memory: fetch a few ahead, as hnswlib's walk does.
+        if (i + kPrefetch < ids.size()) Prefetch(h.getDataByInternalId(ids[i + kPrefetch].first), s.dims * sizeof(float));
+        d = h.fstdistfunc_(q, h.getDataByInternalId(internal), h.dist_func_param_);
+      }
       if (heap.size() < k) {
         heap.emplace_back(d, label);
         std::push_heap(heap.begin(), heap.end());
@@ -288,8 +315,23 @@ struct SearchJob {
       return;
     }
     const Hnsw& h = *s->index;
+    if (s->q) return RunQuantized(out);
     for (size_t i = 0; i < nq; i++) {
       out.counts[i] = static_cast<uint32_t>(SearchOne(h, queries + i * s->dims, k, ef, pred.get(), &out.labels[i * k], &out.distances[i * k]));
+    }
+  }
+
+  // The graph walk on the query's code for k * rescore candidates, then their exact order.
+  void RunQuantized(Found& out) const {
+    const nearline::Quantized& qz = *s->q;
+    size_t wide = k * qz.rescore;
+    std::vector<uint32_t> labels(wide);
+    std::vector<float> distances(wide);
+    for (size_t i = 0; i < nq; i++) {
+      const float* query = queries + i * s->dims;
+      std::vector<uint8_t> code = qz.Code(query);
+      size_t n = SearchOne(*s->index, reinterpret_cast<const float*>(code.data()), wide, std::max(ef, wide), pred.get(), labels.data(), distances.data());
+      out.counts[i] = static_cast<uint32_t>(qz.Rescore(query, labels.data(), n, k, &out.labels[i * k], &out.distances[i * k]));
     }
   }
 };
@@ -338,10 +380,18 @@ class AddWorker : public Napi::AsyncWorker {
     std::atomic<size_t> next{0};
     std::mutex errorLock;
     std::string error;
+    if (s_->q) {
+      try {
+        s_->q->full->Reserve(n_ ? size_t{*std::max_element(labels_, labels_ + n_)} + 1 : 0, n_);
+      } catch (const std::exception& e) {
+        return SetError(e.what());
+      }
+    }
     auto work = [&] {
+      std::vector<uint8_t> code;
       for (size_t i; (i = next++) < n_;) {
         try {
-          s_->index->addPoint(vectors_ + i * s_->dims, labels_[i]);
+          s_->Insert(vectors_ + i * s_->dims, labels_[i], code);
         } catch (const std::exception& e) {
           std::lock_guard<std::mutex> lock(errorLock);
           if (error.empty()) error = e.what();
@@ -371,12 +421,13 @@ class AddWorker : public Napi::AsyncWorker {
 
 class SaveWorker : public Napi::AsyncWorker {
  public:
-  SaveWorker(Napi::Env env, std::shared_ptr<Shared> s, std::string path)
-      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), s_(std::move(s)), path_(std::move(path)) {}
+  SaveWorker(Napi::Env env, std::shared_ptr<Shared> s, std::string path, std::string slots)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), s_(std::move(s)), path_(std::move(path)), slots_(std::move(slots)) {}
   Napi::Promise Promise() { return deferred_.Promise(); }
   void Execute() override {
     try {
       s_->index->saveIndex(path_);
+      if (s_->q) s_->q->full->SaveSlots(slots_);
     } catch (const std::exception& e) {
       SetError(e.what());
     }
@@ -387,7 +438,7 @@ class SaveWorker : public Napi::AsyncWorker {
  private:
   Napi::Promise::Deferred deferred_;
   std::shared_ptr<Shared> s_;
-  std::string path_;
+  std::string path_, slots_;
 };
 
 class Index : public Napi::ObjectWrap<Index> {
@@ -405,26 +456,33 @@ class Index : public Napi::ObjectWrap<Index> {
                                           InstanceMethod<&Index::Exact>("exact"),
                                           InstanceMethod<&Index::ExactSync>("exactSync"),
                                           InstanceMethod<&Index::Save>("save"),
+                                          InstanceMethod<&Index::CompactVectors>("compactVectors"),
                                       });
     exports.Set("Index", ctor);
     return exports;
   }
 
-  // new Index(space, dims, capacity, M, efConstruction, seed) or new Index(space, dims, path)
+  // new Index(space, dims, capacity, M, efConstruction, seed, int8?) or new Index(space, dims, path, int8?), where
+  // int8 = {vectors: path of the f32 file, slots?: the slot table a snapshot saved, rescore?: candidates per k}
   explicit Index(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Index>(info), s_(std::make_shared<Shared>()) {
     Napi::Env env = info.Env();
     try {
       s_->dims = info[1].As<Napi::Number>().Uint32Value();
-      s_->space = MakeSpace(info[0].As<Napi::String>().Utf8Value(), s_->dims);
+      std::string space = info[0].As<Napi::String>().Utf8Value();
+      Napi::Value int8 = info[info[2].IsString() ? 3 : 6];
+      s_->space = MakeSpace(space, s_->dims, int8.IsObject());
+      if (int8.IsObject()) s_->q = MakeQuantized(int8.As<Napi::Object>(), IsIp(space), s_->dims);
       if (info[2].IsString()) {
         s_->index = std::make_unique<Hnsw>(s_->space.get(), info[2].As<Napi::String>().Utf8Value());
-        if (s_->index->data_size_ != s_->dims * sizeof(float)) throw std::runtime_error("index file has other dimensions");
+        if (s_->index->data_size_ != s_->space->get_data_size()) throw std::runtime_error("index file has other dimensions or quantization");
         s_->TrackAll();
       } else {
         s_->index = std::make_unique<Hnsw>(s_->space.get(), info[2].As<Napi::Number>().Uint32Value(),
                                            info[3].As<Napi::Number>().Uint32Value(), info[4].As<Napi::Number>().Uint32Value(),
                                            info[5].As<Napi::Number>().Uint32Value());
       }
+      // Slots for every label the graph has room for: inserts then never grow the table under a search.
+      if (s_->q) s_->q->full->Reserve(s_->index->max_elements_, 0);
     } catch (const Napi::Error&) {
       throw;
     } catch (const std::exception& e) {
@@ -433,6 +491,13 @@ class Index : public Napi::ObjectWrap<Index> {
   }
 
  private:
+  static std::unique_ptr<nearline::Quantized> MakeQuantized(const Napi::Object& o, bool ip, size_t dims) {
+    std::string slots = o.Has("slots") ? o.Get("slots").As<Napi::String>().Utf8Value() : "";
+    auto full = std::make_unique<nearline::FullVectors>(o.Get("vectors").As<Napi::String>().Utf8Value(), dims, slots);
+    size_t rescore = o.Has("rescore") ? o.Get("rescore").As<Napi::Number>().Uint32Value() : 2;
+    return std::make_unique<nearline::Quantized>(ip, dims, Active(), std::move(full), rescore);
+  }
+
   Napi::Value Capacity(const Napi::CallbackInfo& info) {
     return Napi::Number::New(info.Env(), static_cast<double>(s_->index->max_elements_));
   }
@@ -440,6 +505,7 @@ class Index : public Napi::ObjectWrap<Index> {
   Napi::Value Resize(const Napi::CallbackInfo& info) {
     Guard(info.Env(), [&] {
       s_->index->resizeIndex(info[0].As<Napi::Number>().Uint32Value());
+      if (s_->q) s_->q->full->Reserve(s_->index->max_elements_, 0);
       ReleaseFreePages();
     });
     return info.Env().Undefined();
@@ -476,7 +542,8 @@ class Index : public Napi::ObjectWrap<Index> {
     for (size_t i = 0; i < labels.ElementLength(); i++) {
       auto it = h.label_lookup_.find(labels[i]);
       if (it == h.label_lookup_.end()) throw Napi::RangeError::New(info.Env(), "label not found");
-      std::memcpy(out + i * s_->dims, h.getDataByInternalId(it->second), s_->dims * sizeof(float));
+      if (s_->q) Guard(info.Env(), [&] { s_->q->full->Get(labels[i], out + i * s_->dims); });
+      else std::memcpy(out + i * s_->dims, h.getDataByInternalId(it->second), s_->dims * sizeof(float));
     }
     return info.Env().Undefined();
   }
@@ -530,10 +597,35 @@ class Index : public Napi::ObjectWrap<Index> {
 
   Napi::Value ExactSync(const Napi::CallbackInfo& info) { return RunNow(info, true); }
 
+  // save(path, slots?): the graph to path; for an int8 index, the slot table of its f32 vectors to slots.
   Napi::Value Save(const Napi::CallbackInfo& info) {
-    auto* w = new SaveWorker(info.Env(), s_, info[0].As<Napi::String>().Utf8Value());
+    if (s_->q && !info[1].IsString()) throw Napi::TypeError::New(info.Env(), "an int8 index saves a slot table too: save(path, slots)");
+    auto* w = new SaveWorker(info.Env(), s_, info[0].As<Napi::String>().Utf8Value(), s_->q ? info[1].As<Napi::String>().Utf8Value() : "");
     w->Queue();
     return w->Promise();
+  }
+
+  // compactVectors(path): for an int8 index whose f32 file is mostly rows no live label uses, rewrites the live
+  // ones into `path` and continues there (true); otherwise does nothing (false). Nothing may run beside it.
+  Napi::Value CompactVectors(const Napi::CallbackInfo& info) {
+    bool done = false;
+    Guard(info.Env(), [&] {
+      if (!s_->q) return;
+      const Hnsw& h = *s_->index;
+      std::vector<bool> live;
+      size_t count = 0;
+      for (auto& [label, internal] : h.label_lookup_) {
+        if (h.isMarkedDeleted(internal)) continue;
+        if (label >= live.size()) live.resize(label + 1, false);
+        live[label] = true;
+        count++;
+      }
+      uint64_t dead = s_->q->full->DeadRows(live);
+      if (dead < 1024 || dead < count) return;
+      s_->q->full->Compact(info[0].As<Napi::String>().Utf8Value(), live);
+      done = true;
+    });
+    return Napi::Boolean::New(info.Env(), done);
   }
 
   template <typename F>
@@ -562,8 +654,8 @@ Napi::Value Kernels(const Napi::CallbackInfo& info) {
   return out;
 }
 
-// distance(kernel, 'l2' | 'ip', a: Float32Array, b: Float32Array): one kernel's answer, for the test that
-// every kernel agrees with the scalar one.
+// distance(kernel, 'l2' | 'ip', a: Float32Array, b: Float32Array, int8?: boolean): one kernel's answer (with
+// int8, between the two vectors' int8 codes), for the test that every kernel agrees with the scalar one.
 Napi::Value Distance(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   nearline::Kernel k;
@@ -574,7 +666,15 @@ Napi::Value Distance(const Napi::CallbackInfo& info) {
   const float* b = FloatData(info[3], "b");
   size_t n = info[2].As<Napi::Float32Array>().ElementLength();
   if (info[3].As<Napi::Float32Array>().ElementLength() != n) throw Napi::RangeError::New(env, "a and b differ in length");
-  nearline::DistFn fn = info[1].As<Napi::String>().Utf8Value() == "ip" ? nearline::IpDistance(k) : nearline::L2Distance(k);
+  bool ip = info[1].As<Napi::String>().Utf8Value() == "ip";
+  if (info.Length() > 4 && info[4].ToBoolean()) {
+    std::vector<uint8_t> ca(nearline::Int8Bytes(n)), cb(ca.size());
+    nearline::QuantizeInt8(a, n, ca.data());
+    nearline::QuantizeInt8(b, n, cb.data());
+    nearline::DistFn fn = ip ? nearline::IpInt8Distance(k) : nearline::L2Int8Distance(k);
+    return Napi::Number::New(env, fn(ca.data(), cb.data(), &n));
+  }
+  nearline::DistFn fn = ip ? nearline::IpDistance(k) : nearline::L2Distance(k);
   return Napi::Number::New(env, fn(a, b, &n));
 }
 
@@ -586,6 +686,12 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   mallopt(M_MMAP_THRESHOLD, 1 << 20);
 #endif
   exports.Set("kernels", Napi::Function::New<Kernels>(env, "kernels"));
+  // releaseMemory(): gives the allocator's free pages back to the OS, so a measurement of resident memory
+  // right after counts what is held, not what was freed since the last insert.
+  exports.Set("releaseMemory", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
+    ReleaseFreePages();
+    return info.Env().Undefined();
+  }, "releaseMemory"));
   exports.Set("distance", Napi::Function::New<Distance>(env, "distance"));
   return Index::Init(env, exports);
 }

@@ -25,6 +25,8 @@ interface Collection {
   size: number;
   distance: 'Cosine' | 'Dot' | 'Euclid' | 'Manhattan';
   onDisk?: boolean;
+  /** Accepted and reported back; searches stay exact, as Qdrant's rescoring aims to be. */
+  quantization?: Json;
   hnsw: { m: number; ef_construct: number };
   shardNumber: number;
   replicationFactor: number;
@@ -294,7 +296,7 @@ export async function startQdrantTestServer(options: TestServerOptions = {}): Pr
           max_optimization_threads: null,
         },
         wal_config: { wal_capacity_mb: 32, wal_segments_ahead: 0 },
-        quantization_config: null,
+        quantization_config: c.quantization ?? null,
       },
       payload_schema: Object.fromEntries(
         [...c.payloadSchema].map(([field, s]) => [field, { data_type: s.data_type, ...(s.params ? { params: s.params } : {}), points: [...c.points.values()].filter((p) => p.payload[field] !== undefined).length }]),
@@ -384,14 +386,17 @@ export async function startQdrantTestServer(options: TestServerOptions = {}): Pr
       }
       const v = b.vectors as Json | undefined;
       if (!v || typeof v.size !== 'number') throw new Unsupported('named or missing vectors config');
-      for (const k of ['sparse_vectors', 'quantization_config', 'sharding_method', 'wal_config', 'optimizers_config', 'strict_mode_config']) {
+      for (const k of ['sparse_vectors', 'sharding_method', 'wal_config', 'optimizers_config', 'strict_mode_config']) {
         if (b[k] != null) throw new Unsupported(`create collection ${k}`);
       }
+      const quantization = b.quantization_config as Json | undefined;
+      if (quantization != null && (quantization.scalar as Json | undefined)?.type !== 'int8') throw new Unsupported('create collection quantization_config other than scalar int8');
       const hnsw = (b.hnsw_config ?? {}) as Json;
       collections.set(collection_name, {
         size: v.size,
         distance: v.distance as Collection['distance'],
         onDisk: v.on_disk === true,
+        ...(quantization ? { quantization } : {}),
         hnsw: { m: (hnsw.m as number | undefined) ?? 16, ef_construct: (hnsw.ef_construct as number | undefined) ?? 100 },
         shardNumber: (b.shard_number as number | undefined) ?? 1,
         replicationFactor: (b.replication_factor as number | undefined) ?? 1,

@@ -93,6 +93,43 @@ describe('push rows to a source', () => {
     await store.close();
   });
 
+  it('an int8 variant takes pushes: a second store replays them from the log, and a snapshot keeps the codes and the f32 vectors', async () => {
+    const home = tempDir();
+    writeWords(home, 300, DIMS);
+    const store = FeatureStore.open({ home, live: { snapshotSeconds: 3600 } });
+    const defs = wordDefs(DIMS);
+    (defs.features[0].index as Record<string, unknown>).quantization = 'int8';
+    await store.apply(await loadDefinitions(writeDefs(home, defs)));
+    await store.materialize('word_vec@v1', { progress: false });
+    await store.materialize('word_freq@v1', { progress: false });
+    await store.push('words', [
+      { id: 'new1', vec: vec(1), lang: 'de', freq: 42 },
+      { id: 'w5', vec: vec(2), lang: 'de', freq: 7 },
+      { id: 'w6', _deleted: true },
+    ]);
+    expect((await store.nearest({ feature: 'word_vec', k: 1, query: { vector: vec(1) } })).hits[0].id).toBe('new1');
+    const unit = (v: number[]) => v.map((x) => x / Math.hypot(...v));
+    const expectRows = async (s: FeatureStore) => {
+      const got = await s.online(['new1', 'w5', 'w6'], ['word_vec']);
+      expect(got[2].features.word_vec).toBeNull();
+      // Full precision, read back from the vectors file: not the int8 codes' approximation.
+      [vec(1), vec(2)].forEach((v, i) => Array.from(got[i].features.word_vec as Float32Array).forEach((x, j) => expect(x).toBeCloseTo(unit(v)[j], 6)));
+      const near = await s.nearest({ feature: 'word_vec', k: 2, query: { vector: vec(2) }, filter: { field: 'lang', op: 'eq', value: 'de' } });
+      expect(near.hits.map((h) => h.id)).toEqual(['w5', 'new1']);
+      expect(near.hits[0].score).toBeCloseTo(1, 5);
+    };
+    // Nothing snapshotted since the pushes: the reader applies them from the log.
+    const reader = FeatureStore.open({ home });
+    await expectRows(reader);
+    await reader.close();
+    await store.close();
+    const manifest = JSON.parse(readFileSync(path.join(home, 'indexes', 'word_vec__v1', 'manifest.json'), 'utf8'));
+    expect(manifest).toMatchObject({ quantization: 'int8', logOffset: 3 });
+    const again = FeatureStore.open({ home });
+    await expectRows(again);
+    await again.close();
+  });
+
   it('snapshots run in the background by rows, record their offset, and a reopen replays only past it', async () => {
     const { store, home } = await setup({ live: { snapshotEntries: 50, snapshotSeconds: 3600 } });
     for (let b = 0; b < 4; b++) {

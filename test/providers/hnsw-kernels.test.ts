@@ -1,4 +1,7 @@
 import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { nativeAddon } from '../../src/providers/vector/hnsw/native.ts';
@@ -25,6 +28,23 @@ function reference(metric: 'l2' | 'ip', a: Float32Array, b: Float32Array): { val
     m += Math.abs(t);
   }
   return { value: metric === 'l2' ? s : 1 - s, magnitude: m + (metric === 'ip' ? 1 : 0) };
+}
+
+/**
+ * A bound on how far a distance between int8 codes is from the exact one: each code is off by at most half a
+ * step (max|v| / 254), and a term a_i b_i (or (a_i - b_i)^2) moves by at most the step times what multiplies it.
+ */
+function quantizationError(metric: 'l2' | 'ip', a: Float32Array, b: Float32Array): number {
+  const max = (v: Float32Array) => v.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
+  const ea = max(a) / 254;
+  const eb = max(b) / 254;
+  let bound = 0;
+  for (let i = 0; i < a.length; i++) {
+    if (metric === 'ip') bound += Math.abs(a[i]) * eb + Math.abs(b[i]) * ea + ea * eb;
+    else bound += 2 * Math.abs(a[i] - b[i]) * (ea + eb) + (ea + eb) ** 2;
+  }
+  // Plus float32 rounding of the scales and the final combination.
+  return bound * 1.01 + 1e-4 * (metric === 'ip' ? 1 : 0) + 1e-5 * a.length * (max(a) + max(b)) ** 2;
 }
 
 describe('distance kernels', () => {
@@ -58,6 +78,28 @@ describe('distance kernels', () => {
     });
   }
 
+  for (const kernel of supported) {
+    it(`${kernel} int8 gives the scalar int8 kernel's answer exactly, within the quantization error of float64, at every size`, () => {
+      const rand = mulberry32(7);
+      for (const dims of DIMS) {
+        for (let trial = 0; trial < 8; trial++) {
+          // Odd byte offsets too: codes are read wherever the graph puts them.
+          const a = random(rand, dims + 1, trial % 2 ? 100 : 1).subarray(1);
+          const b = random(rand, dims + 1, trial % 2 ? 100 : 1).subarray(1);
+          for (const metric of ['l2', 'ip'] as const) {
+            const got = addon.distance(kernel, metric, a, b, true);
+            // Integer dot products: no rounding to differ in.
+            expect(got, `${kernel} int8 ${metric} dims ${dims}`).toBe(addon.distance('scalar', metric, a, b, true));
+            const ref = reference(metric, a, b);
+            expect(Math.abs(got - ref.value), `${kernel} int8 ${metric} dims ${dims} vs float64`).toBeLessThanOrEqual(quantizationError(metric, a, b));
+          }
+        }
+      }
+      const v = random(rand, 384, 1);
+      expect(addon.distance(kernel, 'l2', v, v, true)).toBe(0);
+    });
+  }
+
   const addonPath = fileURLToPath(new URL('../../native/build/Release/nearline_hnsw.node', import.meta.url));
   const inChild = (simd: string, script: string) =>
     execFileSync(process.execPath, ['-e', `const a = require(${JSON.stringify(addonPath)}); ${script}`], {
@@ -65,15 +107,22 @@ describe('distance kernels', () => {
       encoding: 'utf8',
     }).trim();
 
-  it('NEARLINE_SIMD forces a kernel the CPU supports, and an index built under it searches correctly', () => {
-    for (const kernel of supported) {
-      const out = inChild(
-        kernel,
-        `const ix = new a.Index('l2', 5, 16, 8, 50, 1);
-         ix.add(Float32Array.from([0,0,0,0,0, 1,1,1,1,1, 5,5,5,5,5]), Uint32Array.from([0,1,2]), 1)
-           .then(() => { const f = ix.searchSync(Float32Array.from([0.9,1,1,1,1.1]), 2, 10); console.log(a.kernels().active, Array.from(f.labels).join(',')); });`,
-      );
-      expect(out).toBe(`${kernel} 1,0`);
+  it('NEARLINE_SIMD forces a kernel the CPU supports, and an index built under it (f32 or int8) searches correctly', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nearline-kernels-'));
+    try {
+      for (const kernel of supported) {
+        for (const int8 of ['', `, { vectors: ${JSON.stringify(join(dir, `${kernel}.f32`))} }`]) {
+          const out = inChild(
+            kernel,
+            `const ix = new a.Index('l2', 5, 16, 8, 50, 1${int8});
+             ix.add(Float32Array.from([0,0,0,0,0, 1,1,1,1,1, 5,5,5,5,5]), Uint32Array.from([0,1,2]), 1)
+               .then(() => { const f = ix.searchSync(Float32Array.from([0.9,1,1,1,1.1]), 2, 10); console.log(a.kernels().active, Array.from(f.labels).join(',')); });`,
+          );
+          expect(out, int8 ? 'int8' : 'f32').toBe(`${kernel} 1,0`);
+        }
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 

@@ -28,6 +28,20 @@ vectorProviderSuite('hnsw, filtered queries through the graph', async () => {
   };
 });
 
+// int8 codes in the graph, full-precision vectors on disk: the same contract, to the same exactness where it has one.
+vectorProviderSuite(
+  'hnsw, int8',
+  async () => {
+    const home = await mkdtemp(join(tmpdir(), 'nearline-hnsw-'));
+    return {
+      provider: createHnswProvider({}, { name: 'local', home }),
+      reopen: async () => createHnswProvider({}, { name: 'local', home }),
+      cleanup: () => rm(home, { recursive: true, force: true }),
+    };
+  },
+  { index: { quantization: 'int8' } },
+);
+
 describe('hnsw files', () => {
   let home: string;
   beforeEach(async () => {
@@ -130,11 +144,11 @@ describe('hnsw files', () => {
     await expect(again.collection(spec('damaged'))).rejects.toMatchObject({ code: 'NL_PROVIDER_ERROR' });
   });
 
-  it('a writer killed at any moment leaves the last flushed snapshot readable', async () => {
+  for (const quantization of ['none', 'int8'] as const) it(`a writer killed at any moment leaves the last flushed snapshot readable (quantization ${quantization})`, async () => {
     const fixture = fileURLToPath(new URL('./hnsw-writer.fixture.ts', import.meta.url));
     for (let round = 0; round < 4; round++) {
       const name = `killed${round}`;
-      const child = spawn(process.execPath, ['--import', 'tsx', fixture, home, name], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const child = spawn(process.execPath, ['--import', 'tsx', fixture, home, name, quantization], { stdio: ['ignore', 'pipe', 'inherit'] });
       let flushed = 0;
       child.stdout.on('data', (b: Buffer) => (flushed = Math.max(flushed, ...b.toString().trim().split('\n').map(Number))));
       const target = 2 + round;
@@ -154,7 +168,7 @@ describe('hnsw files', () => {
       });
       const p = createHnswProvider({}, { name: 'local', home });
       await p.open();
-      const c = await p.collection({ name, dims: 32, metric: 'l2', index: {}, metadataFields: ['gen'] });
+      const c = await p.collection({ name, dims: 32, metric: 'l2', index: { quantization }, metadataFields: ['gen'] });
       const n = (await c.count()) - 20_000;
       expect(n).toBeGreaterThanOrEqual(flushed);
       expect(n).toBeLessThanOrEqual(flushed + 1);

@@ -151,6 +151,26 @@ describe('qdrant provider specifics (test server)', () => {
     await q.close();
   });
 
+  it('int8 quantization creates the collection with Qdrant scalar int8 codes in memory and the vectors on disk; it opens only as int8', async () => {
+    const q = provider();
+    await q.open();
+    const s = specOf({ metric: 'cosine', dims: 4, index: { M: 12, efConstruction: 80, quantization: 'int8' } });
+    const c = await q.collection(s);
+    expect(sent('PUT /collections/{collection_name}')[0].body).toEqual({
+      vectors: { size: 4, distance: 'Cosine', on_disk: true },
+      hnsw_config: { m: 12, ef_construct: 80 },
+      quantization_config: { scalar: { type: 'int8', always_ram: true } },
+    });
+    await c.upsert([{ id: 'a', vector: vec([1, 0, 0, 0]) }, { id: 'b', vector: vec([0, 1, 0, 0]) }]);
+    expect((await c.search([{ vector: vec([1, 0.1, 0, 0]), k: 1 }]))[0].map((h) => h.id)).toEqual(['a']);
+    await q.close();
+    const again = provider();
+    await again.open();
+    await expect(again.collection({ ...s, index: { M: 12, efConstruction: 80 } })).rejects.toMatchObject({ code: 'NL_CONFLICT', message: expect.stringContaining('quantization int8') });
+    await again.dropCollection(s.name);
+    await again.close();
+  });
+
   it('creates payload indexes typed by the metadata values, once, and widens integer to float', async () => {
     const s = specOf({ metadataFields: ['color', 'size', 'even', 'price', 'never'] });
     const c = await p.collection(s);

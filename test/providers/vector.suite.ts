@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isNearlineError, type ErrorCode } from '../../src/errors.ts';
-import type { CollectionSpec, VectorCollection, VectorProvider, VectorRecord } from '../../src/providers/vector/types.ts';
+import type { CollectionSpec, IndexParams, VectorCollection, VectorProvider, VectorRecord } from '../../src/providers/vector/types.ts';
 import type { Filter, Hit, Metadata, Metric } from '../../src/types.ts';
 import { mulberry32 } from '../../scripts/random.ts';
 
@@ -20,6 +20,8 @@ export interface SuiteProvider {
 export interface SuiteOptions {
   /** The backend keeps collections across close/open (files, a server). Default true; false skips the persistence test. */
   persistent?: boolean;
+  /** Index parameters every collection of the suite gets on top of its own (e.g. a quantization). */
+  index?: IndexParams;
 }
 
 const vec = (xs: number[]): Float32Array => Float32Array.from(xs);
@@ -81,7 +83,8 @@ export function vectorProviderSuite(
     function spec(over: Partial<CollectionSpec> = {}): CollectionSpec {
       const name = `t${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}_${seq++}`;
       created.push(over.name ?? name);
-      return { name, dims: 3, metric: 'l2', index: { M: 16, efConstruction: 100, ef: 50 }, metadataFields: [], ...over };
+      const s: CollectionSpec = { name, dims: 3, metric: 'l2', index: { M: 16, efConstruction: 100, ef: 50 }, metadataFields: [], ...over };
+      return { ...s, index: { ...s.index, ...options.index } };
     }
 
     async function open(over: Partial<CollectionSpec> = {}): Promise<VectorCollection> {

@@ -385,13 +385,16 @@ export function createQdrantProvider(options: QdrantVectorOptions, ctx: Provider
         throw nlError('NL_BAD_DEFINITION', 'qdrant provider: efConstruction must be at least 4');
       }
       const qname = o.collectionPrefix + spec.name;
+      // int8: Qdrant's own scalar quantization, codes in memory and the original vectors on disk for its rescoring.
+      const int8 = spec.index.quantization === 'int8';
       let info = await describeCollection(qname);
       if (!info) {
         try {
           await call(`create collection ${qname}`, (c) =>
             c.createCollection(qname, {
-              vectors: { size: spec.dims, distance: DISTANCE[spec.metric], ...(o.onDisk ? { on_disk: true } : {}) },
+              vectors: { size: spec.dims, distance: DISTANCE[spec.metric], ...(o.onDisk || int8 ? { on_disk: true } : {}) },
               hnsw_config: { m: spec.index.M ?? 16, ef_construct: spec.index.efConstruction ?? 200 },
+              ...(int8 ? { quantization_config: { scalar: { type: 'int8' as const, always_ram: true } } } : {}),
               shard_number: o.shardNumber,
               replication_factor: o.replicationFactor,
               write_consistency_factor: o.writeConsistencyFactor,
@@ -407,6 +410,10 @@ export function createQdrantProvider(options: QdrantVectorOptions, ctx: Provider
       const vectors = info.config.params.vectors as Schemas['VectorParams'] | undefined;
       if (vectors?.size !== spec.dims || vectors?.distance !== DISTANCE[spec.metric]) {
         throw nlError('NL_CONFLICT', `qdrant collection ${qname} exists with dims ${vectors?.size} and distance ${vectors?.distance}, not ${spec.dims} ${DISTANCE[spec.metric]}`);
+      }
+      const quantization = info.config.quantization_config && 'scalar' in info.config.quantization_config ? 'int8' : 'none';
+      if (quantization !== (int8 ? 'int8' : 'none')) {
+        throw nlError('NL_CONFLICT', `qdrant collection ${qname} exists with quantization ${quantization}, not ${int8 ? 'int8' : 'none'}`);
       }
       const c = new QdrantCollection(spec, info.payload_schema as Record<string, { data_type: string }>);
       open.set(spec.name, c);

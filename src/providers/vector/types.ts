@@ -8,7 +8,15 @@ export interface IndexParams {
   efConstruction?: number;
   /** Default query-time candidate list size. Default 100. */
   ef?: number;
+  /**
+   * `int8`: the graph holds scalar-quantized vectors and the full-precision ones stay on disk, read to
+   * rescore the best candidates and to return vectors. Default `none`.
+   */
+  quantization?: Quantization;
 }
+
+export type Quantization = 'none' | 'int8';
+export const QUANTIZATIONS: readonly Quantization[] = ['none', 'int8'];
 
 /** What a collection holds: one per feature variant. */
 export interface CollectionSpec {

@@ -17,7 +17,12 @@ export const FeatureInfo = Type.Object({
   dims: Type.Optional(Type.Integer()),
   metric: str(),
   index: Type.Optional(
-    Type.Object({ M: Type.Optional(Type.Integer()), efConstruction: Type.Optional(Type.Integer()), ef: Type.Optional(Type.Integer()) }),
+    Type.Object({
+      M: Type.Optional(Type.Integer()),
+      efConstruction: Type.Optional(Type.Integer()),
+      ef: Type.Optional(Type.Integer()),
+      quantization: Type.Optional(Type.Literal('int8', { description: 'int8 vectors in the graph, full precision on disk; absent: none' })),
+    }),
   ),
   metadata: Type.Optional(Type.Array(Type.String())),
   column: str(),

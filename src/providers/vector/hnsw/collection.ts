@@ -27,6 +27,10 @@ import { Mutex, RwLock } from './rw-lock.ts';
  * without exclude lists, go together. A filter is compiled once into a predicate the addon evaluates during
  * the graph walk; when the columns' counts say few rows match, an exact scan over those rows (from a value's
  * bitmap when there is one) is cheaper, and exact. Small searches run on the calling thread.
+ *
+ * An int8 collection (index.quantization) is the same from here: the addon codes vectors for the graph, keeps
+ * the f32 ones in the vectors file and rescores with them. A snapshot also saves the file's slot table and
+ * fsyncs the file, and first moves the live rows to a new file when dead ones dominate (compactVectors).
  */
 
 export type Settings = Required<Omit<HnswVectorOptions, 'dir'>> & { name: string };
@@ -112,6 +116,8 @@ export class HnswCollection implements VectorCollection {
   private dirty = false;
   /** The highest log offset applied in memory. */
   private applied: number;
+  /** int8: the full-precision vectors file the index writes to (a compaction moves it before a snapshot names it). */
+  private vectorsFile: string | undefined;
 
   constructor(
     spec: CollectionSpec,
@@ -126,6 +132,7 @@ export class HnswCollection implements VectorCollection {
   ) {
     this.spec = spec;
     this.applied = manifest.logOffset ?? 0;
+    this.vectorsFile = manifest.vectors;
     this.labels = new IdIndex(ids);
     ids.forEach((id, label) => (id === null ? undefined : this.labels.set(id, label)));
     columns.grow(index.capacity());
@@ -407,6 +414,25 @@ export class HnswCollection implements VectorCollection {
   }
 
   /**
+   * int8: the vectors file the next snapshot names. When dead rows (deleted or rewritten labels) make up most of
+   * it, the live ones go to a new file first, with searches held back, since they read the file.
+   */
+  private async compactVectors(generation: number): Promise<string> {
+    const fresh = `vectors-${generation}.f32`;
+    // A failed snapshot of the same generation may have started `fresh` already: it is the current file then.
+    if (fresh === this.vectorsFile) return fresh;
+    const moved = await this.lock.write(() => {
+      try {
+        return this.index.compactVectors(join(this.dir, fresh));
+      } catch (e) {
+        throw providerError(this.opts.name, e);
+      }
+    });
+    if (moved) this.vectorsFile = fresh;
+    return this.vectorsFile!;
+  }
+
+  /**
    * Index, ids and columns first under a new generation, then the manifest that names them: the manifest's
    * rename is the commit. Only copying the graph out holds writers back; fsyncs and renames run beside them.
    */
@@ -421,13 +447,15 @@ export class HnswCollection implements VectorCollection {
         rows: `rows-${generation}.json`,
         columns: `columns-${generation}.bin`,
       };
-      const files = [next.index, next.rows, next.columns!];
-      const copied = await this.writes.run(() =>
-        this.lock.read(async () => {
-          if (!this.dirty && !force && this.applied === (this.manifest.logOffset ?? 0)) return false;
+      if (this.vectorsFile) next.slots = `slots-${generation}.bin`;
+      const files = [next.index, next.rows, next.columns!, ...(next.slots ? [next.slots] : [])];
+      const copied = await this.writes.run(async () => {
+        if (!this.dirty && !force && this.applied === (this.manifest.logOffset ?? 0)) return false;
+        next.vectors = this.vectorsFile && (await this.compactVectors(generation));
+        return this.lock.read(async () => {
           next.logOffset = this.applied;
           try {
-            await this.index.save(join(this.dir, `${next.index}.tmp`));
+            await this.index.save(join(this.dir, `${next.index}.tmp`), next.slots && join(this.dir, `${next.slots}.tmp`));
             const rows: RowsFile = { ids: this.ids };
             await writeFileSynced(join(this.dir, `${next.rows}.tmp`), JSON.stringify(rows));
             await writeFileSynced(join(this.dir, `${next.columns}.tmp`), this.columns.encode(this.ids.length));
@@ -436,11 +464,13 @@ export class HnswCollection implements VectorCollection {
           }
           this.dirty = false;
           return true;
-        }),
-      );
+        });
+      });
       if (!copied) return;
       try {
         for (const f of files) await fsyncFile(join(this.dir, `${f}.tmp`));
+        // Rows the slot table names were written before it was saved: in place, never renamed.
+        if (next.vectors) await fsyncFile(join(this.dir, next.vectors));
         for (const f of files) await rename(join(this.dir, `${f}.tmp`), join(this.dir, f));
         await writeAtomic(join(this.dir, MANIFEST), (tmp) => writeFileSynced(tmp, JSON.stringify(next)));
         await syncDir(this.dir);

@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { open as openFile, readdir, rename, rm, stat } from 'node:fs/promises';
 import type { Metadata, Metric } from '../../../types.ts';
+import type { Quantization } from '../types.ts';
 
 /*
  * On-disk layout of one collection folder:
@@ -9,6 +10,14 @@ import type { Metadata, Metric } from '../../../types.ts';
  *   index-<gen>.hnsw     hnswlib's own index format (labels are dense integers)
  *   rows-<gen>.json      label -> string id (null where deleted)
  *   columns-<gen>.bin    metadata by column (columns.ts)
+ *
+ * and for an int8 collection (the graph then holds int8 codes):
+ *
+ *   vectors-<gen>.f32    the full-precision vectors, one row per write, appended (under an flock, so every
+ *                        process reading the collection may append); <gen> is the generation that started
+ *                        the file (a compaction starts a new one), later snapshots share it. Rows no slot
+ *                        table names (written after the last snapshot) are dead until a compaction.
+ *   slots-<gen>.bin      label -> row in the vectors file (native/src/full_vectors.h)
  *
  * Format 1 kept the metadata as a JSON array in rows-<gen>.json and had no columns file; it still loads,
  * and the next snapshot writes format 2.
@@ -30,6 +39,11 @@ export interface Manifest {
   columns?: string;
   /** The source log offset this snapshot contains (0: none); a reopen replays the log after it. */
   logOffset?: number;
+  /** Absent: none. */
+  quantization?: Quantization;
+  /** int8: the vectors file and the slot table. */
+  vectors?: string;
+  slots?: string;
 }
 
 export interface RowsFile {
@@ -82,6 +96,6 @@ export async function exists(path: string): Promise<boolean> {
 
 /** Deletes files no manifest names: older generations and temp files of an interrupted snapshot. */
 export async function removeStale(dir: string, manifest: Manifest): Promise<void> {
-  const keep = new Set([MANIFEST, manifest.index, manifest.rows, manifest.columns]);
+  const keep = new Set([MANIFEST, manifest.index, manifest.rows, manifest.columns, manifest.vectors, manifest.slots]);
   for (const f of await readdir(dir)) if (!keep.has(f)) await rm(join(dir, f), { force: true });
 }

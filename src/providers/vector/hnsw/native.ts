@@ -19,7 +19,21 @@ export interface NativeIndex {
   /** Brute force over the live labels `filter` allows, only those set in `driver` (a bitmap) when given. */
   exact(queries: Float32Array, k: number, filter?: NativeFilter, driver?: Uint32Array): Promise<Found>;
   exactSync(queries: Float32Array, k: number, filter?: NativeFilter, driver?: Uint32Array): Found;
-  save(path: string): Promise<void>;
+  /** The graph to `path`; an int8 index also saves the slot table of its f32 vectors file to `slots`. */
+  save(path: string, slots?: string): Promise<void>;
+  /**
+   * An int8 index whose f32 file is mostly rows no live label uses rewrites the live ones into `path`
+   * (fsynced) and continues there: true. Otherwise nothing happens: false. Nothing may run beside it.
+   */
+  compactVectors(path: string): boolean;
+}
+
+/** What makes an index int8: its codes in the graph, its f32 vectors in `vectors` (with `slots`, a saved slot table). */
+export interface Int8Files {
+  vectors: string;
+  slots?: string;
+  /** A search rescores k * rescore candidates by their exact distance. Default 2. */
+  rescore?: number;
 }
 
 export interface Found {
@@ -51,13 +65,15 @@ export interface Kernels {
 interface Addon {
   Index: NativeIndexClass;
   kernels(): Kernels;
-  /** One kernel's distance (squared L2, or 1 - dot for 'ip') between two vectors, for tests. */
-  distance(kernel: string, metric: 'l2' | 'ip', a: Float32Array, b: Float32Array): number;
+  /** Returns the allocator's free pages to the OS (glibc), for measurements of resident memory. */
+  releaseMemory(): void;
+  /** One kernel's distance (squared L2, or 1 - dot for 'ip') between two vectors, or with `int8` their int8 codes, for tests. */
+  distance(kernel: string, metric: 'l2' | 'ip', a: Float32Array, b: Float32Array, int8?: boolean): number;
 }
 
 export type NativeIndexClass = {
-  new (space: 'l2' | 'ip', dims: number, capacity: number, M: number, efConstruction: number, seed: number): NativeIndex;
-  new (space: 'l2' | 'ip', dims: number, path: string): NativeIndex;
+  new (space: 'l2' | 'ip', dims: number, capacity: number, M: number, efConstruction: number, seed: number, int8?: Int8Files): NativeIndex;
+  new (space: 'l2' | 'ip', dims: number, path: string, int8?: Int8Files): NativeIndex;
 };
 
 let addon: Addon | undefined;

@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { nlError, providerError } from '../../../errors.ts';
 import type { ProviderContext } from '../../index.ts';
-import type { CollectionSpec, VectorProvider } from '../types.ts';
+import type { Metric } from '../../../types.ts';
+import type { CollectionSpec, Quantization, VectorProvider } from '../types.ts';
 import { HnswCollection, type Settings } from './collection.ts';
 import { Columns } from './columns.ts';
 import { FORMAT, MANIFEST, exists, removeStale, type Manifest, type RowsFile } from './files.ts';
@@ -35,9 +36,21 @@ export interface HnswVectorOptions {
   filterPlan?: 'auto' | 'graph' | 'exact';
   /** Threads one call may use: a search batch is split across them, an insert batch runs on them. Default `os.availableParallelism()`. */
   threads?: number;
+  /**
+   * int8 collections: a search walks the graph for k * rescore candidates and orders them by their exact
+   * distance (read from the full-precision vectors on disk). Default 2.
+   */
+  rescore?: number;
 }
 
 const NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
+
+/** An existing collection is opened only as what it is: same dims, metric and quantization. */
+function checkShape(spec: CollectionSpec, dims: number, metric: Metric, quantization: Quantization | undefined): void {
+  const has = `dims ${dims} metric ${metric} quantization ${quantization ?? 'none'}`;
+  const asked = `dims ${spec.dims} metric ${spec.metric} quantization ${spec.index.quantization ?? 'none'}`;
+  if (has !== asked) throw nlError('NL_CONFLICT', `collection ${spec.name} exists with ${has}, asked for ${asked}`);
+}
 
 export function createHnswProvider(options: HnswVectorOptions, ctx: ProviderContext): VectorProvider {
   const root = options.dir ?? join(ctx.home, 'indexes');
@@ -48,6 +61,7 @@ export function createHnswProvider(options: HnswVectorOptions, ctx: ProviderCont
     exactScanSelectivity: options.exactScanSelectivity ?? 0.02,
     filterPlan: options.filterPlan ?? 'auto',
     threads: options.threads ?? availableParallelism(),
+    rescore: options.rescore ?? 2,
   };
   const open = new Map<string, Promise<HnswCollection>>();
 
@@ -66,12 +80,11 @@ export function createHnswProvider(options: HnswVectorOptions, ctx: ProviderCont
       if (m.format !== 1 && m.format !== FORMAT) {
         throw nlError('NL_CONFLICT', `collection ${spec.name} has on-disk format ${m.format}; this nearline reads formats 1 to ${FORMAT}`);
       }
-      if (m.dims !== spec.dims || m.metric !== spec.metric) {
-        throw nlError('NL_CONFLICT', `collection ${spec.name} exists with dims ${m.dims} metric ${m.metric}, asked for dims ${spec.dims} metric ${spec.metric}`);
-      }
+      checkShape(spec, m.dims, m.metric, m.quantization);
       await removeStale(dir, m);
       const rows = JSON.parse(await readFile(join(dir, m.rows), 'utf8')) as RowsFile;
-      const index = new (nativeIndexClass(ctx.name))(space, m.dims, join(dir, m.index));
+      const int8 = m.quantization === 'int8' ? { vectors: join(dir, m.vectors!), slots: join(dir, m.slots!), rescore: opts.rescore } : undefined;
+      const index = new (nativeIndexClass(ctx.name))(space, m.dims, join(dir, m.index), int8);
       const columns = m.columns
         ? Columns.decode(await readFile(join(dir, m.columns)), index.capacity())
         : Columns.fromRows(rows.metadata ?? [], index.capacity());
@@ -82,8 +95,10 @@ export function createHnswProvider(options: HnswVectorOptions, ctx: ProviderCont
     }
     const M = spec.index.M ?? 16;
     const efConstruction = spec.index.efConstruction ?? 200;
-    const index = new (nativeIndexClass(ctx.name))(space, spec.dims, opts.initialCapacity, M, efConstruction, 100);
     const m: Manifest = { format: FORMAT, generation: 0, dims: spec.dims, metric: spec.metric, M, efConstruction, index: '', rows: '' };
+    if (spec.index.quantization === 'int8') Object.assign(m, { quantization: 'int8', vectors: 'vectors-1.f32' });
+    const int8 = m.vectors ? { vectors: join(dir, m.vectors), rescore: opts.rescore } : undefined;
+    const index = new (nativeIndexClass(ctx.name))(space, spec.dims, opts.initialCapacity, M, efConstruction, 100, int8);
     const c = new HnswCollection(spec, dir, opts, index, m, [], new Columns(index.capacity()), []);
     await c.snapshot(true);
     return c;
@@ -119,9 +134,7 @@ export function createHnswProvider(options: HnswVectorOptions, ctx: ProviderCont
         p.catch(() => open.delete(spec.name));
       }
       const c = await p;
-      if (c.spec.dims !== spec.dims || c.spec.metric !== spec.metric) {
-        throw nlError('NL_CONFLICT', `collection ${spec.name} exists with dims ${c.spec.dims} metric ${c.spec.metric}, asked for dims ${spec.dims} metric ${spec.metric}`);
-      }
+      checkShape(spec, c.spec.dims, c.spec.metric, c.spec.index.quantization);
       c.spec = spec;
       return c;
     },
