@@ -284,6 +284,44 @@ describe.skipIf(skipPostgresTests())('PostgreSQL registry across processes', () 
     }
   });
 
+  it('a lost notification connection stops caching until it is back, so no switch is missed', async () => {
+    const home = tempDir();
+    writeWords(home, 50, 8);
+    const location = await postgres!.createDatabase();
+    const serving = FeatureStore.open({ home, registry: location });
+    const writer = FeatureStore.open({ home, registry: location });
+    const admin = new pg.Client({ connectionString: location });
+    await admin.connect();
+    const listeners = async () =>
+      (await admin.query<{ pid: number }>("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'")).rows.map((r) => r.pid);
+    try {
+      await writer.apply(await loadDefinitions(writeDefs(home, wordDefs(8))));
+      const v2 = wordDefs(8, { variant: 'v2' });
+      v2.aliases = [];
+      await writer.apply(await loadDefinitions(writeDefs(home, v2)));
+      expect((await serving.registry.resolveFeature('word_vec')).variant).toBe('v1');
+      const before = await listeners();
+      expect(before).toHaveLength(2);
+      // Kill every listening connection: the server drops them as a failover or a network cut would.
+      await admin.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid = ANY($1)', [before]);
+      await writer.registry.setAlias('word_vec', 'prod', 'v2', { force: true });
+      let seen = '';
+      while (seen !== 'v2') {
+        seen = (await serving.registry.resolveFeature('word_vec')).variant;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      // Both registries listen again on new connections, and a switch reaches the cache through them.
+      while ((await listeners()).filter((pid) => !before.includes(pid)).length < 2) await new Promise((resolve) => setTimeout(resolve, 50));
+      expect((await serving.registry.resolveFeature('word_vec')).variant).toBe('v2');
+      await writer.registry.setAlias('word_vec', 'prod', 'v1', { force: true });
+      while ((await serving.registry.resolveFeature('word_vec')).variant !== 'v1') await new Promise((resolve) => setTimeout(resolve, 20));
+    } finally {
+      await admin.end();
+      await serving.close();
+      await writer.close();
+    }
+  });
+
   it('a bad or unreachable registry is a coded error', async () => {
     expect(() => openRegistry('mysql://localhost/x')).toThrow(expect.objectContaining({ code: 'NL_BAD_REGISTRY' }));
     expect(() => openRegistry('postgres://')).toThrow(expect.objectContaining({ code: 'NL_BAD_REGISTRY' }));
