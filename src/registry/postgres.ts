@@ -84,7 +84,8 @@ export class PostgresRegistry extends Registry {
         client.release();
       }
       this.pool = pool;
-      await this.listen(pg.Client, types);
+      // Without notifications (a pooler that drops LISTEN, say) the registry still works, uncached, and keeps trying.
+      await this.listen(pg.Client, types).catch(() => this.listenLater(pg.Client, types));
       return pool;
     } catch (e) {
       await pool.end().catch(() => undefined);
@@ -123,9 +124,7 @@ export class PostgresRegistry extends Registry {
       if (this.listener !== client) return;
       this.listener = undefined;
       client.end().catch(() => undefined);
-      if (this.closed) return;
-      this.relisten = setTimeout(() => void this.listen(ClientClass, types).catch(() => undefined), RELISTEN_MS);
-      this.relisten.unref();
+      this.listenLater(ClientClass, types);
     };
     client.on('notification', () => this.invalidate());
     client.on('error', lost);
@@ -145,6 +144,13 @@ export class PostgresRegistry extends Registry {
     this.listener = client;
     this.invalidate();
     this.cacheResolved = true;
+  }
+
+  private listenLater(ClientClass: typeof Client, types: unknown): void {
+    if (this.closed) return;
+    clearTimeout(this.relisten);
+    this.relisten = setTimeout(() => void this.listen(ClientClass, types).catch(() => this.listenLater(ClientClass, types)), RELISTEN_MS);
+    this.relisten.unref();
   }
 
   protected async transaction<T>(fn: (q: Sql) => Promise<T>): Promise<T> {
