@@ -1,9 +1,11 @@
 import { spawn, spawnSync } from 'node:child_process';
+import Database from 'better-sqlite3';
 import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadDefinitions } from '../src/config.ts';
 import { openRegistry } from '../src/registry/open.ts';
+import { REGISTRY_LOCK } from '../src/registry/postgres.ts';
 import type { Registry, Row } from '../src/registry/registry.ts';
 import { SqliteRegistry } from '../src/registry/sqlite.ts';
 import { FeatureStore } from '../src/store/feature-store.ts';
@@ -284,6 +286,37 @@ describe.skipIf(skipPostgresTests())('PostgreSQL registry across processes', () 
     }
   });
 
+  it('an apply waits for the registry lock another transaction holds, plans again on what that one committed, and refuses a plan it changed', async () => {
+    const home = tempDir();
+    writeWords(home, 20, 8);
+    const location = await postgres!.createDatabase();
+    const registry = openRegistry(location);
+    await registry.migrations();
+    const holder = new pg.Client({ connectionString: location });
+    await holder.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query(REGISTRY_LOCK);
+      const file = writeDefs(home, wordDefs(8));
+      const apply = cli(['apply', file, '--yes', '--home', home, '--registry', location]);
+      // The apply has planned (an empty registry: everything is `create`) and now waits for the lock.
+      const waiting = async () => (await holder.query("SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")).rowCount;
+      while (!(await waiting())) await new Promise((resolve) => setTimeout(resolve, 50));
+      // Meanwhile this transaction registers provider local differently, and commits.
+      await holder.query("INSERT INTO providers VALUES ('local', 'hnsw', '{\"initialCapacity\":5}', '2026-01-01T00:00:00.000Z')");
+      await holder.query('COMMIT');
+      const run = await apply;
+      expect(run.code).toBe(1);
+      expect(run.err).toContain('error NL_CONFLICT: provider local changed in the registry since this plan was made');
+      expect(await registry.listFeatures()).toEqual([]);
+      expect(await registry.listEvents()).toEqual([]);
+      expect((await registry.getProvider('local'))?.options).toEqual({ initialCapacity: 5 });
+    } finally {
+      await holder.end();
+      await registry.close();
+    }
+  });
+
   it('a lost notification connection stops caching until it is back, so no switch is missed', async () => {
     const home = tempDir();
     writeWords(home, 50, 8);
@@ -338,5 +371,29 @@ describe.skipIf(skipPostgresTests())('PostgreSQL registry across processes', () 
     const r = spawnSync(process.execPath, [BIN, 'list', '--home', tempDir(), '--registry', `postgres://127.0.0.1:${port}/x`], { encoding: 'utf8' });
     expect(r.status).toBe(1);
     expect(r.stderr).toContain('error NL_REGISTRY_UNAVAILABLE');
+  });
+});
+
+describe('SQLite registry across processes', () => {
+  it('a write that waits too long for another connection holding the file is a coded error and changes nothing', async () => {
+    const home = tempDir();
+    writeWords(home, 20, 8);
+    const store = FeatureStore.open({ home });
+    try {
+      await store.apply(await loadDefinitions(writeDefs(home, wordDefs(8))));
+      const other = new Database(path.join(home, 'nearline.db'));
+      other.exec('BEGIN IMMEDIATE');
+      try {
+        await expect(store.registry.setAlias('word_vec', 'prod', 'v1', { force: true })).rejects.toMatchObject({ code: 'NL_REGISTRY_BUSY', message: expect.stringContaining('nearline.db') });
+      } finally {
+        other.exec('ROLLBACK');
+        other.close();
+      }
+      expect((await store.registry.aliasHistory('word_vec', 'prod')).length).toBe(1);
+      await store.registry.setAlias('word_vec', 'prod', 'v1', { force: true });
+      expect((await store.registry.aliasHistory('word_vec', 'prod')).length).toBe(2);
+    } finally {
+      await store.close();
+    }
   });
 });
