@@ -1,10 +1,11 @@
 import { spawn, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadDefinitions } from '../src/config.ts';
-import { openRegistry } from '../src/registry/open.ts';
+import { openRegistry, registryLocation } from '../src/registry/open.ts';
 import { REGISTRY_LOCK } from '../src/registry/postgres.ts';
 import type { Registry, Row } from '../src/registry/registry.ts';
 import { SqliteRegistry } from '../src/registry/sqlite.ts';
@@ -371,6 +372,30 @@ describe.skipIf(skipPostgresTests())('PostgreSQL registry across processes', () 
     const r = spawnSync(process.execPath, [BIN, 'list', '--home', tempDir(), '--registry', `postgres://127.0.0.1:${port}/x`], { encoding: 'utf8' });
     expect(r.status).toBe(1);
     expect(r.stderr).toContain('error NL_REGISTRY_UNAVAILABLE');
+  });
+});
+
+describe('where the registry lives', () => {
+  it('the option, else NEARLINE_REGISTRY, else <home>/nearline.db; the CLI flag wins over the environment', async () => {
+    const saved = process.env.NEARLINE_REGISTRY;
+    try {
+      delete process.env.NEARLINE_REGISTRY;
+      expect(registryLocation('/h')).toBe(path.join('/h', 'nearline.db'));
+      process.env.NEARLINE_REGISTRY = 'postgres://db/x';
+      expect(registryLocation('/h')).toBe('postgres://db/x');
+      expect(registryLocation('/h', '/elsewhere/r.db')).toBe('/elsewhere/r.db');
+    } finally {
+      if (saved === undefined) delete process.env.NEARLINE_REGISTRY;
+      else process.env.NEARLINE_REGISTRY = saved;
+    }
+    const home = tempDir();
+    writeWords(home, 20, 8);
+    const file = path.join(tempDir(), 'shared.db');
+    const r = await cli(['apply', writeDefs(home, wordDefs(8)), '--yes', '--home', home, '--registry', file], { NEARLINE_REGISTRY: path.join(home, 'env.db') });
+    expect(r.code, r.err).toBe(0);
+    expect(existsSync(file)).toBe(true);
+    expect(existsSync(path.join(home, 'env.db'))).toBe(false);
+    expect(existsSync(path.join(home, 'nearline.db'))).toBe(false);
   });
 });
 
