@@ -9,6 +9,7 @@ import { openRegistry, registryLocation } from '../src/registry/open.ts';
 import { REGISTRY_LOCK } from '../src/registry/postgres.ts';
 import type { Registry, Row } from '../src/registry/registry.ts';
 import { SqliteRegistry } from '../src/registry/sqlite.ts';
+import { build } from '../src/server/app.ts';
 import { FeatureStore } from '../src/store/feature-store.ts';
 import { tempDir, wordDefs, writeDefs, writeWords } from './helpers/fixtures.ts';
 import { type PostgresServer, skipPostgresTests, startPostgres } from './helpers/postgres.ts';
@@ -353,6 +354,32 @@ describe.skipIf(skipPostgresTests())('PostgreSQL registry across processes', () 
       await admin.end();
       await serving.close();
       await writer.close();
+    }
+  });
+
+  it('two servers on one registry: an alias moved through one is served by the other', async () => {
+    const home = tempDir();
+    writeWords(home, 50, 8);
+    const location = await postgres!.createDatabase();
+    const stores = [FeatureStore.open({ home, registry: location }), FeatureStore.open({ home, registry: location })];
+    const apps = await Promise.all(stores.map((store) => build({ store, warm: false })));
+    try {
+      await stores[0].apply(await loadDefinitions(writeDefs(home, wordDefs(8))));
+      const v2 = wordDefs(8, { variant: 'v2', metric: 'l2' });
+      v2.aliases = [];
+      await stores[0].apply(await loadDefinitions(writeDefs(home, v2)));
+      await stores[0].materialize('word_vec@v1', { progress: false });
+      await stores[0].materialize('word_vec@v2', { progress: false });
+      const nearest = async () => (await apps[1].inject({ method: 'POST', url: '/v1/nearest', payload: { feature: 'word_vec', k: 3, query: { id: 'w1' } } })).json();
+      expect(await nearest()).toMatchObject({ variant: 'v1' });
+      const moved = await apps[0].inject({ method: 'PUT', url: '/v1/registry/aliases/word_vec/prod', payload: { variant: 'v2' } });
+      expect(moved.json()).toMatchObject({ variant: 'v2', previous: 'v1' });
+      let served = await nearest();
+      while (served.variant !== 'v2') served = await nearest();
+      expect(served.hits).toHaveLength(3);
+    } finally {
+      for (const app of apps) await app.close();
+      for (const store of stores) await store.close();
     }
   });
 
