@@ -38,6 +38,7 @@ export const ERRORS = {
   NL_PROVIDER_ERROR: [502, 'provider %s failed: %s'],
   NL_BAD_REGISTRY: [400, 'bad registry %s: %s'],
   NL_REGISTRY_UNAVAILABLE: [503, 'registry %s is unavailable: %s'],
+  NL_REGISTRY_BUSY: [503, 'registry %s is busy: %s'],
   NL_MISSING_PACKAGE: [500, '%s needs the package %s, which is not installed: npm install %s'],
   NL_INTERNAL: [500, '%s'],
 } as const satisfies Record<string, readonly [number, string]>;

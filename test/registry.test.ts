@@ -1,12 +1,15 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import Database from 'better-sqlite3';
 import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadDefinitions } from '../src/config.ts';
-import { openRegistry } from '../src/registry/open.ts';
+import { openRegistry, registryLocation } from '../src/registry/open.ts';
+import { REGISTRY_LOCK } from '../src/registry/postgres.ts';
 import type { Registry, Row } from '../src/registry/registry.ts';
 import { SqliteRegistry } from '../src/registry/sqlite.ts';
+import { build } from '../src/server/app.ts';
 import { FeatureStore } from '../src/store/feature-store.ts';
 import { tempDir, wordDefs, writeDefs, writeWords } from './helpers/fixtures.ts';
 import { type PostgresServer, skipPostgresTests, startPostgres } from './helpers/postgres.ts';
@@ -313,6 +316,101 @@ describe.skipIf(skipPostgresTests())('PostgreSQL registry across processes', () 
     }
   });
 
+  it('an apply waits for the registry lock another transaction holds, plans again on what that one committed, and refuses a plan it changed', async () => {
+    const home = tempDir();
+    writeWords(home, 20, 8);
+    const location = await postgres!.createDatabase();
+    const registry = openRegistry(location);
+    await registry.migrations();
+    const holder = new pg.Client({ connectionString: location });
+    await holder.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query(REGISTRY_LOCK);
+      const file = writeDefs(home, wordDefs(8));
+      const apply = cli(['apply', file, '--yes', '--home', home, '--registry', location]);
+      // The apply has planned (an empty registry: everything is `create`) and now waits for the lock.
+      const waiting = async () => (await holder.query("SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")).rowCount;
+      while (!(await waiting())) await new Promise((resolve) => setTimeout(resolve, 50));
+      // Meanwhile this transaction registers provider local differently, and commits.
+      await holder.query("INSERT INTO providers VALUES ('local', 'hnsw', '{\"initialCapacity\":5}', '2026-01-01T00:00:00.000Z')");
+      await holder.query('COMMIT');
+      const run = await apply;
+      expect(run.code).toBe(1);
+      expect(run.err).toContain('error NL_CONFLICT: provider local changed in the registry since this plan was made');
+      expect(await registry.listFeatures()).toEqual([]);
+      expect(await registry.listEvents()).toEqual([]);
+      expect((await registry.getProvider('local'))?.options).toEqual({ initialCapacity: 5 });
+    } finally {
+      await holder.end();
+      await registry.close();
+    }
+  });
+
+  it('a lost notification connection stops caching until it is back, so no switch is missed', async () => {
+    const home = tempDir();
+    writeWords(home, 50, 8);
+    const location = await postgres!.createDatabase();
+    const serving = FeatureStore.open({ home, registry: location });
+    const writer = FeatureStore.open({ home, registry: location });
+    const admin = new pg.Client({ connectionString: location });
+    await admin.connect();
+    const listeners = async () =>
+      (await admin.query<{ pid: number }>("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'")).rows.map((r) => r.pid);
+    try {
+      await writer.apply(await loadDefinitions(writeDefs(home, wordDefs(8))));
+      const v2 = wordDefs(8, { variant: 'v2' });
+      v2.aliases = [];
+      await writer.apply(await loadDefinitions(writeDefs(home, v2)));
+      expect((await serving.registry.resolveFeature('word_vec')).variant).toBe('v1');
+      const before = await listeners();
+      expect(before).toHaveLength(2);
+      // Kill every listening connection: the server drops them as a failover or a network cut would.
+      await admin.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid = ANY($1)', [before]);
+      await writer.registry.setAlias('word_vec', 'prod', 'v2', { force: true });
+      let seen = '';
+      while (seen !== 'v2') {
+        seen = (await serving.registry.resolveFeature('word_vec')).variant;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      // Both registries listen again on new connections, and a switch reaches the cache through them.
+      while ((await listeners()).filter((pid) => !before.includes(pid)).length < 2) await new Promise((resolve) => setTimeout(resolve, 50));
+      expect((await serving.registry.resolveFeature('word_vec')).variant).toBe('v2');
+      await writer.registry.setAlias('word_vec', 'prod', 'v1', { force: true });
+      while ((await serving.registry.resolveFeature('word_vec')).variant !== 'v1') await new Promise((resolve) => setTimeout(resolve, 20));
+    } finally {
+      await admin.end();
+      await serving.close();
+      await writer.close();
+    }
+  });
+
+  it('two servers on one registry: an alias moved through one is served by the other', async () => {
+    const home = tempDir();
+    writeWords(home, 50, 8);
+    const location = await postgres!.createDatabase();
+    const stores = [FeatureStore.open({ home, registry: location }), FeatureStore.open({ home, registry: location })];
+    const apps = await Promise.all(stores.map((store) => build({ store, warm: false })));
+    try {
+      await stores[0].apply(await loadDefinitions(writeDefs(home, wordDefs(8))));
+      const v2 = wordDefs(8, { variant: 'v2', metric: 'l2' });
+      v2.aliases = [];
+      await stores[0].apply(await loadDefinitions(writeDefs(home, v2)));
+      await stores[0].materialize('word_vec@v1', { progress: false });
+      await stores[0].materialize('word_vec@v2', { progress: false });
+      const nearest = async () => (await apps[1].inject({ method: 'POST', url: '/v1/nearest', payload: { feature: 'word_vec', k: 3, query: { id: 'w1' } } })).json();
+      expect(await nearest()).toMatchObject({ variant: 'v1' });
+      const moved = await apps[0].inject({ method: 'PUT', url: '/v1/registry/aliases/word_vec/prod', payload: { variant: 'v2' } });
+      expect(moved.json()).toMatchObject({ variant: 'v2', previous: 'v1' });
+      let served = await nearest();
+      while (served.variant !== 'v2') served = await nearest();
+      expect(served.hits).toHaveLength(3);
+    } finally {
+      for (const app of apps) await app.close();
+      for (const store of stores) await store.close();
+    }
+  });
+
   it('a bad or unreachable registry is a coded error', async () => {
     expect(() => openRegistry('mysql://localhost/x')).toThrow(expect.objectContaining({ code: 'NL_BAD_REGISTRY' }));
     expect(() => openRegistry('postgres://')).toThrow(expect.objectContaining({ code: 'NL_BAD_REGISTRY' }));
@@ -329,5 +427,53 @@ describe.skipIf(skipPostgresTests())('PostgreSQL registry across processes', () 
     const r = spawnSync(process.execPath, [BIN, 'list', '--home', tempDir(), '--registry', `postgres://127.0.0.1:${port}/x`], { encoding: 'utf8' });
     expect(r.status).toBe(1);
     expect(r.stderr).toContain('error NL_REGISTRY_UNAVAILABLE');
+  });
+});
+
+describe('where the registry lives', () => {
+  it('the option, else NEARLINE_REGISTRY, else <home>/nearline.db; the CLI flag wins over the environment', async () => {
+    const saved = process.env.NEARLINE_REGISTRY;
+    try {
+      delete process.env.NEARLINE_REGISTRY;
+      expect(registryLocation('/h')).toBe(path.join('/h', 'nearline.db'));
+      process.env.NEARLINE_REGISTRY = 'postgres://db/x';
+      expect(registryLocation('/h')).toBe('postgres://db/x');
+      expect(registryLocation('/h', '/elsewhere/r.db')).toBe('/elsewhere/r.db');
+    } finally {
+      if (saved === undefined) delete process.env.NEARLINE_REGISTRY;
+      else process.env.NEARLINE_REGISTRY = saved;
+    }
+    const home = tempDir();
+    writeWords(home, 20, 8);
+    const file = path.join(tempDir(), 'shared.db');
+    const r = await cli(['apply', writeDefs(home, wordDefs(8)), '--yes', '--home', home, '--registry', file], { NEARLINE_REGISTRY: path.join(home, 'env.db') });
+    expect(r.code, r.err).toBe(0);
+    expect(existsSync(file)).toBe(true);
+    expect(existsSync(path.join(home, 'env.db'))).toBe(false);
+    expect(existsSync(path.join(home, 'nearline.db'))).toBe(false);
+  });
+});
+
+describe('SQLite registry across processes', () => {
+  it('a write that waits too long for another connection holding the file is a coded error and changes nothing', async () => {
+    const home = tempDir();
+    writeWords(home, 20, 8);
+    const store = FeatureStore.open({ home });
+    try {
+      await store.apply(await loadDefinitions(writeDefs(home, wordDefs(8))));
+      const other = new Database(path.join(home, 'nearline.db'));
+      other.exec('BEGIN IMMEDIATE');
+      try {
+        await expect(store.registry.setAlias('word_vec', 'prod', 'v1', { force: true })).rejects.toMatchObject({ code: 'NL_REGISTRY_BUSY', message: expect.stringContaining('nearline.db') });
+      } finally {
+        other.exec('ROLLBACK');
+        other.close();
+      }
+      expect((await store.registry.aliasHistory('word_vec', 'prod')).length).toBe(1);
+      await store.registry.setAlias('word_vec', 'prod', 'v1', { force: true });
+      expect((await store.registry.aliasHistory('word_vec', 'prod')).length).toBe(2);
+    } finally {
+      await store.close();
+    }
   });
 });

@@ -7,7 +7,7 @@ import { Registry, type Sql } from './registry.ts';
 /** The channel every registry change is announced on, so each process forgets what it resolved. */
 const CHANNEL = 'nearline_registry';
 /** One advisory lock serializes registry transactions across every process, as SQLite's write lock does. */
-const LOCK = "SELECT pg_advisory_xact_lock(hashtext('nearline registry'))";
+export const REGISTRY_LOCK = "SELECT pg_advisory_xact_lock(hashtext('nearline registry'))";
 /** How soon a lost notification connection is opened again; meanwhile nothing is cached. */
 const RELISTEN_MS = 1000;
 
@@ -84,7 +84,8 @@ export class PostgresRegistry extends Registry {
         client.release();
       }
       this.pool = pool;
-      await this.listen(pg.Client, types);
+      // Without notifications (a pooler that drops LISTEN, say) the registry still works, uncached, and keeps trying.
+      await this.listen(pg.Client, types).catch(() => this.listenLater(pg.Client, types));
       return pool;
     } catch (e) {
       await pool.end().catch(() => undefined);
@@ -92,13 +93,23 @@ export class PostgresRegistry extends Registry {
     }
   }
 
-  /** Every migration not applied yet, under the lock: two processes starting at once migrate once. */
+  /**
+   * Every migration not applied yet, under the lock: two processes starting at once migrate once. A registry that
+   * is current is only read, so opening it never waits for a running apply.
+   */
   private async migrate(client: PoolClient): Promise<void> {
+    const versions = async () =>
+      new Set((await client.query<{ version: number }>('SELECT version FROM schema_migrations')).rows.map((r) => r.version));
+    const exists = (await client.query<{ t: string | null }>("SELECT to_regclass('schema_migrations')::text AS t")).rows[0].t !== null;
+    if (exists) {
+      const current = await versions();
+      if (MIGRATIONS.every((m) => current.has(m.version))) return;
+    }
     await client.query('BEGIN');
     try {
-      await client.query(LOCK);
+      await client.query(REGISTRY_LOCK);
       await client.query('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)');
-      const applied = new Set((await client.query<{ version: number }>('SELECT version FROM schema_migrations')).rows.map((r) => r.version));
+      const applied = await versions();
       for (const m of MIGRATIONS) {
         if (applied.has(m.version)) continue;
         await client.query(postgresSql(m));
@@ -123,9 +134,7 @@ export class PostgresRegistry extends Registry {
       if (this.listener !== client) return;
       this.listener = undefined;
       client.end().catch(() => undefined);
-      if (this.closed) return;
-      this.relisten = setTimeout(() => void this.listen(ClientClass, types).catch(() => undefined), RELISTEN_MS);
-      this.relisten.unref();
+      this.listenLater(ClientClass, types);
     };
     client.on('notification', () => this.invalidate());
     client.on('error', lost);
@@ -147,11 +156,18 @@ export class PostgresRegistry extends Registry {
     this.cacheResolved = true;
   }
 
+  private listenLater(ClientClass: typeof Client, types: unknown): void {
+    if (this.closed) return;
+    clearTimeout(this.relisten);
+    this.relisten = setTimeout(() => void this.listen(ClientClass, types).catch(() => this.listenLater(ClientClass, types)), RELISTEN_MS);
+    this.relisten.unref();
+  }
+
   protected async transaction<T>(fn: (q: Sql) => Promise<T>): Promise<T> {
     const client = await (await this.open()).connect();
     try {
       await client.query('BEGIN');
-      await client.query(LOCK);
+      await client.query(REGISTRY_LOCK);
       const out = await fn(this.executor((text, params) => client.query(text, params as unknown[])));
       await client.query('COMMIT');
       return out;

@@ -1,8 +1,12 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
+import { NearlineError } from '../errors.ts';
 import { MIGRATIONS } from './migrations/index.ts';
 import { Registry, type Sql } from './registry.ts';
+
+/** How long a writer waits for another process's write transaction before giving up. */
+const BUSY_MS = 5000;
 
 /**
  * The registry in one SQLite file (WAL), the default: `<home>/nearline.db`. Reads go straight to the file, so a
@@ -36,7 +40,7 @@ export class SqliteRegistry extends Registry {
     this.location = file;
     this.db = new Database(file);
     // Waits for another process's writer first: switching to WAL and migrating take the write lock too.
-    this.db.pragma('busy_timeout = 5000');
+    this.db.pragma(`busy_timeout = ${BUSY_MS}`);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('foreign_keys = ON');
     this.migrate();
@@ -67,7 +71,12 @@ export class SqliteRegistry extends Registry {
   /** BEGIN IMMEDIATE takes the file's write lock first, so other processes' writers wait (busy_timeout) or this one does. */
   protected transaction<T>(fn: (q: Sql) => Promise<T>): Promise<T> {
     return this.exclusive(async () => {
-      this.db.exec('BEGIN IMMEDIATE');
+      try {
+        this.db.exec('BEGIN IMMEDIATE');
+      } catch (e) {
+        if ((e as { code?: string }).code !== 'SQLITE_BUSY') throw e;
+        throw new NearlineError('NL_REGISTRY_BUSY', [this.location, `another process held its write lock for ${BUSY_MS / 1000} s; retry`], { cause: e });
+      }
       try {
         const out = await fn(this.direct);
         this.db.exec('COMMIT');
