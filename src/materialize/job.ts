@@ -3,7 +3,7 @@ import path from 'node:path';
 import { isNearlineError, NearlineError, nlError } from '../errors.ts';
 import type { EmbeddingModel } from '../providers/embedding/types.ts';
 import type { OnlineStore } from '../providers/online/types.ts';
-import type { Source, SourceRow } from '../providers/sources/types.ts';
+import type { ReadFrom, Source, SourceRow } from '../providers/sources/types.ts';
 import type { VectorCollection, VectorRecord } from '../providers/vector/types.ts';
 import type { FeatureRecord, Registry } from '../registry/registry.ts';
 import { isCountingModel } from '../store/embedding-cache.ts';
@@ -112,7 +112,7 @@ export async function materialize(ctx: MaterializeContext, feature: FeatureRecor
     // Health as of the last checkpoint, which is where the rows are read again from.
     ctx.health?.reload(feature);
   }
-  const from = resuming ? { position: state!.position, line: state!.line } : { position: 0, line: 0 };
+  const from: ReadFrom = resuming ? { position: state!.position, line: state!.line, ...(state!.cursor === undefined ? {} : { cursor: state!.cursor }) } : { position: 0, line: 0 };
   if (resuming) Object.assign(base, { resumedFrom: from.line });
   let rowsRead = resuming ? state!.rowsRead : 0;
   let skipped = resuming ? state!.rowsSkipped : 0;
@@ -203,7 +203,7 @@ export async function materialize(ctx: MaterializeContext, feature: FeatureRecor
       } else {
         batch.push(prepared);
       }
-      batchEnd = { position: row.position, line: row.line };
+      batchEnd = { position: row.position, line: row.line, ...(row.cursor === undefined ? {} : { cursor: row.cursor }) };
       if (batch.length >= batchSize) await writeBatch();
       progress?.update(rowsRead - skipped, row.position);
     }

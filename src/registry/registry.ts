@@ -31,6 +31,8 @@ export interface MaterializationState {
   status: 'running' | 'done' | 'failed';
   position: number;
   line: number;
+  /** A keyset source's resume point (its last key), when its position alone cannot say where to continue. */
+  cursor?: string;
   rowsRead: number;
   rowsSkipped: number;
   startedAt: string;
@@ -630,6 +632,7 @@ export abstract class Registry {
         status: r.status,
         position: r.position,
         line: r.line,
+        ...(r.cursor === null || r.cursor === undefined ? {} : { cursor: r.cursor }),
         rowsRead: r.rows_read,
         rowsSkipped: r.rows_skipped,
         startedAt: r.started_at,
@@ -646,7 +649,7 @@ export abstract class Registry {
     await this.change(async (q) => {
       await q.run(
         `INSERT INTO materializations (feature, variant, status, started_at, updated_at) VALUES (?, ?, 'running', ?, ?)
-         ON CONFLICT(feature, variant) DO UPDATE SET status = 'running', position = 0, line = 0, rows_read = 0, rows_skipped = 0,
+         ON CONFLICT(feature, variant) DO UPDATE SET status = 'running', position = 0, line = 0, cursor = NULL, rows_read = 0, rows_skipped = 0,
            started_at = excluded.started_at, updated_at = excluded.updated_at, finished_at = NULL, error = NULL`,
         [feature, variant, t, t],
       );
@@ -670,10 +673,11 @@ export abstract class Registry {
   }
 
   /** Records how far a run got; called only after the providers made that much durable. */
-  async checkpoint(feature: string, variant: string, at: { position: number; line: number; rowsRead: number; rowsSkipped: number }): Promise<void> {
-    await this.sql.run("UPDATE materializations SET status = 'running', position = ?, line = ?, rows_read = ?, rows_skipped = ?, updated_at = ? WHERE feature = ? AND variant = ?", [
+  async checkpoint(feature: string, variant: string, at: { position: number; line: number; cursor?: string; rowsRead: number; rowsSkipped: number }): Promise<void> {
+    await this.sql.run("UPDATE materializations SET status = 'running', position = ?, line = ?, cursor = ?, rows_read = ?, rows_skipped = ?, updated_at = ? WHERE feature = ? AND variant = ?", [
       at.position,
       at.line,
+      at.cursor ?? null,
       at.rowsRead,
       at.rowsSkipped,
       now(),

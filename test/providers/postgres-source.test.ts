@@ -90,6 +90,42 @@ describe.skipIf(skipPostgresTests())('postgres source', () => {
     expect((await sql('SELECT count(*)::int AS n FROM items')).rows[0].n).toBe(10);
   });
 
+  it('a materialization interrupted by a failing read resumes after the last checkpointed key, not from the start', async () => {
+    const dir = tempDir();
+    const rnd = seeded(11);
+    await sql(`CREATE TABLE pages (page_id text PRIMARY KEY, emb real[], lang text)`);
+    for (let i = 0; i < 300; i++) await sql(`INSERT INTO pages VALUES ($1, $2, $3)`, [`p${String(i).padStart(3, '0')}`, Array.from({ length: 4 }, () => rnd() - 0.5), 'en']);
+    // The view fails while computing the page that holds p200, as an outage would, after earlier pages were written.
+    const view = (fail: boolean) => sql(`CREATE OR REPLACE VIEW pages_view AS SELECT page_id, emb, lang, ${fail ? "1 / (CASE WHEN page_id = 'p200' THEN 0 ELSE 1 END)" : '1'} AS one FROM pages`);
+    await view(true);
+    const defs = {
+      providers: [{ name: 'local', kind: 'hnsw' }],
+      entities: [{ name: 'page', key: 'page_id' }],
+      sources: [{ name: 'pages', variant: 'v1', kind: 'postgres', url, table: 'pages_view', key: 'page_id', pageSize: 50 }],
+      features: [{ name: 'page_vec', variant: 'v1', entity: 'page', source: 'pages@v1', kind: 'embedding', vector: { column: 'emb' }, dims: 4, metric: 'cosine', provider: 'local', metadata: ['lang'] }],
+    };
+    const store = openStore({ home: dir });
+    try {
+      await store.apply(await loadDefinitions(writeDefs(dir, defs)));
+      await expect(store.materialize('page_vec@v1', { progress: false, batchSize: 20, checkpointRows: 40 })).rejects.toMatchObject({ code: 'NL_PROVIDER_ERROR', message: expect.stringContaining('division by zero') });
+      const state = await store.registry.getMaterialization('page_vec', 'v1');
+      expect(state).toMatchObject({ status: 'failed' });
+      const after = JSON.parse(state!.cursor!) as string;
+      expect(after >= 'p100' && after < 'p200').toBe(true);
+      // Rows behind the checkpoint are not read again; rows after it are.
+      await sql(`UPDATE pages SET lang = 'behind' WHERE page_id = 'p010'`);
+      await sql(`UPDATE pages SET lang = 'ahead' WHERE page_id = 'p250'`);
+      await view(false);
+      const resumed = await store.materialize('page_vec@v1', { progress: false, resume: true });
+      expect(resumed).toMatchObject({ status: 'done', rows: 300 });
+      const withLang = async (lang: string) => (await store.nearest({ feature: 'page_vec@v1', k: 5, query: { id: 'p005' }, filter: { field: 'lang', op: 'eq', value: lang } })).hits.map((h) => h.id);
+      expect(await withLang('ahead')).toEqual(['p250']);
+      expect(await withLang('behind')).toEqual([]);
+    } finally {
+      await store.close();
+    }
+  });
+
   it('materializes a feature from a table, with options checked at apply', async () => {
     const dir = tempDir();
     const rnd = seeded(7);

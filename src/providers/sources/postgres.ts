@@ -120,11 +120,16 @@ function expandEnv(url: string, where: string): string {
   });
 }
 
-/** A missing table or column reads as a source not found; other failures keep PostgreSQL's message. */
+/**
+ * A missing table or column reads as a source not found, another refused statement (SQLSTATE class 42: syntax,
+ * permissions) as a bad definition; anything else (a lost connection, an error while rows are computed) is an
+ * outage, after which a materialization keeps its checkpoint and `--resume` continues.
+ */
 function queryError(e: unknown, spec: SourceSpec): unknown {
   if (e instanceof NearlineError) return e;
-  const code = (e as { code?: string }).code;
+  const code = (e as { code?: string }).code ?? '';
   const message = (e as Error).message;
   if (code === '42P01' || code === '42703' || code === '3F000') return new NearlineError('NL_SOURCE_NOT_FOUND', [`${spec.name}@${spec.variant} (${message})`], { cause: e });
-  return new NearlineError('NL_BAD_DEFINITION', [`source ${spec.name}@${spec.variant}: PostgreSQL refused its query: ${message}`], { cause: e });
+  if (code.startsWith('42')) return new NearlineError('NL_BAD_DEFINITION', [`source ${spec.name}@${spec.variant}: PostgreSQL refused its query: ${message}`], { cause: e });
+  return new NearlineError('NL_PROVIDER_ERROR', [`postgres source ${spec.name}@${spec.variant}`, message], { cause: e });
 }

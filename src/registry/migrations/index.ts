@@ -180,6 +180,14 @@ export const MIGRATIONS: ReadonlyArray<Migration> = [
       );
     `,
   },
+  {
+    version: 6,
+    name: 'checkpoint_cursor',
+    sql: `
+      -- Where a resumed read continues when a number cannot say it: a keyset source's last key (JSON).
+      ALTER TABLE materializations ADD COLUMN cursor TEXT;
+    `,
+  },
 ];
 
 /**
