@@ -151,6 +151,7 @@ describe.each(BACKENDS)('registry and apply on $name', (backend) => {
 
   it.skipIf(skip)('quantization is part of a variant: a bad value is refused before anything is written, int8 materializes an int8 index, none reads as absent', async () => {
     const { home, store } = await setup();
+    await store.registry.listProviders(); // PostgreSQL connects (and migrates) on first use
     const empty = await snapshot(store.registry);
     const bad = wordDefs(8);
     (bad.features[0].index as Record<string, unknown>).quantization = 'int4';
