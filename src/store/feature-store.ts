@@ -73,8 +73,16 @@ export interface FeatureStoreOptions {
   live?: LiveOptions;
   /** When a variant counts as drifting. Default: `NEARLINE_DRIFT_*` from the environment, else health.ts's defaults. */
   drift?: DriftThresholds;
-  /** Registry file instead of `<home>/nearline.db`; `:memory:` keeps nothing and creates no folder. */
+  /**
+   * Registry file instead of `<home>/nearline.db`; `:memory:` keeps nothing and creates no folder. Default:
+   * `NEARLINE_REGISTRY` from the environment (an SQLite file several processes of one machine may share).
+   */
   registryFile?: string;
+  /**
+   * Folder where in-process indexes publish their snapshots, shared by the nodes that serve one registry and
+   * one log. Default: `NEARLINE_SNAPSHOTS` from the environment, else each home's own `indexes/`.
+   */
+  snapshots?: string;
   /**
    * Bound of the embedding cache `<home>/cache/embeddings.db` in bytes; 0 turns it off. Default:
    * `NEARLINE_EMBED_CACHE_MB` from the environment, else 1 GiB. Off with a `:memory:` registry.
@@ -119,16 +127,20 @@ export class FeatureStore {
   readonly health: HealthMonitor;
 
   private readonly cacheBytes: number;
+  private readonly snapshots: string | undefined;
   private readonly embedWorkers: number;
   private cache?: EmbeddingCache;
 
   private constructor(opts: FeatureStoreOptions) {
     this.home = path.resolve(opts.home);
-    if (opts.registryFile === ':memory:') this.registry = new Registry(opts.registryFile);
+    const registryFile = opts.registryFile ?? registryFromEnv();
+    if (registryFile === ':memory:') this.registry = new Registry(registryFile);
     else {
       mkdirSync(this.home, { recursive: true });
-      this.registry = opts.registryFile ? new Registry(opts.registryFile) : Registry.open(this.home);
+      this.registry = registryFile ? new Registry(registryFile) : Registry.open(this.home);
     }
+    const snapshots = opts.snapshots ?? (process.env.NEARLINE_SNAPSHOTS || undefined);
+    this.snapshots = snapshots === undefined ? undefined : path.resolve(this.home, snapshots);
     this.embedWorkers = opts.embedWorkers ?? embedWorkersFromEnv();
     this.cacheBytes = opts.registryFile === ':memory:' ? 0 : (opts.embeddingCacheBytes ?? cacheBytesFromEnv() ?? DEFAULT_CACHE_BYTES);
     this.health = new HealthMonitor({ dir: path.join(this.home, 'health'), thresholds: opts.drift ?? thresholdsFromEnv() });
@@ -280,7 +292,7 @@ export class FeatureStore {
     return cached(this.vectorProviders, name, async () => {
       const rec = this.registry.getProvider(name);
       if (!rec) throw nlError('NL_PROVIDER_NOT_FOUND', name);
-      const provider = await createVectorProvider(rec.kind, rec.options, { name, home: this.home });
+      const provider = await createVectorProvider(rec.kind, rec.options, { name, home: this.home, ...(this.snapshots ? { snapshots: this.snapshots } : {}) });
       await provider.open();
       return provider;
     });
@@ -810,6 +822,14 @@ function withModelDims(defs: Definitions, probes: Map<string, ModelProbe>, regis
     return dims === undefined ? f : { ...f, dims };
   });
   return { ...defs, features };
+}
+
+/** `NEARLINE_REGISTRY`: an SQLite registry file shared by the processes of one machine. */
+function registryFromEnv(): string | undefined {
+  const value = process.env.NEARLINE_REGISTRY?.trim();
+  if (!value) return undefined;
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(value)) throw nlError('NL_BAD_REQUEST', `NEARLINE_REGISTRY must be the path of an SQLite registry file, got ${JSON.stringify(value)}`);
+  return path.resolve(value);
 }
 
 function cached<T>(map: Map<string, Promise<T>>, key: string, make: () => Promise<T>): Promise<T> {

@@ -1,11 +1,11 @@
-import { rename } from 'node:fs/promises';
+import { rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { nlError, providerError } from '../../../errors.ts';
 import { validateFilter } from '../../../filter.ts';
 import type { Filter, Hit, Metadata } from '../../../types.ts';
 import type { CollectionSpec, LogOffsets, SearchQuery, VectorCollection, VectorRecord, WriteOptions } from '../types.ts';
 import type { Columns } from './columns.ts';
-import { FORMAT, fsyncFile, MANIFEST, removeStale, syncDir, writeAtomic, writeFileSynced, type Manifest, type RowsFile } from './files.ts';
+import { FORMAT, fsyncFile, MANIFEST, readManifest, removeStale, syncDir, writeAtomic, writeFileSynced, type Manifest, type RowsFile } from './files.ts';
 import { IdIndex } from './id-index.ts';
 import type { Found, NativeFilter, NativeIndex } from './native.ts';
 import { compilePredicate } from './predicate.ts';
@@ -29,7 +29,8 @@ import { Mutex, RwLock } from './rw-lock.ts';
  * bitmap when there is one) is cheaper, and exact. Small searches run on the calling thread.
  */
 
-export type Settings = Required<Omit<HnswVectorOptions, 'dir'>> & { name: string };
+/** `shared`: the folder is published to by other nodes too; this collection's token in its file names. */
+export type Settings = Required<Omit<HnswVectorOptions, 'dir'>> & { name: string; shared?: string };
 
 /**
  * A search whose graph work (queries x ef) is at most this runs on the calling thread. One query at ef <= 160
@@ -141,7 +142,8 @@ export class HnswCollection implements VectorCollection {
   }
 
   logOffsets(): LogOffsets {
-    return { applied: this.applied, durable: this.manifest.logOffset ?? 0 };
+    // A newer snapshot another node published may be ahead of what this replica applied.
+    return { applied: this.applied, durable: Math.min(this.manifest.logOffset ?? 0, this.applied) };
   }
 
   private wrote(opts: WriteOptions | undefined): void {
@@ -396,6 +398,12 @@ export class HnswCollection implements VectorCollection {
     return out;
   }
 
+  /** The manifest another node published to the shared folder, when it holds a higher log offset than `next`. */
+  private async newerPublished(next: Manifest): Promise<Manifest | undefined> {
+    const current = await readManifest(this.dir);
+    return current && (current.logOffset ?? 0) > (next.logOffset ?? 0) ? current : undefined;
+  }
+
   /** Persists every write and the applied log offset. */
   flush(): Promise<void> {
     return this.snapshot();
@@ -413,18 +421,21 @@ export class HnswCollection implements VectorCollection {
   snapshot(force = false): Promise<void> {
     return this.snapshots.run(async () => {
       const generation = this.manifest.generation + 1;
+      const tag = this.opts.shared === undefined ? `${generation}` : `${generation}-${this.opts.shared}`;
       const next: Manifest = {
         ...this.manifest,
         format: FORMAT,
         generation,
-        index: `index-${generation}.hnsw`,
-        rows: `rows-${generation}.json`,
-        columns: `columns-${generation}.bin`,
+        index: `index-${tag}.hnsw`,
+        rows: `rows-${tag}.json`,
+        columns: `columns-${tag}.bin`,
       };
       const files = [next.index, next.rows, next.columns!];
+      let dirty = false;
       const copied = await this.writes.run(() =>
         this.lock.read(async () => {
-          if (!this.dirty && !force && this.applied === (this.manifest.logOffset ?? 0)) return false;
+          if (!this.dirty && !force && this.applied <= (this.manifest.logOffset ?? 0)) return false;
+          dirty = this.dirty;
           next.logOffset = this.applied;
           try {
             await this.index.save(join(this.dir, `${next.index}.tmp`));
@@ -442,14 +453,22 @@ export class HnswCollection implements VectorCollection {
       try {
         for (const f of files) await fsyncFile(join(this.dir, `${f}.tmp`));
         for (const f of files) await rename(join(this.dir, `${f}.tmp`), join(this.dir, f));
-        await writeAtomic(join(this.dir, MANIFEST), (tmp) => writeFileSynced(tmp, JSON.stringify(next)));
+        const newer = this.opts.shared === undefined || dirty ? undefined : await this.newerPublished(next);
+        if (newer) {
+          // Another node published a snapshot past this one: it stays current, this one goes.
+          for (const f of files) await rm(join(this.dir, f), { force: true });
+          this.manifest = newer;
+          return;
+        }
+        const tmp = this.opts.shared === undefined ? undefined : join(this.dir, `manifest-${this.opts.shared}.json.tmp`);
+        await writeAtomic(join(this.dir, MANIFEST), (t) => writeFileSynced(t, JSON.stringify(next)), tmp);
         await syncDir(this.dir);
       } catch (e) {
         this.dirty = true;
         throw providerError(this.opts.name, e);
       }
       this.manifest = next;
-      await removeStale(this.dir, next);
+      await removeStale(this.dir, (this.opts.shared !== undefined && (await readManifest(this.dir))) || next, this.opts.shared);
     });
   }
 }
