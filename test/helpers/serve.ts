@@ -11,7 +11,7 @@ export interface ServeOptions {
   env?: NodeJS.ProcessEnv;
   /** A command the server runs under, e.g. ['taskset', '-c', '0']. */
   prefix?: string[];
-  /** Wait for /readyz to answer 200 (default true), at most this many ms. */
+  /** Once listening, wait at most this many ms for /readyz to answer 200. Default 60 s. */
   readyMs?: number;
 }
 
@@ -34,7 +34,8 @@ export async function serveProcess(home: string, opts: ServeOptions = {}): Promi
     child.stdout!.on('data', onData);
     child.stderr!.on('data', onData);
     child.once('exit', (code) => reject(new Error(`server exited (${code}): ${out}`)));
-    setTimeout(() => reject(new Error(`server did not start listening: ${out}`)), opts.readyMs ?? 60_000).unref();
+    // Starting from the TypeScript sources on a loaded machine can take a while.
+    setTimeout(() => reject(new Error(`server did not start listening: ${out}`)), 180_000).unref();
   });
   const deadline = Date.now() + (opts.readyMs ?? 60_000);
   while (Date.now() < deadline) {

@@ -1,0 +1,206 @@
+/**
+ * Serving replicas benchmark: `POST /v1/nearest` (k=10) queries/s of one `nearline serve` node against two
+ * nodes sharing one SQLite registry file, one Redis log (appendfsync always) and one snapshot folder, on
+ * loopback; then the replica lag under a steady push load: rows pushed to node A, the time from A's
+ * acknowledgement until node B serves the row (top hit of a query by its own vector), p50/p99.
+ *
+ *   npm run bench:replicas [-- --rows 20000] [-- --dims 64] [-- --seconds 8] [-- --connections 16] [-- --rounds 3]
+ *                          [-- --push-rate 200] [-- --lag-seconds 15]
+ *
+ * Nodes are pinned one core each with `taskset -c 0` / `-c 1` when taskset exists. The load generator
+ * (autocannon, in this process) is not pinned: on a 2-core machine it competes with the nodes for the same
+ * cores, and with two nodes there is no core left for it; the table says so. One node and two nodes
+ * alternate over rounds; the ratio is of the medians. Results: a table on stdout and in bench/results/replicas.md.
+ */
+import { spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { loadDefinitions } from '../src/config.ts';
+import { FeatureStore } from '../src/store/feature-store.ts';
+import { seeded, wordDefs, writeDefs, writeWords } from '../test/helpers/fixtures.ts';
+import { startRedisServer } from '../test/helpers/redis-server.ts';
+import { kill9, serveProcess } from '../test/helpers/serve.ts';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const RESULTS = join(HERE, 'results');
+
+const { values: args } = parseArgs({
+  options: {
+    rows: { type: 'string', default: '20000' },
+    dims: { type: 'string', default: '64' },
+    seconds: { type: 'string', default: '8' },
+    connections: { type: 'string', default: '16' },
+    rounds: { type: 'string', default: '3' },
+    'push-rate': { type: 'string', default: '200' },
+    'lag-seconds': { type: 'string', default: '15' },
+  },
+});
+const ROWS = Number(args.rows);
+const DIMS = Number(args.dims);
+const SECONDS = Number(args.seconds);
+const CONNECTIONS = Number(args.connections);
+const ROUNDS = Number(args.rounds);
+const PUSH_RATE = Number(args['push-rate']);
+const LAG_SECONDS = Number(args['lag-seconds']);
+/** Rows per push in the lag phase: PUSH_RATE rows/s as 10 pushes a second. */
+const PUSHES_PER_SECOND = 10;
+
+const log = (msg: string) => process.stderr.write(`[replicas] ${msg}\n`);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function percentile(sorted: number[], p: number): number {
+  if (!sorted.length) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+const median = (xs: number[]) => percentile([...xs].sort((a, b) => a - b), 50);
+
+type Autocannon = (opts: Record<string, unknown>, done: (err: Error | null, res: { requests: { total: number }; non2xx: number; errors: number }) => void) => unknown;
+const autocannon = createRequire(import.meta.url)('autocannon') as Autocannon;
+
+/** Closed-loop query load over `urls` (connections split evenly); queries/s answered 2xx. */
+async function queryLoad(urls: string[], bodies: string[]): Promise<number> {
+  const res = await new Promise<{ requests: { total: number }; non2xx: number; errors: number }>((resolve, reject) =>
+    autocannon(
+      {
+        url: urls.map((u) => `${u}/v1/nearest`),
+        connections: CONNECTIONS,
+        duration: SECONDS,
+        requests: bodies.map((body) => ({ method: 'POST', headers: { 'content-type': 'application/json' }, body })),
+      },
+      (err, r) => (err ? reject(err) : resolve(r)),
+    ),
+  );
+  if (res.non2xx || res.errors) log(`  ${res.non2xx} non-2xx, ${res.errors} errors`);
+  return (res.requests.total - res.non2xx) / SECONDS;
+}
+
+async function post(url: string, body: unknown): Promise<any> {
+  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  if (res.status !== 200) throw new Error(`${url}: ${res.status} ${await res.text()}`);
+  return res.json();
+}
+
+/**
+ * Rows pushed to A at a steady rate; for one row of each push, the time from A's 200 until B's top hit for the
+ * row's vector is that row. Returns the lags in ms.
+ */
+async function lagUnderPushes(a: string, b: string): Promise<number[]> {
+  const rnd = seeded(7);
+  const rowsPerPush = Math.max(1, Math.round(PUSH_RATE / PUSHES_PER_SECOND));
+  const lags: number[] = [];
+  const watches: Array<Promise<void>> = [];
+  const start = performance.now();
+  for (let i = 0; performance.now() - start < LAG_SECONDS * 1000; i++) {
+    const due = start + (i * 1000) / PUSHES_PER_SECOND;
+    await sleep(Math.max(0, due - performance.now()));
+    const rows = Array.from({ length: rowsPerPush }, (_, j) => ({
+      id: `p${i}_${j}`,
+      vec: Array.from({ length: DIMS }, () => rnd() - 0.5),
+      lang: 'en',
+      freq: 1,
+    }));
+    const watched = rows[rows.length - 1];
+    await post(`${a}/v1/sources/words/push`, { rows });
+    const acked = performance.now();
+    watches.push(
+      (async () => {
+        for (;;) {
+          const r = await post(`${b}/v1/nearest`, { feature: 'word_vec@v1', k: 1, query: { vector: watched.vec } });
+          if (r.hits[0]?.id === watched.id) return void lags.push(performance.now() - acked);
+          if (performance.now() - acked > 30_000) throw new Error(`row ${watched.id} not on B after 30 s`);
+          await sleep(2);
+        }
+      })(),
+    );
+  }
+  await Promise.all(watches);
+  return lags;
+}
+
+async function main(): Promise<void> {
+  const pin = spawnSync('taskset', ['--version']).status === 0 && cpus().length >= 2;
+  const scratch = mkdtempSync(join(tmpdir(), 'nearline-bench-replicas-'));
+  const redis = await startRedisServer({ durable: true });
+  const children: ChildProcess[] = [];
+  try {
+    const shared = join(scratch, 'shared');
+    await mkdir(shared, { recursive: true });
+    writeWords(shared, ROWS, DIMS, 3);
+    const defsFile = writeDefs(shared, wordDefs(DIMS));
+    const settings = { registryFile: join(shared, 'nearline.db'), snapshots: join(shared, 'snapshots'), live: { log: redis.url } };
+    log(`building word_vec@v1: ${ROWS} rows, ${DIMS}-d, into the shared snapshots`);
+    const store = FeatureStore.open({ home: join(scratch, 'builder'), ...settings });
+    try {
+      await store.apply(await loadDefinitions(defsFile));
+      await store.materialize('word_vec@v1', { progress: false });
+    } finally {
+      await store.close();
+    }
+    const env = { ...process.env, NEARLINE_REGISTRY: settings.registryFile, NEARLINE_SNAPSHOTS: settings.snapshots, NEARLINE_LOG: redis.url, NEARLINE_LOG_LEVEL: 'warn' };
+    const start = async (name: string, cpu: number) => {
+      const home = join(scratch, name);
+      await mkdir(home, { recursive: true });
+      const served = await serveProcess(home, { env, prefix: pin ? ['taskset', '-c', String(cpu)] : [], readyMs: 120_000 });
+      children.push(served.child);
+      return served;
+    };
+    const a = await start('a', 0);
+    const b = await start('b', 1);
+
+    const rnd = seeded(11);
+    const bodies = Array.from({ length: 500 }, () => JSON.stringify({ feature: 'word_vec@v1', k: 10, query: { vector: Array.from({ length: DIMS }, () => rnd() - 0.5) } }));
+    // Warm both nodes: first queries pay for lazy work (JIT, page cache).
+    await queryLoad([a.url, b.url], bodies);
+    const one: number[] = [];
+    const two: number[] = [];
+    for (let r = 0; r < ROUNDS; r++) {
+      one.push(await queryLoad([a.url], bodies));
+      two.push(await queryLoad([a.url, b.url], bodies));
+      log(`round ${r + 1}: one node ${one[r].toFixed(0)} q/s, two nodes ${two[r].toFixed(0)} q/s`);
+    }
+
+    log(`lag: ${PUSH_RATE} rows/s pushed to A for ${LAG_SECONDS} s, B watched`);
+    const lags = (await lagUnderPushes(a.url, b.url)).sort((x, y) => x - y);
+
+    for (const c of children) await kill9(c);
+    const ratio = median(two) / median(one);
+    const load = loadavg().map((x) => x.toFixed(2)).join(' ');
+    const table = [
+      `| setup | queries/s (median of ${ROUNDS}) | runs |`,
+      '|---|---:|---|',
+      `| one node${pin ? ' (taskset -c 0)' : ''} | ${median(one).toFixed(0)} | ${one.map((x) => x.toFixed(0)).join(', ')} |`,
+      `| two nodes${pin ? ' (taskset -c 0, -c 1)' : ''}, connections split | ${median(two).toFixed(0)} | ${two.map((x) => x.toFixed(0)).join(', ')} |`,
+      `| two / one | ${ratio.toFixed(2)}x | target >= 1.6x with a core per node |`,
+      '',
+      `| replica lag, ${PUSH_RATE} rows/s pushed to A (${PUSHES_PER_SECOND} pushes/s), ${lags.length} rows watched on B | ms |`,
+      '|---|---:|',
+      `| p50 | ${percentile(lags, 50).toFixed(1)} |`,
+      `| p99 | ${percentile(lags, 99).toFixed(1)} |`,
+      `| max | ${lags[lags.length - 1].toFixed(1)} |`,
+    ].join('\n');
+    const notes = [
+      `Machine: ${cpus().length} cores (${cpus()[0].model}), load average at the end ${load}; other work ran on it meanwhile.`,
+      `Data: ${ROWS} random ${DIMS}-d rows, cosine, M=16, efConstruction=200, ef=100; k=10 vector queries, ${CONNECTIONS} autocannon connections, ${SECONDS} s per run.`,
+      pin
+        ? 'Each node is pinned to its own core; the load generator (autocannon, unpinned, in the bench process) shares those two cores, so with two nodes it takes CPU from them: the two-node figure is a lower bound of what two machines would serve.'
+        : 'taskset was not available: nodes and the load generator share every core.',
+      'Lag: time from the push acknowledgement on A until B answers the row as its own top hit (B polled every 2 ms).',
+    ].join('\n');
+    const command = `npm run bench:replicas -- --rows ${ROWS} --dims ${DIMS} --seconds ${SECONDS} --connections ${CONNECTIONS} --rounds ${ROUNDS} --push-rate ${PUSH_RATE} --lag-seconds ${LAG_SECONDS}`;
+    const out = `# Serving replicas: one node vs two, replica lag\n\n\`${command}\`\n\n${table}\n\n${notes}\n`;
+    process.stdout.write(`${out}\n`);
+    await mkdir(RESULTS, { recursive: true });
+    await writeFile(join(RESULTS, 'replicas.md'), out);
+  } finally {
+    for (const c of children) c.kill('SIGKILL');
+    await redis.stop();
+    rmSync(scratch, { recursive: true, force: true });
+  }
+}
+
+await main();
