@@ -220,8 +220,14 @@ class LiveSource {
       while (this.pending.length) {
         const batch = this.pending.splice(0);
         const entries = batch.flatMap((b) => b.entries).sort((a, b) => a.offset - b.offset);
+        // Other nodes' appends can fall between this node's (a shared log): then the log has the whole range.
+        const gaps = entries.some((e, i) => i > 0 && e.offset !== entries[i - 1].offset + 1);
         try {
           for (const t of this.targets.values()) {
+            if (gaps) {
+              await this.replay(t, entries[entries.length - 1].offset);
+              continue;
+            }
             // A follower that fell behind (a failed apply) replays what it missed from the log first.
             if (t.applied < entries[0].offset - 1) await this.replay(t, entries[0].offset - 1);
             await this.apply(t, entries);
