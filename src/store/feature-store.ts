@@ -825,7 +825,7 @@ function withModelDims(defs: Definitions, probes: Map<string, ModelProbe>, regis
 }
 
 /** `NEARLINE_REGISTRY`: an SQLite registry file shared by the processes of one machine. */
-function registryFromEnv(): string | undefined {
+export function registryFromEnv(): string | undefined {
   const value = process.env.NEARLINE_REGISTRY?.trim();
   if (!value) return undefined;
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(value)) throw nlError('NL_BAD_REQUEST', `NEARLINE_REGISTRY must be the path of an SQLite registry file, got ${JSON.stringify(value)}`);

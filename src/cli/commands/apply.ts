@@ -3,6 +3,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline/promises';
 import { loadDefinitions } from '../../config.ts';
 import type { PlanItem } from '../../registry/registry.ts';
+import { registryFromEnv } from '../../store/feature-store.ts';
 import type { Command } from './index.ts';
 import { withStore } from './open.ts';
 
@@ -23,7 +24,7 @@ export const apply: Command = {
     const defs = await loadDefinitions(file);
     const dryRun = Boolean(values['dry-run']);
     // A dry run in a home without a registry plans against an empty one in memory and creates nothing.
-    const registryFile = dryRun && !existsSync(path.join(home, 'nearline.db')) ? ':memory:' : undefined;
+    const registryFile = dryRun && !existsSync(registryFromEnv() ?? path.join(home, 'nearline.db')) ? ':memory:' : undefined;
     let shown = false;
     let needsYes = false;
     const show = (plan: PlanItem[]) => {
