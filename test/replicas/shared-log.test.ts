@@ -73,4 +73,22 @@ describe.skipIf(skipRedisTests())('stores sharing a Redis log', () => {
       await y.close();
     }
   });
+
+  it('NEARLINE_REGISTRY names the registry file every store opens; a URL of another kind is refused', async () => {
+    const saved = process.env.NEARLINE_REGISTRY;
+    try {
+      process.env.NEARLINE_REGISTRY = settings.registryFile;
+      const store = FeatureStore.open({ home: mkdtempSync(path.join(scratch, 'env-')) });
+      try {
+        expect(store.registry.getFeature('item_vec', 'v1')?.status).toBe('materialized');
+      } finally {
+        await store.close();
+      }
+      process.env.NEARLINE_REGISTRY = 'mysql://db/nearline';
+      expect(() => FeatureStore.open({ home: mkdtempSync(path.join(scratch, 'env-')) })).toThrow(expect.objectContaining({ code: 'NL_BAD_REQUEST' }));
+    } finally {
+      if (saved === undefined) delete process.env.NEARLINE_REGISTRY;
+      else process.env.NEARLINE_REGISTRY = saved;
+    }
+  });
 });
