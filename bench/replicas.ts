@@ -9,8 +9,9 @@
  *
  * Nodes are pinned one core each with `taskset -c 0` / `-c 1` when taskset exists. The load generator
  * (autocannon, in this process) is not pinned: on a 2-core machine it competes with the nodes for the same
- * cores, and with two nodes there is no core left for it; the table says so. One node and two nodes
- * alternate over rounds; the ratio is of the medians. The CPU time the nodes used (from /proc) gives queries per
+ * cores, and with two nodes there is no core left for it; the table says so. Two nodes get twice the
+ * connections (each node sees what one node sees). One node and two nodes alternate over rounds; the ratio is
+ * of the medians. The CPU time the nodes used (from /proc) gives queries per
  * node CPU-second: when that stays the same with two nodes, a core per node would serve twice as many.
  * Results: a table on stdout and in bench/results/replicas.md.
  */
