@@ -227,7 +227,7 @@ async function main(): Promise<void> {
     ].join('\n');
     const notes = [
       `Machine: ${cpus().length} cores (${cpus()[0].model}), load average at the end ${load}; other work ran on it meanwhile.`,
-      `Data: ${ROWS} random ${DIMS}-d rows, cosine, M=16, efConstruction=200, ef=100; k=10 vector queries, ${CONNECTIONS} autocannon connections, ${SECONDS} s per run.`,
+      `Data: ${ROWS} random ${DIMS}-d rows, cosine, M=16, efConstruction=200, ef=100; k=10 vector queries, ${CONNECTIONS} autocannon connections per node, ${SECONDS} s per run.`,
       pin
         ? 'Each node is pinned to its own core; the load generator (autocannon, unpinned, in the bench process) shares those two cores, so with two nodes it takes CPU from them: the two-node figure is a lower bound of what two machines would serve.'
         : 'taskset was not available: nodes and the load generator share every core.',
