@@ -178,6 +178,7 @@ function liveMetrics(metrics: Metrics, store: FeatureStore): void {
   metrics.gauge('nearline_log_bytes', 'bytes of each source log on disk', perSource((s) => s.bytes));
   metrics.gauge('nearline_log_end_offset', 'offset of the last durable entry of each source log', perSource((s) => s.end));
   metrics.gauge('nearline_variant_applied_offset', 'log offset each variant has applied in memory', perVariant((v) => v.applied));
+  metrics.gauge('nearline_log_follow_errors_total', 'failed attempts to follow a log other nodes append to (retried each second)', perSource((s) => s.followErrors), 'counter');
   metrics.gauge('nearline_variant_lag', 'log entries appended (by any node) that each variant has not applied here yet', perVariant((v) => v.lag));
   metrics.gauge(
     'nearline_log_apply_embedded_texts_total',

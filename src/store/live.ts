@@ -87,7 +87,7 @@ interface Target {
 }
 
 export interface LiveStats {
-  sources: Array<{ source: string; end: number; bytes: number; segments: number; syncs: number; appended: number; compactions: number; writable: boolean }>;
+  sources: Array<{ source: string; end: number; bytes: number; segments: number; syncs: number; appended: number; compactions: number; writable: boolean; followErrors: number }>;
   variants: Array<{ feature: string; variant: string; source: string; applied: number; durable: number; lag: number; snapshotAgeSeconds: number; lastSnapshotSeconds: number }>;
   pushedRows: number;
   /** Texts embedded while applying the log: entries carry their embeddings, so this stays 0 unless a row predates its variant's model. */
@@ -149,6 +149,8 @@ class LiveSource {
   private draining = false;
   /** Texts this source's followers had to embed while applying entries. */
   embeddedTexts = 0;
+  /** Failed attempts to follow a shared log (Redis away, an entry that would not apply); retried. */
+  followErrors = 0;
 
   constructor(
     readonly name: string,
@@ -415,6 +417,7 @@ export class Live {
         if (this.closed) return;
         if (s.lowestApplied() < end) await s.advance(end);
       } catch {
+        s.followErrors++;
         await sleep(FOLLOW_WAIT_MS);
       }
     }
@@ -648,7 +651,7 @@ export class Live {
     for (const p of this.sources.values()) {
       const s = await p.catch(() => undefined);
       if (!s) continue;
-      out.sources.push({ source: s.name, writable: s.log.writable, ...s.log.stats() });
+      out.sources.push({ source: s.name, writable: s.log.writable, followErrors: s.followErrors, ...s.log.stats() });
       out.applyEmbeddedTexts += s.embeddedTexts;
       for (const t of s.targets.values()) {
         out.variants.push({

@@ -161,5 +161,6 @@ describe.skipIf(skipRedisTests())('serving replicas on one log', () => {
     const viaB = await nearest(b.url, { feature: 'item_vec@prod', k: 1, query: { vector: shared.items[0].vec } });
     expect(viaB.body.variant).toBe('v2');
     expect(await metric(b.url, 'nearline_variant_lag', 'item_vec')).toBe(0);
+    for (const n of [a, b]) expect(await metric(n.url, 'nearline_log_follow_errors_total')).toBe(0);
   });
 });
