@@ -28,6 +28,7 @@ export const ERRORS = {
   NL_LEASE_HELD: [409, '%s is being built by %s; a second build is refused until its lease lapses'],
   NL_LOG_LOCKED: [409, 'the log of source %s is held by %s; push through that process'],
   NL_LOG_CORRUPT: [500, 'the log of source %s is corrupt: %s'],
+  NL_LOG_UNAVAILABLE: [503, 'the log of source %s is unavailable: %s'],
   NL_AMBIGUOUS_FEATURE: [409, 'feature %s is ambiguous: %s'],
   NL_ALIAS_REFUSED: [409, 'alias %s -> %s refused: %s'],
   NL_CONFIRMATION_REQUIRED: [409, '%s'],

@@ -19,6 +19,11 @@ export interface ProviderContext {
   name: string;
   /** nearline's home folder (registry, indexes/). */
   home: string;
+  /**
+   * A folder several nodes share for the snapshots of in-process indexes (`NEARLINE_SNAPSHOTS`); unset, each
+   * home keeps its own under `indexes/`.
+   */
+  snapshots?: string;
 }
 
 export interface VectorProviderPlugin<O extends TObject = TObject> {

@@ -30,6 +30,13 @@ export interface Log {
   /** True when this process may append (it holds the log's lock). */
   readonly writable: boolean;
   /**
+   * True when other processes (other nodes) append to the same log: its followers wait for their entries
+   * with `wait` and apply them.
+   */
+  readonly shared?: boolean;
+  /** Resolves with the end offset once it passes `after`, or after `ms` with the end as it is (shared logs). */
+  wait?(after: number, ms: number): Promise<number>;
+  /**
    * Appends entries in order; resolves with the offset of the first once they are durable (written and
    * fsynced). Appends that arrive while an fsync is in flight share the next one (group commit).
    */

@@ -178,6 +178,14 @@ function liveMetrics(metrics: Metrics, store: FeatureStore): void {
   metrics.gauge('nearline_log_bytes', 'bytes of each source log on disk', perSource((s) => s.bytes));
   metrics.gauge('nearline_log_end_offset', 'offset of the last durable entry of each source log', perSource((s) => s.end));
   metrics.gauge('nearline_variant_applied_offset', 'log offset each variant has applied in memory', perVariant((v) => v.applied));
+  metrics.gauge('nearline_log_follow_errors_total', 'failed attempts to follow a log other nodes append to (retried each second)', perSource((s) => s.followErrors), 'counter');
+  metrics.gauge('nearline_variant_lag', 'log entries appended (by any node) that each variant has not applied here yet', perVariant((v) => v.lag));
+  metrics.gauge(
+    'nearline_log_apply_embedded_texts_total',
+    'texts embedded while applying the log (entries carry their embeddings: 0 unless a row predates its variant)',
+    async () => [{ labels: {}, value: (await stats()).applyEmbeddedTexts }],
+    'counter',
+  );
   metrics.gauge('nearline_variant_durable_offset', 'log offset each variant holds durably (snapshot)', perVariant((v) => v.durable));
   metrics.gauge('nearline_snapshot_age_seconds', 'age of the oldest applied entry not yet in a snapshot (0: none pending)', perVariant((v) => v.snapshotAgeSeconds));
   metrics.gauge('nearline_snapshot_duration_seconds', 'duration of the last background snapshot', perVariant((v) => v.lastSnapshotSeconds));

@@ -12,7 +12,7 @@ export interface ServerContext {
   /** `cheap`: plain vector/id searches; `heavy`: large k or ef, filters, diversity, text embedding; `push`: writes. */
   lanes: { cheap: Lane; heavy: Lane; push: Lane };
   /** Set once the materialized embedding features' indexes are loaded. */
-  readiness: { ready: boolean; failed: Array<{ feature: string; message: string }> };
+  readiness: { ready: boolean; failed: Array<{ feature: string; message: string }>; caughtUp?: boolean };
 }
 
 declare module 'fastify' {

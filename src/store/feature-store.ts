@@ -83,6 +83,11 @@ export interface FeatureStoreOptions {
    */
   registry?: string;
   /**
+   * Folder where in-process indexes publish their snapshots, shared by the nodes that serve one registry and
+   * one log. Default: `NEARLINE_SNAPSHOTS` from the environment, else each home's own `indexes/`.
+   */
+  snapshots?: string;
+  /**
    * Bound of the embedding cache `<home>/cache/embeddings.db` in bytes; 0 turns it off. Default:
    * `NEARLINE_EMBED_CACHE_MB` from the environment, else 1 GiB. Off with a `:memory:` registry.
    */
@@ -127,6 +132,7 @@ export class FeatureStore {
   readonly health: HealthMonitor;
 
   private readonly cacheBytes: number;
+  private readonly snapshots: string | undefined;
   private readonly embedWorkers: number;
   private cache?: EmbeddingCache;
 
@@ -137,6 +143,8 @@ export class FeatureStore {
       mkdirSync(this.home, { recursive: true });
       this.registry = openRegistry(opts.registryFile ?? registryLocation(this.home, opts.registry));
     }
+    const snapshots = opts.snapshots ?? (process.env.NEARLINE_SNAPSHOTS || undefined);
+    this.snapshots = snapshots === undefined ? undefined : path.resolve(this.home, snapshots);
     this.embedWorkers = opts.embedWorkers ?? embedWorkersFromEnv();
     this.cacheBytes = opts.registryFile === ':memory:' ? 0 : (opts.embeddingCacheBytes ?? cacheBytesFromEnv() ?? DEFAULT_CACHE_BYTES);
     this.health = new HealthMonitor({ dir: path.join(this.home, 'health'), thresholds: opts.drift ?? thresholdsFromEnv() });
@@ -290,7 +298,7 @@ export class FeatureStore {
     return cached(this.vectorProviders, name, async () => {
       const rec = await this.registry.getProvider(name);
       if (!rec) throw nlError('NL_PROVIDER_NOT_FOUND', name);
-      const provider = await createVectorProvider(rec.kind, rec.options, { name, home: this.home });
+      const provider = await createVectorProvider(rec.kind, rec.options, { name, home: this.home, ...(this.snapshots ? { snapshots: this.snapshots } : {}) });
       await provider.open();
       return provider;
     });

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { nlError } from '../errors.ts';
-import { openFileLog } from '../log/file.ts';
+import { logLocation, openLog, type LogLocation } from '../log/open.ts';
 import type { Log, LogEntry } from '../log/types.ts';
 import { prepare } from '../materialize/job.ts';
 import { createSource } from '../providers/index.ts';
@@ -41,8 +41,10 @@ export interface LiveOptions {
   maxRowBytes?: number;
   /** Roll to a new log segment past this many bytes. Default 64 MiB. */
   segmentBytes?: number;
-  /** Logs live under this folder, one sub-folder per source. Default `<home>/log`. */
+  /** File logs live under this folder, one sub-folder per source. Default `<home>/log`. */
   dir?: string;
+  /** `file` or a `redis://` URL (a log every node shares). Default: `NEARLINE_LOG`, else `file`. */
+  log?: string;
 }
 
 /** What the live layer needs from the store. */
@@ -85,13 +87,19 @@ interface Target {
 }
 
 export interface LiveStats {
-  sources: Array<{ source: string; end: number; bytes: number; segments: number; syncs: number; appended: number; compactions: number; writable: boolean }>;
-  variants: Array<{ feature: string; variant: string; source: string; applied: number; durable: number; snapshotAgeSeconds: number; lastSnapshotSeconds: number }>;
+  sources: Array<{ source: string; end: number; bytes: number; segments: number; syncs: number; appended: number; compactions: number; writable: boolean; followErrors: number }>;
+  variants: Array<{ feature: string; variant: string; source: string; applied: number; durable: number; lag: number; snapshotAgeSeconds: number; lastSnapshotSeconds: number }>;
   pushedRows: number;
+  /** Texts embedded while applying the log: entries carry their embeddings, so this stays 0 unless a row predates its variant's model. */
+  applyEmbeddedTexts: number;
 }
 
 const DEFAULTS = { snapshotEntries: 50_000, snapshotSeconds: 30, maxRows: 1000, maxRowBytes: 256 * 1024, segmentBytes: 64 * 1024 * 1024 };
 const REPLAY_PAGE = 2000;
+/** How long a follower of a shared log waits for new entries per call (it wakes as soon as one arrives). */
+const FOLLOW_WAIT_MS = 1000;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function indexable(v: Vector, metric: string | undefined): boolean {
   try {
@@ -139,6 +147,10 @@ class LiveSource {
   /** Appended entries waiting to be applied: concurrent pushes are applied together, one index write per variant. */
   private pending: Array<{ entries: LogEntry[]; resolve: () => void; reject: (e: unknown) => void }> = [];
   private draining = false;
+  /** Texts this source's followers had to embed while applying entries. */
+  embeddedTexts = 0;
+  /** Failed attempts to follow a shared log (Redis away, an entry that would not apply); retried. */
+  followErrors = 0;
 
   constructor(
     readonly name: string,
@@ -180,7 +192,8 @@ class LiveSource {
           t.durable = offsets ? offsets.durable : t.applied;
         } else {
           t.store = await this.ctx.online(feature);
-          t.applied = t.durable = await this.ctx.registry.getLogOffset(feature.name, feature.variant);
+          // A shared log's registry offset may be another node's: replay it all (it is compacted; writes are overwrites).
+          t.applied = t.durable = this.log.shared ? 0 : await this.ctx.registry.getLogOffset(feature.name, feature.variant);
         }
         await this.replay(t, this.log.end());
         this.targets.set(key, t);
@@ -209,8 +222,14 @@ class LiveSource {
       while (this.pending.length) {
         const batch = this.pending.splice(0);
         const entries = batch.flatMap((b) => b.entries).sort((a, b) => a.offset - b.offset);
+        // Other nodes' appends can fall between this node's (a shared log): then the log has the whole range.
+        const gaps = entries.some((e, i) => i > 0 && e.offset !== entries[i - 1].offset + 1);
         try {
           for (const t of this.targets.values()) {
+            if (gaps) {
+              await this.replay(t, entries[entries.length - 1].offset);
+              continue;
+            }
             // A follower that fell behind (a failed apply) replays what it missed from the log first.
             if (t.applied < entries[0].offset - 1) await this.replay(t, entries[0].offset - 1);
             await this.apply(t, entries);
@@ -234,6 +253,37 @@ class LiveSource {
 
   isFollowing(key: string): boolean {
     return this.targets.has(key);
+  }
+
+  /**
+   * Brings every follower up to `until` with one read of the log from the lowest applied offset: a shared
+   * log's entries appended by other nodes. Entries a follower already applied are skipped.
+   */
+  advance(until: number): Promise<void> {
+    return this.serial(async () => {
+      const targets = [...this.targets.values()].filter((t) => t.applied < until);
+      if (!targets.length) return;
+      const from = Math.min(...targets.map((t) => t.applied));
+      let page: LogEntry[] = [];
+      const flush = async () => {
+        for (const t of targets) await this.apply(t, page);
+        page = [];
+      };
+      for await (const e of this.log.read(from)) {
+        if (e.offset > until) break;
+        page.push(e);
+        if (page.length >= REPLAY_PAGE) await flush();
+      }
+      if (page.length) await flush();
+      for (const t of targets) t.applied = Math.max(t.applied, until);
+    });
+  }
+
+  /** The lowest offset a follower has applied (the log's end with none). */
+  lowestApplied(): number {
+    let low = this.log.end();
+    for (const t of this.targets.values()) low = Math.min(low, t.applied);
+    return low;
   }
 
   /** Applies the log's entries past `t.applied` (up to `until`) to one target, a page at a time. */
@@ -290,6 +340,7 @@ class LiveSource {
       for (const [id, o] of ops) if (o?.vector && !indexable(o.vector, t.feature.metric)) ops.set(id, null);
       const missing = [...ops.values()].filter((o): o is { text: string } & NonNullable<typeof o> => o !== null && !o.vector && o.text !== undefined);
       if (missing.length) {
+        this.embeddedTexts += missing.length;
         const model = await this.ctx.model(t.feature.text!.model.name, t.feature.text!.model.version);
         const vectors = await model.embed(missing.map((o) => o.text));
         missing.forEach((o, i) => (o.vector = vectors[i]));
@@ -310,8 +361,8 @@ class LiveSource {
 /** The live sources of one store: pushes, vector writes, following, background snapshots. */
 export class Live {
   private readonly sources = new Map<string, Promise<LiveSource>>();
-  private readonly opts: Required<Omit<LiveOptions, 'dir'>>;
-  private readonly dir: string;
+  private readonly opts: Required<Omit<LiveOptions, 'dir' | 'log'>>;
+  private readonly where: LogLocation;
   private timer: NodeJS.Timeout | undefined;
   private snapshotting: Promise<void> | null = null;
   private pushedRows = 0;
@@ -324,14 +375,18 @@ export class Live {
     private readonly ctx: LiveContext,
     opts: LiveOptions = {},
   ) {
-    this.dir = opts.dir ?? path.join(home, 'log');
-    this.opts = { ...DEFAULTS, ...Object.fromEntries(Object.entries(opts).filter(([k, v]) => k !== 'dir' && v !== undefined)) } as Required<Omit<LiveOptions, 'dir'>>;
+    this.where = logLocation(opts.dir ?? path.join(home, 'log'), opts.log ?? process.env.NEARLINE_LOG);
+    this.opts = { ...DEFAULTS, ...Object.fromEntries(Object.entries(opts).filter(([k, v]) => k !== 'dir' && k !== 'log' && v !== undefined)) } as Required<Omit<LiveOptions, 'dir' | 'log'>>;
   }
 
   private source(name: string, writable = false): Promise<LiveSource> {
     let p = this.sources.get(name);
     if (!p) {
-      p = openFileLog(path.join(this.dir, name), name, { writable, segmentBytes: this.opts.segmentBytes }).then((log) => new LiveSource(name, log, this.ctx));
+      p = openLog(this.where, name, { writable, segmentBytes: this.opts.segmentBytes }).then((log) => {
+        const s = new LiveSource(name, log, this.ctx);
+        if (log.shared) void this.followShared(s);
+        return s;
+      });
       this.sources.set(name, p);
       p.catch(() => this.sources.delete(name));
     }
@@ -339,7 +394,7 @@ export class Live {
       if (writable && !s.log.writable) {
         await s.serial(async () => {
           if (s.log.writable) return;
-          const log = await openFileLog(path.join(this.dir, name), name, { writable: true, segmentBytes: this.opts.segmentBytes });
+          const log = await openLog(this.where, name, { writable: true, segmentBytes: this.opts.segmentBytes });
           await s.log.close();
           s.log = log;
           // Another process may have appended since this one read the log: catch every follower up.
@@ -349,6 +404,38 @@ export class Live {
       if (writable) this.startTimer();
       return s;
     });
+  }
+
+  /**
+   * Follows a log other nodes append to, for as long as the store is open: waits for entries past what every
+   * variant here applied and applies them. A failure (Redis away) is retried after a pause.
+   */
+  private async followShared(s: LiveSource): Promise<void> {
+    while (!this.closed) {
+      try {
+        const end = await s.log.wait!(s.lowestApplied(), FOLLOW_WAIT_MS);
+        if (this.closed) return;
+        if (s.lowestApplied() < end) await s.advance(end);
+      } catch {
+        s.followErrors++;
+        await sleep(FOLLOW_WAIT_MS);
+      }
+    }
+  }
+
+  /**
+   * How far each followed variant is behind its source's log (entries appended, by any node, not applied
+   * here yet), with the log's end read fresh from a shared log.
+   */
+  async lag(): Promise<Array<{ feature: string; variant: string; source: string; applied: number; end: number; lag: number }>> {
+    const out = [];
+    for (const p of this.sources.values()) {
+      const s = await p.catch(() => undefined);
+      if (!s) continue;
+      const end = s.log.shared ? await s.log.wait!(Infinity, 0) : s.log.end();
+      for (const t of s.targets.values()) out.push({ feature: t.feature.name, variant: t.feature.variant, source: s.name, applied: t.applied, end, lag: Math.max(0, end - t.applied) });
+    }
+    return out;
   }
 
   /** Takes every source's log for appending (a server does, so no other process can append under it). */
@@ -562,11 +649,12 @@ export class Live {
 
   /** Logs and followers of this process, for metrics and `show`. */
   async stats(): Promise<LiveStats> {
-    const out: LiveStats = { sources: [], variants: [], pushedRows: this.pushedRows };
+    const out: LiveStats = { sources: [], variants: [], pushedRows: this.pushedRows, applyEmbeddedTexts: 0 };
     for (const p of this.sources.values()) {
       const s = await p.catch(() => undefined);
       if (!s) continue;
-      out.sources.push({ source: s.name, writable: s.log.writable, ...s.log.stats() });
+      out.sources.push({ source: s.name, writable: s.log.writable, followErrors: s.followErrors, ...s.log.stats() });
+      out.applyEmbeddedTexts += s.embeddedTexts;
       for (const t of s.targets.values()) {
         out.variants.push({
           feature: t.feature.name,
@@ -574,6 +662,7 @@ export class Live {
           source: s.name,
           applied: t.applied,
           durable: t.durable,
+          lag: Math.max(0, s.log.end() - t.applied),
           snapshotAgeSeconds: t.applied > t.durable ? (Date.now() - t.pendingSince) / 1000 : 0,
           lastSnapshotSeconds: t.lastSnapshotSeconds,
         });
@@ -593,6 +682,8 @@ export class Live {
       if (s) writable.push(s);
     }
     if (writable.some((s) => s.log.writable)) await this.snapshotDue(true);
+    // A follower of a shared log may be applying: let it finish before the logs and indexes close.
+    for (const s of writable) await s.serial(async () => undefined);
     for (const s of writable) await s.log.close();
     this.sources.clear();
   }

@@ -4,7 +4,10 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-/** A throwaway redis-server owned by one test file: loopback only, no persistence, its own temp dir. */
+/**
+ * A throwaway redis-server owned by one test file: loopback only, its own temp dir; no persistence, or with
+ * `durable` an append-only file fsynced before each reply (what a shared log needs: acknowledged = fsynced).
+ */
 export interface RedisServer {
   readonly port: number;
   readonly url: string;
@@ -44,7 +47,7 @@ export async function freePort(): Promise<number> {
  * Starts redis-server on a free loopback port (or `port`) and resolves once it accepts connections.
  * Fails with an actionable message when the binary is missing: CI installs it, so a missing binary is an error.
  */
-export async function startRedisServer(opts: { port?: number; timeoutMs?: number; args?: string[] } = {}): Promise<RedisServer> {
+export async function startRedisServer(opts: { port?: number; timeoutMs?: number; args?: string[]; durable?: boolean } = {}): Promise<RedisServer> {
   if (!hasRedisServer()) {
     throw new Error(
       `${BINARY} not found: install Redis (apt-get install redis-server, brew install redis) or set NEARLINE_SKIP_REDIS=1 to skip the Redis tests`,
@@ -54,7 +57,8 @@ export async function startRedisServer(opts: { port?: number; timeoutMs?: number
   for (let attempt = 0; ; attempt++) {
     const port = opts.port ?? (await freePort());
     try {
-      return await launch(port, opts.timeoutMs ?? 10_000, opts.args ?? []);
+      const durable = opts.durable ? ['--appendonly', 'yes', '--appendfsync', 'always'] : [];
+      return await launch(port, opts.timeoutMs ?? 10_000, [...durable, ...(opts.args ?? [])]);
     } catch (e) {
       if (opts.port !== undefined || attempt >= 3 || !String(e).includes('Address already in use')) throw e;
     }

@@ -1,8 +1,9 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { seeded, tempDir, wordDefs, writeDefs, writeWords } from '../helpers/fixtures.ts';
+import { BIN, serveProcess } from '../helpers/serve.ts';
 
 /*
  * Pushes acknowledged by a real server survive SIGKILL: 8 clients push rows (and delete some) while the server
@@ -11,7 +12,6 @@ import { seeded, tempDir, wordDefs, writeDefs, writeWords } from '../helpers/fix
  * unacknowledged row either whole or absent, never a vector without its scalar.
  */
 
-const BIN = path.resolve(import.meta.dirname, '../../bin/nearline.mjs');
 const DIMS = 16;
 const CLIENTS = 8;
 
@@ -22,27 +22,10 @@ function cli(home: string, ...args: string[]) {
 const children: ChildProcess[] = [];
 afterAll(() => children.forEach((c) => c.kill('SIGKILL')));
 
-/** Starts `nearline serve` on a free port and resolves with its base URL once /readyz says ready. */
 async function serve(home: string, ...extra: string[]): Promise<{ url: string; child: ChildProcess }> {
-  const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', '--home', home, ...extra], { cwd: home, stdio: ['ignore', 'pipe', 'pipe'] });
-  children.push(child);
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    const onData = (d: Buffer) => {
-      out += d;
-      const m = /listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(out);
-      if (m) resolve(m[1]);
-    };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', onData);
-    child.once('exit', (code) => reject(new Error(`server exited (${code}): ${out}`)));
-  });
-  for (let i = 0; i < 200; i++) {
-    const ready = await fetch(`${url}/readyz`).then((r) => r.status === 200, () => false);
-    if (ready) return { url, child };
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error('server never became ready');
+  const served = await serveProcess(home, { args: extra, readyMs: 10_000 });
+  children.push(served.child);
+  return served;
 }
 
 async function post(url: string, body: unknown): Promise<{ status: number; body: any }> {

@@ -3,35 +3,16 @@ import { readdirSync, readFileSync, statSync, truncateSync, writeFileSync } from
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { openFileLog } from '../../src/log/file.ts';
-import type { Log, LogEntry } from '../../src/log/types.ts';
+import type { LogEntry } from '../../src/log/types.ts';
 import { tempDir } from '../helpers/fixtures.ts';
-
-async function all(log: Log, after = 0): Promise<LogEntry[]> {
-  const out: LogEntry[] = [];
-  for await (const e of log.read(after)) out.push(e);
-  return out;
-}
+import { all, checkAppendOrder } from './log.suite.ts';
 
 const segmentFiles = (dir: string) => readdirSync(dir).filter((f) => f.endsWith('.log')).sort();
 
 describe('file log', () => {
   it('appends in order with contiguous offsets, and reads them back after a reopen', async () => {
     const dir = tempDir();
-    const log = await openFileLog(dir, 'items', { writable: true });
-    expect(log.end()).toBe(0);
-    const a = await log.append([{ key: 'x', data: { v: 1 } }, { key: 'y', data: { v: 2 } }]);
-    const b = await log.append([{ key: 'x', data: { v: 3 } }]);
-    expect([a, b, log.end()]).toEqual([1, 3, 3]);
-    expect((await all(log, 1)).map((e) => [e.offset, e.key, e.data])).toEqual([
-      [2, 'y', { v: 2 }],
-      [3, 'x', { v: 3 }],
-    ]);
-    await log.close();
-    const again = await openFileLog(dir, 'items', { writable: true });
-    expect(again.end()).toBe(3);
-    expect(await again.append([{ key: 'z', data: null }])).toBe(4);
-    expect((await all(again)).map((e) => e.key)).toEqual(['x', 'y', 'x', 'z']);
-    await again.close();
+    await checkAppendOrder(() => openFileLog(dir, 'items', { writable: true }));
   });
 
   it('group commit: concurrent appends share fsyncs, each gets its own offsets', async () => {

@@ -6,7 +6,7 @@ import YAML from 'yaml';
 import { makeEncoder } from '../../scripts/make-encoder.ts';
 import { loadDefinitions } from '../../src/config.ts';
 import { build, type BuildOptions } from '../../src/server/app.ts';
-import { FeatureStore } from '../../src/store/feature-store.ts';
+import { FeatureStore, type FeatureStoreOptions } from '../../src/store/feature-store.ts';
 
 export const DIMS = 8;
 export const ITEMS = 300;
@@ -46,9 +46,10 @@ export function makeItems(n = ITEMS, seed = 7): Item[] {
 /**
  * A temp home with: item_vec@v1 (cosine, alias prod) and item_vec@v2 (l2) over 300 8-d items with
  * metadata lang and bucket; scalar item_price and item_title; doc_vec@v1, a text feature embedded by a
- * tiny generated encoder (tiny@1, 32-d); and other_vec@v1 for per-feature key limits.
+ * tiny generated encoder (tiny@1, 32-d); and other_vec@v1 for per-feature key limits. `store` places the
+ * registry, snapshots and log elsewhere (several nodes sharing them).
  */
-export async function makeHome(): Promise<{ home: string; items: Item[]; cleanup: () => void }> {
+export async function makeHome(store: Omit<FeatureStoreOptions, 'home'> = {}): Promise<{ home: string; items: Item[]; cleanup: () => void }> {
   const home = mkdtempSync(path.join(tmpdir(), 'nearline-server-'));
   const items = makeItems();
   writeFileSync(path.join(home, 'items.jsonl'), items.map((r) => JSON.stringify(r)).join('\n') + '\n');
@@ -97,15 +98,15 @@ export async function makeHome(): Promise<{ home: string; items: Item[]; cleanup
   };
   const file = path.join(home, 'defs.yaml');
   writeFileSync(file, YAML.stringify(defs));
-  const store = FeatureStore.open({ home });
+  const opened = FeatureStore.open({ home, ...store });
   try {
-    const { applied, plan } = await store.apply(await loadDefinitions(file));
+    const { applied, plan } = await opened.apply(await loadDefinitions(file));
     if (!applied) throw new Error(`fixture definitions refused: ${JSON.stringify(plan)}`);
     for (const ref of ['item_vec@v1', 'item_vec@v2', 'other_vec@v1', 'item_price@v1', 'item_title@v1', 'doc_vec@v1']) {
-      await store.materialize(ref, { progress: false });
+      await opened.materialize(ref, { progress: false });
     }
   } finally {
-    await store.close();
+    await opened.close();
   }
   return { home, items, cleanup: () => rmSync(home, { recursive: true, force: true }) };
 }

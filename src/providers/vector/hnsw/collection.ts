@@ -1,11 +1,11 @@
-import { rename } from 'node:fs/promises';
+import { rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { nlError, providerError } from '../../../errors.ts';
 import { validateFilter } from '../../../filter.ts';
 import type { Filter, Hit, Metadata } from '../../../types.ts';
 import type { CollectionSpec, LogOffsets, SearchQuery, VectorCollection, VectorRecord, WriteOptions } from '../types.ts';
 import type { Columns } from './columns.ts';
-import { FORMAT, fsyncFile, MANIFEST, removeStale, syncDir, writeAtomic, writeFileSynced, type Manifest, type RowsFile } from './files.ts';
+import { FORMAT, fsyncFile, MANIFEST, readManifest, removeStale, syncDir, writeAtomic, writeFileSynced, type Manifest, type RowsFile } from './files.ts';
 import { IdIndex } from './id-index.ts';
 import type { Found, NativeFilter, NativeIndex } from './native.ts';
 import { compilePredicate } from './predicate.ts';
@@ -33,7 +33,8 @@ import { Mutex, RwLock } from './rw-lock.ts';
  * fsyncs the file, and first moves the live rows to a new file when dead ones dominate (compactVectors).
  */
 
-export type Settings = Required<Omit<HnswVectorOptions, 'dir'>> & { name: string };
+/** `shared`: the folder is published to by other nodes too; this collection's token in its file names. */
+export type Settings = Required<Omit<HnswVectorOptions, 'dir'>> & { name: string; shared?: string };
 
 /**
  * A search whose graph work (queries x ef) is at most this runs on the calling thread. One query at ef <= 160
@@ -148,7 +149,8 @@ export class HnswCollection implements VectorCollection {
   }
 
   logOffsets(): LogOffsets {
-    return { applied: this.applied, durable: this.manifest.logOffset ?? 0 };
+    // A newer snapshot another node published may be ahead of what this replica applied.
+    return { applied: this.applied, durable: Math.min(this.manifest.logOffset ?? 0, this.applied) };
   }
 
   private wrote(opts: WriteOptions | undefined): void {
@@ -403,6 +405,12 @@ export class HnswCollection implements VectorCollection {
     return out;
   }
 
+  /** The manifest another node published to the shared folder, when it holds a higher log offset than `next`. */
+  private async newerPublished(next: Manifest): Promise<Manifest | undefined> {
+    const current = await readManifest(this.dir);
+    return current && (current.logOffset ?? 0) > (next.logOffset ?? 0) ? current : undefined;
+  }
+
   /** Persists every write and the applied log offset. */
   flush(): Promise<void> {
     return this.snapshot();
@@ -417,8 +425,8 @@ export class HnswCollection implements VectorCollection {
    * int8: the vectors file the next snapshot names. When dead rows (deleted or rewritten labels) make up most of
    * it, the live ones go to a new file first, with searches held back, since they read the file.
    */
-  private async compactVectors(generation: number): Promise<string> {
-    const fresh = `vectors-${generation}.f32`;
+  private async compactVectors(tag: string): Promise<string> {
+    const fresh = `vectors-${tag}.f32`;
     // A failed snapshot of the same generation may have started `fresh` already: it is the current file then.
     if (fresh === this.vectorsFile) return fresh;
     const moved = await this.lock.write(() => {
@@ -439,19 +447,22 @@ export class HnswCollection implements VectorCollection {
   snapshot(force = false): Promise<void> {
     return this.snapshots.run(async () => {
       const generation = this.manifest.generation + 1;
+      const tag = this.opts.shared === undefined ? `${generation}` : `${generation}-${this.opts.shared}`;
       const next: Manifest = {
         ...this.manifest,
         format: FORMAT,
         generation,
-        index: `index-${generation}.hnsw`,
-        rows: `rows-${generation}.json`,
-        columns: `columns-${generation}.bin`,
+        index: `index-${tag}.hnsw`,
+        rows: `rows-${tag}.json`,
+        columns: `columns-${tag}.bin`,
       };
-      if (this.vectorsFile) next.slots = `slots-${generation}.bin`;
+      if (this.vectorsFile) next.slots = `slots-${tag}.bin`;
       const files = [next.index, next.rows, next.columns!, ...(next.slots ? [next.slots] : [])];
+      let dirty = false;
       const copied = await this.writes.run(async () => {
-        if (!this.dirty && !force && this.applied === (this.manifest.logOffset ?? 0)) return false;
-        next.vectors = this.vectorsFile && (await this.compactVectors(generation));
+        if (!this.dirty && !force && this.applied <= (this.manifest.logOffset ?? 0)) return false;
+        dirty = this.dirty;
+        next.vectors = this.vectorsFile && (await this.compactVectors(tag));
         return this.lock.read(async () => {
           next.logOffset = this.applied;
           try {
@@ -472,14 +483,22 @@ export class HnswCollection implements VectorCollection {
         // Rows the slot table names were written before it was saved: in place, never renamed.
         if (next.vectors) await fsyncFile(join(this.dir, next.vectors));
         for (const f of files) await rename(join(this.dir, `${f}.tmp`), join(this.dir, f));
-        await writeAtomic(join(this.dir, MANIFEST), (tmp) => writeFileSynced(tmp, JSON.stringify(next)));
+        const newer = this.opts.shared === undefined || dirty ? undefined : await this.newerPublished(next);
+        if (newer) {
+          // Another node published a snapshot past this one: it stays current, this one goes.
+          for (const f of files) await rm(join(this.dir, f), { force: true });
+          this.manifest = newer;
+          return;
+        }
+        const tmp = this.opts.shared === undefined ? undefined : join(this.dir, `manifest-${this.opts.shared}.json.tmp`);
+        await writeAtomic(join(this.dir, MANIFEST), (t) => writeFileSynced(t, JSON.stringify(next)), tmp);
         await syncDir(this.dir);
       } catch (e) {
         this.dirty = true;
         throw providerError(this.opts.name, e);
       }
       this.manifest = next;
-      await removeStale(this.dir, next);
+      await removeStale(this.dir, (this.opts.shared !== undefined && (await readManifest(this.dir))) || next, this.opts.shared);
     });
   }
 }

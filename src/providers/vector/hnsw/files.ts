@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { open as openFile, readdir, rename, rm, stat } from 'node:fs/promises';
+import { open as openFile, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import type { Metadata, Metric } from '../../../types.ts';
 import type { Quantization } from '../types.ts';
 
@@ -18,6 +18,11 @@ import type { Quantization } from '../types.ts';
  *                        the file (a compaction starts a new one), later snapshots share it. Rows no slot
  *                        table names (written after the last snapshot) are dead until a compaction.
  *   slots-<gen>.bin      label -> row in the vectors file (native/src/full_vectors.h)
+ *
+ * In a folder several nodes publish to (NEARLINE_SNAPSHOTS), generation files also carry the publisher's
+ * token (index-<gen>-<token>.hnsw), temp files too, and a manifest is only replaced by one holding a log
+ * offset at least as high: the newest snapshot wins, and no node removes a file another may still be writing
+ * or reading (files of other publishers go only once unnamed for `SHARED_GRACE_MS`).
  *
  * Format 1 kept the metadata as a JSON array in rows-<gen>.json and had no columns file; it still loads,
  * and the next snapshot writes format 2.
@@ -52,9 +57,11 @@ export interface RowsFile {
   metadata?: Array<Metadata | null>;
 }
 
+/** Files of other publishers to a shared folder, unnamed by its manifest, are removed once this old. */
+export const SHARED_GRACE_MS = 10 * 60_000;
+
 /** Writes `data` (or lets `write` produce the file) to `path` so that a crash leaves either the old file or the new one. */
-export async function writeAtomic(path: string, write: (tmp: string) => Promise<void>): Promise<void> {
-  const tmp = `${path}.tmp`;
+export async function writeAtomic(path: string, write: (tmp: string) => Promise<void>, tmp = `${path}.tmp`): Promise<void> {
   await write(tmp);
   await fsyncFile(tmp);
   await rename(tmp, path);
@@ -94,8 +101,25 @@ export async function exists(path: string): Promise<boolean> {
   );
 }
 
-/** Deletes files no manifest names: older generations and temp files of an interrupted snapshot. */
-export async function removeStale(dir: string, manifest: Manifest): Promise<void> {
+export async function readManifest(dir: string): Promise<Manifest | undefined> {
+  return readFile(join(dir, MANIFEST), 'utf8').then(
+    (s) => JSON.parse(s) as Manifest,
+    (e: NodeJS.ErrnoException) => (e.code === 'ENOENT' ? undefined : Promise.reject(e)),
+  );
+}
+
+/**
+ * Deletes files no manifest names: older generations and temp files of an interrupted snapshot. In a shared
+ * folder (`shared`: this publisher's token) only this publisher's own files go at once, others' once stale.
+ */
+export async function removeStale(dir: string, manifest: Manifest, shared?: string): Promise<void> {
   const keep = new Set([MANIFEST, manifest.index, manifest.rows, manifest.columns, manifest.vectors, manifest.slots]);
-  for (const f of await readdir(dir)) if (!keep.has(f)) await rm(join(dir, f), { force: true });
+  for (const f of await readdir(dir)) {
+    if (keep.has(f)) continue;
+    if (shared !== undefined && !f.includes(`-${shared}.`)) {
+      const age = await stat(join(dir, f)).then((st) => Date.now() - st.mtimeMs, () => 0);
+      if (age < SHARED_GRACE_MS) continue;
+    }
+    await rm(join(dir, f), { force: true });
+  }
 }

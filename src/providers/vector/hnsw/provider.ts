@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { mkdir, readFile, rm } from 'node:fs/promises';
@@ -7,7 +8,7 @@ import type { Metric } from '../../../types.ts';
 import type { CollectionSpec, Quantization, VectorProvider } from '../types.ts';
 import { HnswCollection, type Settings } from './collection.ts';
 import { Columns } from './columns.ts';
-import { FORMAT, MANIFEST, exists, removeStale, type Manifest, type RowsFile } from './files.ts';
+import { FORMAT, readManifest, removeStale, type Manifest, type RowsFile } from './files.ts';
 import { nativeIndexClass } from './native.ts';
 
 /*
@@ -16,6 +17,9 @@ import { nativeIndexClass } from './native.ts';
  * A snapshot writes the index and the rows under a new generation (temp file, fsync, rename), then the
  * manifest the same way, then fsyncs the folder; files no manifest names are removed on open, so a crash
  * at any point leaves the previous snapshot whole.
+ *
+ * With a snapshot folder shared by several nodes (`NEARLINE_SNAPSHOTS`, given as `ctx.snapshots`), every node
+ * keeps its own in-process copy, loads the newest snapshot published there and publishes its own (files.ts).
  */
 
 /** Options of the in-process `hnsw` vector provider. */
@@ -53,7 +57,9 @@ function checkShape(spec: CollectionSpec, dims: number, metric: Metric, quantiza
 }
 
 export function createHnswProvider(options: HnswVectorOptions, ctx: ProviderContext): VectorProvider {
-  const root = options.dir ?? join(ctx.home, 'indexes');
+  const root = options.dir ?? ctx.snapshots ?? join(ctx.home, 'indexes');
+  // Names this process's files in a shared folder, so no two publishers write the same file.
+  const shared = ctx.snapshots === undefined ? undefined : randomBytes(4).toString('hex');
   const opts: Settings = {
     name: ctx.name,
     initialCapacity: options.initialCapacity ?? 1024,
@@ -62,6 +68,7 @@ export function createHnswProvider(options: HnswVectorOptions, ctx: ProviderCont
     filterPlan: options.filterPlan ?? 'auto',
     threads: options.threads ?? availableParallelism(),
     rescore: options.rescore ?? 2,
+    ...(shared !== undefined ? { shared } : {}),
   };
   const open = new Map<string, Promise<HnswCollection>>();
 
@@ -70,35 +77,45 @@ export function createHnswProvider(options: HnswVectorOptions, ctx: ProviderCont
     return join(root, name);
   }
 
+  /** A collection from the snapshot `m` names; a format or shape it cannot serve is refused. */
+  async function loadSnapshot(spec: CollectionSpec, dir: string, m: Manifest): Promise<HnswCollection> {
+    if (m.format !== 1 && m.format !== FORMAT) {
+      throw nlError('NL_CONFLICT', `collection ${spec.name} has on-disk format ${m.format}; this nearline reads formats 1 to ${FORMAT}`);
+    }
+    checkShape(spec, m.dims, m.metric, m.quantization);
+    await removeStale(dir, m, shared);
+    const rows = JSON.parse(await readFile(join(dir, m.rows), 'utf8')) as RowsFile;
+    const int8 = m.quantization === 'int8' ? { vectors: join(dir, m.vectors!), slots: join(dir, m.slots!), rescore: opts.rescore } : undefined;
+    const index = new (nativeIndexClass(ctx.name))(spec.metric === 'l2' ? 'l2' : 'ip', m.dims, join(dir, m.index), int8);
+    const columns = m.columns
+      ? Columns.decode(await readFile(join(dir, m.columns)), index.capacity())
+      : Columns.fromRows(rows.metadata ?? [], index.capacity());
+    const free: number[] = [];
+    rows.ids.forEach((id, label) => (id === null ? free.push(label) : undefined));
+    free.reverse();
+    return new HnswCollection(spec, dir, opts, index, m, rows.ids, columns, free);
+  }
+
   async function load(spec: CollectionSpec): Promise<HnswCollection> {
     const dir = folder(spec.name);
-    const space = spec.metric === 'l2' ? 'l2' : 'ip';
     await mkdir(dir, { recursive: true });
-    const manifestPath = join(dir, MANIFEST);
-    if (await exists(manifestPath)) {
-      const m = JSON.parse(await readFile(manifestPath, 'utf8')) as Manifest;
-      if (m.format !== 1 && m.format !== FORMAT) {
-        throw nlError('NL_CONFLICT', `collection ${spec.name} has on-disk format ${m.format}; this nearline reads formats 1 to ${FORMAT}`);
+    for (let attempt = 0; ; attempt++) {
+      const m = await readManifest(dir);
+      if (!m) break;
+      try {
+        return await loadSnapshot(spec, dir, m);
+      } catch (e) {
+        // Another node may have published a newer snapshot and removed this one's files meanwhile: read again.
+        const now = shared === undefined || attempt >= 5 ? undefined : await readManifest(dir);
+        if (!now || now.index === m.index) throw e;
       }
-      checkShape(spec, m.dims, m.metric, m.quantization);
-      await removeStale(dir, m);
-      const rows = JSON.parse(await readFile(join(dir, m.rows), 'utf8')) as RowsFile;
-      const int8 = m.quantization === 'int8' ? { vectors: join(dir, m.vectors!), slots: join(dir, m.slots!), rescore: opts.rescore } : undefined;
-      const index = new (nativeIndexClass(ctx.name))(space, m.dims, join(dir, m.index), int8);
-      const columns = m.columns
-        ? Columns.decode(await readFile(join(dir, m.columns)), index.capacity())
-        : Columns.fromRows(rows.metadata ?? [], index.capacity());
-      const free: number[] = [];
-      rows.ids.forEach((id, label) => (id === null ? free.push(label) : undefined));
-      free.reverse();
-      return new HnswCollection(spec, dir, opts, index, m, rows.ids, columns, free);
     }
     const M = spec.index.M ?? 16;
     const efConstruction = spec.index.efConstruction ?? 200;
     const m: Manifest = { format: FORMAT, generation: 0, dims: spec.dims, metric: spec.metric, M, efConstruction, index: '', rows: '' };
     if (spec.index.quantization === 'int8') Object.assign(m, { quantization: 'int8', vectors: 'vectors-1.f32' });
     const int8 = m.vectors ? { vectors: join(dir, m.vectors), rescore: opts.rescore } : undefined;
-    const index = new (nativeIndexClass(ctx.name))(space, spec.dims, opts.initialCapacity, M, efConstruction, 100, int8);
+    const index = new (nativeIndexClass(ctx.name))(spec.metric === 'l2' ? 'l2' : 'ip', spec.dims, opts.initialCapacity, M, efConstruction, 100, int8);
     const c = new HnswCollection(spec, dir, opts, index, m, [], new Columns(index.capacity()), []);
     await c.snapshot(true);
     return c;
