@@ -11,7 +11,13 @@ import type { CollectionSpec } from '../../src/providers/vector/types.ts';
  * files of the snapshot another one published.
  */
 
-const spec: CollectionSpec = { name: 'item_vec__v1', dims: 4, metric: 'l2', index: { M: 8, efConstruction: 50, ef: 50 }, metadataFields: ['n'] };
+const specOf = (quantization: 'none' | 'int8'): CollectionSpec => ({
+  name: 'item_vec__v1',
+  dims: 4,
+  metric: 'l2',
+  index: { M: 8, efConstruction: 50, ef: 50, ...(quantization === 'int8' ? { quantization } : {}) },
+  metadataFields: ['n'],
+});
 const rec = (id: string, n: number) => ({ id, vector: Float32Array.from([n, n + 1, n + 2, n + 3]), metadata: { n } });
 
 let root: string;
@@ -23,9 +29,11 @@ afterEach(async () => {
 });
 
 const node = (home: string) => createHnswProvider({}, { name: 'local', home, snapshots: root });
-const manifest = async () => JSON.parse(await readFile(join(root, spec.name, 'manifest.json'), 'utf8'));
 
-describe('hnsw snapshots in a shared folder', () => {
+describe.each(['none', 'int8'] as const)('hnsw snapshots in a shared folder (quantization %s)', (quantization) => {
+  const spec = specOf(quantization);
+  const manifest = async () => JSON.parse(await readFile(join(root, spec.name, 'manifest.json'), 'utf8'));
+
   it('the newest log offset wins, each publisher names its own files, and a new node loads the newest', async () => {
     const [a, b] = [node(join(root, 'home-a')), node(join(root, 'home-b'))];
     const ca = await a.collection(spec);
@@ -60,6 +68,10 @@ describe('hnsw snapshots in a shared folder', () => {
     const cc = await c.collection(spec);
     expect(cc.logOffsets!()).toEqual({ applied: 3, durable: 3 });
     expect(await cc.count()).toBe(4);
+    // With the vectors exactly as written (int8 reads them from the published vectors file).
+    expect((await cc.get(['x', 'w'])).map((r) => Array.from(r!.vector))).toEqual([Array.from(rec('x', 1).vector), Array.from(rec('w', 4).vector)]);
+    const [hits] = await cc.search([{ vector: Float32Array.from([2.9, 3.9, 4.9, 5.9]), k: 2 }]);
+    expect(hits.map((h) => h.id)).toEqual(['z', 'y']);
     for (const p of [a, b, c]) await p.close();
   });
 });
