@@ -3,17 +3,19 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { skipPostgresTests, startPostgres, type PostgresServer } from '../helpers/postgres.ts';
 import { skipRedisTests, startRedisServer, type RedisServer } from '../helpers/redis-server.ts';
 import { kill9, serveProcess } from '../helpers/serve.ts';
 import { DIMS, makeHome, seeded, type Item } from '../server/fixture.ts';
 
 /*
- * Two real `nearline serve` processes, each with its own home, on one SQLite registry file, one Redis log
+ * Two real `nearline serve` processes, each with its own home, on one PostgreSQL registry, one Redis log
  * (appendfsync always) and one snapshot folder: they answer alike, follow each other's pushes, and a node
  * killed with SIGKILL catches up from the newest snapshot and the log without embedding anything again.
  */
 
 let redis: RedisServer;
+let postgres: PostgresServer;
 let shared: { home: string; items: Item[]; cleanup: () => void };
 let env: NodeJS.ProcessEnv;
 const homes: string[] = [];
@@ -72,23 +74,24 @@ const row = (id: string, title: string) => ({
 });
 
 beforeAll(async () => {
-  redis = await startRedisServer({ durable: true });
+  [redis, postgres] = await Promise.all([startRedisServer({ durable: true }), startPostgres()]);
   const scratch = mkdtempSync(path.join(tmpdir(), 'nearline-shared-'));
-  const settings = { registryFile: path.join(scratch, 'nearline.db'), snapshots: path.join(scratch, 'snapshots'), live: { log: redis.url } };
+  const settings = { registry: await postgres.createDatabase(), snapshots: path.join(scratch, 'snapshots'), live: { log: redis.url } };
   // The definitions, data and model files live with the registry; the variants are built once, into the shared snapshots.
   shared = await makeHome(settings);
   homes.push(scratch);
-  env = { ...process.env, NEARLINE_REGISTRY: settings.registryFile, NEARLINE_SNAPSHOTS: settings.snapshots, NEARLINE_LOG: redis.url };
+  env = { ...process.env, NEARLINE_REGISTRY: settings.registry, NEARLINE_SNAPSHOTS: settings.snapshots, NEARLINE_LOG: redis.url };
 }, 180_000);
 
 afterAll(async () => {
   for (const c of children) c.kill('SIGKILL');
   await redis?.stop();
+  await postgres?.stop();
   shared?.cleanup();
   for (const h of homes) rmSync(h, { recursive: true, force: true });
 });
 
-describe.skipIf(skipRedisTests())('serving replicas on one log', () => {
+describe.skipIf(skipRedisTests() || skipPostgresTests())('serving replicas on one log', () => {
   it('two nodes answer alike, follow each other, and a killed node catches up without re-embedding', { timeout: 240_000 }, async () => {
     const a = await node();
     let b = await node();
