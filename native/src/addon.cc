@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <queue>
@@ -49,23 +50,35 @@ struct Shared {
   std::unique_ptr<hnswlib::SpaceInterface<float>> space;
   std::unique_ptr<Hnsw> index;
   size_t dims = 0;
-  // label -> hnswlib's internal id, so an exact scan checks a label without the locked hash map.
-  // Written only by inserts, which the collection never runs beside a search.
+  // label -> hnswlib's internal id, so an exact scan checks a label without the locked hash map. Sized to the
+  // capacity by the constructor and Resize (which run alone), so inserts running beside exact scans only store
+  // into it, never reallocate it.
   std::vector<uint32_t> internal_of;
+
+  uint32_t InternalOf(size_t label) const { return __atomic_load_n(&internal_of[label], __ATOMIC_ACQUIRE); }
+
+  void Reserve(size_t capacity) {
+    if (capacity > internal_of.size()) internal_of.resize(capacity, kNoInternal);
+  }
 
   void Track(const uint32_t* labels, size_t n) {
     std::unique_lock<std::mutex> lock(index->label_lookup_lock);
     for (size_t i = 0; i < n; i++) {
       auto it = index->label_lookup_.find(labels[i]);
       if (it == index->label_lookup_.end()) continue;
-      if (labels[i] >= internal_of.size()) internal_of.resize(std::max<size_t>(labels[i] + 1, internal_of.size() * 3 / 2), kNoInternal);
-      internal_of[labels[i]] = it->second;
+      if (labels[i] >= internal_of.size()) throw std::runtime_error("label beyond the index's capacity");
+      __atomic_store_n(&internal_of[labels[i]], static_cast<uint32_t>(it->second), __ATOMIC_RELEASE);
     }
   }
 
   void TrackAll() {
     std::vector<uint32_t> labels;
-    for (auto& kv : index->label_lookup_) labels.push_back(static_cast<uint32_t>(kv.first));
+    size_t top = index->max_elements_;
+    for (auto& kv : index->label_lookup_) {
+      labels.push_back(static_cast<uint32_t>(kv.first));
+      top = std::max<size_t>(top, kv.first + 1);
+    }
+    Reserve(top);
     Track(labels.data(), labels.size());
   }
 };
@@ -87,33 +100,102 @@ std::unique_ptr<hnswlib::SpaceInterface<float>> MakeSpace(const std::string& nam
   throw std::runtime_error("space must be 'l2' or 'ip'");
 }
 
+// A node's neighbour list at `level`, copied out under the node's lock: inserts may run beside searches, and
+// hnswlib's inserts rewrite lists under these same per-node locks (its own searchKnn reads them unlocked, which
+// is only safe with no insert running). A node being inserted holds its lock until it is fully linked, so a
+// search that reaches it early waits for it rather than walk a half-built list.
+inline int CopyLinks(const Hnsw& h, hnswlib::tableint node, int level, hnswlib::tableint* out) {
+  std::lock_guard<std::mutex> lock(const_cast<Hnsw&>(h).link_list_locks_[node]);
+  unsigned int* data = level == 0 ? h.get_linklist0(node) : h.get_linklist(node, level);
+  int size = h.getListCount(data);
+  std::memcpy(out, data + 1, size * sizeof(hnswlib::tableint));
+  return size;
+}
+
+using Candidate = std::pair<float, hnswlib::tableint>;
+using MaxHeap = std::priority_queue<Candidate, std::vector<Candidate>, Hnsw::CompareByFirst>;
+
+// hnswlib's searchBaseLayerST (ef candidates on level 0, skipping deleted or disallowed nodes as results but
+// walking through them), reading each neighbour list with CopyLinks. `check` false: no deletions, no predicate.
+template <bool check>
+MaxHeap SearchBase(const Hnsw& h, hnswlib::tableint ep, const float* q, size_t ef, hnswlib::BaseFilterFunctor* allow) {
+  hnswlib::VisitedList* vl = h.visited_list_pool_->getFreeVisitedList();
+  hnswlib::vl_type* visited = vl->mass;
+  hnswlib::vl_type tag = vl->curV;
+  std::vector<hnswlib::tableint> links(h.maxM0_ + 1);
+  auto accepts = [&](hnswlib::tableint id) { return !check || (!h.isMarkedDeleted(id) && (allow == nullptr || (*allow)(h.getExternalLabel(id)))); };
+  MaxHeap top;
+  MaxHeap cands;
+  float lower;
+  if (accepts(ep)) {
+    float d = h.fstdistfunc_(q, h.getDataByInternalId(ep), h.dist_func_param_);
+    lower = d;
+    top.emplace(d, ep);
+    cands.emplace(-d, ep);
+  } else {
+    lower = std::numeric_limits<float>::max();
+    cands.emplace(-lower, ep);
+  }
+  visited[ep] = tag;
+  while (!cands.empty()) {
+    auto [negd, node] = cands.top();
+    if (-negd > lower && (!check || top.size() == ef)) break;
+    cands.pop();
+    int size = CopyLinks(h, node, 0, links.data());
+    for (int j = 0; j < size; j++) {
+      if (j + 1 < size) {
+        __builtin_prefetch(visited + links[j + 1]);
+        __builtin_prefetch(h.getDataByInternalId(links[j + 1]));
+      }
+      hnswlib::tableint c = links[j];
+      if (visited[c] == tag) continue;
+      visited[c] = tag;
+      float d = h.fstdistfunc_(q, h.getDataByInternalId(c), h.dist_func_param_);
+      if (top.size() < ef || lower > d) {
+        cands.emplace(-d, c);
+        if (accepts(c)) top.emplace(d, c);
+        while (top.size() > ef) top.pop();
+        if (!top.empty()) lower = top.top().first;
+      }
+    }
+  }
+  h.visited_list_pool_->releaseVisitedList(vl);
+  return top;
+}
+
 // hnswlib's searchKnn with the candidate list size passed in instead of read from the index, so concurrent
-// searches with different ef never race on setEf. With no deletions and no predicate it runs hnswlib's
-// bare-bone loop (no per-candidate deletion or filter check).
+// searches with different ef never race on setEf, and safe beside inserts (see CopyLinks). With no deletions
+// and no predicate it runs the bare-bone loop (no per-candidate deletion or filter check).
 size_t SearchOne(const Hnsw& h, const float* q, size_t k, size_t ef, hnswlib::BaseFilterFunctor* allow, uint32_t* labels,
                  float* distances) {
   if (h.cur_element_count == 0) return 0;
-  hnswlib::tableint cur = h.enterpoint_node_;
+  hnswlib::tableint cur;
+  int maxlevel;
+  {
+    // An insert that raises the top level swaps both under this lock.
+    std::lock_guard<std::mutex> lock(const_cast<Hnsw&>(h).global);
+    cur = h.enterpoint_node_;
+    maxlevel = h.maxlevel_;
+  }
+  std::vector<hnswlib::tableint> links(std::max(h.maxM_, h.maxM0_) + 1);
   float curdist = h.fstdistfunc_(q, h.getDataByInternalId(cur), h.dist_func_param_);
-  for (int level = h.maxlevel_; level > 0; level--) {
+  for (int level = maxlevel; level > 0; level--) {
     bool changed = true;
     while (changed) {
       changed = false;
-      unsigned int* data = h.get_linklist(cur, level);
-      int size = h.getListCount(data);
-      auto* cands = reinterpret_cast<hnswlib::tableint*>(data + 1);
+      int size = CopyLinks(h, cur, level, links.data());
       for (int i = 0; i < size; i++) {
-        float d = h.fstdistfunc_(q, h.getDataByInternalId(cands[i]), h.dist_func_param_);
+        float d = h.fstdistfunc_(q, h.getDataByInternalId(links[i]), h.dist_func_param_);
         if (d < curdist) {
           curdist = d;
-          cur = cands[i];
+          cur = links[i];
           changed = true;
         }
       }
     }
   }
-  auto top = (h.num_deleted_ == 0 && allow == nullptr) ? h.searchBaseLayerST<true>(cur, q, std::max(ef, k), nullptr)
-                                                       : h.searchBaseLayerST<false>(cur, q, std::max(ef, k), allow);
+  auto top = (h.num_deleted_ == 0 && allow == nullptr) ? SearchBase<false>(h, cur, q, std::max(ef, k), nullptr)
+                                                       : SearchBase<true>(h, cur, q, std::max(ef, k), allow);
   while (top.size() > k) top.pop();
   size_t n = top.size();
   for (size_t i = n; i-- > 0;) {
@@ -140,7 +222,7 @@ void ExactScan(const Shared& s, const float* queries, size_t nq, size_t k, const
   auto consider = [&](uint32_t label) {
     if (label >= s.internal_of.size()) return;
     if (pred != nullptr && !pred->Allowed(label)) return;
-    uint32_t internal = s.internal_of[label];
+    uint32_t internal = s.InternalOf(label);
     if (internal == kNoInternal || h.isMarkedDeleted(internal)) return;
     ids.emplace_back(internal, label);
   };
@@ -353,7 +435,11 @@ class AddWorker : public Napi::AsyncWorker {
     for (size_t t = 0; t < extra; t++) pool.emplace_back(work);
     work();
     for (auto& t : pool) t.join();
-    s_->Track(labels_, n_);
+    try {
+      s_->Track(labels_, n_);
+    } catch (const std::exception& e) {
+      if (error.empty()) error = e.what();
+    }
     ReleaseFreePages();
     if (!error.empty()) SetError(error);
   }
@@ -390,6 +476,69 @@ class SaveWorker : public Napi::AsyncWorker {
   std::string path_;
 };
 
+// The index in hnswlib's file format (saveIndex's bytes), built in memory: mostly one copy of the level-0 block.
+// The caller runs it with no insert, resize or delete in flight (searches may run beside it: it only reads), and
+// writes the bytes to a file afterwards while writes go on.
+class SerializeWorker : public Napi::AsyncWorker {
+ public:
+  SerializeWorker(Napi::Env env, std::shared_ptr<Shared> s)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), s_(std::move(s)) {}
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    try {
+      const Hnsw& h = *s_->index;
+      size_t count = h.cur_element_count;
+      size_t bytes = h.indexFileSize();
+      data_ = static_cast<char*>(std::malloc(bytes));
+      if (data_ == nullptr) throw std::runtime_error("not enough memory to copy the index");
+      size_ = bytes;
+      char* at = data_;
+      auto put = [&](const void* p, size_t n) {
+        std::memcpy(at, p, n);
+        at += n;
+      };
+      auto pod = [&](auto v) { put(&v, sizeof(v)); };
+      pod(h.offsetLevel0_);
+      pod(h.max_elements_);
+      pod(count);
+      pod(h.size_data_per_element_);
+      pod(h.label_offset_);
+      pod(h.offsetData_);
+      pod(h.maxlevel_);
+      pod(h.enterpoint_node_);
+      pod(h.maxM_);
+      pod(h.maxM0_);
+      pod(h.M_);
+      pod(h.mult_);
+      pod(h.ef_construction_);
+      put(h.data_level0_memory_, count * h.size_data_per_element_);
+      for (size_t i = 0; i < count; i++) {
+        unsigned int n = h.element_levels_[i] > 0 ? static_cast<unsigned int>(h.size_links_per_element_ * h.element_levels_[i]) : 0;
+        pod(n);
+        if (n) put(h.linkLists_[i], n);
+      }
+      if (static_cast<size_t>(at - data_) != bytes) throw std::runtime_error("index copy has an unexpected size");
+    } catch (const std::exception& e) {
+      SetError(e.what());
+    }
+  }
+
+  void OnOK() override {
+    char* data = data_;
+    data_ = nullptr;
+    deferred_.Resolve(Napi::Buffer<char>::New(Env(), data, size_, [](Napi::Env, char* p) { std::free(p); }));
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+  ~SerializeWorker() override { std::free(data_); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::shared_ptr<Shared> s_;
+  char* data_ = nullptr;
+  size_t size_ = 0;
+};
+
 class Index : public Napi::ObjectWrap<Index> {
  public:
   static Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -405,6 +554,7 @@ class Index : public Napi::ObjectWrap<Index> {
                                           InstanceMethod<&Index::Exact>("exact"),
                                           InstanceMethod<&Index::ExactSync>("exactSync"),
                                           InstanceMethod<&Index::Save>("save"),
+                                          InstanceMethod<&Index::Serialize>("serialize"),
                                       });
     exports.Set("Index", ctor);
     return exports;
@@ -424,6 +574,7 @@ class Index : public Napi::ObjectWrap<Index> {
         s_->index = std::make_unique<Hnsw>(s_->space.get(), info[2].As<Napi::Number>().Uint32Value(),
                                            info[3].As<Napi::Number>().Uint32Value(), info[4].As<Napi::Number>().Uint32Value(),
                                            info[5].As<Napi::Number>().Uint32Value());
+        s_->Reserve(s_->index->max_elements_);
       }
     } catch (const Napi::Error&) {
       throw;
@@ -440,6 +591,7 @@ class Index : public Napi::ObjectWrap<Index> {
   Napi::Value Resize(const Napi::CallbackInfo& info) {
     Guard(info.Env(), [&] {
       s_->index->resizeIndex(info[0].As<Napi::Number>().Uint32Value());
+      s_->Reserve(s_->index->max_elements_);
       ReleaseFreePages();
     });
     return info.Env().Undefined();
@@ -529,6 +681,13 @@ class Index : public Napi::ObjectWrap<Index> {
   Napi::Value Exact(const Napi::CallbackInfo& info) { return Queue(info, true); }
 
   Napi::Value ExactSync(const Napi::CallbackInfo& info) { return RunNow(info, true); }
+
+  // serialize(): Promise<Buffer>: the bytes save() would write, copied in memory (see SerializeWorker).
+  Napi::Value Serialize(const Napi::CallbackInfo& info) {
+    auto* w = new SerializeWorker(info.Env(), s_);
+    w->Queue();
+    return w->Promise();
+  }
 
   Napi::Value Save(const Napi::CallbackInfo& info) {
     auto* w = new SaveWorker(info.Env(), s_, info[0].As<Napi::String>().Utf8Value());

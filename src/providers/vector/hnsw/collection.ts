@@ -19,9 +19,15 @@ import { Mutex, RwLock } from './rw-lock.ts';
  * place: churn does not grow the index. Cosine collections store unit vectors (inner product on them), so
  * `get` returns the normalized vector. Writes between flushes live in memory only.
  *
+ * Writes run one at a time (the `writes` mutex). Inserting new rows into free slots runs beside searches: the
+ * addon's searches read each node's links under hnswlib's per-node lock, as its inserts write them. Anything
+ * that changes rows a search may meet (updating a row in place, reviving a deleted slot, deleting, growing the
+ * index) takes the lock exclusively, in slices, so searches run between them.
+ *
  * Writes that apply a source log carry its offset: they are durable in the log already, so they only advance
- * the offset the next snapshot records. A snapshot blocks writers while it copies the graph to files, never
- * searches, and fsyncs after letting writers go again.
+ * the offset the next snapshot records. A snapshot holds writers back only while the addon copies the graph
+ * in memory (a memcpy of the level-0 block and the upper links), never searches; it writes and fsyncs the
+ * copy after letting writers go again.
  *
  * A search batch is planned in JS and run as few addon calls as possible: queries sharing k, ef and filter,
  * without exclude lists, go together. A filter is compiled once into a predicate the addon evaluates during
@@ -112,6 +118,8 @@ export class HnswCollection implements VectorCollection {
   private dirty = false;
   /** The highest log offset applied in memory. */
   private applied: number;
+  /** Labels of new rows an insert running beside searches is adding: not readable by `get` until it ends. */
+  private readonly adding = new Set<number>();
 
   constructor(
     spec: CollectionSpec,
@@ -162,13 +170,25 @@ export class HnswCollection implements VectorCollection {
       const dirtyBefore = this.dirty;
       // In slices, each under the write lock on its own, so searches run between them: a large batch
       // holds readers back for one slice at a time, not for the whole batch.
-      for (let start = 0; start < rows.length; start += WRITE_SLICE) await this.lock.write(() => this.insert(rows.slice(start, start + WRITE_SLICE)));
+      for (let start = 0; start < rows.length; start += WRITE_SLICE) {
+        const slice = rows.slice(start, start + WRITE_SLICE);
+        if (this.onlyNewSlots(slice)) await this.lock.read(() => this.insert(slice, true));
+        else await this.lock.write(() => this.insert(slice, false));
+      }
       if (opts?.logOffset !== undefined) this.dirty = dirtyBefore;
       this.wrote(opts);
     });
   }
 
-  private async insert(rows: Array<[string, { vector: Float32Array; metadata: Metadata | null }]>): Promise<void> {
+  /** Whether inserting `rows` only fills never-used slots (no update, no revived slot, no resize): safe beside searches. */
+  private onlyNewSlots(rows: Array<[string, unknown]>): boolean {
+    if (this.free.length > 0 || this.ids.length + rows.length > this.index.capacity()) return false;
+    for (const [id] of rows) if (this.labels.has(id)) return false;
+    return true;
+  }
+
+  /** `beside`: searches may run meanwhile (onlyNewSlots holds); the new labels stay out of `get` until done. */
+  private async insert(rows: Array<[string, { vector: Float32Array; metadata: Metadata | null }]>, beside: boolean): Promise<void> {
     const fresh = rows.filter(([id]) => !this.labels.has(id)).length;
     const needed = this.ids.length + Math.max(0, fresh - this.free.length);
     const capacity = this.index.capacity();
@@ -189,12 +209,15 @@ export class HnswCollection implements VectorCollection {
       this.columns.set(label, row.metadata);
       vectors.set(row.vector, i * this.spec.dims);
       labels[i] = label;
+      if (beside) this.adding.add(label);
     });
     this.dirty = true;
     try {
       await this.index.add(vectors, labels, this.opts.threads);
     } catch (e) {
       throw providerError(this.opts.name, e);
+    } finally {
+      this.adding.clear();
     }
   }
 
@@ -215,7 +238,10 @@ export class HnswCollection implements VectorCollection {
 
   async get(ids: string[]): Promise<Array<VectorRecord | null>> {
     return this.lock.read(async () => {
-      const found = ids.map((id) => this.labels.get(id));
+      const found = ids.map((id) => {
+        const label = this.labels.get(id);
+        return label === undefined || this.adding.has(label) ? undefined : label;
+      });
       const vectors = this.vectors(Uint32Array.from(found.filter((l) => l !== undefined)));
       let next = 0;
       return ids.map((id, i) => {
@@ -408,7 +434,8 @@ export class HnswCollection implements VectorCollection {
 
   /**
    * Index, ids and columns first under a new generation, then the manifest that names them: the manifest's
-   * rename is the commit. Only copying the graph out holds writers back; fsyncs and renames run beside them.
+   * rename is the commit. Only the in-memory copy holds writers back (searches never wait); writing the files,
+   * fsyncs and renames run beside writes.
    */
   snapshot(force = false): Promise<void> {
     return this.snapshots.run(async () => {
@@ -422,24 +449,25 @@ export class HnswCollection implements VectorCollection {
         columns: `columns-${generation}.bin`,
       };
       const files = [next.index, next.rows, next.columns!];
-      const copied = await this.writes.run(() =>
-        this.lock.read(async () => {
-          if (!this.dirty && !force && this.applied === (this.manifest.logOffset ?? 0)) return false;
-          next.logOffset = this.applied;
-          try {
-            await this.index.save(join(this.dir, `${next.index}.tmp`));
-            const rows: RowsFile = { ids: this.ids };
-            await writeFileSynced(join(this.dir, `${next.rows}.tmp`), JSON.stringify(rows));
-            await writeFileSynced(join(this.dir, `${next.columns}.tmp`), this.columns.encode(this.ids.length));
-          } catch (e) {
-            throw providerError(this.opts.name, e);
-          }
-          this.dirty = false;
-          return true;
-        }),
-      );
-      if (!copied) return;
+      const copy = await this.writes.run(async () => {
+        if (!this.dirty && !force && this.applied === (this.manifest.logOffset ?? 0)) return undefined;
+        next.logOffset = this.applied;
+        let graph: Buffer;
+        try {
+          graph = await this.index.serialize();
+        } catch (e) {
+          throw providerError(this.opts.name, e);
+        }
+        const out = { graph, ids: this.ids.slice(), columns: this.columns.encode(this.ids.length) };
+        this.dirty = false;
+        return out;
+      });
+      if (!copy) return;
       try {
+        const rows: RowsFile = { ids: copy.ids };
+        await writeFileSynced(join(this.dir, `${next.index}.tmp`), copy.graph);
+        await writeFileSynced(join(this.dir, `${next.rows}.tmp`), JSON.stringify(rows));
+        await writeFileSynced(join(this.dir, `${next.columns}.tmp`), copy.columns);
         for (const f of files) await fsyncFile(join(this.dir, `${f}.tmp`));
         for (const f of files) await rename(join(this.dir, `${f}.tmp`), join(this.dir, f));
         await writeAtomic(join(this.dir, MANIFEST), (tmp) => writeFileSynced(tmp, JSON.stringify(next)));

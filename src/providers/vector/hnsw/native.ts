@@ -20,6 +20,8 @@ export interface NativeIndex {
   exact(queries: Float32Array, k: number, filter?: NativeFilter, driver?: Uint32Array): Promise<Found>;
   exactSync(queries: Float32Array, k: number, filter?: NativeFilter, driver?: Uint32Array): Found;
   save(path: string): Promise<void>;
+  /** The bytes `save` writes, copied in memory; run with no write in flight (searches may run). */
+  serialize(): Promise<Buffer>;
 }
 
 export interface Found {
