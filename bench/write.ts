@@ -7,7 +7,7 @@
  * single-item insert rate on the same vectors (Debian python3-hnswlib, one add_items call per item, one
  * thread) runs in the same command as the baseline.
  *
- *   npm run bench:write [-- --sizes 20000,200000] [-- --seconds 8] [-- --clients 16] [-- --rounds 3]
+ *   npm run bench:write [-- --sizes 20000,200000] [-- --seconds 8] [-- --clients 16] [-- --rounds 3] [-- --skip-cpp]
  *
  * The load runs in a child process so it never shares the server's event loop. Results: a table on stdout and
  * in bench/results/write.md.
@@ -39,6 +39,8 @@ const { values: args } = parseArgs({
     clients: { type: 'string', default: '16' },
     rounds: { type: 'string', default: '3' },
     'query-rate': { type: 'string', default: '200' },
+    /** Leave out the C++ baseline (when only nearline's figures are compared, e.g. before/after a change). */
+    'skip-cpp': { type: 'boolean', default: false },
   },
 });
 
@@ -204,7 +206,7 @@ async function main(): Promise<void> {
   // Clients push (and query) the last HELD_OUT vectors of the file, so no index holds them beforehand.
   if (Math.max(...sizes) > total - HELD_OUT) throw new Error(`at most ${total - HELD_OUT} rows`);
   const f32 = join(DATA, 'glove100.f32');
-  const hasCpp = existsSync('/usr/bin/python3') && (() => {
+  const hasCpp = !args['skip-cpp'] && existsSync('/usr/bin/python3') && (() => {
     try {
       execFileSync('/usr/bin/python3', ['-c', 'import hnswlib, numpy'], { stdio: 'ignore' });
       return true;
