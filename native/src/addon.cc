@@ -24,6 +24,15 @@
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
+#if defined(__linux__)
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <cerrno>
+#endif
 
 namespace {
 
@@ -476,68 +485,106 @@ class SaveWorker : public Napi::AsyncWorker {
   std::string path_;
 };
 
-// The index in hnswlib's file format (saveIndex's bytes), built in memory: mostly one copy of the level-0 block.
-// The caller runs it with no insert, resize or delete in flight (searches may run beside it: it only reads), and
-// writes the bytes to a file afterwards while writes go on.
-class SerializeWorker : public Napi::AsyncWorker {
+#if defined(__linux__)
+// Writes the index in hnswlib's file format (saveIndex's bytes) from a forked child process: fork() hands the
+// child a copy-on-write image of the graph as it is at that instant, so the caller holds writers back only for
+// the fork (page tables, not the graph), and the child writes and fsyncs the file while inserts go on here.
+// The child runs only system calls (no allocation, no locks another thread could hold at the fork) and exits.
+// The caller runs it with no insert, resize or delete in flight; searches may run beside it (they only read).
+class ForkSaveWorker : public Napi::AsyncWorker {
  public:
-  SerializeWorker(Napi::Env env, std::shared_ptr<Shared> s)
-      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), s_(std::move(s)) {}
+  ForkSaveWorker(Napi::Env env, std::shared_ptr<Shared> s, std::string path)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), s_(std::move(s)), path_(std::move(path)) {}
   Napi::Promise Promise() { return deferred_.Promise(); }
 
   void Execute() override {
-    try {
-      const Hnsw& h = *s_->index;
-      size_t count = h.cur_element_count;
-      size_t bytes = h.indexFileSize();
-      data_ = static_cast<char*>(std::malloc(bytes));
-      if (data_ == nullptr) throw std::runtime_error("not enough memory to copy the index");
-      size_ = bytes;
-      char* at = data_;
-      auto put = [&](const void* p, size_t n) {
-        std::memcpy(at, p, n);
-        at += n;
-      };
-      auto pod = [&](auto v) { put(&v, sizeof(v)); };
-      pod(h.offsetLevel0_);
-      pod(h.max_elements_);
-      pod(count);
-      pod(h.size_data_per_element_);
-      pod(h.label_offset_);
-      pod(h.offsetData_);
-      pod(h.maxlevel_);
-      pod(h.enterpoint_node_);
-      pod(h.maxM_);
-      pod(h.maxM0_);
-      pod(h.M_);
-      pod(h.mult_);
-      pod(h.ef_construction_);
-      put(h.data_level0_memory_, count * h.size_data_per_element_);
-      for (size_t i = 0; i < count; i++) {
-        unsigned int n = h.element_levels_[i] > 0 ? static_cast<unsigned int>(h.size_links_per_element_ * h.element_levels_[i]) : 0;
-        pod(n);
-        if (n) put(h.linkLists_[i], n);
-      }
-      if (static_cast<size_t>(at - data_) != bytes) throw std::runtime_error("index copy has an unexpected size");
-    } catch (const std::exception& e) {
-      SetError(e.what());
+    // Allocated before the fork: the child only fills it.
+    std::vector<char> staging(1 << 20);
+    pid_t parent = getpid();
+    pid_ = fork();
+    if (pid_ < 0) {
+      SetError(std::string("cannot fork the snapshot writer: ") + std::strerror(errno));
+      return;
     }
+    if (pid_ == 0) _exit(WriteChild(parent, staging.data(), staging.size()));
   }
 
-  void OnOK() override {
-    char* data = data_;
-    data_ = nullptr;
-    deferred_.Resolve(Napi::Buffer<char>::New(Env(), data, size_, [](Napi::Env, char* p) { std::free(p); }));
-  }
+  void OnOK() override { deferred_.Resolve(Napi::Number::New(Env(), pid_)); }
   void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
-  ~SerializeWorker() override { std::free(data_); }
 
  private:
+  static bool WriteAll(int fd, const char* p, size_t n) {
+    while (n > 0) {
+      ssize_t w = write(fd, p, std::min<size_t>(n, 1 << 26));
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) return false;
+      p += w;
+      n -= static_cast<size_t>(w);
+    }
+    return true;
+  }
+
+  // In the child. Exit code 0, or 2 + a step number on failure.
+  int WriteChild(pid_t parent, char* buf, size_t cap) {
+    // Dies with the server, and holds none of its files or sockets (a restarted server can listen again at once).
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) return 3;
+    if (syscall(SYS_close_range, 3, ~0U, 0) != 0) {
+      for (int fd = 3; fd < 65536; fd++) close(fd);
+    }
+    int fd = open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return 4;
+    const Hnsw& h = *s_->index;
+    size_t count = h.cur_element_count;
+    size_t used = 0;
+    bool ok = true;
+    auto flush = [&] {
+      ok = ok && WriteAll(fd, buf, used);
+      used = 0;
+    };
+    auto put = [&](const void* p, size_t n) {
+      if (used + n > cap) flush();
+      if (n > cap) {
+        ok = ok && WriteAll(fd, static_cast<const char*>(p), n);
+        return;
+      }
+      std::memcpy(buf + used, p, n);
+      used += n;
+    };
+    auto pod = [&](auto v) { put(&v, sizeof(v)); };
+    pod(h.offsetLevel0_);
+    pod(h.max_elements_);
+    pod(count);
+    pod(h.size_data_per_element_);
+    pod(h.label_offset_);
+    pod(h.offsetData_);
+    pod(h.maxlevel_);
+    pod(h.enterpoint_node_);
+    pod(h.maxM_);
+    pod(h.maxM0_);
+    pod(h.M_);
+    pod(h.mult_);
+    pod(h.ef_construction_);
+    flush();
+    ok = ok && WriteAll(fd, h.data_level0_memory_, count * h.size_data_per_element_);
+    for (size_t i = 0; i < count && ok; i++) {
+      unsigned int n = h.element_levels_[i] > 0 ? static_cast<unsigned int>(h.size_links_per_element_ * h.element_levels_[i]) : 0;
+      pod(n);
+      if (n) put(h.linkLists_[i], n);
+    }
+    flush();
+    if (!ok) return 5;
+    if (fsync(fd) != 0) return 6;
+    if (close(fd) != 0) return 7;
+    return 0;
+  }
+
   Napi::Promise::Deferred deferred_;
   std::shared_ptr<Shared> s_;
-  char* data_ = nullptr;
-  size_t size_ = 0;
+  std::string path_;
+  pid_t pid_ = -1;
 };
+#endif
 
 class Index : public Napi::ObjectWrap<Index> {
  public:
@@ -554,7 +601,7 @@ class Index : public Napi::ObjectWrap<Index> {
                                           InstanceMethod<&Index::Exact>("exact"),
                                           InstanceMethod<&Index::ExactSync>("exactSync"),
                                           InstanceMethod<&Index::Save>("save"),
-                                          InstanceMethod<&Index::Serialize>("serialize"),
+                                          InstanceMethod<&Index::ForkSave>("forkSave"),
                                       });
     exports.Set("Index", ctor);
     return exports;
@@ -682,11 +729,18 @@ class Index : public Napi::ObjectWrap<Index> {
 
   Napi::Value ExactSync(const Napi::CallbackInfo& info) { return RunNow(info, true); }
 
-  // serialize(): Promise<Buffer>: the bytes save() would write, copied in memory (see SerializeWorker).
-  Napi::Value Serialize(const Napi::CallbackInfo& info) {
-    auto* w = new SerializeWorker(info.Env(), s_);
+  // forkSave(path): Promise<pid>: resolves once a child process holds a copy-on-write image of the graph and
+  // writes it to `path` (then fsyncs it); reap(pid) says when it is done. Rejects where there is no fork.
+  Napi::Value ForkSave(const Napi::CallbackInfo& info) {
+#if defined(__linux__)
+    auto* w = new ForkSaveWorker(info.Env(), s_, info[0].As<Napi::String>().Utf8Value());
     w->Queue();
     return w->Promise();
+#else
+    auto d = Napi::Promise::Deferred::New(info.Env());
+    d.Reject(Napi::Error::New(info.Env(), "no fork on this platform").Value());
+    return d.Promise();
+#endif
   }
 
   Napi::Value Save(const Napi::CallbackInfo& info) {
@@ -737,6 +791,20 @@ Napi::Value Distance(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, fn(a, b, &n));
 }
 
+// reap(pid): null while the child runs, else its exit code (-signal when a signal ended it). Never blocks.
+Napi::Value Reap(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+#if defined(__linux__)
+  int status = 0;
+  pid_t r = waitpid(static_cast<pid_t>(info[0].As<Napi::Number>().Int32Value()), &status, WNOHANG);
+  if (r == 0) return env.Null();
+  if (r < 0) throw Napi::Error::New(env, std::string("waitpid: ") + std::strerror(errno));
+  return Napi::Number::New(env, WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status));
+#else
+  throw Napi::Error::New(env, "no fork on this platform");
+#endif
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
 #if defined(__GLIBC__)
   // glibc raises its mmap threshold after big blocks are freed, so the graph's reallocations as an index grows
@@ -746,6 +814,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
 #endif
   exports.Set("kernels", Napi::Function::New<Kernels>(env, "kernels"));
   exports.Set("distance", Napi::Function::New<Distance>(env, "distance"));
+  exports.Set("reap", Napi::Function::New<Reap>(env, "reap"));
   return Index::Init(env, exports);
 }
 

@@ -7,7 +7,7 @@ import type { CollectionSpec, LogOffsets, SearchQuery, VectorCollection, VectorR
 import type { Columns } from './columns.ts';
 import { FORMAT, fsyncFile, MANIFEST, removeStale, syncDir, writeAtomic, writeFileSynced, type Manifest, type RowsFile } from './files.ts';
 import { IdIndex } from './id-index.ts';
-import type { Found, NativeFilter, NativeIndex } from './native.ts';
+import { nativeAddon, type Found, type NativeFilter, type NativeIndex } from './native.ts';
 import { compilePredicate } from './predicate.ts';
 import type { HnswVectorOptions } from './provider.ts';
 import { Mutex, RwLock } from './rw-lock.ts';
@@ -25,15 +25,25 @@ import { Mutex, RwLock } from './rw-lock.ts';
  * index) takes the lock exclusively, in slices, so searches run between them.
  *
  * Writes that apply a source log carry its offset: they are durable in the log already, so they only advance
- * the offset the next snapshot records. A snapshot holds writers back only while the addon copies the graph
- * in memory (a memcpy of the level-0 block and the upper links), never searches; it writes and fsyncs the
- * copy after letting writers go again.
+ * the offset the next snapshot records. A snapshot holds writers back only while the addon forks a child
+ * process that writes the graph from its copy-on-write image (the fork copies page tables, not the graph),
+ * never searches; the child writes and fsyncs the file while writes go on here.
  *
  * A search batch is planned in JS and run as few addon calls as possible: queries sharing k, ef and filter,
  * without exclude lists, go together. A filter is compiled once into a predicate the addon evaluates during
  * the graph walk; when the columns' counts say few rows match, an exact scan over those rows (from a value's
  * bitmap when there is one) is cheaper, and exact. Small searches run on the calling thread.
  */
+
+/** Resolves when a forkSave child exits 0; polled, so no thread waits on it. */
+async function childDone(pid: number): Promise<void> {
+  const reap = nativeAddon('hnsw').reap;
+  for (let code = reap(pid); ; code = reap(pid)) {
+    if (code === 0) return;
+    if (code !== null) throw new Error(`the snapshot writer (pid ${pid}) ${code < 0 ? `was killed by signal ${-code}` : `exited with ${code}`}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
 
 export type Settings = Required<Omit<HnswVectorOptions, 'dir'>> & { name: string };
 
@@ -449,30 +459,38 @@ export class HnswCollection implements VectorCollection {
         columns: `columns-${generation}.bin`,
       };
       const files = [next.index, next.rows, next.columns!];
+      const indexTmp = join(this.dir, `${next.index}.tmp`);
       const copy = await this.writes.run(async () => {
         if (!this.dirty && !force && this.applied === (this.manifest.logOffset ?? 0)) return undefined;
         next.logOffset = this.applied;
-        let graph: Buffer;
+        let writer: number | undefined;
         try {
-          graph = await this.index.serialize();
-        } catch (e) {
-          throw providerError(this.opts.name, e);
+          writer = await this.index.forkSave(indexTmp);
+        } catch {
+          // No child process (a platform without fork, or none to be had now): written here, under the hold.
+          try {
+            await this.index.save(indexTmp);
+          } catch (e) {
+            throw providerError(this.opts.name, e);
+          }
         }
-        const out = { graph, ids: this.ids.slice(), columns: this.columns.encode(this.ids.length) };
+        const out = { writer, ids: this.ids.slice(), columns: this.columns.encode(this.ids.length) };
         this.dirty = false;
         return out;
       });
       if (!copy) return;
+      const written = copy.writer === undefined ? Promise.resolve() : childDone(copy.writer);
       try {
         const rows: RowsFile = { ids: copy.ids };
-        await writeFileSynced(join(this.dir, `${next.index}.tmp`), copy.graph);
         await writeFileSynced(join(this.dir, `${next.rows}.tmp`), JSON.stringify(rows));
         await writeFileSynced(join(this.dir, `${next.columns}.tmp`), copy.columns);
+        await written;
         for (const f of files) await fsyncFile(join(this.dir, `${f}.tmp`));
         for (const f of files) await rename(join(this.dir, `${f}.tmp`), join(this.dir, f));
         await writeAtomic(join(this.dir, MANIFEST), (tmp) => writeFileSynced(tmp, JSON.stringify(next)));
         await syncDir(this.dir);
       } catch (e) {
+        await written.catch(() => undefined);
         this.dirty = true;
         throw providerError(this.opts.name, e);
       }

@@ -20,8 +20,12 @@ export interface NativeIndex {
   exact(queries: Float32Array, k: number, filter?: NativeFilter, driver?: Uint32Array): Promise<Found>;
   exactSync(queries: Float32Array, k: number, filter?: NativeFilter, driver?: Uint32Array): Found;
   save(path: string): Promise<void>;
-  /** The bytes `save` writes, copied in memory; run with no write in flight (searches may run). */
-  serialize(): Promise<Buffer>;
+  /**
+   * `save` from a forked child process: resolves with its pid once the child holds a copy-on-write image of the
+   * graph (run it with no write in flight; searches may run); `reap` says when the file is written and fsynced.
+   * Rejects where processes cannot fork.
+   */
+  forkSave(path: string): Promise<number>;
 }
 
 export interface Found {
@@ -55,6 +59,8 @@ interface Addon {
   kernels(): Kernels;
   /** One kernel's distance (squared L2, or 1 - dot for 'ip') between two vectors, for tests. */
   distance(kernel: string, metric: 'l2' | 'ip', a: Float32Array, b: Float32Array): number;
+  /** A forkSave child's exit code (negative: the signal that ended it), or null while it runs; never blocks. */
+  reap(pid: number): number | null;
 }
 
 export type NativeIndexClass = {
