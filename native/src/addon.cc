@@ -66,10 +66,17 @@ struct Shared {
   // into it, never reallocate it.
   std::vector<uint32_t> internal_of;
 
+  // Per internal id: 1 once its insert returned (every level linked), set after hnswlib's addPoint and read by
+  // searches before they descend into a node. Sized like internal_of.
+  std::vector<uint8_t> complete;
+
   uint32_t InternalOf(size_t label) const { return __atomic_load_n(&internal_of[label], __ATOMIC_ACQUIRE); }
+  bool Complete(hnswlib::tableint id) const { return __atomic_load_n(&complete[id], __ATOMIC_ACQUIRE) != 0; }
+  void MarkComplete(hnswlib::tableint id) { __atomic_store_n(&complete[id], 1, __ATOMIC_RELEASE); }
 
   void Reserve(size_t capacity) {
     if (capacity > internal_of.size()) internal_of.resize(capacity, kNoInternal);
+    if (capacity > complete.size()) complete.resize(capacity, 0);
   }
 
   void Track(const uint32_t* labels, size_t n) {
@@ -90,6 +97,7 @@ struct Shared {
       top = std::max<size_t>(top, kv.first + 1);
     }
     Reserve(top);
+    for (size_t id = 0; id < index->cur_element_count; id++) complete[id] = 1;
     Track(labels.data(), labels.size());
   }
 };
@@ -111,23 +119,29 @@ std::unique_ptr<hnswlib::SpaceInterface<float>> MakeSpace(const std::string& nam
   throw std::runtime_error("space must be 'l2' or 'ip'");
 }
 
-// A node's neighbour list at `level`, copied out under the node's lock: inserts may run beside searches, and
-// hnswlib's inserts rewrite lists under these same per-node locks (its own searchKnn reads them unlocked, which
-// is only safe with no insert running). A node being inserted holds its lock until it is fully linked, so a
-// search that reaches it early waits for it rather than walk a half-built list.
-inline int CopyLinks(const Hnsw& h, hnswlib::tableint node, int level, hnswlib::tableint* out) {
-  std::lock_guard<std::mutex> lock(const_cast<Hnsw&>(h).link_list_locks_[node]);
+// A node's neighbour list at `level`, read without its lock while inserts may rewrite it: a search never waits
+// for an insert (on a crowded machine a lock holder can be descheduled, and the search with it). What it may
+// see instead is safe to walk: hnswlib writes lists in place, one 32-bit id at a time, and every id it ever
+// writes is a node whose vector is already stored, so a list read mid-update holds valid ids, old or new.
+// Sizes are clamped and ids past the element count dropped. Upper levels are reached only through nodes
+// whose insert finished (Shared::complete), since their lists live in memory allocated during the insert.
+inline int ReadLinks(const Hnsw& h, hnswlib::tableint node, int level, size_t limit, hnswlib::tableint* out) {
   unsigned int* data = level == 0 ? h.get_linklist0(node) : h.get_linklist(node, level);
-  int size = h.getListCount(data);
-  std::memcpy(out, data + 1, size * sizeof(hnswlib::tableint));
-  return size;
+  size_t size = std::min<size_t>(__atomic_load_n(reinterpret_cast<unsigned short*>(data), __ATOMIC_RELAXED), limit);
+  size_t count = h.cur_element_count.load(std::memory_order_acquire);
+  int n = 0;
+  for (size_t i = 0; i < size; i++) {
+    hnswlib::tableint id = __atomic_load_n(data + 1 + i, __ATOMIC_RELAXED);
+    if (id < count) out[n++] = id;
+  }
+  return n;
 }
 
 using Candidate = std::pair<float, hnswlib::tableint>;
 using MaxHeap = std::priority_queue<Candidate, std::vector<Candidate>, Hnsw::CompareByFirst>;
 
 // hnswlib's searchBaseLayerST (ef candidates on level 0, skipping deleted or disallowed nodes as results but
-// walking through them), reading each neighbour list with CopyLinks. `check` false: no deletions, no predicate.
+// walking through them), reading each neighbour list with ReadLinks. `check` false: no deletions, no predicate.
 template <bool check>
 MaxHeap SearchBase(const Hnsw& h, hnswlib::tableint ep, const float* q, size_t ef, hnswlib::BaseFilterFunctor* allow) {
   hnswlib::VisitedList* vl = h.visited_list_pool_->getFreeVisitedList();
@@ -152,7 +166,7 @@ MaxHeap SearchBase(const Hnsw& h, hnswlib::tableint ep, const float* q, size_t e
     auto [negd, node] = cands.top();
     if (-negd > lower && (!check || top.size() == ef)) break;
     cands.pop();
-    int size = CopyLinks(h, node, 0, links.data());
+    int size = ReadLinks(h, node, 0, h.maxM0_, links.data());
     for (int j = 0; j < size; j++) {
       if (j + 1 < size) {
         __builtin_prefetch(visited + links[j + 1]);
@@ -175,29 +189,25 @@ MaxHeap SearchBase(const Hnsw& h, hnswlib::tableint ep, const float* q, size_t e
 }
 
 // hnswlib's searchKnn with the candidate list size passed in instead of read from the index, so concurrent
-// searches with different ef never race on setEf, and safe beside inserts (see CopyLinks). With no deletions
+// searches with different ef never race on setEf, and safe beside inserts (see ReadLinks). With no deletions
 // and no predicate it runs the bare-bone loop (no per-candidate deletion or filter check).
-size_t SearchOne(const Hnsw& h, const float* q, size_t k, size_t ef, hnswlib::BaseFilterFunctor* allow, uint32_t* labels,
+size_t SearchOne(const Shared& s, const float* q, size_t k, size_t ef, hnswlib::BaseFilterFunctor* allow, uint32_t* labels,
                  float* distances) {
+  const Hnsw& h = *s.index;
   if (h.cur_element_count == 0) return 0;
-  hnswlib::tableint cur;
-  int maxlevel;
-  {
-    // An insert that raises the top level swaps both under this lock.
-    std::lock_guard<std::mutex> lock(const_cast<Hnsw&>(h).global);
-    cur = h.enterpoint_node_;
-    maxlevel = h.maxlevel_;
-  }
+  // The entry point's own level, not maxlevel_: an insert raising the top level sets the two one after the other.
+  hnswlib::tableint cur = __atomic_load_n(&h.enterpoint_node_, __ATOMIC_ACQUIRE);
+  int maxlevel = h.element_levels_[cur];
   std::vector<hnswlib::tableint> links(std::max(h.maxM_, h.maxM0_) + 1);
   float curdist = h.fstdistfunc_(q, h.getDataByInternalId(cur), h.dist_func_param_);
   for (int level = maxlevel; level > 0; level--) {
     bool changed = true;
     while (changed) {
       changed = false;
-      int size = CopyLinks(h, cur, level, links.data());
+      int size = ReadLinks(h, cur, level, h.maxM_, links.data());
       for (int i = 0; i < size; i++) {
         float d = h.fstdistfunc_(q, h.getDataByInternalId(links[i]), h.dist_func_param_);
-        if (d < curdist) {
+        if (d < curdist && s.Complete(links[i])) {
           curdist = d;
           cur = links[i];
           changed = true;
@@ -380,9 +390,8 @@ struct SearchJob {
       ExactScan(*s, queries, nq, k, pred.get(), driver != nullptr ? &d : nullptr, out.labels.data(), out.distances.data(), out.counts.data());
       return;
     }
-    const Hnsw& h = *s->index;
     for (size_t i = 0; i < nq; i++) {
-      out.counts[i] = static_cast<uint32_t>(SearchOne(h, queries + i * s->dims, k, ef, pred.get(), &out.labels[i * k], &out.distances[i * k]));
+      out.counts[i] = static_cast<uint32_t>(SearchOne(*s, queries + i * s->dims, k, ef, pred.get(), &out.labels[i * k], &out.distances[i * k]));
     }
   }
 };
@@ -434,7 +443,9 @@ class AddWorker : public Napi::AsyncWorker {
     auto work = [&] {
       for (size_t i; (i = next++) < n_;) {
         try {
-          s_->index->addPoint(vectors_ + i * s_->dims, labels_[i]);
+          // hnswlib's addPoint(point, label), keeping the internal id it returns to mark the node complete.
+          std::unique_lock<std::mutex> lock(s_->index->getLabelOpMutex(labels_[i]));
+          s_->MarkComplete(s_->index->addPoint(vectors_ + i * s_->dims, labels_[i], -1));
         } catch (const std::exception& e) {
           std::lock_guard<std::mutex> lock(errorLock);
           if (error.empty()) error = e.what();

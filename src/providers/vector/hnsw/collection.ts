@@ -20,7 +20,8 @@ import { Mutex, RwLock } from './rw-lock.ts';
  * `get` returns the normalized vector. Writes between flushes live in memory only.
  *
  * Writes run one at a time (the `writes` mutex). Inserting new rows into free slots runs beside searches: the
- * addon's searches read each node's links under hnswlib's per-node lock, as its inserts write them. Anything
+ * addon's searches read links as inserts rewrite them, never waiting on a lock (native/src/addon.cc, ReadLinks
+ * and Shared::complete say why that is safe). Anything
  * that changes rows a search may meet (updating a row in place, reviving a deleted slot, deleting, growing the
  * index) takes the lock exclusively, in slices, so searches run between them.
  *

@@ -1,7 +1,7 @@
 /**
- * Many concurrent readers or one writer. Readers are searches and inserts into new slots (which hnswlib's
- * per-node locks make safe beside searches); writers are what searches must not see half-done: resizes,
- * deletes, in-place updates.
+ * Many concurrent readers or one writer. Readers are searches and inserts into new slots (which the addon's
+ * searches walk safely beside); writers are what searches must not see half-done: resizes, deletes, in-place
+ * updates.
  */
 export class RwLock {
   private readers = 0;
