@@ -550,7 +550,7 @@ class ForkSaveWorker : public Napi::AsyncWorker {
     return true;
   }
 
-  // In the child. Exit code 0, or 2 + a step number on failure.
+  // In the child. Exit code 0, or 3-7 for the step that failed.
   int WriteChild(pid_t parent, char* buf, size_t cap) {
     // Dies with the server, and holds none of its files or sockets (a restarted server can listen again at once).
     prctl(PR_SET_PDEATHSIG, SIGKILL);
