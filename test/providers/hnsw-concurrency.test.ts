@@ -78,10 +78,11 @@ describe('hnsw searches beside inserts', () => {
     await p.close();
   }, 120_000);
 
-  it('a snapshot taken while log writes continue holds exactly the rows up to the offset it records', async () => {
-    const p = createHnswProvider({ initialCapacity: 64 }, { name: 'local', home });
+  it.each(['inline', 'fork'] as const)('a snapshot (%s writer) taken while log writes continue holds exactly the rows up to the offset it records', async (snapshotWriter) => {
+    const name = `snap-${snapshotWriter}`;
+    const p = createHnswProvider({ initialCapacity: 64, snapshotWriter }, { name: 'local', home });
     await p.open();
-    const c: VectorCollection = await p.collection(spec('snap'));
+    const c: VectorCollection = await p.collection(spec(name));
     const rand = mulberry32(12);
     let offset = 0;
     let stop = false;
@@ -105,8 +106,8 @@ describe('hnsw searches beside inserts', () => {
     for (let i = 0; i < 6; i++) {
       await c.flush();
       const dir = await mkdtemp(join(tmpdir(), 'nearline-hnsw-snap-'));
-      await cp(join(home, 'indexes', 'snap'), join(dir, 'indexes', 'snap'), { recursive: true });
-      const manifest = JSON.parse(await readFile(join(dir, 'indexes', 'snap', 'manifest.json'), 'utf8')) as { logOffset: number };
+      await cp(join(home, 'indexes', name), join(dir, 'indexes', name), { recursive: true });
+      const manifest = JSON.parse(await readFile(join(dir, 'indexes', name, 'manifest.json'), 'utf8')) as { logOffset: number };
       copies.push({ dir, offset: manifest.logOffset });
       await new Promise((r) => setTimeout(r, 5));
     }
@@ -117,7 +118,7 @@ describe('hnsw searches beside inserts', () => {
     for (const { dir, offset: at } of copies) {
       const q = createHnswProvider({}, { name: 'local', home: dir });
       await q.open();
-      const s = await q.collection(spec('snap'));
+      const s = await q.collection(spec(name));
       expect(s.logOffsets!().durable).toBe(at);
       expect(await s.count()).toBe(at);
       const ids = Array.from({ length: at + 1 }, (_, i) => `r${i + 1}`);

@@ -26,9 +26,9 @@ import { Mutex, RwLock } from './rw-lock.ts';
  * index) takes the lock exclusively, in slices, so searches run between them.
  *
  * Writes that apply a source log carry its offset: they are durable in the log already, so they only advance
- * the offset the next snapshot records. A snapshot holds writers back only while the addon forks a child
- * process that writes the graph from its copy-on-write image (the fork copies page tables, not the graph),
- * never searches; the child writes and fsyncs the file while writes go on here.
+ * the offset the next snapshot records. A snapshot never holds searches back; writers wait while it writes
+ * the graph (`snapshotWriter: 'inline'`) or, with `fork`, only while the addon forks a child process that
+ * writes it from its copy-on-write image and fsyncs it while writes go on here.
  *
  * A search batch is planned in JS and run as few addon calls as possible: queries sharing k, ef and filter,
  * without exclude lists, go together. A filter is compiled once into a predicate the addon evaluates during
@@ -465,10 +465,11 @@ export class HnswCollection implements VectorCollection {
         if (!this.dirty && !force && this.applied === (this.manifest.logOffset ?? 0)) return undefined;
         next.logOffset = this.applied;
         let writer: number | undefined;
-        try {
-          writer = await this.index.forkSave(indexTmp);
-        } catch {
-          // No child process (a platform without fork, or none to be had now): written here, under the hold.
+        if (this.opts.snapshotWriter === 'fork') {
+          // No child process (a platform without fork, or none to be had now): written inline instead.
+          writer = await this.index.forkSave(indexTmp).catch(() => undefined);
+        }
+        if (writer === undefined) {
           try {
             await this.index.save(indexTmp);
           } catch (e) {

@@ -35,6 +35,13 @@ export interface HnswVectorOptions {
   filterPlan?: 'auto' | 'graph' | 'exact';
   /** Threads one call may use: a search batch is split across them, an insert batch runs on them. Default `os.availableParallelism()`. */
   threads?: number;
+  /**
+   * How a snapshot writes the graph. `inline`: on a thread of this process while writes wait (searches do
+   * not); the wait grows with the index. `fork` (Linux): a child process writes it from a copy-on-write image,
+   * so writes wait only for the fork, but every page the server writes meanwhile is copied, which slows
+   * searches and inserts under heavy writes (bench/results/write-ab-loaded.md). Default `inline`.
+   */
+  snapshotWriter?: 'inline' | 'fork';
 }
 
 const NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
@@ -48,6 +55,7 @@ export function createHnswProvider(options: HnswVectorOptions, ctx: ProviderCont
     exactScanSelectivity: options.exactScanSelectivity ?? 0.02,
     filterPlan: options.filterPlan ?? 'auto',
     threads: options.threads ?? availableParallelism(),
+    snapshotWriter: options.snapshotWriter ?? 'inline',
   };
   const open = new Map<string, Promise<HnswCollection>>();
 
