@@ -1,14 +1,14 @@
 /**
  * Queries beside writes at the collection layer (no HTTP, no log): one hnsw collection of GloVe 100-d (cosine,
  * M=16, efConstruction=200), queries paced on the calling thread (k=10, ef=100, latency from when each was
- * due), and a writer applying single-row upserts as the live layer does (closed loop, with a log offset), with
+ * due), and a writer applying upserts of `--batch` rows as the live layer does (closed loop, with a log offset), with
  * one snapshot per window. Windows alternate: queries alone, then queries beside the writer.
  *
  * With several `--tree` checkouts of nearline (each with its addon built), every tree gets its own collection
  * in this one process and the windows rotate through the trees, so a change is compared before/after under
  * the same machine load (the machine may be shared):
  *
- *   npx tsx bench/collection-writes.ts [--tree /path/to/other/checkout] [--tree .] [--rows 20000] [--windows 6] [--snapshots 0]
+ *   npx tsx bench/collection-writes.ts [--tree /path/to/other/checkout] [--tree .] [--rows 20000] [--windows 6] [--batch 16] [--snapshots 0]
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir, loadavg } from 'node:os';
@@ -25,6 +25,8 @@ const { values: args } = parseArgs({
     windows: { type: 'string', default: '6' },
     seconds: { type: 'string', default: '3' },
     'query-rate': { type: 'string', default: '100' },
+    /** Rows per upsert: the live layer applies concurrent pushes together (16 clients: batches of ~16). */
+    batch: { type: 'string', default: '1' },
     /** Snapshots per window beside the writer (0 or 1). */
     snapshots: { type: 'string', default: '1' },
   },
@@ -34,6 +36,7 @@ const ROWS = Number(args.rows);
 const WINDOWS = Number(args.windows);
 const SECONDS = Number(args.seconds);
 const RATE = Number(args['query-rate']);
+const BATCH = Number(args.batch);
 const log = (msg: string) => process.stderr.write(`[collection-writes] ${msg}\n`);
 
 type Collection = {
@@ -77,10 +80,10 @@ async function main(): Promise<void> {
     const writes = writer
       ? (async () => {
           while (running) {
-            const n = t.next++;
+            const ns = Array.from({ length: BATCH }, () => t.next++);
             const s = performance.now();
-            await t.c.upsert([{ id: `p${n}`, vector: vec(n), metadata: { cat: `c${n % 10}` } }], { logOffset: ++t.offset });
-            writeLatency.push(performance.now() - s);
+            await t.c.upsert(ns.map((n) => ({ id: `p${n}`, vector: vec(n), metadata: { cat: `c${n % 10}` } })), { logOffset: ++t.offset });
+            for (const _ of ns) writeLatency.push(performance.now() - s);
           }
         })()
       : Promise.resolve();
@@ -131,7 +134,7 @@ async function main(): Promise<void> {
   });
   process.stdout.write(
     [
-      `${ROWS} GloVe rows, ${WINDOWS} windows of ${SECONDS} s per tree, rotating; queries paced at ${RATE}/s; load average at the end ${loadavg().map((x) => x.toFixed(1)).join(' ')}. Medians over windows (range).`,
+      `${ROWS} GloVe rows, ${WINDOWS} windows of ${SECONDS} s per tree, rotating; queries paced at ${RATE}/s; upserts of ${BATCH} row(s); load average at the end ${loadavg().map((x) => x.toFixed(1)).join(' ')}. Medians over windows (range).`,
       '',
       '| tree | query p99 alone, ms | query p99 beside writes, ms | ratio | upsert p50 / p99, ms | upserts/s | snapshot, ms |',
       '|---|---|---|---|---|---|---|',
