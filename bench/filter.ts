@@ -1,7 +1,8 @@
 /**
  * Filtered search benchmark: what a filter costs next to the same unfiltered query, on GloVe 100-d (cosine,
  * M=16, efConstruction=200), one query per call, sequentially, as a recommender calls it, and again while
- * writers push rows through the collection's upsert() concurrently.
+ * clients push rows through the store's push path (source log, fsync, apply: what POST
+ * /v1/sources/{name}/push runs) concurrently. The index is built by materializing a JSONL source, as users do.
  *
  *   npm run bench:filter [-- --limit 100000] [-- --queries 500] [-- --reps 3] [-- --writers 4] [-- --push-rate 200]
  *
@@ -10,18 +11,19 @@
  * table gives queries/s and the cost relative to the unfiltered query at the same ef; the summary compares the
  * cheapest ef that reaches recall@10 >= 0.95 with and without the filter. Results in bench/results/filter.md.
  */
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { mulberry32 } from '../scripts/random.ts';
-import { createHnswProvider } from '../src/providers/vector/hnsw/provider.ts';
 import { nativeAddon } from '../src/providers/vector/hnsw/native.ts';
+import { FeatureStore } from '../src/store/feature-store.ts';
 import type { VectorCollection } from '../src/providers/vector/types.ts';
 import type { Filter, Metadata } from '../src/types.ts';
 import { compileFilter } from '../src/filter.ts';
 import { GLOVE_DIMS, loadGlove } from './glove.ts';
+import { buildStoreHome } from './store-home.ts';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const DIMS = GLOVE_DIMS;
@@ -109,26 +111,22 @@ function recall(found: number[][], exact: number[][]): number {
   return hit / (found.length * K);
 }
 
-/** Writers pushing rows at `rate` rows/s in total, each a batch of 5 new or updated rows, until stopped. */
-function pushers(c: VectorCollection, base: Float32Array[], n: number, rate: number): { stop: () => Promise<number> } {
+/** `WRITERS` clients pushing single rows through store.push at `rate` rows/s in total, until stopped. */
+function pushers(store: FeatureStore, base: Float32Array[], n: number, rate: number): { stop: () => Promise<number> } {
   let running = true;
   let pushed = 0;
   const rand = mulberry32(77);
-  const batch = 5;
-  const every = (1000 * batch * WRITERS) / rate;
+  const every = (1000 * WRITERS) / rate;
   const loops = Array.from({ length: WRITERS }, async (_, w) => {
     let next = performance.now() + (every * w) / WRITERS;
     while (running) {
       const wait = next - performance.now();
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));
       next += every;
-      const rows = Array.from({ length: batch }, () => {
-        // Updates to existing ids (their vector and metadata) and new ids beyond the base.
-        const i = rand() < 0.5 ? Math.floor(rand() * n) : n + Math.floor(rand() * 1_000_000);
-        return { id: `w${i}`, vector: base[Math.floor(rand() * n)], metadata: metadata(i) };
-      });
-      await c.upsert(rows);
-      pushed += batch;
+      // Updates to existing ids (their vector and metadata) and new ids beyond the base.
+      const i = rand() < 0.5 ? Math.floor(rand() * n) : n + Math.floor(rand() * 1_000_000);
+      await store.push('items', [{ id: `w${i}`, vec: Array.from(base[Math.floor(rand() * n)]), ...metadata(i) }]);
+      pushed++;
     }
   });
   return {
@@ -152,20 +150,28 @@ async function main(): Promise<void> {
     const j = Math.floor(rand() * (i + 1));
     [order[i], order[j]] = [order[j], order[i]];
   }
-  const base = order.slice(0, n).map((w) => unit(all.subarray(w * DIMS, (w + 1) * DIMS)));
+  // Rounded to 6 digits, as the JSONL source holds them, so the exact answers are over the indexed vectors.
+  const base = order.slice(0, n).map((w) => unit(all.subarray(w * DIMS, (w + 1) * DIMS)).map((x) => Math.round(x * 1e6) / 1e6));
   const queries = order.slice(total - QUERIES).map((w) => unit(all.subarray(w * DIMS, (w + 1) * DIMS)));
   const meta = base.map((_, i) => metadata(i));
 
-  const dir = await mkdtemp(join(tmpdir(), 'nearline-filter-'));
-  // Every core for the build (bench/ann.ts measures builds); a search call here holds one query, so one thread.
-  const provider = createHnswProvider({ dir, threads: availableParallelism() }, { name: 'bench', home: dir });
-  await provider.open();
-  const c = await provider.collection({ name: 'glove', dims: DIMS, metric: 'cosine', index: { M: 16, efConstruction: 200 }, metadataFields: ['cat', 'shard', 'n'] });
   log(`building over ${n} vectors`);
   const build = performance.now();
-  for (let i = 0; i < n; i += 10_000) {
-    await c.upsert(base.slice(i, i + 10_000).map((vector, j) => ({ id: `w${i + j}`, vector, metadata: meta[i + j] })));
-  }
+  // The provider's default threads: every core for the build; a search call here holds one query, so one thread.
+  const home = await buildStoreHome({
+    prefix: 'nearline-filter-',
+    size: n,
+    row: (i) => ({ id: `w${i}`, vec: Array.from(base[i]), ...meta[i] }),
+    defs: {
+      providers: [{ name: 'local', kind: 'hnsw' }],
+      entities: [{ name: 'item', key: 'id' }],
+      sources: [{ name: 'items', variant: 'v1', kind: 'jsonl', path: 'items.jsonl' }],
+      features: [{ name: 'item_vec', variant: 'v1', entity: 'item', source: 'items@v1', kind: 'embedding', vector: { column: 'vec' }, dims: DIMS, metric: 'cosine', provider: 'local', index: { M: 16, efConstruction: 200 }, metadata: ['cat', 'shard', 'n'] }],
+    },
+    log,
+  });
+  const store = FeatureStore.open({ home });
+  const c = await store.collection(await store.servable('item_vec@v1', 'embedding'));
   log(`built in ${((performance.now() - build) / 1000).toFixed(0)} s; exact answers per filter`);
   const exact = new Map(FILTERS.map(([name, f]) => [name, truth(base, meta, queries, f)]));
 
@@ -200,21 +206,23 @@ async function main(): Promise<void> {
     const quiet: number[] = [];
     const busy: number[] = [];
     let pushedRate = 0;
+    // The first push opens the source's log for appending: not part of what is measured.
+    await store.push('items', [{ id: 'w0', vec: Array.from(base[0]), ...meta[0] }]);
     for (let rep = 0; rep < REPS; rep++) {
       quiet.push((await run(c, queries, target.ef, FILTERS[1][1])).qps);
-      const p = pushers(c, base, n, PUSH_RATE);
+      const p = pushers(store, base, n, PUSH_RATE);
       const start = performance.now();
       busy.push((await run(c, queries, target.ef, FILTERS[1][1])).qps);
       pushedRate = (await p.stop()) / ((performance.now() - start) / 1000);
     }
     concurrent.push(
-      `10%-selective eq filter at ef=${target.ef}, while ${WRITERS} writers push ${pushedRate.toFixed(0)} rows/s (target ${PUSH_RATE}) through the collection's upsert(): ` +
+      `10%-selective eq filter at ef=${target.ef}, while ${WRITERS} clients push single rows at ${pushedRate.toFixed(0)} rows/s in all (target ${PUSH_RATE}) through the store's push path (log, fsync, apply): ` +
         `${median(busy).toFixed(0)} queries/s (${spread(busy)}) against ${median(quiet).toFixed(0)} (${spread(quiet)}) without writers: ` +
         `${(median(quiet) / median(busy)).toFixed(2)}x the cost.`,
     );
   }
-  await provider.close();
-  await rm(dir, { recursive: true, force: true });
+  await store.close();
+  await rm(home, { recursive: true, force: true });
 
   const plainBest = best.get('none');
   const summary = FILTERS.slice(1).map(([name]) => {

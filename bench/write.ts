@@ -7,21 +7,21 @@
  * single-item insert rate on the same vectors (Debian python3-hnswlib, one add_items call per item, one
  * thread) runs in the same command as the baseline.
  *
- *   npm run bench:write [-- --sizes 20000,200000] [-- --seconds 8] [-- --clients 16] [-- --rounds 3]
+ *   npm run bench:write [-- --sizes 20000,200000] [-- --seconds 8] [-- --clients 16] [-- --rounds 3] [-- --skip-cpp]
  *
  * The load runs in a child process so it never shares the server's event loop. Results: a table on stdout and
  * in bench/results/write.md.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { createWriteStream, existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
-import { cpus, loadavg, tmpdir } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import YAML from 'yaml';
 import { GLOVE_DIMS, loadGlove } from './glove.ts';
+import { buildStoreHome } from './store-home.ts';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const DATA = join(HERE, 'data');
@@ -39,6 +39,8 @@ const { values: args } = parseArgs({
     clients: { type: 'string', default: '16' },
     rounds: { type: 'string', default: '3' },
     'query-rate': { type: 'string', default: '200' },
+    /** Leave out the C++ baseline (when only nearline's figures are compared, e.g. before/after a change). */
+    'skip-cpp': { type: 'boolean', default: false },
   },
 });
 
@@ -163,40 +165,25 @@ const pct = (xs: number[], p: number) => {
 const median = (xs: number[]) => pct(xs, 0.5);
 const spread = (xs: number[]) => `${Math.min(...xs).toFixed(0)}–${Math.max(...xs).toFixed(0)}`;
 
-async function buildHome(all: Float32Array, size: number): Promise<string> {
-  const home = await mkdtemp(join(tmpdir(), `nearline-bench-write-${size}-`));
-  const file = createWriteStream(join(home, 'items.jsonl'));
-  for (let i = 0; i < size; i++) {
-    const vec = Array.from(all.subarray(i * DIMS, (i + 1) * DIMS), (x) => Math.round(x * 1e5) / 1e5);
-    if (!file.write(`${JSON.stringify({ id: `w${i}`, vec, cat: `c${i % 10}`, price: i % 1000 })}\n`)) await new Promise<void>((r) => file.once('drain', () => r()));
-  }
-  await new Promise<void>((r) => file.end(r));
-  const defs = {
-    providers: [
-      { name: 'local', kind: 'hnsw' },
-      { name: 'kv', kind: 'sqlite' },
-    ],
-    entities: [{ name: 'item', key: 'id' }],
-    sources: [{ name: 'items', variant: 'v1', kind: 'jsonl', path: 'items.jsonl' }],
-    features: [
-      { name: 'item_vec', variant: 'v1', entity: 'item', source: 'items@v1', kind: 'embedding', vector: { column: 'vec' }, dims: DIMS, metric: 'cosine', provider: 'local', index: { M: 16, efConstruction: 200, ef: 100 }, metadata: ['cat'] },
-      { name: 'item_price', variant: 'v1', entity: 'item', source: 'items@v1', kind: 'scalar', column: 'price', type: 'float', provider: 'kv' },
-    ],
-  };
-  await writeFile(join(home, 'defs.yaml'), YAML.stringify(defs));
-  const { FeatureStore } = await import('../src/store/feature-store.ts');
-  const { loadDefinitions } = await import('../src/config.ts');
-  const store = FeatureStore.open({ home });
-  try {
-    await store.apply(await loadDefinitions(join(home, 'defs.yaml')));
-    const t0 = performance.now();
-    await store.materialize('item_vec@v1', { progress: false });
-    await store.materialize('item_price@v1', { progress: false });
-    log(`built ${size} rows in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-  } finally {
-    await store.close();
-  }
-  return home;
+function buildHome(all: Float32Array, size: number): Promise<string> {
+  return buildStoreHome({
+    prefix: `nearline-bench-write-${size}-`,
+    size,
+    row: (i) => ({ id: `w${i}`, vec: Array.from(all.subarray(i * DIMS, (i + 1) * DIMS), (x) => Math.round(x * 1e5) / 1e5), cat: `c${i % 10}`, price: i % 1000 }),
+    defs: {
+      providers: [
+        { name: 'local', kind: 'hnsw' },
+        { name: 'kv', kind: 'sqlite' },
+      ],
+      entities: [{ name: 'item', key: 'id' }],
+      sources: [{ name: 'items', variant: 'v1', kind: 'jsonl', path: 'items.jsonl' }],
+      features: [
+        { name: 'item_vec', variant: 'v1', entity: 'item', source: 'items@v1', kind: 'embedding', vector: { column: 'vec' }, dims: DIMS, metric: 'cosine', provider: 'local', index: { M: 16, efConstruction: 200, ef: 100 }, metadata: ['cat'] },
+        { name: 'item_price', variant: 'v1', entity: 'item', source: 'items@v1', kind: 'scalar', column: 'price', type: 'float', provider: 'kv' },
+      ],
+    },
+    log,
+  });
 }
 
 /** C++ hnswlib's single-item insert rate into an index of `base` rows: one build, then `rounds` runs of 2,000 inserts. */
@@ -219,7 +206,7 @@ async function main(): Promise<void> {
   // Clients push (and query) the last HELD_OUT vectors of the file, so no index holds them beforehand.
   if (Math.max(...sizes) > total - HELD_OUT) throw new Error(`at most ${total - HELD_OUT} rows`);
   const f32 = join(DATA, 'glove100.f32');
-  const hasCpp = existsSync('/usr/bin/python3') && (() => {
+  const hasCpp = !args['skip-cpp'] && existsSync('/usr/bin/python3') && (() => {
     try {
       execFileSync('/usr/bin/python3', ['-c', 'import hnswlib, numpy'], { stdio: 'ignore' });
       return true;

@@ -30,6 +30,11 @@ function make(): readonly Plugin[] {
       exactScanBelow: int(0, 'a filtered query scans its matching rows exactly when at most this many match; default 2048'),
       exactScanSelectivity: Type.Optional(Type.Number({ minimum: 0, maximum: 1, description: 'scan exactly below this fraction of matching rows; default 0.02' })),
       threads: int(1, 'threads one call may use; default os.availableParallelism()'),
+      snapshotWriter: Type.Optional(
+        Type.Union([Type.Literal('inline'), Type.Literal('fork')], {
+          description: 'inline: snapshots write the graph while writes wait; fork: a child process writes it, writes wait for the fork only; default inline',
+        }),
+      ),
     },
     closed,
   );

@@ -7,7 +7,7 @@ import type { CollectionSpec, LogOffsets, SearchQuery, VectorCollection, VectorR
 import type { Columns } from './columns.ts';
 import { FORMAT, fsyncFile, MANIFEST, readManifest, removeStale, syncDir, writeAtomic, writeFileSynced, type Manifest, type RowsFile } from './files.ts';
 import { IdIndex } from './id-index.ts';
-import type { Found, NativeFilter, NativeIndex } from './native.ts';
+import { nativeAddon, type Found, type NativeFilter, type NativeIndex } from './native.ts';
 import { compilePredicate } from './predicate.ts';
 import type { HnswVectorOptions } from './provider.ts';
 import { Mutex, RwLock } from './rw-lock.ts';
@@ -19,9 +19,16 @@ import { Mutex, RwLock } from './rw-lock.ts';
  * place: churn does not grow the index. Cosine collections store unit vectors (inner product on them), so
  * `get` returns the normalized vector. Writes between flushes live in memory only.
  *
+ * Writes run one at a time (the `writes` mutex). Inserting new rows into free slots runs beside searches: the
+ * addon's searches read links as inserts rewrite them, never waiting on a lock (native/src/addon.cc, ReadLinks
+ * and Shared::complete say why that is safe). Anything
+ * that changes rows a search may meet (updating a row in place, reviving a deleted slot, deleting, growing the
+ * index) takes the lock exclusively, in slices, so searches run between them.
+ *
  * Writes that apply a source log carry its offset: they are durable in the log already, so they only advance
- * the offset the next snapshot records. A snapshot blocks writers while it copies the graph to files, never
- * searches, and fsyncs after letting writers go again.
+ * the offset the next snapshot records. A snapshot never holds searches back; writers wait while it writes
+ * the graph (`snapshotWriter: 'inline'`) or, with `fork`, only while the addon forks a child process that
+ * writes it from its copy-on-write image and fsyncs it while writes go on here.
  *
  * A search batch is planned in JS and run as few addon calls as possible: queries sharing k, ef and filter,
  * without exclude lists, go together. A filter is compiled once into a predicate the addon evaluates during
@@ -32,6 +39,16 @@ import { Mutex, RwLock } from './rw-lock.ts';
  * the f32 ones in the vectors file and rescores with them. A snapshot also saves the file's slot table and
  * fsyncs the file, and first moves the live rows to a new file when dead ones dominate (compactVectors).
  */
+
+/** Resolves when a forkSave child exits 0; polled, so no thread waits on it. */
+async function childDone(pid: number): Promise<void> {
+  const reap = nativeAddon('hnsw').reap;
+  for (let code = reap(pid); ; code = reap(pid)) {
+    if (code === 0) return;
+    if (code !== null) throw new Error(`the snapshot writer (pid ${pid}) ${code < 0 ? `was killed by signal ${-code}` : `exited with ${code}`}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
 
 /** `shared`: the folder is published to by other nodes too; this collection's token in its file names. */
 export type Settings = Required<Omit<HnswVectorOptions, 'dir'>> & { name: string; shared?: string };
@@ -119,6 +136,8 @@ export class HnswCollection implements VectorCollection {
   private applied: number;
   /** int8: the full-precision vectors file the index writes to (a compaction moves it before a snapshot names it). */
   private vectorsFile: string | undefined;
+  /** Labels of new rows an insert running beside searches is adding: not readable by `get` until it ends. */
+  private readonly adding = new Set<number>();
 
   constructor(
     spec: CollectionSpec,
@@ -171,13 +190,25 @@ export class HnswCollection implements VectorCollection {
       const dirtyBefore = this.dirty;
       // In slices, each under the write lock on its own, so searches run between them: a large batch
       // holds readers back for one slice at a time, not for the whole batch.
-      for (let start = 0; start < rows.length; start += WRITE_SLICE) await this.lock.write(() => this.insert(rows.slice(start, start + WRITE_SLICE)));
+      for (let start = 0; start < rows.length; start += WRITE_SLICE) {
+        const slice = rows.slice(start, start + WRITE_SLICE);
+        if (this.onlyNewSlots(slice)) await this.lock.read(() => this.insert(slice, true));
+        else await this.lock.write(() => this.insert(slice, false));
+      }
       if (opts?.logOffset !== undefined) this.dirty = dirtyBefore;
       this.wrote(opts);
     });
   }
 
-  private async insert(rows: Array<[string, { vector: Float32Array; metadata: Metadata | null }]>): Promise<void> {
+  /** Whether inserting `rows` only fills never-used slots (no update, no revived slot, no resize): safe beside searches. */
+  private onlyNewSlots(rows: Array<[string, unknown]>): boolean {
+    if (this.free.length > 0 || this.ids.length + rows.length > this.index.capacity()) return false;
+    for (const [id] of rows) if (this.labels.has(id)) return false;
+    return true;
+  }
+
+  /** `beside`: searches may run meanwhile (onlyNewSlots holds); the new labels stay out of `get` until done. */
+  private async insert(rows: Array<[string, { vector: Float32Array; metadata: Metadata | null }]>, beside: boolean): Promise<void> {
     const fresh = rows.filter(([id]) => !this.labels.has(id)).length;
     const needed = this.ids.length + Math.max(0, fresh - this.free.length);
     const capacity = this.index.capacity();
@@ -198,12 +229,15 @@ export class HnswCollection implements VectorCollection {
       this.columns.set(label, row.metadata);
       vectors.set(row.vector, i * this.spec.dims);
       labels[i] = label;
+      if (beside) this.adding.add(label);
     });
     this.dirty = true;
     try {
       await this.index.add(vectors, labels, this.opts.threads);
     } catch (e) {
       throw providerError(this.opts.name, e);
+    } finally {
+      this.adding.clear();
     }
   }
 
@@ -224,7 +258,10 @@ export class HnswCollection implements VectorCollection {
 
   async get(ids: string[]): Promise<Array<VectorRecord | null>> {
     return this.lock.read(async () => {
-      const found = ids.map((id) => this.labels.get(id));
+      const found = ids.map((id) => {
+        const label = this.labels.get(id);
+        return label === undefined || this.adding.has(label) ? undefined : label;
+      });
       const vectors = this.vectors(Uint32Array.from(found.filter((l) => l !== undefined)));
       let next = 0;
       return ids.map((id, i) => {
@@ -442,7 +479,8 @@ export class HnswCollection implements VectorCollection {
 
   /**
    * Index, ids and columns first under a new generation, then the manifest that names them: the manifest's
-   * rename is the commit. Only copying the graph out holds writers back; fsyncs and renames run beside them.
+   * rename is the commit. Only the in-memory copy holds writers back (searches never wait); writing the files,
+   * fsyncs and renames run beside writes.
    */
   snapshot(force = false): Promise<void> {
     return this.snapshots.run(async () => {
@@ -458,27 +496,37 @@ export class HnswCollection implements VectorCollection {
       };
       if (this.vectorsFile) next.slots = `slots-${tag}.bin`;
       const files = [next.index, next.rows, next.columns!, ...(next.slots ? [next.slots] : [])];
+      const indexTmp = join(this.dir, `${next.index}.tmp`);
       let dirty = false;
-      const copied = await this.writes.run(async () => {
-        if (!this.dirty && !force && this.applied <= (this.manifest.logOffset ?? 0)) return false;
+      const copy = await this.writes.run(async () => {
+        if (!this.dirty && !force && this.applied <= (this.manifest.logOffset ?? 0)) return undefined;
         dirty = this.dirty;
         next.vectors = this.vectorsFile && (await this.compactVectors(tag));
-        return this.lock.read(async () => {
-          next.logOffset = this.applied;
+        next.logOffset = this.applied;
+        let writer: number | undefined;
+        // The forked writer saves the graph alone; an int8 index's slot table is saved with it, inline.
+        if (this.opts.snapshotWriter === 'fork' && !next.slots) {
+          // No child process (a platform without fork, or none to be had now): written inline instead.
+          writer = await this.index.forkSave(indexTmp).catch(() => undefined);
+        }
+        if (writer === undefined) {
           try {
-            await this.index.save(join(this.dir, `${next.index}.tmp`), next.slots && join(this.dir, `${next.slots}.tmp`));
-            const rows: RowsFile = { ids: this.ids };
-            await writeFileSynced(join(this.dir, `${next.rows}.tmp`), JSON.stringify(rows));
-            await writeFileSynced(join(this.dir, `${next.columns}.tmp`), this.columns.encode(this.ids.length));
+            await this.index.save(indexTmp, next.slots && join(this.dir, `${next.slots}.tmp`));
           } catch (e) {
             throw providerError(this.opts.name, e);
           }
-          this.dirty = false;
-          return true;
-        });
+        }
+        const out = { writer, ids: this.ids.slice(), columns: this.columns.encode(this.ids.length) };
+        this.dirty = false;
+        return out;
       });
-      if (!copied) return;
+      if (!copy) return;
+      const written = copy.writer === undefined ? Promise.resolve() : childDone(copy.writer);
       try {
+        const rows: RowsFile = { ids: copy.ids };
+        await writeFileSynced(join(this.dir, `${next.rows}.tmp`), JSON.stringify(rows));
+        await writeFileSynced(join(this.dir, `${next.columns}.tmp`), copy.columns);
+        await written;
         for (const f of files) await fsyncFile(join(this.dir, `${f}.tmp`));
         // Rows the slot table names were written before it was saved: in place, never renamed.
         if (next.vectors) await fsyncFile(join(this.dir, next.vectors));
@@ -494,6 +542,7 @@ export class HnswCollection implements VectorCollection {
         await writeAtomic(join(this.dir, MANIFEST), (t) => writeFileSynced(t, JSON.stringify(next)), tmp);
         await syncDir(this.dir);
       } catch (e) {
+        await written.catch(() => undefined);
         this.dirty = true;
         throw providerError(this.opts.name, e);
       }

@@ -22,6 +22,12 @@ export interface NativeIndex {
   /** The graph to `path`; an int8 index also saves the slot table of its f32 vectors file to `slots`. */
   save(path: string, slots?: string): Promise<void>;
   /**
+   * `save` from a forked child process (f32 indexes): resolves with its pid once the child holds a copy-on-write
+   * image of the graph (run it with no write in flight; searches may run); `reap` says when the file is written
+   * and fsynced. Rejects where processes cannot fork.
+   */
+  forkSave(path: string): Promise<number>;
+  /**
    * An int8 index whose f32 file is mostly rows no live label uses rewrites the live ones into `path`
    * (fsynced) and continues there: true. Otherwise nothing happens: false. Nothing may run beside it.
    */
@@ -69,6 +75,8 @@ interface Addon {
   releaseMemory(): void;
   /** One kernel's distance (squared L2, or 1 - dot for 'ip') between two vectors, or with `int8` their int8 codes, for tests. */
   distance(kernel: string, metric: 'l2' | 'ip', a: Float32Array, b: Float32Array, int8?: boolean): number;
+  /** A forkSave child's exit code (negative: the signal that ended it), or null while it runs; never blocks. */
+  reap(pid: number): number | null;
 }
 
 export type NativeIndexClass = {

@@ -45,6 +45,13 @@ export interface HnswVectorOptions {
    * distance (read from the full-precision vectors on disk). Default 2.
    */
   rescore?: number;
+  /**
+   * How a snapshot writes the graph. `inline`: on a thread of this process while writes wait (searches do
+   * not); the wait grows with the index. `fork` (Linux): a child process writes it from a copy-on-write image,
+   * so writes wait only for the fork, but every page the server writes meanwhile is copied, which slows
+   * searches and inserts under heavy writes (bench/results/write-ab-loaded.md). Default `inline`.
+   */
+  snapshotWriter?: 'inline' | 'fork';
 }
 
 const NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
@@ -69,6 +76,7 @@ export function createHnswProvider(options: HnswVectorOptions, ctx: ProviderCont
     threads: options.threads ?? availableParallelism(),
     rescore: options.rescore ?? 2,
     ...(shared !== undefined ? { shared } : {}),
+    snapshotWriter: options.snapshotWriter ?? 'inline',
   };
   const open = new Map<string, Promise<HnswCollection>>();
 

@@ -1,4 +1,8 @@
-/** Many concurrent searches or one write: hnswlib tolerates concurrent reads but not a resize under them. */
+/**
+ * Many concurrent readers or one writer. Readers are searches and inserts into new slots (which the addon's
+ * searches walk safely beside); writers are what searches must not see half-done: resizes, deletes, in-place
+ * updates.
+ */
 export class RwLock {
   private readers = 0;
   private writers = 0;

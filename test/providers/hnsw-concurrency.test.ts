@@ -1,0 +1,136 @@
+import { cp, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createHnswProvider } from '../../src/providers/vector/hnsw/provider.ts';
+import type { CollectionSpec, VectorCollection } from '../../src/providers/vector/types.ts';
+import { mulberry32 } from './vector.suite.ts';
+
+/*
+ * Inserts into new slots run beside searches (the addon reads links under hnswlib's per-node locks), and a
+ * snapshot copies the graph while writes wait only for the copy. These tests run both against live writes.
+ */
+
+const dims = 16;
+const spec = (name: string): CollectionSpec => ({ name, dims, metric: 'l2', index: { M: 8, efConstruction: 64, ef: 64 }, metadataFields: ['part'] });
+
+function l2(a: Float32Array, b: Float32Array): number {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += (a[i] - b[i]) ** 2;
+  return s;
+}
+
+describe('hnsw searches beside inserts', () => {
+  let home: string;
+  beforeAll(async () => {
+    home = await mkdtemp(join(tmpdir(), 'nearline-hnsw-conc-'));
+  });
+  afterAll(() => rm(home, { recursive: true, force: true }));
+
+  it('answers with right ids and scores, and reads no half-inserted row, while a large insert runs', async () => {
+    const p = createHnswProvider({ threads: 2, initialCapacity: 8192 }, { name: 'local', home });
+    await p.open();
+    const c: VectorCollection = await p.collection(spec('beside'));
+    const rand = mulberry32(11);
+    const vec = () => Float32Array.from({ length: dims }, () => rand());
+    const truth = new Map<string, Float32Array>();
+    const old = Array.from({ length: 2000 }, (_, i) => ({ id: `old${i}`, vector: vec(), metadata: { part: 'old' } }));
+    const fresh = Array.from({ length: 4000 }, (_, i) => ({ id: `new${i}`, vector: vec(), metadata: { part: 'new' } }));
+    for (const r of [...old, ...fresh]) truth.set(r.id, r.vector);
+    await c.upsert(old);
+
+    let done = false;
+    const insert = c.upsert(fresh).finally(() => (done = true));
+    let during = 0;
+    let sawNew = 0;
+    const checkHits = (query: Float32Array, hits: Array<{ id: string; score: number }>) => {
+      for (const h of hits) {
+        const v = truth.get(h.id);
+        expect(v, h.id).toBeDefined();
+        // l2 scores are -sqrt(distance): a hit's score is its own row's distance, never a neighbour's or a torn one.
+        expect(h.score).toBeCloseTo(-Math.sqrt(l2(query, v!)), 4);
+        if (h.id.startsWith('new')) sawNew++;
+      }
+    };
+    while (!done) {
+      const i = during % old.length;
+      // One query on the calling thread, a batch on the thread pool, and an exact scan under a filter.
+      const [one] = await c.search([{ vector: old[i].vector, k: 5 }]);
+      expect(one[0].id).toBe(old[i].id);
+      checkHits(old[i].vector, one);
+      const batch = old.slice(0, 64).map((r) => ({ vector: r.vector, k: 3, ef: 64 }));
+      const many = await c.search(batch);
+      many.forEach((hits, j) => checkHits(batch[j].vector, hits));
+      const [exact] = await c.search([{ vector: fresh[i].vector, k: 3, exact: true, filter: { field: 'part', op: 'eq', value: 'new' } }]);
+      checkHits(fresh[i].vector, exact);
+      // A row still being inserted reads as absent, never as a half-written vector.
+      const [got] = await c.get([fresh[(i * 7) % fresh.length].id]);
+      if (got) expect(Array.from(got.vector)).toEqual(Array.from(truth.get(got.id)!));
+      during++;
+      await new Promise((r) => setImmediate(r));
+    }
+    await insert;
+    expect(during).toBeGreaterThan(0);
+    expect(sawNew).toBeGreaterThan(0);
+    expect(await c.count()).toBe(6000);
+    const after = await c.search(fresh.map((r) => ({ vector: r.vector, k: 1, ef: 64 })));
+    expect(after.filter((hits, i) => hits[0]?.id === fresh[i].id).length).toBeGreaterThan(3950);
+    await p.close();
+  }, 120_000);
+
+  it.each(['inline', 'fork'] as const)('a snapshot (%s writer) taken while log writes continue holds exactly the rows up to the offset it records', async (snapshotWriter) => {
+    const name = `snap-${snapshotWriter}`;
+    const p = createHnswProvider({ initialCapacity: 64, snapshotWriter }, { name: 'local', home });
+    await p.open();
+    const c: VectorCollection = await p.collection(spec(name));
+    const rand = mulberry32(12);
+    let offset = 0;
+    let stop = false;
+    /** Offset -> an earlier row it also rewrote in place, to -offset. */
+    const updates = new Map<number, string>();
+    const row = (id: string, x: number) => ({ id, vector: Float32Array.from({ length: dims }, () => x) });
+    // Offset o writes row r<o>; some offsets also update an earlier row, and the index grows as they go.
+    const writer = (async () => {
+      while (!stop) {
+        const batch = Array.from({ length: 1 + Math.floor(rand() * 20) }, () => ++offset);
+        const records = batch.map((o) => row(`r${o}`, o));
+        const last = batch[batch.length - 1];
+        if (last > 10 && rand() < 0.3) {
+          updates.set(last, `r${Math.floor(last / 2)}`);
+          records.push(row(`r${Math.floor(last / 2)}`, -last));
+        }
+        await c.upsert(records, { logOffset: last });
+      }
+    })();
+    const copies: Array<{ dir: string; offset: number }> = [];
+    for (let i = 0; i < 6; i++) {
+      await c.flush();
+      const dir = await mkdtemp(join(tmpdir(), 'nearline-hnsw-snap-'));
+      await cp(join(home, 'indexes', name), join(dir, 'indexes', name), { recursive: true });
+      const manifest = JSON.parse(await readFile(join(dir, 'indexes', name, 'manifest.json'), 'utf8')) as { logOffset: number };
+      copies.push({ dir, offset: manifest.logOffset });
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    stop = true;
+    await writer;
+    await p.close();
+    expect(new Set(copies.map((x) => x.offset)).size).toBeGreaterThan(1);
+    for (const { dir, offset: at } of copies) {
+      const q = createHnswProvider({}, { name: 'local', home: dir });
+      await q.open();
+      const s = await q.collection(spec(name));
+      expect(s.logOffsets!().durable).toBe(at);
+      expect(await s.count()).toBe(at);
+      const ids = Array.from({ length: at + 1 }, (_, i) => `r${i + 1}`);
+      const got = await s.get(ids);
+      // Rows 1..offset, each with its latest value up to the offset; nothing written after it.
+      const value = new Map<string, number>(ids.slice(0, at).map((id, i) => [id, i + 1]));
+      for (const [o, id] of [...updates].sort((a, b) => a[0] - b[0])) if (o <= at) value.set(id, -o);
+      expect(got.map((r) => (r ? r.vector[0] : null))).toEqual(ids.map((id) => value.get(id) ?? null));
+      const hits = await s.search([{ vector: Float32Array.from({ length: dims }, () => at), k: 1 }]);
+      expect(hits[0][0].id).toBe(`r${at}`);
+      await q.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
+});
