@@ -10,6 +10,7 @@ import type { SourceSpec } from './providers/sources/types.ts';
 import { QUANTIZATIONS } from './providers/vector/types.ts';
 import type { Metric } from './types.ts';
 import { parseTemplate, type TextSource } from './materialize/text.ts';
+import { formatRef, refOf, parseFullRef } from './refs.ts';
 
 /** A configured backend. Every key besides name and kind is the backend's own option. */
 export interface ProviderDef {
@@ -227,8 +228,7 @@ export function validateDefinitions(raw: unknown, file: string, baseDir: string)
       if (vector) def.vector = { column: vector.str('column') };
       if (text) {
         const m = text.str('model');
-        const at = m.indexOf('@');
-        if (at <= 0 || at === m.length - 1) text.fail('model', `expected name@version, got "${m}"`);
+        const model = parseFullRef(m) ?? text.fail('model', `expected name@version, got "${m}"`);
         const column = text.optStr('column');
         const columns = text.optStrList('columns');
         const template = text.optStr('template');
@@ -246,7 +246,7 @@ export function validateDefinitions(raw: unknown, file: string, baseDir: string)
           ...(column !== undefined ? { column } : {}),
           ...(columns !== undefined ? { columns } : {}),
           ...(template !== undefined ? { template } : {}),
-          model: { name: m.slice(0, at), version: m.slice(at + 1) },
+          model: { name: model.name, version: model.tag },
         };
       }
       vector?.done();
@@ -292,10 +292,10 @@ function checkUnique(defs: Definitions, fail: (where: string, msg: string) => ne
   };
   seen('providers', defs.providers.map((p) => p.name));
   seen('entities', defs.entities.map((e) => e.name));
-  seen('sources', defs.sources.map((s) => `${s.name}@${s.variant}`));
-  seen('models', defs.models.map((m) => `${m.name}@${m.version}`));
-  seen('features', defs.features.map((f) => `${f.name}@${f.variant}`));
-  seen('aliases', defs.aliases.map((a) => `${a.feature}@${a.name}`));
+  seen('sources', defs.sources.map((s) => refOf(s)));
+  seen('models', defs.models.map((m) => refOf(m)));
+  seen('features', defs.features.map((f) => refOf(f)));
+  seen('aliases', defs.aliases.map((a) => formatRef(a.feature, a.name)));
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {
@@ -358,9 +358,9 @@ class Fields {
 
   ref(field: string): VariantRef {
     const v = this.str(field);
-    const at = v.indexOf('@');
-    if (at <= 0 || at === v.length - 1) this.fail(field, `expected name@variant, got "${v}"`);
-    return { name: v.slice(0, at), variant: v.slice(at + 1) };
+    const ref = parseFullRef(v);
+    if (!ref) this.fail(field, `expected name@variant, got "${v}"`);
+    return { name: ref.name, variant: ref.tag };
   }
 
   bool(field: string, dflt: boolean): boolean {

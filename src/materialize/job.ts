@@ -12,6 +12,7 @@ import type { Metadata, OnlineValue, Scalar } from '../types.ts';
 import { toVector } from '../vector.ts';
 import { createProgress, type ProgressOptions } from './progress.ts';
 import { buildText } from './text.ts';
+import { refOf } from '../refs.ts';
 
 /** What the job needs from the store: opened providers for one feature variant. */
 export interface MaterializeContext {
@@ -94,7 +95,7 @@ export function checkMaxInvalid(value: number): number {
  */
 export async function materialize(ctx: MaterializeContext, feature: FeatureRecord, opts: MaterializeOptions = {}): Promise<MaterializeResult> {
   const started = Date.now();
-  const ref = `${feature.name}@${feature.variant}`;
+  const ref = refOf(feature);
   const maxInvalid = checkMaxInvalid(opts.maxInvalid ?? DEFAULT_MAX_INVALID);
   const { registry } = ctx;
   const base: Pick<MaterializeResult, 'feature' | 'variant' | 'invalid' | 'resumedFrom'> = { feature: feature.name, variant: feature.variant, invalid: [] };

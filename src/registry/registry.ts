@@ -3,6 +3,7 @@ import os from 'node:os';
 import type { AliasDef, Definitions, EntityDef, FeatureDef, ModelDef, ProviderDef, SourceDef } from '../config.ts';
 import { nlError, type ErrorCode } from '../errors.ts';
 import { providerRole } from '../providers/index.ts';
+import { formatRef, refOf, parseRef } from '../refs.ts';
 
 export type FeatureStatus = 'registered' | 'materializing' | 'materialized' | 'failed' | 'dropped';
 
@@ -278,9 +279,7 @@ export abstract class Registry {
   }
 
   private async resolveNow(ref: string): Promise<FeatureRecord> {
-    const at = ref.indexOf('@');
-    const name = at < 0 ? ref : ref.slice(0, at);
-    const tag = at < 0 ? undefined : ref.slice(at + 1);
+    const { name, tag } = parseRef(ref);
     if (tag === undefined) {
       const prod = await this.getAlias(name, 'prod');
       if (prod) return (await this.getFeature(name, prod.variant))!;
@@ -293,7 +292,7 @@ export abstract class Registry {
       }
       if (first.length > 1) {
         const variants = (await this.listFeatures(name)).filter((v) => v.status !== 'dropped');
-        const list = variants.map((v) => `${name}@${v.variant} (${v.status})`).join(', ');
+        const list = variants.map((v) => `${formatRef(name, v.variant)} (${v.status})`).join(', ');
         throw nlError('NL_AMBIGUOUS_FEATURE', name, `it has ${variants.length} variants and no alias prod: ${list}; name one, or run \`nearline alias set ${name} prod VARIANT\``);
       }
       return toFeature(first[0]);
@@ -374,18 +373,18 @@ export abstract class Registry {
       else push('entity', e.name, 'update');
     }
     for (const s of defs.sources) {
-      const ref = `${s.name}@${s.variant}`;
+      const ref = refOf(s);
       const old = await this.getSource(s.name, s.variant, q);
       if (!old) push('source', ref, 'create');
       else if (canonical(old) === canonical(s)) push('source', ref, 'unchanged');
       else {
         const used = (await this.dependents('source', s.name, s.variant, q)).filter((f) => f.status === 'materialized' || f.status === 'materializing');
-        if (used.length) push('source', ref, 'refused', `materialized by ${used.map((f) => `${f.name}@${f.variant}`).join(', ')}; a changed source is a new source variant`, 'NL_VARIANT_IMMUTABLE');
+        if (used.length) push('source', ref, 'refused', `materialized by ${used.map((f) => refOf(f)).join(', ')}; a changed source is a new source variant`, 'NL_VARIANT_IMMUTABLE');
         else push('source', ref, 'update');
       }
     }
     for (const m of defs.models) {
-      const ref = `${m.name}@${m.version}`;
+      const ref = refOf(m);
       const old = await this.getModel(m.name, m.version, q);
       const probe = probes.get(ref);
       if (!old) push('model', ref, 'create');
@@ -394,13 +393,13 @@ export abstract class Registry {
         push('model', ref, 'refused', `its files changed on disk (sha256 ${old.sha256.slice(0, 12)} -> ${probe.sha256.slice(0, 12)}); a new model means a new version`, 'NL_MODEL_CHANGED');
       } else push('model', ref, 'unchanged');
     }
-    const sources = new Set([...defs.sources.map((s) => `${s.name}@${s.variant}`)]);
+    const sources = new Set([...defs.sources.map((s) => refOf(s))]);
     const entities = new Set(defs.entities.map((e) => e.name));
-    const modelDims = new Map(defs.models.map((m) => [`${m.name}@${m.version}`, probes.get(`${m.name}@${m.version}`)?.dims]));
+    const modelDims = new Map(defs.models.map((m) => [refOf(m), probes.get(refOf(m))?.dims]));
     for (const f of defs.features) {
-      const ref = `${f.name}@${f.variant}`;
+      const ref = refOf(f);
       const where = `feature ${ref}`;
-      const src = `${f.source.name}@${f.source.variant}`;
+      const src = refOf(f.source);
       if (!sources.has(src) && !(await this.getSource(f.source.name, f.source.variant, q))) throw nlError('NL_BAD_DEFINITION', `${where}: source ${src} is not defined`);
       if (!entities.has(f.entity) && !(await this.getEntity(f.entity, q))) throw nlError('NL_BAD_DEFINITION', `${where}: entity ${f.entity} is not defined`);
       const pkind = providerKinds.get(f.provider);
@@ -408,7 +407,7 @@ export abstract class Registry {
       if (f.kind === 'embedding' && providerRole(pkind) !== 'vector') throw nlError('NL_BAD_DEFINITION', `${where}: provider ${f.provider} (${pkind}) is not a vector provider`);
       if (f.kind === 'scalar' && providerRole(pkind) !== 'online') throw nlError('NL_BAD_DEFINITION', `${where}: provider ${f.provider} (${pkind}) is not an online store`);
       if (f.text) {
-        const mref = `${f.text.model.name}@${f.text.model.version}`;
+        const mref = refOf(f.text.model);
         const dims = modelDims.has(mref) ? modelDims.get(mref) : (await this.getModel(f.text.model.name, f.text.model.version, q))?.dims;
         if (dims === undefined && !modelDims.has(mref)) throw nlError('NL_BAD_DEFINITION', `${where}: model ${mref} is not defined`);
         if (dims !== undefined && dims !== f.dims) {
@@ -428,11 +427,11 @@ export abstract class Registry {
       // Registered or failed: it never published anything, so its definition may still change.
       else push('feature', ref, 'update', old.status === 'failed' ? 'redefines a variant whose materialization failed' : undefined);
     }
-    const features = new Set(defs.features.map((f) => `${f.name}@${f.variant}`));
+    const features = new Set(defs.features.map((f) => refOf(f)));
     for (const a of defs.aliases) {
-      const ref = `${a.feature}@${a.name}`;
-      if (!features.has(`${a.feature}@${a.variant}`) && !(await this.getFeature(a.feature, a.variant, q))) {
-        throw nlError('NL_BAD_DEFINITION', `alias ${ref}: feature ${a.feature}@${a.variant} is not defined`);
+      const ref = formatRef(a.feature, a.name);
+      if (!features.has(formatRef(a.feature, a.variant)) && !(await this.getFeature(a.feature, a.variant, q))) {
+        throw nlError('NL_BAD_DEFINITION', `alias ${ref}: feature ${formatRef(a.feature, a.variant)} is not defined`);
       }
       const old = await this.getAlias(a.feature, a.name, q);
       const unsafe = old?.variant === a.variant || opts.force ? undefined : await this.aliasTargetProblem(a.feature, a.variant, q);
@@ -461,7 +460,7 @@ export abstract class Registry {
       if (existing.length !== 1 || existing[0].status !== 'materialized') continue;
       const added = items.find((p) => p.kind === 'feature' && p.action === 'create' && p.name.startsWith(`${name}@`));
       if (!added) continue;
-      const only = `${name}@${existing[0].variant}`;
+      const only = formatRef(name, existing[0].variant);
       added.warning =
         `bare ${name} answers from ${only} now; with ${added.name} beside it and no alias prod, it is refused (NL_AMBIGUOUS_FEATURE). ` +
         `Add the alias { feature: ${name}, name: prod, variant: ${existing[0].variant} } to keep callers on ${only}, or have them name a variant`;
@@ -500,18 +499,18 @@ export abstract class Registry {
       await q.run('INSERT INTO entities VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE SET key = excluded.key', [e.name, e.key, t]);
     }
     for (const s of defs.sources) {
-      if (!todo.has(`source:${s.name}@${s.variant}`)) continue;
+      if (!todo.has(`source:${refOf(s)}`)) continue;
       await q.run('INSERT INTO sources VALUES (?, ?, ?, ?, ?) ON CONFLICT(name, variant) DO UPDATE SET kind = excluded.kind, spec = excluded.spec', [s.name, s.variant, s.kind, JSON.stringify(s), t]);
     }
     for (const m of defs.models) {
-      const ref = `${m.name}@${m.version}`;
+      const ref = refOf(m);
       if (!todo.has(`model:${ref}`)) continue;
       const probe = probes.get(ref);
       if (!probe) throw nlError('NL_INTERNAL', `model ${ref} was not probed`);
       await q.run('INSERT INTO models VALUES (?, ?, ?, ?, ?, ?, ?)', [m.name, m.version, m.runtime, JSON.stringify(m), probe.dims, probe.sha256, t]);
     }
     for (const f of defs.features) {
-      if (!todo.has(`feature:${f.name}@${f.variant}`)) continue;
+      if (!todo.has(`feature:${refOf(f)}`)) continue;
       await q.run(
         `INSERT INTO features (name, variant, kind, entity, source_name, source_variant, provider, model_name, model_version, spec, created_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -527,11 +526,11 @@ export abstract class Registry {
     for (const p of plan) {
       if (p.action !== 'create' && p.action !== 'update') continue;
       if (p.kind === 'alias') continue; // recorded as alias.set, with the variants
-      const feature = p.kind === 'feature' ? p.name.split('@')[0] : null;
+      const feature = p.kind === 'feature' ? parseRef(p.name).name : null;
       await this.recordEvent({ actor, action: p.action, kind: p.kind, name: p.name, feature, ...(p.reason ? { detail: { reason: p.reason } } : {}) }, undefined, q);
     }
     for (const a of defs.aliases) {
-      if (todo.has(`alias:${a.feature}@${a.name}`)) await this.setAliasInTx(q, a.feature, a.name, a.variant, actor);
+      if (todo.has(`alias:${formatRef(a.feature, a.name)}`)) await this.setAliasInTx(q, a.feature, a.name, a.variant, actor);
     }
   }
 
@@ -544,7 +543,7 @@ export abstract class Registry {
   async setAlias(feature: string, name: string, variant: string, opts: { force?: boolean; actor?: Actor } = {}): Promise<AliasRecord> {
     await this.change(async (q) => {
       const problem = opts.force || (await this.getAlias(feature, name, q))?.variant === variant ? undefined : await this.aliasTargetProblem(feature, variant, q);
-      if (problem) throw nlError('NL_ALIAS_REFUSED', `${feature}@${name}`, variant, `${problem}`);
+      if (problem) throw nlError('NL_ALIAS_REFUSED', formatRef(feature, name), variant, `${problem}`);
       await this.setAliasInTx(q, feature, name, variant, opts.actor ?? osActor());
     });
     return (await this.getAlias(feature, name))!;
@@ -560,22 +559,22 @@ export abstract class Registry {
     if (!variants.some((f) => f.status === 'materialized')) return undefined;
     const target = variants.find((f) => f.variant === variant);
     const force = 'pass --force to point the alias anyway';
-    if (!target) return `${feature}@${variant} is not registered yet and ${feature} has materialized variants; apply it, materialize it, then move the alias (or ${force})`;
+    if (!target) return `${formatRef(feature, variant)} is not registered yet and ${feature} has materialized variants; apply it, materialize it, then move the alias (or ${force})`;
     if (target.status !== 'materialized') {
-      return `${feature}@${variant} is ${target.status}, not materialized, so every call through the alias would fail; materialize it first (or ${force})`;
+      return `${formatRef(feature, variant)} is ${target.status}, not materialized, so every call through the alias would fail; materialize it first (or ${force})`;
     }
-    if (target.rows === 0) return `${feature}@${variant} holds 0 rows, so every call through the alias would return no hits (or ${force})`;
+    if (target.rows === 0) return `${formatRef(feature, variant)} holds 0 rows, so every call through the alias would return no hits (or ${force})`;
     return undefined;
   }
 
   private async setAliasInTx(q: Sql, feature: string, name: string, variant: string, actor: Actor): Promise<void> {
-    if (!(await this.getFeature(feature, variant, q))) throw nlError('NL_FEATURE_NOT_FOUND', `${feature}@${variant}`);
-    if (await this.getFeature(feature, name, q)) throw nlError('NL_CONFLICT', `alias ${name} would hide variant ${feature}@${name}`);
+    if (!(await this.getFeature(feature, variant, q))) throw nlError('NL_FEATURE_NOT_FOUND', formatRef(feature, variant));
+    if (await this.getFeature(feature, name, q)) throw nlError('NL_CONFLICT', `alias ${name} would hide variant ${formatRef(feature, name)}`);
     const previous = (await this.getAlias(feature, name, q))?.variant ?? null;
     const t = now();
     await q.run('INSERT INTO aliases VALUES (?, ?, ?, ?) ON CONFLICT(feature, name) DO UPDATE SET variant = excluded.variant, updated_at = excluded.updated_at', [feature, name, variant, t]);
     await q.run('INSERT INTO alias_history (feature, name, variant, previous, at, actor) VALUES (?, ?, ?, ?, ?, ?)', [feature, name, variant, previous, t, actor]);
-    await this.recordEvent({ actor, action: 'alias.set', kind: 'alias', name: `${feature}@${name}`, feature, detail: { variant, previous } }, t, q);
+    await this.recordEvent({ actor, action: 'alias.set', kind: 'alias', name: formatRef(feature, name), feature, detail: { variant, previous } }, t, q);
   }
 
   /** Every move of alias `name` of `feature`, oldest first; `actor` is null for moves made before it was recorded. */
@@ -693,7 +692,7 @@ export abstract class Registry {
       await this.setLogOffset(feature, variant, logOffset, q);
       await q.run("UPDATE materializations SET status = 'done', finished_at = ?, updated_at = ? WHERE feature = ? AND variant = ?", [t, t, feature, variant]);
       await q.run("UPDATE features SET status = 'materialized', rows = ?, materialized_at = ? WHERE name = ? AND variant = ?", [rows, t, feature, variant]);
-      await this.recordEvent({ actor: osActor(), action: 'materialized', kind: 'feature', name: `${feature}@${variant}`, feature, detail: { rows } }, t, q);
+      await this.recordEvent({ actor: osActor(), action: 'materialized', kind: 'feature', name: formatRef(feature, variant), feature, detail: { rows } }, t, q);
     });
   }
 
@@ -702,7 +701,7 @@ export abstract class Registry {
     await this.change(async (q) => {
       await q.run("UPDATE materializations SET status = 'failed', error = ?, updated_at = ? WHERE feature = ? AND variant = ?", [error, t, feature, variant]);
       await q.run("UPDATE features SET status = 'failed' WHERE name = ? AND variant = ?", [feature, variant]);
-      await this.recordEvent({ actor: osActor(), action: 'materialize.failed', kind: 'feature', name: `${feature}@${variant}`, feature, detail: { error } }, t, q);
+      await this.recordEvent({ actor: osActor(), action: 'materialize.failed', kind: 'feature', name: formatRef(feature, variant), feature, detail: { error } }, t, q);
     });
   }
 
@@ -781,7 +780,7 @@ export abstract class Registry {
     await this.change(async (q) => {
       await q.run('UPDATE features SET dropped_at = ? WHERE name = ? AND variant = ?', [now(), feature, variant]);
       await q.run('DELETE FROM log_offsets WHERE feature = ? AND variant = ?', [feature, variant]);
-      await this.recordEvent({ actor, action: 'drop', kind: 'feature', name: `${feature}@${variant}`, feature }, undefined, q);
+      await this.recordEvent({ actor, action: 'drop', kind: 'feature', name: formatRef(feature, variant), feature }, undefined, q);
     });
   }
 

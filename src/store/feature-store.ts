@@ -24,6 +24,7 @@ import { checkColumns } from './columns.ts';
 import { failedGates, normStats, overlapAt, parseGate, ShadowTally, summarize, type CompareReport } from './lifecycle.ts';
 import { cacheBytesFromEnv, cacheModelId, DEFAULT_CACHE_BYTES, EmbeddingCache, withCache } from './embedding-cache.ts';
 import { mmr } from './mmr.ts';
+import { formatRef, refOf, parseRef, parseFullRef } from '../refs.ts';
 
 export type Query = { vector: unknown } | { id: string } | { text: string } | { positive: unknown[]; negative?: unknown[] };
 
@@ -196,7 +197,7 @@ export class FeatureStore {
     for (const kind of new Set(kinds)) if (!isBuiltinKind(kind)) await importPlugin(kind);
     const probes = new Map<string, ModelProbe>();
     for (const m of defs.models) {
-      const ref = `${m.name}@${m.version}`;
+      const ref = refOf(m);
       const sha256 = await modelFingerprint(m);
       const known = await this.registry.getModel(m.name, m.version);
       const dims = known && known.sha256 === sha256 ? known.dims : (await probeModel(m)).dims;
@@ -206,14 +207,14 @@ export class FeatureStore {
     const plan = await this.registry.plan(defs, probes, { force: opts.force });
     // Columns are checked for new and changed features, and for features over a new or changed source.
     const changed = new Set(plan.filter((p) => (p.kind === 'feature' || p.kind === 'source') && (p.action === 'create' || p.action === 'update')).map((p) => p.name));
-    const check = defs.features.filter((f) => changed.has(`${f.name}@${f.variant}`) || changed.has(`${f.source.name}@${f.source.variant}`));
+    const check = defs.features.filter((f) => changed.has(refOf(f)) || changed.has(refOf(f.source)));
     await checkColumns(check, defs, this.registry);
     const refused = plan.some((p) => p.action === 'refused');
     if (refused || opts.dryRun) return { plan, applied: false };
     if (plan.some((p) => p.warning) && opts.confirm && !(await opts.confirm(plan))) return { plan, applied: false };
     const moved = await Promise.all(
       defs.aliases
-        .filter((a) => plan.some((p) => p.kind === 'alias' && p.name === `${a.feature}@${a.name}` && p.action !== 'unchanged'))
+        .filter((a) => plan.some((p) => p.kind === 'alias' && p.name === formatRef(a.feature, a.name) && p.action !== 'unchanged'))
         .map(async (a) => ({ ...a, previous: (await this.registry.getAlias(a.feature, a.name))?.variant })),
     );
     await this.registry.commit(defs, plan, probes, opts.actor, { force: opts.force });
@@ -239,11 +240,11 @@ export class FeatureStore {
     let report: CompareReport | undefined;
     if (opts.gate !== undefined) {
       const gates = parseGate(opts.gate);
-      if (previous === undefined) throw nlError('NL_CONFLICT', `alias ${feature}@${name} does not exist yet: there is nothing to compare ${variant} with`);
+      if (previous === undefined) throw nlError('NL_CONFLICT', `alias ${formatRef(feature, name)} does not exist yet: there is nothing to compare ${variant} with`);
       if (previous !== variant) {
-        report = await this.compare(`${feature}@${previous}`, `${feature}@${variant}`, { k: opts.k, sample: opts.sample, queries: opts.queries });
+        report = await this.compare(formatRef(feature, previous), formatRef(feature, variant), { k: opts.k, sample: opts.sample, queries: opts.queries });
         const failed = failedGates(report, gates);
-        if (failed.length) throw Object.assign(nlError('NL_GATE_FAILED', `${feature}@${name} -> ${variant}`, failed.join('; ')), { report });
+        if (failed.length) throw Object.assign(nlError('NL_GATE_FAILED', `${formatRef(feature, name)} -> ${variant}`, failed.join('; ')), { report });
       }
     }
     const alias = await this.registry.setAlias(feature, name, variant, opts);
@@ -278,7 +279,7 @@ export class FeatureStore {
       } catch (e) {
         const why = e instanceof Error ? e.message : String(e);
         const retry = current ? `; run \`nearline alias set ${feature} ${name} ${current.variant}\` to retry` : '';
-        throw new NearlineError('NL_PROVIDER_ERROR', [providerName, `${feature}@${name} moved in the registry, but its alias ${aliasName} did not follow (${why})${retry}`], { cause: e });
+        throw new NearlineError('NL_PROVIDER_ERROR', [providerName, `${formatRef(feature, name)} moved in the registry, but its alias ${aliasName} did not follow (${why})${retry}`], { cause: e });
       }
     };
     if (before && before.provider !== target?.provider) await move(before.provider, (p) => p.deleteAlias!(aliasName));
@@ -337,7 +338,7 @@ export class FeatureStore {
       const model = (await this.servable(featureRef, 'embedding')).text?.model;
       if (!model) return true;
       // A registered model version never changes, so its runtime is read once.
-      const key = `${model.name}@${model.version}`;
+      const key = refOf(model);
       let runtime = this.runtimes.get(key);
       if (runtime === undefined) {
         runtime = (await this.registry.getModel(model.name, model.version))?.runtime;
@@ -364,11 +365,11 @@ export class FeatureStore {
    * registration.
    */
   model(name: string, version: string): Promise<EmbeddingModel> {
-    return cached(this.models, `${name}@${version}`, async () => {
+    return cached(this.models, formatRef(name, version), async () => {
       const rec = await this.registry.getModel(name, version);
-      if (!rec) throw nlError('NL_MODEL_NOT_FOUND', `${name}@${version}`);
+      if (!rec) throw nlError('NL_MODEL_NOT_FOUND', formatRef(name, version));
       const sha = await modelFingerprint(rec);
-      if (sha !== rec.sha256) throw nlError('NL_MODEL_CHANGED', `${name}@${version}`, `sha256 ${rec.sha256.slice(0, 12)} registered, ${sha.slice(0, 12)} on disk; register a new version`);
+      if (sha !== rec.sha256) throw nlError('NL_MODEL_CHANGED', formatRef(name, version), `sha256 ${rec.sha256.slice(0, 12)} registered, ${sha.slice(0, 12)} on disk; register a new version`);
       const spec = modelSpec(rec);
       const model = await createEmbeddingModel(spec, { workers: this.embedWorkers });
       await model.open();
@@ -389,7 +390,7 @@ export class FeatureStore {
     const holder = { id: `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`, host: hostname(), pid: process.pid };
     const take = () => this.registry.acquireLease(feature.name, feature.variant, holder, LEASE_MS, processAlive);
     const first = await take();
-    if (!first.ok) throw nlError('NL_LEASE_HELD', `${feature.name}@${feature.variant}`, `${first.holder} (lease until ${new Date(first.expiresAt).toISOString()})`);
+    if (!first.ok) throw nlError('NL_LEASE_HELD', refOf(feature), `${first.holder} (lease until ${new Date(first.expiresAt).toISOString()})`);
     const renew = setInterval(() => void take().catch(() => undefined), LEASE_MS / 3);
     renew.unref();
     try {
@@ -410,10 +411,10 @@ export class FeatureStore {
         dropData: (f) => this.dropData(f),
         catchUp: (f, sink) => this.live.catchUp(f, sink),
         health: this.health,
-        invalidReport: (f) => path.join(this.home, 'reports', `${f.name}@${f.variant}.invalid.jsonl`),
+        invalidReport: (f) => path.join(this.home, 'reports', `${refOf(f)}.invalid.jsonl`),
         source: async (f) => {
           const spec = await this.registry.getSource(f.source.name, f.source.variant);
-          if (!spec) throw nlError('NL_SOURCE_NOT_FOUND', `${f.source.name}@${f.source.variant}`);
+          if (!spec) throw nlError('NL_SOURCE_NOT_FOUND', refOf(f.source));
           return { source: await createSource(spec), kind: spec.kind };
         },
       },
@@ -430,7 +431,7 @@ export class FeatureStore {
       this.collections.delete(`${feature.provider}/${spec.name}`);
       await (await this.vectorProvider(feature.provider)).dropCollection(spec.name);
     } else {
-      await (await this.onlineStore(feature.provider)).deleteFeature(`${feature.name}@${feature.variant}`);
+      await (await this.onlineStore(feature.provider)).deleteFeature(refOf(feature));
     }
   }
 
@@ -440,7 +441,7 @@ export class FeatureStore {
   async servable(ref: string, kind?: 'embedding' | 'scalar'): Promise<FeatureRecord> {
     const feature = await this.registry.resolveFeature(ref);
     if (kind && feature.kind !== kind) throw nlError('NL_UNSUPPORTED', `${ref} is a ${feature.kind} feature, not ${kind}`);
-    if (feature.status !== 'materialized') throw nlError('NL_NOT_MATERIALIZED', `${feature.name}@${feature.variant}`);
+    if (feature.status !== 'materialized') throw nlError('NL_NOT_MATERIALIZED', refOf(feature));
     return feature;
   }
 
@@ -475,7 +476,7 @@ export class FeatureStore {
       let hits = results[i];
       if (req.diversity) hits = mmr(plans[i].search.vector, hits, plans[i].k, req.diversity.lambda);
       if (!req.include?.vectors) for (const h of hits) delete h.vector;
-      const variants = { [featureRef]: `${feature.name}@${feature.variant}` };
+      const variants = { [featureRef]: refOf(feature) };
       if (req.include?.features?.length) Object.assign(variants, await this.joinFeatures(hits, req.include.features));
       out.push({ feature: feature.name, variant: feature.variant, hits, took_ms: 0, variants });
     }
@@ -500,14 +501,13 @@ export class FeatureStore {
    * queries runs again on the candidate after the answer has gone, and their overlap@k is tallied.
    */
   private async mirror(ref: string, feature: FeatureRecord, reqs: Array<Omit<NearestRequest, 'feature'>>, out: NearestResult[]): Promise<void> {
-    const at = ref.indexOf('@');
-    const alias = at < 0 ? 'prod' : ref.slice(at + 1);
+    const alias = parseRef(ref).tag ?? 'prod';
     const shadow = await this.shadowOf(feature.name, alias);
     if (!shadow || shadow.variant === feature.variant) return;
     const picked = reqs.map((r, i) => [r, out[i]] as const).filter(() => Math.random() < shadow.fraction);
     if (!picked.length) return;
     setImmediate(() => {
-      void this.nearestMany(`${feature.name}@${shadow.variant}`, picked.map(([r]) => ({ ...r, include: undefined, diversity: r.diversity })))
+      void this.nearestMany(formatRef(feature.name, shadow.variant), picked.map(([r]) => ({ ...r, include: undefined, diversity: r.diversity })))
         .then((res) => res.forEach((r, i) => this.shadowTally.add(feature.name, alias, shadow.variant, overlapAt(picked[i][1].hits, r.hits, Math.min(picked[i][0].k ?? 10, Math.max(picked[i][1].hits.length, r.hits.length))))))
         .catch(() => picked.forEach(() => this.shadowTally.add(feature.name, alias, shadow.variant, null)));
       this.shadowTimer ??= setTimeout(() => {
@@ -539,7 +539,7 @@ export class FeatureStore {
     const b = await this.servable(refB, 'embedding');
     const k = opts.k ?? 10;
     if (!Number.isInteger(k) || k < 1 || k > LIMITS.maxK) throw nlError('NL_LIMIT_EXCEEDED', `k must be an integer from 1 to ${LIMITS.maxK}`);
-    const base = { a: `${a.name}@${a.variant}`, b: `${b.name}@${b.variant}`, k };
+    const base = { a: refOf(a), b: refOf(b), k };
     let queries: Array<Omit<NearestRequest, 'feature'>>;
     let norms: CompareReport['norms'] = null;
     if (opts.queries) {
@@ -585,9 +585,9 @@ export class FeatureStore {
   /** Points an alias back at the variant it named before its last move. */
   async rollbackAlias(feature: string, name: string, opts: { actor?: Actor } = {}): Promise<{ alias: AliasRecord; previous: string }> {
     const current = await this.registry.getAlias(feature, name);
-    if (!current) throw nlError('NL_NOT_FOUND', `alias ${feature}@${name} does not exist`);
+    if (!current) throw nlError('NL_NOT_FOUND', `alias ${formatRef(feature, name)} does not exist`);
     const back = await this.registry.previousAliasVariant(feature, name);
-    if (!back) throw nlError('NL_CONFLICT', `alias ${feature}@${name} has no earlier variant to roll back to`);
+    if (!back) throw nlError('NL_CONFLICT', `alias ${formatRef(feature, name)} has no earlier variant to roll back to`);
     const { alias } = await this.setAlias(feature, name, back, opts);
     return { alias, previous: current.variant };
   }
@@ -595,13 +595,13 @@ export class FeatureStore {
   /** Mirrors `fraction` of alias `name`'s nearest queries to `variant`; fraction 0 stops it. */
   async shadowAlias(feature: string, name: string, variant: string, fraction: number): Promise<void> {
     if (!(fraction >= 0 && fraction <= 1)) throw nlError('NL_BAD_REQUEST', '--fraction must be a number from 0 to 1');
-    if (!(await this.registry.getAlias(feature, name))) throw nlError('NL_NOT_FOUND', `alias ${feature}@${name} does not exist`);
+    if (!(await this.registry.getAlias(feature, name))) throw nlError('NL_NOT_FOUND', `alias ${formatRef(feature, name)} does not exist`);
     if (fraction === 0) {
       await this.registry.deleteShadow(feature, name);
       return;
     }
-    const target = await this.servable(`${feature}@${variant}`, 'embedding');
-    if (target.variant !== variant) throw nlError('NL_BAD_REQUEST', `${feature}@${variant} is an alias; shadow a variant`);
+    const target = await this.servable(formatRef(feature, variant), 'embedding');
+    if (target.variant !== variant) throw nlError('NL_BAD_REQUEST', `${formatRef(feature, variant)} is an alias; shadow a variant`);
     await this.registry.setShadow(feature, name, variant, fraction);
     this.shadowCache = undefined;
   }
@@ -611,16 +611,15 @@ export class FeatureStore {
    * while an alias points at it or shadows traffic to it.
    */
   async drop(ref: string, opts: { actor?: Actor } = {}): Promise<FeatureRecord> {
-    const at = ref.indexOf('@');
-    if (at <= 0) throw nlError('NL_BAD_REQUEST', `drop names one variant: FEATURE@VARIANT, got ${JSON.stringify(ref)}`);
-    const [name, variant] = [ref.slice(0, at), ref.slice(at + 1)];
+    const { name, tag: variant } = parseFullRef(ref) ?? {};
+    if (!name || !variant) throw nlError('NL_BAD_REQUEST', `drop names one variant: FEATURE@VARIANT, got ${JSON.stringify(ref)}`);
     const feature = await this.registry.getFeature(name, variant);
     if (!feature) throw nlError('NL_FEATURE_NOT_FOUND', ref);
     if (feature.status === 'dropped') return feature;
     const aliases = (await this.registry.listAliases(name)).filter((a) => a.variant === variant);
-    if (aliases.length) throw nlError('NL_CONFLICT', `${ref} is served by alias ${aliases.map((a) => `${name}@${a.name}`).join(', ')}; move the alias first`);
+    if (aliases.length) throw nlError('NL_CONFLICT', `${ref} is served by alias ${aliases.map((a) => formatRef(name, a.name)).join(', ')}; move the alias first`);
     const shadows = (await this.registry.listShadows(name)).filter((s) => s.variant === variant);
-    if (shadows.length) throw nlError('NL_CONFLICT', `${ref} receives shadow traffic of ${shadows.map((s) => `${name}@${s.alias}`).join(', ')}; stop it with fraction 0 first`);
+    if (shadows.length) throw nlError('NL_CONFLICT', `${ref} receives shadow traffic of ${shadows.map((s) => formatRef(name, s.alias)).join(', ')}; stop it with fraction 0 first`);
     if (feature.status === 'materializing') throw nlError('NL_CONFLICT', `${ref} is being materialized`);
     await this.dropData(feature);
     this.live.unfollow(feature);
@@ -653,11 +652,11 @@ export class FeatureStore {
     else if (keys.length === 1 && 'id' in q) {
       if (typeof q.id !== 'string' || !q.id) throw nlError('NL_BAD_REQUEST', 'query.id must be a non-empty string');
       const [rec] = await collection.get([q.id]);
-      if (!rec) throw nlError('NL_ID_NOT_FOUND', q.id, `${feature.name}@${feature.variant}`);
+      if (!rec) throw nlError('NL_ID_NOT_FOUND', q.id, refOf(feature));
       vector = rec.vector;
       exclude.add(q.id);
     } else if (keys.length === 1 && 'text' in q) {
-      if (!feature.text) throw nlError('NL_UNSUPPORTED', `${feature.name}@${feature.variant} has no model; query it by vector or id`);
+      if (!feature.text) throw nlError('NL_UNSUPPORTED', `${refOf(feature)} has no model; query it by vector or id`);
       if (typeof q.text !== 'string' || !q.text.trim()) throw nlError('NL_BAD_TEXT', 'query.text must be a non-empty string');
       const model = await this.model(feature.text.model.name, feature.text.model.version);
       [vector] = await model.embed([q.text]);
@@ -671,7 +670,7 @@ export class FeatureStore {
           list.map(async (x, i): Promise<{ key: string | Vector; vector: Vector }> => {
             if (typeof x === 'string') {
               const [rec] = await collection.get([x]);
-              if (!rec) throw nlError('NL_ID_NOT_FOUND', x, `${feature.name}@${feature.variant}`);
+              if (!rec) throw nlError('NL_ID_NOT_FOUND', x, refOf(feature));
               exclude.add(x);
               return { key: x, vector: rec.vector };
             }
@@ -725,7 +724,7 @@ export class FeatureStore {
     const byProvider = new Map<string, Array<{ ref: string; feature: FeatureRecord }>>();
     for (const ref of refs) {
       const feature = await this.servable(ref);
-      variants[ref] = `${feature.name}@${feature.variant}`;
+      variants[ref] = refOf(feature);
       const list = byProvider.get(feature.provider) ?? [];
       list.push({ ref, feature });
       byProvider.set(feature.provider, list);
@@ -736,7 +735,7 @@ export class FeatureStore {
         for (const x of scalar) await this.live.follow(x.feature);
         if (scalar.length) {
           const store = await this.onlineStore(scalar[0].feature.provider);
-          const got = await store.get(ids, scalar.map((x) => `${x.feature.name}@${x.feature.variant}`));
+          const got = await store.get(ids, scalar.map((x) => refOf(x.feature)));
           got.forEach((row, i) => scalar.forEach((x, j) => (rows[i].features[x.ref] = row[j])));
         }
         for (const x of list.filter((y) => y.feature.kind === 'embedding')) {
@@ -749,12 +748,12 @@ export class FeatureStore {
   }
 
   async embed(modelRef: string, texts: unknown[]): Promise<{ model: string; dims: number; vectors: Vector[] }> {
-    const at = modelRef.indexOf('@');
-    if (at <= 0) throw nlError('NL_BAD_REQUEST', `model must be name@version, got ${JSON.stringify(modelRef)}`);
+    const { name, tag: version } = parseFullRef(modelRef) ?? {};
+    if (!name || !version) throw nlError('NL_BAD_REQUEST', `model must be name@version, got ${JSON.stringify(modelRef)}`);
     texts.forEach((t, i) => {
       if (typeof t !== 'string' || !t.trim()) throw nlError('NL_BAD_TEXT', `texts[${i}] must be a non-empty string`);
     });
-    const model = await this.model(modelRef.slice(0, at), modelRef.slice(at + 1));
+    const model = await this.model(name, version);
     return { model: modelRef, dims: model.dims, vectors: await model.embed(texts as string[]) };
   }
 
@@ -778,7 +777,7 @@ export class FeatureStore {
         if (typeof value === 'number' && !Number.isFinite(value)) throw nlError('NL_BAD_REQUEST', `upserts[${i}].metadata.${key} must be finite`);
       }
       if (u.text !== undefined && (typeof u.text !== 'string' || !u.text.trim())) throw nlError('NL_BAD_TEXT', `upserts[${i}].text must be a non-empty string`);
-      if (u.text !== undefined && !feature.text) throw nlError('NL_UNSUPPORTED', `${feature.name}@${feature.variant} has no model; send vectors`);
+      if (u.text !== undefined && !feature.text) throw nlError('NL_UNSUPPORTED', `${refOf(feature)} has no model; send vectors`);
       return {
         id: u.id,
         vector: u.vector === undefined ? undefined : toVector(u.vector, feature.dims!, `upserts[${i}].vector`),
@@ -829,7 +828,7 @@ export class FeatureStore {
 async function withModelDims(defs: Definitions, probes: Map<string, ModelProbe>, registry: Registry): Promise<Definitions> {
   const features = await Promise.all(defs.features.map(async (f) => {
     if (!f.text || f.dims !== undefined) return f;
-    const mref = `${f.text.model.name}@${f.text.model.version}`;
+    const mref = refOf(f.text.model);
     const dims = probes.get(mref)?.dims ?? (await registry.getModel(f.text.model.name, f.text.model.version))?.dims;
     return dims === undefined ? f : { ...f, dims };
   }));

@@ -9,6 +9,7 @@ import type { EmbeddingModel } from '../providers/embedding/types.ts';
 import type { OnlineStore } from '../providers/online/types.ts';
 import type { VectorCollection, VectorRecord } from '../providers/vector/types.ts';
 import type { FeatureRecord, Registry } from '../registry/registry.ts';
+import { refOf as ref } from '../refs.ts';
 import type { Metadata, OnlineValue, Vector } from '../types.ts';
 import { checkIndexable } from '../vector.ts';
 import { closest } from './columns.ts';
@@ -110,12 +111,10 @@ function indexable(v: Vector, metric: string | undefined): boolean {
   }
 }
 
-export const ref = (f: { name: string; variant: string }) => `${f.name}@${f.variant}`;
-
 /** The embedding a text variant needs from a row: same model and same text (column, columns or template) means the same vector. */
 function embeddingKey(f: FeatureRecord): string | undefined {
   if (!f.text) return undefined;
-  return `${f.text.model.name}@${f.text.model.version}:${f.text.column ?? describeText(f.text)}`;
+  return `${ref(f.text.model)}:${f.text.column ?? describeText(f.text)}`;
 }
 
 const encodeVector = (v: Vector) => Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64');
@@ -554,7 +553,7 @@ export class Live {
   private async sourceColumns(name: string): Promise<string[]> {
     const out: string[] = [];
     for (const spec of await this.ctx.registry.listSourceVariants(name)) {
-      const key = `${spec.name}@${spec.variant}`;
+      const key = ref(spec);
       let p = this.fileColumns.get(key);
       if (!p) {
         p = createSource(spec)
