@@ -11,7 +11,7 @@ export { loadDefinitions, validateDefinitions } from './config.ts';
 export type { Definitions, FeatureDef, ModelDef, SourceDef, ProviderDef, EntityDef, AliasDef } from './config.ts';
 export { NearlineError, ERRORS, isNearlineError } from './errors.ts';
 export type { ErrorCode } from './errors.ts';
-export { validateFilter, compileFilter } from './filter.ts';
+export { validateFilter, validateQuery, compileFilter } from './filter.ts';
 export type { Filter, FilterOp, FeatureRef, Hit, Metadata, Metric, OnlineValue, Scalar, Vector } from './types.ts';
 export { createEmbeddingModel, createOnlineStore, createSource, createVectorProvider } from './providers/index.ts';
 export type { ProviderContext } from './providers/index.ts';

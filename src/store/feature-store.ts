@@ -4,7 +4,7 @@ import { hostname } from 'node:os';
 import path from 'node:path';
 import type { Definitions } from '../config.ts';
 import { NearlineError, nlError } from '../errors.ts';
-import { validateFilter } from '../filter.ts';
+import { validateQuery } from '../filter.ts';
 import { materialize, type MaterializeOptions, type MaterializeResult } from '../materialize/job.ts';
 import { modelFingerprint, probeModel } from '../providers/embedding/fingerprint.ts';
 import { embedWorkersFromEnv } from '../providers/embedding/pool.ts';
@@ -15,7 +15,7 @@ import type { CollectionSpec, VectorCollection, VectorProvider } from '../provid
 import { modelSpec, osActor, Registry, type Actor, type AliasRecord, type FeatureRecord, type ModelProbe, type PlanItem, type ShadowRecord } from '../registry/registry.ts';
 import { openRegistry, registryLocation } from '../registry/open.ts';
 import { SqliteRegistry } from '../registry/sqlite.ts';
-import type { Filter, Hit, OnlineValue, Vector } from '../types.ts';
+import type { Hit, OnlineValue, Vector } from '../types.ts';
 import { checkIndexable, toVector } from '../vector.ts';
 import { HealthMonitor, thresholdsFromEnv, type DriftThresholds } from './health.ts';
 import { processAlive } from '../log/file.ts';
@@ -537,8 +537,7 @@ export class FeatureStore {
   async compare(refA: string, refB: string, opts: { k?: number; sample?: number; queries?: unknown[]; seed?: number } = {}): Promise<CompareReport> {
     const a = await this.servable(refA, 'embedding');
     const b = await this.servable(refB, 'embedding');
-    const k = opts.k ?? 10;
-    if (!Number.isInteger(k) || k < 1 || k > LIMITS.maxK) throw nlError('NL_LIMIT_EXCEEDED', `k must be an integer from 1 to ${LIMITS.maxK}`);
+    const { k } = validateQuery({ k: opts.k ?? 10 }, [], { maxK: LIMITS.maxK });
     const base = { a: refOf(a), b: refOf(b), k };
     let queries: Array<Omit<NearestRequest, 'feature'>>;
     let norms: CompareReport['norms'] = null;
@@ -628,8 +627,7 @@ export class FeatureStore {
   }
 
   private async planQuery(feature: FeatureRecord, collection: VectorCollection, provider: VectorProvider, req: Omit<NearestRequest, 'feature'>) {
-    const k = req.k ?? 10;
-    if (!Number.isInteger(k) || k < 1 || k > LIMITS.maxK) throw nlError('NL_LIMIT_EXCEEDED', `k must be an integer from 1 to ${LIMITS.maxK}`);
+    const { k, filter } = validateQuery({ k: req.k ?? 10, filter: req.filter }, feature.metadata, { maxK: LIMITS.maxK });
     if (req.ef !== undefined && (!Number.isInteger(req.ef) || req.ef < 1 || req.ef > LIMITS.maxEf)) {
       throw nlError('NL_LIMIT_EXCEEDED', `ef must be an integer from 1 to ${LIMITS.maxEf}`);
     }
@@ -641,7 +639,6 @@ export class FeatureStore {
         throw nlError('NL_LIMIT_EXCEEDED', `diversity.candidates must be an integer from k (${k}) to ${LIMITS.maxK}`);
       }
     }
-    const filter: Filter | undefined = req.filter === undefined ? undefined : validateFilter(req.filter, feature.metadata);
     const exclude = new Set(req.exclude ?? []);
     const q = req.query as Record<string, unknown>;
     if (!q || typeof q !== 'object') throw nlError('NL_BAD_REQUEST', 'query must be one of {vector}, {id}, {text}, {positive, negative}');
