@@ -1,18 +1,23 @@
 import { createHash, randomBytes } from 'node:crypto';
 import os from 'node:os';
-import type { AliasDef, Definitions, EntityDef, FeatureDef, ModelDef, ProviderDef, SourceDef } from '../config.ts';
+import type { AliasDef, Definitions, EmbeddingFeatureDef, EntityDef, FeatureDef, ModelDef, ProviderDef, ScalarFeatureDef, SourceDef } from '../config.ts';
 import { nlError, type ErrorCode } from '../errors.ts';
 import { providerRole } from '../providers/index.ts';
 import { formatRef, refOf, parseRef } from '../refs.ts';
 
 export type FeatureStatus = 'registered' | 'materializing' | 'materialized' | 'failed' | 'dropped';
 
-export interface FeatureRecord extends FeatureDef {
+interface Registered {
   status: FeatureStatus;
   rows: number;
   createdAt: string;
   materializedAt: string | null;
 }
+
+/** A registered feature variant, narrowed by `kind` like its definition; a registered embedding always has `dims`. */
+export type FeatureRecord = EmbeddingFeatureRecord | ScalarFeatureRecord;
+export type EmbeddingFeatureRecord = EmbeddingFeatureDef & Registered & { dims: number };
+export type ScalarFeatureRecord = ScalarFeatureDef & Registered;
 
 export interface ModelRecord extends ModelDef {
   dims: number;

@@ -26,8 +26,8 @@ export async function checkColumns(features: FeatureDef[], defs: Definitions, re
     const used: Array<[string, string]> = [
       [key, `the key of entity ${f.entity}`],
       ...(f.vector ? [[f.vector.column, 'vector.column'] as [string, string]] : []),
-      ...(f.text ? textColumns(f.text).map((c): [string, string] => [c, f.text!.template !== undefined ? 'a text.template placeholder' : 'text']) : []),
-      ...(f.column !== undefined ? [[f.column, 'column'] as [string, string]] : []),
+      ...(f.text ? textColumns(f.text).map((c): [string, string] => [c, f.text?.template !== undefined ? 'a text.template placeholder' : 'text']) : []),
+      ...(f.kind === 'scalar' ? [[f.column, 'column'] as [string, string]] : []),
       ...f.metadata.map((c): [string, string] => [c, 'metadata']),
     ];
     const have = new Set(columns);

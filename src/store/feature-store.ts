@@ -12,7 +12,7 @@ import type { EmbeddingModel } from '../providers/embedding/types.ts';
 import { createEmbeddingModel, createOnlineStore, createSource, createVectorProvider, importPlugin, isBuiltinKind, isPoolable } from '../providers/index.ts';
 import type { OnlineStore } from '../providers/online/types.ts';
 import type { CollectionSpec, VectorCollection, VectorProvider } from '../providers/vector/types.ts';
-import { modelSpec, osActor, Registry, type Actor, type AliasRecord, type FeatureRecord, type ModelProbe, type PlanItem, type ShadowRecord } from '../registry/registry.ts';
+import { modelSpec, osActor, Registry, type Actor, type AliasRecord, type EmbeddingFeatureRecord, type FeatureRecord, type ModelProbe, type PlanItem, type ShadowRecord } from '../registry/registry.ts';
 import { openRegistry, registryLocation } from '../registry/open.ts';
 import { SqliteRegistry } from '../registry/sqlite.ts';
 import type { Hit, OnlineValue, Vector } from '../types.ts';
@@ -322,7 +322,8 @@ export class FeatureStore {
     return collection;
   }
 
-  private providerCollection(feature: FeatureRecord): Promise<VectorCollection> {
+  private async providerCollection(feature: FeatureRecord): Promise<VectorCollection> {
+    if (feature.kind !== 'embedding') throw nlError('NL_UNSUPPORTED', `${refOf(feature)} is a scalar feature: it has no vector collection`);
     const spec = collectionSpec(feature);
     return cached(this.collections, `${feature.provider}/${spec.name}`, async () => (await this.vectorProvider(feature.provider)).collection(spec));
   }
@@ -438,6 +439,8 @@ export class FeatureStore {
   // ---- serving ----
 
   /** Resolves a feature reference to a materialized variant of the wanted kind. */
+  async servable(ref: string, kind: 'embedding'): Promise<EmbeddingFeatureRecord>;
+  async servable(ref: string, kind?: 'embedding' | 'scalar'): Promise<FeatureRecord>;
   async servable(ref: string, kind?: 'embedding' | 'scalar'): Promise<FeatureRecord> {
     const feature = await this.registry.resolveFeature(ref);
     if (kind && feature.kind !== kind) throw nlError('NL_UNSUPPORTED', `${ref} is a ${feature.kind} feature, not ${kind}`);
@@ -626,7 +629,7 @@ export class FeatureStore {
     return (await this.registry.getFeature(name, variant))!;
   }
 
-  private async planQuery(feature: FeatureRecord, collection: VectorCollection, provider: VectorProvider, req: Omit<NearestRequest, 'feature'>) {
+  private async planQuery(feature: EmbeddingFeatureRecord, collection: VectorCollection, provider: VectorProvider, req: Omit<NearestRequest, 'feature'>) {
     const { k, filter } = validateQuery({ k: req.k ?? 10, filter: req.filter }, feature.metadata, { maxK: LIMITS.maxK });
     if (req.ef !== undefined && (!Number.isInteger(req.ef) || req.ef < 1 || req.ef > LIMITS.maxEf)) {
       throw nlError('NL_LIMIT_EXCEEDED', `ef must be an integer from 1 to ${LIMITS.maxEf}`);
@@ -645,7 +648,7 @@ export class FeatureStore {
     const keys = Object.keys(q);
     let vector: Vector;
     let examples: { positive: Array<string | Vector>; negative: Array<string | Vector> } | undefined;
-    if (keys.length === 1 && 'vector' in q) vector = toVector(q.vector, feature.dims!, 'query.vector');
+    if (keys.length === 1 && 'vector' in q) vector = toVector(q.vector, feature.dims, 'query.vector');
     else if (keys.length === 1 && 'id' in q) {
       if (typeof q.id !== 'string' || !q.id) throw nlError('NL_BAD_REQUEST', 'query.id must be a non-empty string');
       const [rec] = await collection.get([q.id]);
@@ -671,7 +674,7 @@ export class FeatureStore {
               exclude.add(x);
               return { key: x, vector: rec.vector };
             }
-            const v = toVector(x, feature.dims!, `query.${what}[${i}]`);
+            const v = toVector(x, feature.dims, `query.${what}[${i}]`);
             return { key: v, vector: v };
           }),
         );
@@ -777,7 +780,7 @@ export class FeatureStore {
       if (u.text !== undefined && !feature.text) throw nlError('NL_UNSUPPORTED', `${refOf(feature)} has no model; send vectors`);
       return {
         id: u.id,
-        vector: u.vector === undefined ? undefined : toVector(u.vector, feature.dims!, `upserts[${i}].vector`),
+        vector: u.vector === undefined ? undefined : toVector(u.vector, feature.dims, `upserts[${i}].vector`),
         text: u.text as string | undefined,
         metadata: Object.fromEntries(feature.metadata.map((f) => [f, (metadata[f] ?? null) as string | number | boolean | null])),
       };
@@ -842,12 +845,12 @@ function cached<T>(map: Map<string, Promise<T>>, key: string, make: () => Promis
   return p;
 }
 
-export function collectionSpec(feature: FeatureRecord): CollectionSpec {
+export function collectionSpec(feature: EmbeddingFeatureRecord): CollectionSpec {
   return {
     name: `${feature.name}__${feature.variant}`,
-    dims: feature.dims!,
-    metric: feature.metric!,
-    index: feature.index!,
+    dims: feature.dims,
+    metric: feature.metric,
+    index: feature.index,
     metadataFields: feature.metadata,
   };
 }

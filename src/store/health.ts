@@ -406,7 +406,7 @@ export class HealthMonitor {
   }
 
   private fresh(feature: FeatureRecord): VariantState {
-    const dims = feature.dims ?? 0;
+    const dims = feature.kind === 'embedding' ? feature.dims : 0;
     return {
       dims,
       baseline: new VectorStats(dims),
