@@ -4,18 +4,18 @@ import Database from 'better-sqlite3';
 import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadDefinitions } from '../src/config.ts';
-import { openRegistry, registryLocation } from '../src/registry/open.ts';
-import { REGISTRY_LOCK } from '../src/registry/postgres.ts';
-import type { FeatureRecord, Registry, Row } from '../src/registry/registry.ts';
-import { SqliteRegistry } from '../src/registry/sqlite.ts';
-import { build } from '../src/server/app.ts';
-import { FeatureStore } from '../src/store/feature-store.ts';
-import { tempDir, wordDefs, writeDefs, writeWords } from './helpers/fixtures.ts';
-import { type PostgresServer, skipPostgresTests, startPostgres } from './helpers/postgres.ts';
-import { freePort } from './helpers/redis-server.ts';
+import { loadDefinitions } from '../../src/config.ts';
+import { openRegistry, registryLocation } from '../../src/registry/open.ts';
+import { REGISTRY_LOCK } from '../../src/registry/postgres.ts';
+import type { FeatureRecord, Registry, Row } from '../../src/registry/registry.ts';
+import { SqliteRegistry } from '../../src/registry/sqlite.ts';
+import { build } from '../../src/server/app.ts';
+import { FeatureStore } from '../../src/store/feature-store.ts';
+import { tempDir, wordDefs, writeDefs, writeWords } from '../helpers/fixtures.ts';
+import { type PostgresServer, skipPostgresTests, startPostgres } from '../helpers/postgres.ts';
+import { freePort } from '../helpers/redis-server.ts';
 
-const BIN = path.resolve(import.meta.dirname, '../bin/nearline.mjs');
+const BIN = path.resolve(import.meta.dirname, '../../bin/nearline.mjs');
 
 let postgres: PostgresServer | undefined;
 
