@@ -10,6 +10,7 @@ import type { SourceSpec } from './providers/sources/types.ts';
 import { QUANTIZATIONS } from './providers/vector/types.ts';
 import type { Metric } from './types.ts';
 import { parseTemplate, type TextSource } from './materialize/text.ts';
+import { formatRef, refOf, parseFullRef } from './refs.ts';
 
 /** A configured backend. Every key besides name and kind is the backend's own option. */
 export interface ProviderDef {
@@ -34,26 +35,47 @@ export interface VariantRef {
   variant: string;
 }
 
-export interface FeatureDef {
+/** A feature variant as defined: an embedding or a scalar, told apart by `kind`. */
+export type FeatureDef = EmbeddingFeatureDef | ScalarFeatureDef;
+
+interface FeatureDefBase {
   name: string;
   variant: string;
   entity: string;
   source: VariantRef;
-  kind: 'embedding' | 'scalar';
   provider: string;
-  /** Embedding: a precomputed vector column ... */
+  /** Metadata columns stored with each vector, usable in filters (always empty for a scalar feature). */
+  metadata: string[];
+}
+
+export interface EmbeddingFeatureDef extends FeatureDefBase {
+  kind: 'embedding';
+  /** A precomputed vector column ... */
   vector?: { column: string };
   /** ... or a text embedded through a registered model: one column, several joined by a newline, or a template. */
   text?: TextSource & { model: { name: string; version: string } };
+  /** Optional for a text feature, which takes its model's at apply; every registered variant has it. */
   dims?: number;
-  metric?: Metric;
+  metric: Metric;
   /** `quantization` is set only when it is not `none`, so variants defined before it existed read the same. */
-  index?: { M: number; efConstruction: number; ef: number; quantization?: 'int8' };
-  /** Metadata columns stored with each vector, usable in filters. */
-  metadata: string[];
-  /** Scalar: the source column and its type. */
-  column?: string;
-  type?: ScalarType;
+  index: IndexParams;
+}
+
+export interface IndexParams {
+  M: number;
+  efConstruction: number;
+  ef: number;
+  quantization?: 'int8';
+}
+
+/** A scalar feature: one source column and its type. */
+export interface ScalarFeatureDef extends FeatureDefBase {
+  kind: 'scalar';
+  column: string;
+  type: ScalarType;
+  /** Never set: `if (f.text)` and `if (f.vector)` read on any feature, and narrow it to an embedding. */
+  vector?: undefined;
+  text?: undefined;
 }
 
 export type ScalarType = 'float' | 'int' | 'string' | 'bool';
@@ -209,67 +231,67 @@ export function validateDefinitions(raw: unknown, file: string, baseDir: string)
     f.done();
     return def;
   });
-  const features = section('features').map(({ f }) => {
+  const features = section('features').map(({ f }): FeatureDef => {
     const kind = f.oneOf('kind', ['embedding', 'scalar'] as const);
-    const def: FeatureDef = {
+    const base = {
       name: f.name('name'),
       variant: f.variant('variant'),
       entity: f.str('entity'),
       source: f.ref('source'),
-      kind,
       provider: f.str('provider'),
       metadata: f.strList('metadata'),
     };
-    if (kind === 'embedding') {
-      const vector = f.optObj('vector');
-      const text = f.optObj('text');
-      if (!!vector === !!text) f.fail('vector', 'an embedding feature needs exactly one of vector: {column} or text: {column | columns | template, model}');
-      if (vector) def.vector = { column: vector.str('column') };
-      if (text) {
-        const m = text.str('model');
-        const at = m.indexOf('@');
-        if (at <= 0 || at === m.length - 1) text.fail('model', `expected name@version, got "${m}"`);
-        const column = text.optStr('column');
-        const columns = text.optStrList('columns');
-        const template = text.optStr('template');
-        const given = [column, columns, template].filter((x) => x !== undefined).length;
-        if (given !== 1) text.fail('column', 'a text feature needs exactly one of column: NAME, columns: [A, B] (joined by a newline) or template: "{A}. {B}"');
-        if (template !== undefined) {
-          try {
-            parseTemplate(template);
-          } catch (e) {
-            text.fail('template', (e as Error).message);
-          }
+    if (kind === 'scalar') {
+      const def: ScalarFeatureDef = { ...base, kind, column: f.str('column'), type: f.oneOf('type', SCALAR_TYPES) };
+      if (def.metadata.length) f.fail('metadata', 'only embedding features have metadata columns');
+      f.done();
+      return def;
+    }
+    const vector = f.optObj('vector');
+    const text = f.optObj('text');
+    if (!!vector === !!text) f.fail('vector', 'an embedding feature needs exactly one of vector: {column} or text: {column | columns | template, model}');
+    let source: Pick<EmbeddingFeatureDef, 'vector' | 'text'> = {};
+    if (vector) source = { vector: { column: vector.str('column') } };
+    if (text) {
+      const m = text.str('model');
+      const model = parseFullRef(m) ?? text.fail('model', `expected name@version, got "${m}"`);
+      const column = text.optStr('column');
+      const columns = text.optStrList('columns');
+      const template = text.optStr('template');
+      const given = [column, columns, template].filter((x) => x !== undefined).length;
+      if (given !== 1) text.fail('column', 'a text feature needs exactly one of column: NAME, columns: [A, B] (joined by a newline) or template: "{A}. {B}"');
+      if (template !== undefined) {
+        try {
+          parseTemplate(template);
+        } catch (e) {
+          text.fail('template', (e as Error).message);
         }
-        if (columns !== undefined && !columns.length) text.fail('columns', 'expected at least one column');
-        def.text = {
+      }
+      if (columns !== undefined && !columns.length) text.fail('columns', 'expected at least one column');
+      source = {
+        text: {
           ...(column !== undefined ? { column } : {}),
           ...(columns !== undefined ? { columns } : {}),
           ...(template !== undefined ? { template } : {}),
-          model: { name: m.slice(0, at), version: m.slice(at + 1) },
-        };
-      }
-      vector?.done();
-      text?.done();
-      // A text feature's dims are its model's (found by the probe at apply); given, they must match.
-      const dims = text ? f.optPosInt('dims') : f.posInt('dims');
-      if (dims !== undefined) def.dims = dims;
-      def.metric = f.oneOf('metric', METRICS, 'cosine');
-      const index = f.optObj('index');
-      def.index = {
-        M: index?.posInt('M', DEFAULT_INDEX.M) ?? DEFAULT_INDEX.M,
-        efConstruction: index?.posInt('efConstruction', DEFAULT_INDEX.efConstruction) ?? DEFAULT_INDEX.efConstruction,
-        ef: index?.posInt('ef', DEFAULT_INDEX.ef) ?? DEFAULT_INDEX.ef,
+          model: { name: model.name, version: model.tag },
+        },
       };
-      if (index?.oneOf('quantization', QUANTIZATIONS, 'none') === 'int8') def.index.quantization = 'int8';
-      index?.done();
-    } else {
-      def.column = f.str('column');
-      def.type = f.oneOf('type', SCALAR_TYPES);
-      if (def.metadata.length) f.fail('metadata', 'only embedding features have metadata columns');
     }
+    vector?.done();
+    text?.done();
+    // A text feature's dims are its model's (found by the probe at apply); given, they must match.
+    const dims = text ? f.optPosInt('dims') : f.posInt('dims');
+    const metric = f.oneOf('metric', METRICS, 'cosine');
+    const index = f.optObj('index');
+    const params: IndexParams = {
+      M: index?.posInt('M', DEFAULT_INDEX.M) ?? DEFAULT_INDEX.M,
+      efConstruction: index?.posInt('efConstruction', DEFAULT_INDEX.efConstruction) ?? DEFAULT_INDEX.efConstruction,
+      ef: index?.posInt('ef', DEFAULT_INDEX.ef) ?? DEFAULT_INDEX.ef,
+    };
+    if (index?.oneOf('quantization', QUANTIZATIONS, 'none') === 'int8') params.quantization = 'int8';
+    index?.done();
     f.done();
-    return def;
+    return { ...base, kind, ...source, ...(dims !== undefined ? { dims } : {}), metric, index: params };
   });
   const aliases = section('aliases').map(({ f }) => {
     const def = { feature: f.name('feature'), name: f.name('name'), variant: f.variant('variant') };
@@ -292,10 +314,10 @@ function checkUnique(defs: Definitions, fail: (where: string, msg: string) => ne
   };
   seen('providers', defs.providers.map((p) => p.name));
   seen('entities', defs.entities.map((e) => e.name));
-  seen('sources', defs.sources.map((s) => `${s.name}@${s.variant}`));
-  seen('models', defs.models.map((m) => `${m.name}@${m.version}`));
-  seen('features', defs.features.map((f) => `${f.name}@${f.variant}`));
-  seen('aliases', defs.aliases.map((a) => `${a.feature}@${a.name}`));
+  seen('sources', defs.sources.map((s) => refOf(s)));
+  seen('models', defs.models.map((m) => refOf(m)));
+  seen('features', defs.features.map((f) => refOf(f)));
+  seen('aliases', defs.aliases.map((a) => formatRef(a.feature, a.name)));
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {
@@ -358,9 +380,9 @@ class Fields {
 
   ref(field: string): VariantRef {
     const v = this.str(field);
-    const at = v.indexOf('@');
-    if (at <= 0 || at === v.length - 1) this.fail(field, `expected name@variant, got "${v}"`);
-    return { name: v.slice(0, at), variant: v.slice(at + 1) };
+    const ref = parseFullRef(v);
+    if (!ref) this.fail(field, `expected name@variant, got "${v}"`);
+    return { name: ref.name, variant: ref.tag };
   }
 
   bool(field: string, dflt: boolean): boolean {

@@ -48,6 +48,23 @@ export function validateFilter(filter: unknown, fields: readonly string[], depth
   return { field, op: op as FilterOp, value: value as Scalar | Scalar[] };
 }
 
+/**
+ * Checks a query's `k` and its filter: the one place the store and every vector provider validate both, so all
+ * reject the same queries. `k` is a positive integer (NL_BAD_REQUEST), or with `maxK` an integer from 1 to
+ * `maxK` (NL_LIMIT_EXCEEDED, as the store limits it); the filter is checked against the metadata fields (NL_BAD_FILTER).
+ * `where` prefixes the k message, as in `query 3: `.
+ */
+export function validateQuery(q: { k: unknown; filter?: unknown }, fields: readonly string[], opts: { maxK?: number; where?: string } = {}): { k: number; filter: Filter | undefined } {
+  const { maxK, where = '' } = opts;
+  const k = q.k;
+  if (maxK === undefined) {
+    if (typeof k !== 'number' || !Number.isInteger(k) || k < 1) throw nlError('NL_BAD_REQUEST', `${where}k must be a positive integer`);
+  } else if (typeof k !== 'number' || !Number.isInteger(k) || k < 1 || k > maxK) {
+    throw nlError('NL_LIMIT_EXCEEDED', `${where}k must be an integer from 1 to ${maxK}`);
+  }
+  return { k, filter: q.filter === undefined ? undefined : validateFilter(q.filter, fields) };
+}
+
 /** Compiles a validated filter into a predicate over a row's metadata (for in-process backends). */
 export function compileFilter(filter: Filter): (meta: Metadata | undefined) => boolean {
   if ('and' in filter) {

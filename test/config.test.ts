@@ -24,7 +24,7 @@ describe('definitions', () => {
     expect(json).toEqual(yaml);
     expect(ts).toEqual(yaml);
     expect(yaml.sources[0].path).toBe(path.join(dir, 'words.jsonl'));
-    expect(yaml.features[0].index).toEqual({ M: 16, efConstruction: 200, ef: 100 });
+    expect(yaml.features[0].kind === 'embedding' && yaml.features[0].index).toEqual({ M: 16, efConstruction: 200, ef: 100 });
     expect(yaml.features[0].source).toEqual({ name: 'words', variant: 'v1' });
   });
 

@@ -12,6 +12,7 @@ import type { Metadata, OnlineValue, Scalar } from '../types.ts';
 import { toVector } from '../vector.ts';
 import { createProgress, type ProgressOptions } from './progress.ts';
 import { buildText } from './text.ts';
+import { refOf } from '../refs.ts';
 
 /** What the job needs from the store: opened providers for one feature variant. */
 export interface MaterializeContext {
@@ -94,7 +95,7 @@ export function checkMaxInvalid(value: number): number {
  */
 export async function materialize(ctx: MaterializeContext, feature: FeatureRecord, opts: MaterializeOptions = {}): Promise<MaterializeResult> {
   const started = Date.now();
-  const ref = `${feature.name}@${feature.variant}`;
+  const ref = refOf(feature);
   const maxInvalid = checkMaxInvalid(opts.maxInvalid ?? DEFAULT_MAX_INVALID);
   const { registry } = ctx;
   const base: Pick<MaterializeResult, 'feature' | 'variant' | 'invalid' | 'resumedFrom'> = { feature: feature.name, variant: feature.variant, invalid: [] };
@@ -146,7 +147,7 @@ export async function materialize(ctx: MaterializeContext, feature: FeatureRecor
   const writeBatch = async () => {
     if (!batch.length) return;
     if (collection) {
-      if (model) {
+      if (model && feature.kind === 'embedding') {
         const texts = batch.map((r) => r.text!);
         const { vectors, hits } = isCountingModel(model) ? await model.embedCounted(texts) : { vectors: await model.embed(texts), hits: 0 };
         cacheHits += hits;
@@ -263,14 +264,14 @@ export function prepare(row: SourceRow, feature: FeatureRecord, key: string, tex
   if (typeof rawId !== 'string' && typeof rawId !== 'number') return { reason: `id column "${key}" must be a string or number` };
   const id = String(rawId);
   if (feature.kind === 'scalar') {
-    const value = toScalar(row.values[feature.column!], feature.type!);
+    const value = toScalar(row.values[feature.column], feature.type);
     if (typeof value === 'object' && value !== null) return value;
     return { id, value };
   }
   const out: Prepared = { id };
   if (feature.vector) {
     try {
-      out.vector = toVector(row.values[feature.vector.column], feature.dims!, `column "${feature.vector.column}"`);
+      out.vector = toVector(row.values[feature.vector.column], feature.dims, `column "${feature.vector.column}"`);
     } catch (e) {
       return { reason: (e as Error).message };
     }

@@ -19,6 +19,7 @@ import { uiRoutes } from './routes/ui.ts';
 import { lifecycleRoutes } from './routes/lifecycle.ts';
 import { sourceRoutes } from './routes/sources.ts';
 import { ErrorBody, HTTP_LIMITS } from './schemas/common.ts';
+import { refOf } from '../refs.ts';
 
 export interface BuildOptions {
   store: FeatureStore;
@@ -142,8 +143,8 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
         // A text feature's model too: its first load takes seconds, which no query should wait for.
         if (f.text) await store.model(f.text.model.name, f.text.model.version);
       } catch (e) {
-        ctx.readiness.failed.push({ feature: `${f.name}@${f.variant}`, message: (e as Error).message });
-        app.log.error({ err: e, feature: `${f.name}@${f.variant}` }, 'index or model failed to load');
+        ctx.readiness.failed.push({ feature: refOf(f), message: (e as Error).message });
+        app.log.error({ err: e, feature: refOf(f) }, 'index or model failed to load');
       }
     }
     ctx.readiness.ready = true;

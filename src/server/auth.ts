@@ -1,5 +1,6 @@
 import { nlError } from '../errors.ts';
 import type { ApiKeyRecord, Registry } from '../registry/registry.ts';
+import { parseRef } from '../refs.ts';
 
 export type Scope = ApiKeyRecord['scope'];
 
@@ -60,9 +61,9 @@ export class Auth {
   /** Whether the key may use a feature reference (`name`, `name@variant`, `name@alias`). */
   async allows(key: ApiKeyRecord | null, ref: string): Promise<boolean> {
     if (!key?.features) return true;
-    const name = ref.split('@')[0];
+    const { name } = parseRef(ref);
     for (const allowed of key.features) {
-      const [allowedName, allowedTag] = allowed.split('@');
+      const { name: allowedName, tag: allowedTag } = parseRef(allowed);
       if (allowedName !== name) continue;
       if (allowedTag === undefined || allowed === ref) return true;
       // The key names a variant or alias; compare what both resolve to now.

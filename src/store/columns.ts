@@ -5,6 +5,7 @@ import { textColumns } from '../materialize/text.ts';
 import { createSource } from '../providers/index.ts';
 import type { SourceSpec } from '../providers/sources/types.ts';
 import type { Registry } from '../registry/registry.ts';
+import { refOf } from '../refs.ts';
 
 /**
  * Checks every column a feature references (the entity key, the vector or text columns, a scalar's column,
@@ -14,8 +15,8 @@ import type { Registry } from '../registry/registry.ts';
 export async function checkColumns(features: FeatureDef[], defs: Definitions, registry: Registry): Promise<void> {
   const columnsOf = new Map<string, Promise<{ spec: SourceSpec; columns: string[] | undefined }>>();
   for (const f of features) {
-    const ref = `${f.name}@${f.variant}`;
-    const sref = `${f.source.name}@${f.source.variant}`;
+    const ref = refOf(f);
+    const sref = refOf(f.source);
     const spec = defs.sources.find((s) => s.name === f.source.name && s.variant === f.source.variant) ?? await registry.getSource(f.source.name, f.source.variant);
     const key = (defs.entities.find((e) => e.name === f.entity) ?? await registry.getEntity(f.entity))?.key;
     if (!spec || key === undefined) continue; // the plan names what is undefined
@@ -25,8 +26,8 @@ export async function checkColumns(features: FeatureDef[], defs: Definitions, re
     const used: Array<[string, string]> = [
       [key, `the key of entity ${f.entity}`],
       ...(f.vector ? [[f.vector.column, 'vector.column'] as [string, string]] : []),
-      ...(f.text ? textColumns(f.text).map((c): [string, string] => [c, f.text!.template !== undefined ? 'a text.template placeholder' : 'text']) : []),
-      ...(f.column !== undefined ? [[f.column, 'column'] as [string, string]] : []),
+      ...(f.text ? textColumns(f.text).map((c): [string, string] => [c, f.text?.template !== undefined ? 'a text.template placeholder' : 'text']) : []),
+      ...(f.kind === 'scalar' ? [[f.column, 'column'] as [string, string]] : []),
       ...f.metadata.map((c): [string, string] => [c, 'metadata']),
     ];
     const have = new Set(columns);
@@ -47,14 +48,14 @@ async function readColumns(spec: SourceSpec): Promise<{ spec: SourceSpec; column
     return { spec, columns: await (await createSource(spec)).columns() };
   } catch (e) {
     if (isNearlineError(e, 'NL_SOURCE_NOT_FOUND')) {
-      throw nlError('NL_BAD_DEFINITION', `source ${spec.name}@${spec.variant}: cannot read ${describe(spec)} to check the columns features use (${e.message})`);
+      throw nlError('NL_BAD_DEFINITION', `source ${refOf(spec)}: cannot read ${describe(spec)} to check the columns features use (${e.message})`);
     }
     throw e;
   }
 }
 
 function describe(spec: SourceSpec): string {
-  const file = spec.path ? path.basename(spec.path) : `${spec.name}@${spec.variant}`;
+  const file = spec.path ? path.basename(spec.path) : refOf(spec);
   return spec.table ? `table ${spec.table} of ${file}` : file;
 }
 

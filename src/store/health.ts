@@ -2,6 +2,7 @@ import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, statSy
 import path from 'node:path';
 import { nlError } from '../errors.ts';
 import type { FeatureRecord } from '../registry/registry.ts';
+import { refOf } from '../refs.ts';
 
 /**
  * Embedding health: what the vectors a variant was built from look like (its baseline), what the vectors
@@ -358,8 +359,8 @@ export class HealthMonitor {
     const sb = whole(b);
     const d = drift(sa, sb);
     return {
-      a: `${a.name}@${a.variant}`,
-      b: `${b.name}@${b.variant}`,
+      a: refOf(a),
+      b: refOf(b),
       // Centroids of different dimensionality live in different spaces: no distance between them.
       centroidDistance: sa.dims === sb.dims ? d.centroidDistance : null,
       normShift: d.normShift,
@@ -405,7 +406,7 @@ export class HealthMonitor {
   }
 
   private fresh(feature: FeatureRecord): VariantState {
-    const dims = feature.dims ?? 0;
+    const dims = feature.kind === 'embedding' ? feature.dims : 0;
     return {
       dims,
       baseline: new VectorStats(dims),

@@ -8,7 +8,8 @@ import { describeText, textColumns } from '../materialize/text.ts';
 import type { EmbeddingModel } from '../providers/embedding/types.ts';
 import type { OnlineStore } from '../providers/online/types.ts';
 import type { VectorCollection, VectorRecord } from '../providers/vector/types.ts';
-import type { FeatureRecord, Registry } from '../registry/registry.ts';
+import type { EmbeddingFeatureRecord, FeatureRecord, Registry } from '../registry/registry.ts';
+import { refOf as ref } from '../refs.ts';
 import type { Metadata, OnlineValue, Vector } from '../types.ts';
 import { checkIndexable } from '../vector.ts';
 import { closest } from './columns.ts';
@@ -110,12 +111,10 @@ function indexable(v: Vector, metric: string | undefined): boolean {
   }
 }
 
-export const ref = (f: { name: string; variant: string }) => `${f.name}@${f.variant}`;
-
 /** The embedding a text variant needs from a row: same model and same text (column, columns or template) means the same vector. */
 function embeddingKey(f: FeatureRecord): string | undefined {
   if (!f.text) return undefined;
-  return `${f.text.model.name}@${f.text.model.version}:${f.text.column ?? describeText(f.text)}`;
+  return `${ref(f.text.model)}:${f.text.column ?? describeText(f.text)}`;
 }
 
 const encodeVector = (v: Vector) => Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64');
@@ -135,7 +134,7 @@ async function entityKey(registry: Registry, f: FeatureRecord): Promise<string> 
 
 /** The columns a variant reads from a source row. */
 function columnsOf(f: FeatureRecord): string[] {
-  return [f.vector?.column, ...(f.text ? textColumns(f.text) : []), f.column, ...f.metadata].filter((c): c is string => typeof c === 'string');
+  return [f.vector?.column, ...(f.text ? textColumns(f.text) : []), f.kind === 'scalar' ? f.column : undefined, ...f.metadata].filter((c): c is string => typeof c === 'string');
 }
 
 /** One source's log and the variants following it in this process. */
@@ -337,7 +336,7 @@ class LiveSource {
     }
     if (t.collection) {
       // Data the index cannot take (a zero vector under cosine) leaves the id absent rather than stop the log.
-      for (const [id, o] of ops) if (o?.vector && !indexable(o.vector, t.feature.metric)) ops.set(id, null);
+      for (const [id, o] of ops) if (o?.vector && t.feature.kind === 'embedding' && !indexable(o.vector, t.feature.metric)) ops.set(id, null);
       const missing = [...ops.values()].filter((o): o is { text: string } & NonNullable<typeof o> => o !== null && !o.vector && o.text !== undefined);
       if (missing.length) {
         this.embeddedTexts += missing.length;
@@ -480,7 +479,7 @@ export class Live {
     // A row may carry any column of the source (a variant built later may read it), and nothing else.
     const known = new Set([...keys, ...features.flatMap(columnsOf), ...(await this.sourceColumns(sourceName)), '_deleted']);
     const entries: Array<{ key: string; data: { r: Record<string, unknown>; e?: Record<string, string> } }> = [];
-    const texts = new Map<string, { feature: FeatureRecord; rows: number[]; texts: string[]; features: FeatureRecord[]; ids: string[] }>();
+    const texts = new Map<string, { feature: EmbeddingFeatureRecord; rows: number[]; texts: string[]; features: FeatureRecord[]; ids: string[] }>();
     const written = new Map<string, { feature: FeatureRecord; vectors: Vector[]; ids: string[] }>();
     const wrote = (f: FeatureRecord, id: string, v: Vector) => {
       const w = written.get(ref(f)) ?? { feature: f, vectors: [], ids: [] };
@@ -516,10 +515,10 @@ export class Live {
       for (const f of live) {
         const p = prepare({ line: i, values: row, position: 0 }, f, keyOf.get(ref(f))!, false);
         if ('reason' in p) throw nlError('NL_BAD_SOURCE_ROW', `${where}: ${ref(f)}: ${p.reason}`);
-        if (p.vector && !indexable(p.vector, f.metric)) throw nlError('NL_BAD_SOURCE_ROW', `${where}: ${ref(f)}: column "${f.vector!.column}": a zero vector has no cosine direction`);
+        if (p.vector && f.kind === 'embedding' && !indexable(p.vector, f.metric)) throw nlError('NL_BAD_SOURCE_ROW', `${where}: ${ref(f)}: column "${f.vector!.column}": a zero vector has no cosine direction`);
         if (p.vector) wrote(f, p.id, p.vector);
         const ek = embeddingKey(f);
-        if (ek && p.text !== undefined) {
+        if (ek && p.text !== undefined && f.kind === 'embedding') {
           const group = texts.get(ek) ?? { feature: f, rows: [], texts: [], features: [], ids: [] };
           if (!group.features.includes(f)) group.features.push(f);
           // Variants sharing a model and column share one embedding of the row.
@@ -554,7 +553,7 @@ export class Live {
   private async sourceColumns(name: string): Promise<string[]> {
     const out: string[] = [];
     for (const spec of await this.ctx.registry.listSourceVariants(name)) {
-      const key = `${spec.name}@${spec.variant}`;
+      const key = ref(spec);
       let p = this.fileColumns.get(key);
       if (!p) {
         p = createSource(spec)

@@ -499,6 +499,14 @@ export function vectorProviderSuite(
         }
         expect(await c.count()).toBe(1);
       });
+
+      it('bad k: not a positive integer -> NL_BAD_REQUEST, the same for every provider', async () => {
+        const c = await seeded();
+        for (const k of [-1, 1.5, '3', null]) {
+          await expectCode(c.search([{ vector: vec([1, 1, 1]), k: k as number }]), 'NL_BAD_REQUEST');
+        }
+        expect(await c.count()).toBe(1);
+      });
     });
 
     it.skipIf(!persistent)('keeps rows, metadata and deletions across close and reopen', async () => {

@@ -77,4 +77,13 @@ describe('MMR diversity (regression: lambda 0.5 and 0.2 gave identical lists)', 
     expect(new Set((await ids(0.2)).map((h) => cluster(h.id)))).toEqual(new Set(['c0', 'c1']));
     await expect(store.nearest({ feature: 'vec', k: 5, query: { vector: query }, diversity: { lambda: 0.5, candidates: 3 } })).rejects.toMatchObject({ code: 'NL_LIMIT_EXCEEDED' });
   });
+
+  it('k and the filter are checked in one place: k outside 1..1000, an unknown field', async () => {
+    const near = (extra: Record<string, unknown>) => store.nearest({ feature: 'vec', k: 5, query: { vector: query }, ...extra });
+    await expect(near({ k: 0 })).rejects.toMatchObject({ code: 'NL_LIMIT_EXCEEDED', message: expect.stringContaining('k must be an integer from 1 to 1000') });
+    await expect(near({ k: 2.5 })).rejects.toMatchObject({ code: 'NL_LIMIT_EXCEEDED' });
+    await expect(near({ k: 1001 })).rejects.toMatchObject({ code: 'NL_LIMIT_EXCEEDED' });
+    await expect(near({ filter: { field: 'nope', op: 'eq', value: 1 } })).rejects.toMatchObject({ code: 'NL_BAD_FILTER' });
+    await expect(store.compare('vec@v1', 'vec@v1', { k: 1001 })).rejects.toMatchObject({ code: 'NL_LIMIT_EXCEEDED' });
+  });
 });

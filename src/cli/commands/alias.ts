@@ -2,6 +2,7 @@ import { nlError } from '../../errors.ts';
 import { compareInputs, formatReport } from './compare.ts';
 import type { Command } from './index.ts';
 import { withStore } from './open.ts';
+import { formatRef } from '../../refs.ts';
 
 export const alias: Command = {
   summary: 'point an alias at a variant (optionally gated), roll it back, or shadow traffic to a candidate',
@@ -33,7 +34,7 @@ export const alias: Command = {
       if (!feature || !name || positionals.length !== 3) return usage();
       return withStore(home, async (store) => {
         const r = await store.rollbackAlias(feature, name);
-        process.stdout.write(`${feature}@${name} -> ${r.alias.variant} (rolled back from ${r.previous})\n`);
+        process.stdout.write(`${formatRef(feature, name)} -> ${r.alias.variant} (rolled back from ${r.previous})\n`);
         return 0;
       });
     }
@@ -43,7 +44,7 @@ export const alias: Command = {
       if (!Number.isFinite(fraction)) throw nlError('NL_BAD_REQUEST', '--fraction must be a number from 0 to 1');
       return withStore(home, async (store) => {
         await store.shadowAlias(feature, name, variant, fraction);
-        process.stdout.write(fraction === 0 ? `${feature}@${name}: shadow traffic stopped\n` : `${feature}@${name}: ${fraction * 100}% of its nearest queries mirrored to ${variant}\n`);
+        process.stdout.write(fraction === 0 ? `${formatRef(feature, name)}: shadow traffic stopped\n` : `${formatRef(feature, name)}: ${fraction * 100}% of its nearest queries mirrored to ${variant}\n`);
         return 0;
       });
     }
@@ -52,7 +53,7 @@ export const alias: Command = {
     return withStore(home, async (store) => {
       const { previous, report } = await store.setAlias(feature, name, variant, { force: Boolean(values.force), ...(values.gate !== undefined ? { gate: values.gate as string, ...inputs } : {}) });
       if (report) process.stdout.write(`${formatReport(report)}\n`);
-      process.stdout.write(`${feature}@${name} -> ${variant}${previous && previous !== variant ? ` (was ${previous})` : ''}\n`);
+      process.stdout.write(`${formatRef(feature, name)} -> ${variant}${previous && previous !== variant ? ` (was ${previous})` : ''}\n`);
       return 0;
     });
   },

@@ -1,5 +1,6 @@
 import type { Command } from './index.ts';
 import { withStore } from './open.ts';
+import { refOf } from '../../refs.ts';
 
 export const drop: Command = {
   summary: "remove a variant's index and online rows; its record and lineage stay, as dropped",
@@ -14,7 +15,7 @@ export const drop: Command = {
     }
     return withStore(home, async (store) => {
       const f = await store.drop(ref);
-      process.stdout.write(`${f.name}@${f.variant} dropped: its index and online rows are removed; \`nearline show\` keeps its lineage\n`);
+      process.stdout.write(`${refOf(f)} dropped: its index and online rows are removed; \`nearline show\` keeps its lineage\n`);
       return 0;
     });
   },

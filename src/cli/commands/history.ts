@@ -3,6 +3,7 @@ import type { RegistryEvent } from '../../registry/registry.ts';
 import type { Command } from './index.ts';
 import { printTable } from './list.ts';
 import { toJson, withStore } from './open.ts';
+import { parseRef } from '../../refs.ts';
 
 export const history: Command = {
   summary: 'registry changes, newest first: what changed, when and by whom',
@@ -18,8 +19,8 @@ export const history: Command = {
     if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw nlError('NL_BAD_REQUEST', '--limit must be an integer from 1 to 10000');
     const feature = values.feature as string | undefined;
     return withStore(home, async ({ registry }) => {
-      if (feature !== undefined && !(await registry.listFeatures(feature.split('@')[0])).length) throw nlError('NL_FEATURE_NOT_FOUND', feature);
-      const events = await registry.listEvents({ ...(feature !== undefined ? { feature: feature.split('@')[0] } : {}), limit });
+      if (feature !== undefined && !(await registry.listFeatures(parseRef(feature).name)).length) throw nlError('NL_FEATURE_NOT_FOUND', feature);
+      const events = await registry.listEvents({ ...(feature !== undefined ? { feature: parseRef(feature).name } : {}), limit });
       if (values.json) process.stdout.write(toJson(events, 2) + '\n');
       else printTable(events.map((e) => ({ at: e.at, who: e.actor, what: `${e.action} ${e.kind}`, name: e.name, detail: describe(e) })));
       return 0;

@@ -3,6 +3,7 @@ import { findServing } from '../../server/serving.ts';
 import type { Command } from './index.ts';
 import { printTable } from './list.ts';
 import { toJson, withStore } from './open.ts';
+import { parseRef } from '../../refs.ts';
 
 const SCOPES = ['serve', 'write', 'admin'] as const;
 
@@ -28,7 +29,7 @@ export const keys: Command = {
       if (!SCOPES.includes(scope)) throw nlError('NL_BAD_REQUEST', `--scope must be one of ${SCOPES.join(', ')}`);
       const features = values.features === undefined ? null : (values.features as string).split(',').map((s) => s.trim()).filter(Boolean);
       return withStore(home, async ({ registry }) => {
-        for (const f of features ?? []) if (!(await registry.listFeatures(f.split('@')[0])).length) throw nlError('NL_FEATURE_NOT_FOUND', f);
+        for (const f of features ?? []) if (!(await registry.listFeatures(parseRef(f).name)).length) throw nlError('NL_FEATURE_NOT_FOUND', f);
         const serving = await registry.countKeys() === 0 ? await findServing(home) : [];
         if (serving.length) {
           const where = serving.map((s) => `${s.address} (pid ${s.pid})`).join(', ');

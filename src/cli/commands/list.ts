@@ -2,6 +2,7 @@ import { nlError } from '../../errors.ts';
 import { textColumns } from '../../materialize/text.ts';
 import type { Command } from './index.ts';
 import { toJson, withStore } from './open.ts';
+import { formatRef, refOf } from '../../refs.ts';
 
 export const list: Command = {
   summary: 'list models, features or aliases (default: features)',
@@ -16,17 +17,17 @@ export const list: Command = {
     return withStore(home, async ({ registry }) => {
       const rows: Array<Record<string, unknown>> =
         what === 'models'
-          ? (await registry.listModels()).map((m) => ({ model: `${m.name}@${m.version}`, runtime: m.runtime, dims: m.dims, pooling: m.pooling, sha256: m.sha256.slice(0, 12) }))
+          ? (await registry.listModels()).map((m) => ({ model: refOf(m), runtime: m.runtime, dims: m.dims, pooling: m.pooling, sha256: m.sha256.slice(0, 12) }))
           : what === 'aliases'
-            ? (await registry.listAliases()).map((a) => ({ alias: `${a.feature}@${a.name}`, variant: a.variant, updated: a.updatedAt }))
+            ? (await registry.listAliases()).map((a) => ({ alias: formatRef(a.feature, a.name), variant: a.variant, updated: a.updatedAt }))
             : (await registry.listFeatures()).map((f) => ({
-                feature: `${f.name}@${f.variant}`,
+                feature: refOf(f),
                 kind: f.kind,
                 status: f.status,
                 rows: f.rows,
                 provider: f.provider,
-                source: `${f.source.name}@${f.source.variant}`,
-                ...(f.text ? { model: `${f.text.model.name}@${f.text.model.version}` } : {}),
+                source: refOf(f.source),
+                ...(f.text ? { model: refOf(f.text.model) } : {}),
               }));
       if (values.json) process.stdout.write(toJson(rows, 2) + '\n');
       else printTable(rows);
@@ -53,15 +54,15 @@ export const show: Command = {
       if (!provider) throw nlError('NL_PROVIDER_NOT_FOUND', f.provider);
       const model = f.text ? await registry.getModel(f.text.model.name, f.text.model.version) : undefined;
       const out = {
-        feature: `${f.name}@${f.variant}`,
+        feature: refOf(f),
         ...f,
         // A materialized variant is live: it follows the rows pushed to its source until it is dropped.
         status: f.status === 'materialized' ? 'live' : f.status,
         aliases: (await registry.listAliases(f.name)).filter((a) => a.variant === f.variant).map((a) => a.name),
         lineage: {
-          source: source && { ref: `${source.name}@${source.variant}`, ...source },
-          model: model && { ref: `${model.name}@${model.version}`, runtime: model.runtime, dims: model.dims, sha256: model.sha256 },
-          ...(f.text ? { text: { ...(f.text.template !== undefined ? { template: f.text.template } : {}), columns: textColumns(f.text), model: `${f.text.model.name}@${f.text.model.version}` } } : {}),
+          source: source && { ref: refOf(source), ...source },
+          model: model && { ref: refOf(model), runtime: model.runtime, dims: model.dims, sha256: model.sha256 },
+          ...(f.text ? { text: { ...(f.text.template !== undefined ? { template: f.text.template } : {}), columns: textColumns(f.text), model: refOf(f.text.model) } } : {}),
           provider: { name: provider.name, kind: provider.kind },
           entity: await registry.getEntity(f.entity),
         },

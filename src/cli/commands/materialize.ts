@@ -2,6 +2,7 @@ import { nlError } from '../../errors.ts';
 import { checkMaxInvalid } from '../../materialize/job.ts';
 import type { Command } from './index.ts';
 import { withStore } from './open.ts';
+import { formatRef } from '../../refs.ts';
 
 export const materializeCommand: Command = {
   summary: 'read a source, embed if needed, write the provider (progress bar, resumable)',
@@ -38,13 +39,13 @@ export const materializeCommand: Command = {
         checkpointRows: int('checkpoint-rows'),
       });
       if (result.status === 'unchanged') {
-        process.stdout.write(`${result.feature}@${result.variant} is already materialized (${result.rows} rows): nothing to do\n`);
+        process.stdout.write(`${formatRef(result.feature, result.variant)} is already materialized (${result.rows} rows): nothing to do\n`);
       } else {
         if (result.resumedFrom !== undefined) process.stderr.write(`resumed after source line ${result.resumedFrom}\n`);
         for (const bad of result.invalid) process.stderr.write(`skipped line ${bad.line}: ${bad.reason}\n`);
         if (result.skipped > result.invalid.length) process.stderr.write(`... and ${result.skipped - result.invalid.length} more\n`);
         if (result.invalidReport) process.stderr.write(`every skipped row is listed in ${result.invalidReport}\n`);
-        process.stdout.write(`${result.feature}@${result.variant}: ${result.rows} rows materialized${result.skipped ? `, ${result.skipped} invalid rows skipped` : ''}${result.cacheHits + result.embedded ? `, ${result.embedded} texts embedded, ${result.cacheHits} from the embedding cache` : ''} in ${result.seconds.toFixed(1)}s\n`);
+        process.stdout.write(`${formatRef(result.feature, result.variant)}: ${result.rows} rows materialized${result.skipped ? `, ${result.skipped} invalid rows skipped` : ''}${result.cacheHits + result.embedded ? `, ${result.embedded} texts embedded, ${result.cacheHits} from the embedding cache` : ''} in ${result.seconds.toFixed(1)}s\n`);
       }
       return 0;
     });

@@ -2,6 +2,7 @@ import { nlError } from '../../errors.ts';
 import type { HealthReport, VariantComparison } from '../../store/health.ts';
 import type { Command } from './index.ts';
 import { toJson, withStore } from './open.ts';
+import { formatRef } from '../../refs.ts';
 
 export const stats: Command = {
   summary: "a variant's embedding health: norms, zero and duplicate vectors, drift of recent writes",
@@ -39,7 +40,7 @@ const pct = (x: number) => `${x >= 0 ? '+' : ''}${(x * 100).toFixed(1)}%`;
 function text(r: HealthReport, c?: VariantComparison): string {
   const t = r.thresholds;
   const lines = [
-    `${r.feature}@${r.variant}  ${r.dims} dims  status ${r.status}${r.drifting ? '  (DRIFTING)' : ''}`,
+    `${formatRef(r.feature, r.variant)}  ${r.dims} dims  status ${r.status}${r.drifting ? '  (DRIFTING)' : ''}`,
     '',
     `            vectors      norm mean    norm std     zero    duplicates`,
     `baseline    ${String(r.baseline.count).padEnd(12)} ${fmt(r.baseline.normMean).padEnd(12)} ${fmt(r.baseline.normStd).padEnd(12)} ${String(r.baseline.zero).padEnd(7)} ${r.baseline.duplicates}`,

@@ -3,10 +3,11 @@ import { join } from 'node:path';
 import { NearlineError, nlError } from '../../errors.ts';
 import type { Vector } from '../../types.ts';
 import type { ModelSpec } from './types.ts';
+import { refOf } from '../../refs.ts';
 
 /** `name@version`, as errors name a model. */
 export function modelLabel(spec: ModelSpec): string {
-  return `${spec.name}@${spec.version}`;
+  return refOf(spec);
 }
 
 export function invalidModel(spec: ModelSpec, reason: string, cause?: unknown): NearlineError {

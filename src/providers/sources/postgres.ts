@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { NearlineError, nlError } from '../../errors.ts';
 import type { ReadFrom, Source, SourceRow, SourceSpec } from './types.ts';
+import { refOf } from '../../refs.ts';
 
 /** Options of a `postgres` source, as its plugin's schema checks them. */
 export interface PostgresSourceSpec extends SourceSpec {
@@ -24,7 +25,7 @@ const NUMERIC = 1700;
  * Each read holds one connection while it runs; `${VAR}` in the URL is replaced from the environment.
  */
 export function createPostgresSource(spec: PostgresSourceSpec): Source {
-  const where = `source ${spec.name}@${spec.variant}`;
+  const where = `source ${refOf(spec)}`;
   if ((spec.table === undefined) === (spec.query === undefined)) throw nlError('NL_BAD_DEFINITION', `${where}: a postgres source needs exactly one of table or query`);
   if (!IDENT.test(spec.key)) throw nlError('NL_BAD_DEFINITION', `${where}: key ${JSON.stringify(spec.key)} is not a plain column name`);
   const relation = spec.table !== undefined ? tableName(spec.table, where) : `(${spec.query}) AS nearline_source`;
@@ -37,7 +38,7 @@ export function createPostgresSource(spec: PostgresSourceSpec): Source {
       await client.connect();
     } catch (e) {
       await client.end().catch(() => undefined);
-      throw new NearlineError('NL_SOURCE_NOT_FOUND', [`${spec.name}@${spec.variant} (cannot connect to PostgreSQL: ${(e as Error).message})`], { cause: e });
+      throw new NearlineError('NL_SOURCE_NOT_FOUND', [`${refOf(spec)} (cannot connect to PostgreSQL: ${(e as Error).message})`], { cause: e });
     }
     return client;
   };
@@ -129,7 +130,7 @@ function queryError(e: unknown, spec: SourceSpec): unknown {
   if (e instanceof NearlineError) return e;
   const code = (e as { code?: string }).code ?? '';
   const message = (e as Error).message;
-  if (code === '42P01' || code === '42703' || code === '3F000') return new NearlineError('NL_SOURCE_NOT_FOUND', [`${spec.name}@${spec.variant} (${message})`], { cause: e });
-  if (code.startsWith('42')) return new NearlineError('NL_BAD_DEFINITION', [`source ${spec.name}@${spec.variant}: PostgreSQL refused its query: ${message}`], { cause: e });
-  return new NearlineError('NL_PROVIDER_ERROR', [`postgres source ${spec.name}@${spec.variant}`, message], { cause: e });
+  if (code === '42P01' || code === '42703' || code === '3F000') return new NearlineError('NL_SOURCE_NOT_FOUND', [`${refOf(spec)} (${message})`], { cause: e });
+  if (code.startsWith('42')) return new NearlineError('NL_BAD_DEFINITION', [`source ${refOf(spec)}: PostgreSQL refused its query: ${message}`], { cause: e });
+  return new NearlineError('NL_PROVIDER_ERROR', [`postgres source ${refOf(spec)}`, message], { cause: e });
 }

@@ -1,6 +1,7 @@
 import Database from 'better-sqlite3';
 import { nlError } from '../../errors.ts';
 import type { Source, SourceRow, SourceSpec } from './types.ts';
+import { refOf } from '../../refs.ts';
 
 const PAGE = 1000;
 const IDENT = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -12,8 +13,8 @@ const IDENT = /^[A-Za-z_][A-Za-z0-9_]*$/;
 export function createSqliteSource(spec: SourceSpec): Source {
   const file = spec.path;
   const table = spec.table;
-  if (!file || !table) throw nlError('NL_BAD_DEFINITION', `source ${spec.name}@${spec.variant}: a sqlite source needs path and table`);
-  if (!IDENT.test(table)) throw nlError('NL_BAD_DEFINITION', `source ${spec.name}@${spec.variant}: table ${JSON.stringify(table)} is not a plain identifier`);
+  if (!file || !table) throw nlError('NL_BAD_DEFINITION', `source ${refOf(spec)}: a sqlite source needs path and table`);
+  if (!IDENT.test(table)) throw nlError('NL_BAD_DEFINITION', `source ${refOf(spec)}: table ${JSON.stringify(table)} is not a plain identifier`);
   const open = () => {
     try {
       return new Database(file, { readonly: true, fileMustExist: true });

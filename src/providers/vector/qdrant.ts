@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { QdrantClient, type Schemas } from '@qdrant/js-client-rest';
 import { NearlineError, nlError, providerError } from '../../errors.ts';
-import { validateFilter } from '../../filter.ts';
+import { validateQuery } from '../../filter.ts';
 import { toQdrantFilter } from './qdrant-filter.ts';
 import type { Hit, Metadata, Metric, Scalar, Vector } from '../../types.ts';
 import type { ProviderContext } from '../index.ts';
@@ -324,10 +324,10 @@ export function createQdrantProvider(options: QdrantVectorOptions, ctx: Provider
     /** One Qdrant query, or null when k is 0 and nothing needs asking. */
     private request(query: QueryRequest['query'], q: Omit<SearchQuery, 'vector'>): QueryRequest | null {
       if (q.k === 0) return null;
-      const limit = positiveInt(q.k, 'k');
+      const { k: limit, filter: where } = validateQuery(q, this.spec.metadataFields);
       const ef = positiveInt(q.ef ?? this.spec.index.ef ?? 100, 'ef');
       const must: QCondition[] = [];
-      if (q.filter !== undefined) must.push(toQdrantFilter(validateFilter(q.filter, this.spec.metadataFields)));
+      if (where !== undefined) must.push(toQdrantFilter(where));
       const exclude = [...new Set(q.exclude ?? [])].map(pointId);
       const filter: QFilter | undefined =
         must.length || exclude.length

@@ -5,6 +5,7 @@ import { pca2 } from '../../store/projection.ts';
 import type { ServerContext } from '../context.ts';
 import { healthSchema, mapSchema, seriesSchema, type HealthQuery, type MapQuery } from '../schemas/dashboard.ts';
 import { SeriesRecorder, type SeriesOptions } from '../series.ts';
+import { refOf } from '../../refs.ts';
 
 interface MapResult {
   feature: string;
@@ -37,7 +38,7 @@ export async function dashboardRoutes(app: FastifyInstance, ctx: ServerContext &
     const { against } = request.query as HealthQuery;
     await auth.requireFeatures(request.apiKey, against === undefined ? [feature] : [feature, against]);
     const f = await embedding(feature);
-    request.servedFeature = `${f.name}@${f.variant}`;
+    request.servedFeature = refOf(f);
     const report = store.health.report(f);
     return against === undefined ? report : { ...report, comparison: store.health.compare(f, await embedding(against)) };
   });
@@ -47,8 +48,8 @@ export async function dashboardRoutes(app: FastifyInstance, ctx: ServerContext &
     const { refresh } = request.query as MapQuery;
     await auth.requireFeatures(request.apiKey, [feature]);
     const f = await store.servable(feature, 'embedding');
-    request.servedFeature = `${f.name}@${f.variant}`;
-    const key = `${f.name}@${f.variant}`;
+    request.servedFeature = refOf(f);
+    const key = refOf(f);
     if (refresh === 'true') maps.delete(key);
     let map = maps.get(key);
     if (!map) {

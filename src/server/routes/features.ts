@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ServerContext } from '../context.ts';
 import { featuresJson } from '../json.ts';
 import { embedSchema, onlineSchema, writeVectorsSchema, type EmbedBody, type OnlineBody, type WriteVectorsBody } from '../schemas/features.ts';
+import { formatRef } from '../../refs.ts';
 
 export async function featureRoutes(app: FastifyInstance, ctx: ServerContext): Promise<void> {
   const { store, auth, lanes } = ctx;
@@ -24,7 +25,7 @@ export async function featureRoutes(app: FastifyInstance, ctx: ServerContext): P
     await auth.requireFeatures(request.apiKey, [feature]);
     const body = request.body as WriteVectorsBody;
     const res = await lanes.push.run(() => store.writeVectors(feature, body.upserts ?? [], body.deletes ?? []));
-    request.servedFeature = `${res.feature}@${res.variant}`;
+    request.servedFeature = formatRef(res.feature, res.variant);
     return res;
   });
 }

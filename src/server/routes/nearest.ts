@@ -4,6 +4,7 @@ import { Coalescer } from '../coalesce.ts';
 import type { ServerContext } from '../context.ts';
 import { hitsJson } from '../json.ts';
 import { nearestBatchSchema, nearestSchema, type NearestBatchBody, type NearestBody } from '../schemas/nearest.ts';
+import { formatRef } from '../../refs.ts';
 
 type Include = NearestRequest['include'];
 /** `k` is optional on the wire; validation fills in its default. */
@@ -68,7 +69,7 @@ export async function nearestRoutes(app: FastifyInstance, ctx: ServerContext): P
     const res = isHeavy({ ...body, queries: [body.query] }, body.filter === undefined ? 0 : await rowsOf(body.feature), await store.textBlocks(body.feature))
       ? await lanes.heavy.run(() => store.nearest(body))
       : await lanes.cheap.run(() => ('text' in body.query ? store.nearest(body) : coalescer.nearest(body)));
-    request.servedFeature = `${res.feature}@${res.variant}`;
+    request.servedFeature = formatRef(res.feature, res.variant);
     return { feature: res.feature, variant: res.variant, hits: hitsJson(res.hits), took_ms: res.took_ms, variants: res.variants };
   });
 
@@ -93,7 +94,7 @@ export async function nearestRoutes(app: FastifyInstance, ctx: ServerContext): P
     const lane = heavy ? lanes.heavy : lanes.cheap;
     const results = await lane.run(() => store.nearestMany(body.feature, reqs));
     const first = results[0];
-    request.servedFeature = `${first.feature}@${first.variant}`;
+    request.servedFeature = formatRef(first.feature, first.variant);
     return { feature: first.feature, variant: first.variant, results: results.map((r) => ({ hits: hitsJson(r.hits) })), took_ms: first.took_ms, variants: first.variants };
   });
 }

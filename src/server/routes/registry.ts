@@ -3,6 +3,7 @@ import { nlError } from '../../errors.ts';
 import type { FeatureRecord, RegistryEvent } from '../../registry/registry.ts';
 import type { ServerContext } from '../context.ts';
 import { registrySchemas as s, type HistoryQuery } from '../schemas/registry.ts';
+import { formatRef, refOf, parseRef } from '../../refs.ts';
 
 /** Read-only views of the registry; a feature-limited key sees only its features. */
 export async function registryRoutes(app: FastifyInstance, ctx: ServerContext): Promise<void> {
@@ -19,7 +20,7 @@ export async function registryRoutes(app: FastifyInstance, ctx: ServerContext): 
   };
 
   app.get('/registry/features', { schema: s.features, config }, async (request) => ({
-    features: await withAliases(await auth.visible(request.apiKey, await registry.listFeatures(), (f) => `${f.name}@${f.variant}`)),
+    features: await withAliases(await auth.visible(request.apiKey, await registry.listFeatures(), (f) => refOf(f))),
   }));
 
   app.get('/registry/features/:name', { schema: s.feature, config }, async (request) => {
@@ -27,7 +28,7 @@ export async function registryRoutes(app: FastifyInstance, ctx: ServerContext): 
     await auth.requireFeatures(request.apiKey, [name]);
     // `name@variant` or `name@alias` names one variant; a bare name lists them all.
     const found = name.includes('@') ? [await registry.resolveFeature(name)] : await registry.listFeatures(name);
-    const visible = await auth.visible(request.apiKey, found, (f) => `${f.name}@${f.variant}`);
+    const visible = await auth.visible(request.apiKey, found, (f) => refOf(f));
     if (!visible.length) throw nlError('NL_FEATURE_NOT_FOUND', name);
     return { features: await withAliases(visible) };
   });
@@ -36,21 +37,21 @@ export async function registryRoutes(app: FastifyInstance, ctx: ServerContext): 
 
   app.get('/registry/models/:name', { schema: s.model, config }, async (request) => {
     const { name } = request.params as { name: string };
-    const at = name.indexOf('@');
-    const models = at < 0 ? await registry.listModels(name) : [await registry.getModel(name.slice(0, at), name.slice(at + 1))].filter((m) => m !== undefined);
+    const ref = parseRef(name);
+    const models = ref.tag === undefined ? await registry.listModels(name) : [await registry.getModel(ref.name, ref.tag)].filter((m) => m !== undefined);
     if (!models.length) throw nlError('NL_MODEL_NOT_FOUND', name);
     return { models };
   });
 
   app.get('/registry/aliases', { schema: s.aliases, config }, async (request) => ({
-    aliases: await auth.visible(request.apiKey, await registry.listAliases(), (a) => `${a.feature}@${a.variant}`),
+    aliases: await auth.visible(request.apiKey, await registry.listAliases(), (a) => formatRef(a.feature, a.variant)),
   }));
 
   app.get('/registry/history', { schema: s.history, config }, async (request) => {
     const q = request.query as HistoryQuery;
     const limit = q.limit === undefined ? 100 : Number(q.limit);
     if (limit < 1 || limit > 1000) throw nlError('NL_BAD_REQUEST', 'limit must be from 1 to 1000');
-    const feature = q.feature?.split('@')[0];
+    const feature = (q.feature === undefined ? undefined : parseRef(q.feature).name);
     if (feature !== undefined) {
       await auth.requireFeatures(request.apiKey, [feature]);
       if (!(await registry.listFeatures(feature)).length) throw nlError('NL_FEATURE_NOT_FOUND', feature);
@@ -66,6 +67,6 @@ export async function registryRoutes(app: FastifyInstance, ctx: ServerContext): 
     const { name } = request.params as { name: string };
     await auth.requireFeatures(request.apiKey, [name]);
     if (!(await registry.listFeatures(name)).length) throw nlError('NL_FEATURE_NOT_FOUND', name);
-    return { aliases: await auth.visible(request.apiKey, await registry.listAliases(name), (a) => `${a.feature}@${a.variant}`) };
+    return { aliases: await auth.visible(request.apiKey, await registry.listAliases(name), (a) => formatRef(a.feature, a.variant)) };
   });
 }

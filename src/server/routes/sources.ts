@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { ServerContext } from '../context.ts';
 import { pushSchema, type PushBody } from '../schemas/sources.ts';
+import { refOf } from '../../refs.ts';
 
 export async function sourceRoutes(app: FastifyInstance, ctx: ServerContext): Promise<void> {
   const { store, auth, lanes } = ctx;
@@ -9,7 +10,7 @@ export async function sourceRoutes(app: FastifyInstance, ctx: ServerContext): Pr
     const { source } = request.params as { source: string };
     const { rows } = request.body as PushBody;
     // A key limited to features may push only to a source whose every variant it may write.
-    const features = (await store.registry.featuresOfSource(source)).map((f) => `${f.name}@${f.variant}`);
+    const features = (await store.registry.featuresOfSource(source)).map((f) => refOf(f));
     await auth.requireFeatures(request.apiKey, features);
     return lanes.push.run(() => store.push(source, rows));
   });

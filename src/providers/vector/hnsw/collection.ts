@@ -1,7 +1,7 @@
 import { rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { nlError, providerError } from '../../../errors.ts';
-import { validateFilter } from '../../../filter.ts';
+import { validateQuery } from '../../../filter.ts';
 import type { Filter, Hit, Metadata } from '../../../types.ts';
 import type { CollectionSpec, LogOffsets, SearchQuery, VectorCollection, VectorRecord, WriteOptions } from '../types.ts';
 import type { Columns } from './columns.ts';
@@ -285,8 +285,7 @@ export class HnswCollection implements VectorCollection {
 
   async search(queries: SearchQuery[]): Promise<Hit[][]> {
     const prepared: Prepared[] = queries.map((q, i) => {
-      if (!Number.isInteger(q.k) || q.k < 1) throw nlError('NL_BAD_REQUEST', `query ${i}: k must be a positive integer`);
-      const filter = q.filter === undefined ? undefined : validateFilter(q.filter, this.spec.metadataFields);
+      const { filter } = validateQuery(q, this.spec.metadataFields, { where: `query ${i}: ` });
       const ef = Math.max(q.ef ?? this.spec.index.ef ?? 100, q.k);
       return { vector: this.prepare(q.vector, `query ${i}`), k: q.k, ef, filter, exclude: q.exclude, includeVectors: q.includeVectors, includeMetadata: q.includeMetadata, exact: q.exact };
     });

@@ -1,10 +1,10 @@
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { createCsvSource } from '../src/providers/sources/csv.ts';
-import { createJsonlSource } from '../src/providers/sources/jsonl.ts';
-import type { Source, SourceRow } from '../src/providers/sources/types.ts';
-import { tempDir } from './helpers/fixtures.ts';
+import { createCsvSource } from '../../src/providers/sources/csv.ts';
+import { createJsonlSource } from '../../src/providers/sources/jsonl.ts';
+import type { Source, SourceRow } from '../../src/providers/sources/types.ts';
+import { tempDir } from '../helpers/fixtures.ts';
 
 async function all(source: Source, from?: { position: number; line: number }): Promise<SourceRow[]> {
   const out: SourceRow[] = [];
@@ -78,7 +78,7 @@ describe('sources', () => {
 describe('sqlite table source', () => {
   it('reads a table in rowid order with float32 BLOB vectors, resumes after a rowid, and names a missing table', async () => {
     const Database = (await import('better-sqlite3')).default;
-    const { createSqliteSource } = await import('../src/providers/sources/sqlite.ts');
+    const { createSqliteSource } = await import('../../src/providers/sources/sqlite.ts');
     const dir = tempDir();
     const file = path.join(dir, 'words.db');
     const db = new Database(file);

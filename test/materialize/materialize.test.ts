@@ -1,9 +1,9 @@
 import { appendFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadDefinitions } from '../src/config.ts';
-import { FeatureStore } from '../src/store/feature-store.ts';
-import { exactCosine, tempDir, wordDefs, writeDefs, writeWords } from './helpers/fixtures.ts';
+import { loadDefinitions } from '../../src/config.ts';
+import { FeatureStore } from '../../src/store/feature-store.ts';
+import { exactCosine, tempDir, wordDefs, writeDefs, writeWords } from '../helpers/fixtures.ts';
 
 async function setup(n: number, dims: number, mutate?: (home: string) => void) {
   const home = tempDir();

@@ -3,11 +3,11 @@ import { rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { build } from '../src/server/app.ts';
-import { FeatureStore } from '../src/store/feature-store.ts';
-import { seeded, tempDir, writeDefs } from './helpers/fixtures.ts';
-import { startQdrantTestServer, type QdrantTestServer } from './helpers/qdrant-test-server.ts';
-import { skipRedisTests, startRedisServer, type RedisServer } from './helpers/redis-server.ts';
+import { build } from '../../src/server/app.ts';
+import { FeatureStore } from '../../src/store/feature-store.ts';
+import { seeded, tempDir, writeDefs } from '../helpers/fixtures.ts';
+import { startQdrantTestServer, type QdrantTestServer } from '../helpers/qdrant-test-server.ts';
+import { skipRedisTests, startRedisServer, type RedisServer } from '../helpers/redis-server.ts';
 
 /*
  * One scenario, as a user runs it: definitions file -> `apply` -> `materialize` through the CLI, then
@@ -15,7 +15,7 @@ import { skipRedisTests, startRedisServer, type RedisServer } from './helpers/re
  * block of the definitions differs, and the answers of all sets must be the same.
  */
 
-const BIN = path.resolve(import.meta.dirname, '../bin/nearline.mjs');
+const BIN = path.resolve(import.meta.dirname, '../../bin/nearline.mjs');
 const DIMS = 16;
 const N = 400;
 const LANGS = ['en', 'fr', 'de'];

@@ -2,10 +2,10 @@ import { spawn, spawnSync } from 'node:child_process';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
-import { FeatureStore } from '../src/store/feature-store.ts';
-import { tempDir, wordDefs, writeDefs, writeWords } from './helpers/fixtures.ts';
+import { FeatureStore } from '../../src/store/feature-store.ts';
+import { tempDir, wordDefs, writeDefs, writeWords } from '../helpers/fixtures.ts';
 
-const BIN = path.resolve(import.meta.dirname, '../bin/nearline.mjs');
+const BIN = path.resolve(import.meta.dirname, '../../bin/nearline.mjs');
 
 function cli(home: string, args: string[]) {
   return spawnSync(process.execPath, [BIN, ...args, '--home', home], { encoding: 'utf8', cwd: home });

@@ -2,9 +2,9 @@ import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { exactCosine, tempDir, wordDefs, writeDefs, writeWords, type WordRow } from './helpers/fixtures.ts';
+import { exactCosine, tempDir, wordDefs, writeDefs, writeWords, type WordRow } from '../helpers/fixtures.ts';
 
-const BIN = path.resolve(import.meta.dirname, '../bin/nearline.mjs');
+const BIN = path.resolve(import.meta.dirname, '../../bin/nearline.mjs');
 
 function cli(home: string, ...args: string[]) {
   const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', cwd: home, env: { ...process.env, NEARLINE_HOME: home } });

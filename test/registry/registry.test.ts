@@ -4,18 +4,18 @@ import Database from 'better-sqlite3';
 import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadDefinitions } from '../src/config.ts';
-import { openRegistry, registryLocation } from '../src/registry/open.ts';
-import { REGISTRY_LOCK } from '../src/registry/postgres.ts';
-import type { Registry, Row } from '../src/registry/registry.ts';
-import { SqliteRegistry } from '../src/registry/sqlite.ts';
-import { build } from '../src/server/app.ts';
-import { FeatureStore } from '../src/store/feature-store.ts';
-import { tempDir, wordDefs, writeDefs, writeWords } from './helpers/fixtures.ts';
-import { type PostgresServer, skipPostgresTests, startPostgres } from './helpers/postgres.ts';
-import { freePort } from './helpers/redis-server.ts';
+import { loadDefinitions } from '../../src/config.ts';
+import { openRegistry, registryLocation } from '../../src/registry/open.ts';
+import { REGISTRY_LOCK } from '../../src/registry/postgres.ts';
+import type { FeatureRecord, Registry, Row } from '../../src/registry/registry.ts';
+import { SqliteRegistry } from '../../src/registry/sqlite.ts';
+import { build } from '../../src/server/app.ts';
+import { FeatureStore } from '../../src/store/feature-store.ts';
+import { tempDir, wordDefs, writeDefs, writeWords } from '../helpers/fixtures.ts';
+import { type PostgresServer, skipPostgresTests, startPostgres } from '../helpers/postgres.ts';
+import { freePort } from '../helpers/redis-server.ts';
 
-const BIN = path.resolve(import.meta.dirname, '../bin/nearline.mjs');
+const BIN = path.resolve(import.meta.dirname, '../../bin/nearline.mjs');
 
 let postgres: PostgresServer | undefined;
 
@@ -112,7 +112,7 @@ describe.each(BACKENDS)('registry and apply on $name', (backend) => {
     const { plan, applied } = await store.apply(await loadDefinitions(writeDefs(home, changed)));
     expect(applied).toBe(true);
     expect(plan.find((p) => p.name === 'word_vec@v1')?.action).toBe('update');
-    expect((await store.registry.getFeature('word_vec', 'v1'))?.metric).toBe('dot');
+    expect(embedding(await store.registry.getFeature('word_vec', 'v1'))?.metric).toBe('dot');
     await store.close();
   });
 
@@ -161,7 +161,7 @@ describe.each(BACKENDS)('registry and apply on $name', (backend) => {
     const int8 = wordDefs(8);
     (int8.features[0].index as Record<string, unknown>).quantization = 'int8';
     await store.apply(await loadDefinitions(writeDefs(home, int8)));
-    expect((await store.registry.getFeature('word_vec', 'v1'))?.index).toEqual({ M: 16, efConstruction: 200, ef: 100, quantization: 'int8' });
+    expect(embedding(await store.registry.getFeature('word_vec', 'v1'))?.index).toEqual({ M: 16, efConstruction: 200, ef: 100, quantization: 'int8' });
     await store.materialize('word_vec@v1', { progress: false });
     const manifest = JSON.parse(readFileSync(path.join(home, 'indexes', 'word_vec__v1', 'manifest.json'), 'utf8')) as { quantization?: string };
     expect(manifest.quantization).toBe('int8');
@@ -201,7 +201,7 @@ describe.each(BACKENDS)('registry and apply on $name', (backend) => {
     const events = (await store.registry.listEvents()).length;
     await expect(store.registry.commit(defs, stale, new Map())).rejects.toMatchObject({ code: 'NL_CONFLICT', message: expect.stringContaining('since this plan was made') });
     expect((await store.registry.listEvents()).length).toBe(events);
-    expect((await store.registry.getFeature('word_vec', 'v1'))?.metric).toBe('dot');
+    expect(embedding(await store.registry.getFeature('word_vec', 'v1'))?.metric).toBe('dot');
     await store.close();
   });
 
@@ -430,6 +430,9 @@ describe.skipIf(skipPostgresTests())('PostgreSQL registry across processes', () 
     expect(r.stderr).toContain('error NL_REGISTRY_UNAVAILABLE');
   });
 });
+
+/** The record when it is an embedding feature, to read its embedding fields. */
+const embedding = (f: FeatureRecord | undefined) => (f?.kind === 'embedding' ? f : undefined);
 
 describe('where the registry lives', () => {
   it('the option, else NEARLINE_REGISTRY, else <home>/nearline.db; the CLI flag wins over the environment', async () => {

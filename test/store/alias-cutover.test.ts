@@ -1,11 +1,11 @@
 import { rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Definitions } from '../src/config.ts';
-import { loadDefinitions } from '../src/config.ts';
-import { FeatureStore } from '../src/store/feature-store.ts';
-import { seeded, tempDir, writeDefs } from './helpers/fixtures.ts';
-import { startQdrantTestServer, type QdrantTestServer } from './helpers/qdrant-test-server.ts';
+import type { Definitions } from '../../src/config.ts';
+import { loadDefinitions } from '../../src/config.ts';
+import { FeatureStore } from '../../src/store/feature-store.ts';
+import { seeded, tempDir, writeDefs } from '../helpers/fixtures.ts';
+import { startQdrantTestServer, type QdrantTestServer } from '../helpers/qdrant-test-server.ts';
 
 /*
  * A nearline alias move also moves the vector provider's own alias, so that a service reading Qdrant

@@ -1,11 +1,11 @@
 import { appendFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { loadDefinitions } from '../src/config.ts';
-import { FeatureStore } from '../src/store/feature-store.ts';
-import { makeEncoder } from '../scripts/make-encoder.ts';
-import { tempDir, writeDefs } from './helpers/fixtures.ts';
-import { SENTENCES, TINY } from './embedding/helpers.ts';
+import { loadDefinitions } from '../../src/config.ts';
+import { FeatureStore } from '../../src/store/feature-store.ts';
+import { makeEncoder } from '../../scripts/make-encoder.ts';
+import { tempDir, writeDefs } from '../helpers/fixtures.ts';
+import { SENTENCES, TINY } from '../embedding/helpers.ts';
 
 const DOCS = Array.from({ length: 60 }, (_, i) => ({ id: `d${i}`, body: `${SENTENCES[i % SENTENCES.length]} number ${i}`, topic: i % 2 ? 'odd' : 'even' }));
 

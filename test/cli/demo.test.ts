@@ -1,9 +1,9 @@
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { tempDir } from './helpers/fixtures.ts';
+import { tempDir } from '../helpers/fixtures.ts';
 
-const BIN = path.resolve(import.meta.dirname, '../bin/nearline.mjs');
+const BIN = path.resolve(import.meta.dirname, '../../bin/nearline.mjs');
 
 describe('nearline demo', () => {
   it('runs the main job offline on embedded defaults and honours the metadata filter', () => {

@@ -2,9 +2,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, expect, it } from 'vitest';
-import { createHnswProvider } from '../src/providers/vector/hnsw/provider.ts';
-import type { Metric } from '../src/types.ts';
-import { mulberry32 } from './providers/vector.suite.ts';
+import { createHnswProvider } from '../../src/providers/vector/hnsw/provider.ts';
+import type { Metric } from '../../src/types.ts';
+import { mulberry32 } from './vector.suite.ts';
 
 const N = 20_000;
 const DIMS = 64;
