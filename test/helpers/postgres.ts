@@ -2,7 +2,7 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort } from './redis-server.ts';
+import { freePort, untilReady } from './redis-server.ts';
 
 /** A throwaway PostgreSQL cluster owned by one test file: initdb into a temp dir, loopback only, trust auth. */
 export interface PostgresServer {
@@ -107,31 +107,11 @@ async function launch({ bin, dir, data, port, env, user, timeoutMs }: LaunchOpti
     ['-D', data, '-p', String(port), '-h', '127.0.0.1', '-k', dir, '-c', 'fsync=on', '-c', 'max_connections=200'],
     { stdio: ['ignore', 'pipe', 'pipe'], env, cwd: dir, ...user },
   );
-  let output = '';
   const onExit = () => child.kill('SIGKILL');
   process.once('exit', onExit);
 
   try {
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`postgres on port ${port} not ready after ${timeoutMs} ms:\n${output}`)), timeoutMs);
-      const onData = (chunk: Buffer) => {
-        output += chunk.toString();
-        if (output.includes('database system is ready to accept connections')) {
-          clearTimeout(timer);
-          resolve();
-        }
-      };
-      child.stdout!.on('data', onData);
-      child.stderr!.on('data', onData);
-      child.once('error', (e) => {
-        clearTimeout(timer);
-        reject(e);
-      });
-      child.once('exit', (code, signal) => {
-        clearTimeout(timer);
-        reject(new Error(`postgres on port ${port} exited (${code ?? signal}):\n${output}`));
-      });
-    });
+    await untilReady(child, 'database system is ready to accept connections', `postgres on port ${port}`, timeoutMs);
   } catch (e) {
     child.kill('SIGKILL');
     process.removeListener('exit', onExit);

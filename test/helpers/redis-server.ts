@@ -72,7 +72,6 @@ async function launch(port: number, timeoutMs: number, extraArgs: string[]): Pro
     ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--daemonize', 'no', '--loglevel', 'notice', ...extraArgs],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
-  let output = '';
   const onExit = () => child.kill('SIGKILL');
   process.once('exit', onExit);
   const cleanup = () => {
@@ -81,26 +80,7 @@ async function launch(port: number, timeoutMs: number, extraArgs: string[]): Pro
   };
 
   try {
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`redis-server on port ${port} not ready after ${timeoutMs} ms:\n${output}`)), timeoutMs);
-      const onData = (chunk: Buffer) => {
-        output += chunk.toString();
-        if (output.includes('Ready to accept connections')) {
-          clearTimeout(timer);
-          resolve();
-        }
-      };
-      child.stdout!.on('data', onData);
-      child.stderr!.on('data', onData);
-      child.once('error', (e) => {
-        clearTimeout(timer);
-        reject(e);
-      });
-      child.once('exit', (code, signal) => {
-        clearTimeout(timer);
-        reject(new Error(`redis-server on port ${port} exited (${code ?? signal}):\n${output}`));
-      });
-    });
+    await untilReady(child, 'Ready to accept connections', `redis-server on port ${port}`, timeoutMs);
   } catch (e) {
     child.kill('SIGKILL');
     cleanup();
@@ -173,4 +153,29 @@ async function formCluster(nodes: RedisServer[], busPorts: number[]): Promise<vo
   } finally {
     for (const c of clients) c.disconnect();
   }
+}
+
+/** Resolves once `child` prints `ready` (stdout or stderr); rejects, with what it printed, if it exits or times out first. */
+export function untilReady(child: ChildProcess, ready: string, what: string, timeoutMs: number): Promise<void> {
+  let output = '';
+  return new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${what} not ready after ${timeoutMs} ms:\n${output}`)), timeoutMs);
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString();
+      if (output.includes(ready)) {
+        clearTimeout(timer);
+        resolve();
+      }
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', onData);
+    child.once('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      reject(new Error(`${what} exited (${code ?? signal}):\n${output}`));
+    });
+  });
 }
