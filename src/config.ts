@@ -98,6 +98,8 @@ export interface Definitions {
 const NAME = /^[A-Za-z][A-Za-z0-9_-]{0,63}$/;
 const VARIANT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const SECTIONS = ['providers', 'entities', 'sources', 'models', 'features', 'aliases'] as const;
+/** Fields of a model definition every runtime shares; a runtime plugin's options are the others. */
+const MODEL_FIELDS = ['name', 'version', 'runtime', 'pooling', 'normalize', 'maxTokens', 'path', 'hub', 'cacheDir', 'threads'];
 const METRICS: Metric[] = ['cosine', 'dot', 'l2'];
 const SCALAR_TYPES: ScalarType[] = ['float', 'int', 'string', 'bool'];
 export const DEFAULT_INDEX = { M: 16, efConstruction: 200, ef: 100 };
@@ -224,11 +226,18 @@ export function validateDefinitions(raw: unknown, file: string, baseDir: string)
     if (cache !== undefined) def.cacheDir = resolvePath(cache);
     const threads = f.optPosInt('threads');
     if (threads !== undefined) def.threads = threads;
-    const needs = pluginFor('runtime', def.runtime)?.model;
+    const runtime = pluginFor('runtime', def.runtime);
+    const needs = runtime?.model;
     if ((needs === 'folder' && !def.path) || (needs === 'folder-or-hub' && !def.path && !def.hub)) {
       f.fail('path', `runtime ${def.runtime} needs a model folder${needs === 'folder-or-hub' ? ' or a hub id' : ''}`);
     }
-    f.done();
+    // What no common getter read is the runtime's own option, when its plugin declares a schema for them.
+    if (runtime?.options) {
+      const options = f.rest(MODEL_FIELDS);
+      const problem = optionsProblem({ ...runtime, options: runtime.options }, options);
+      if (problem) f.fail(problem.field, problem.message);
+      if (Object.keys(options).length) def.options = options;
+    } else f.done();
     return def;
   });
   const features = section('features').map(({ f }): FeatureDef => {

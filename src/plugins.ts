@@ -53,6 +53,12 @@ export interface RuntimePlugin {
    * runtimes whose work would otherwise hold the JS thread. Default false.
    */
   readonly supportsWorkers?: boolean;
+  /**
+   * Fields of a model definition beside the ones every runtime shares (name, version, runtime, path, hub,
+   * cacheDir, pooling, normalize, maxTokens, threads), checked at apply and handed to `create` as `spec.options`.
+   * Without it a model definition may carry no other field.
+   */
+  readonly options?: TObject;
   create(spec: ModelSpec): EmbeddingModel | Promise<EmbeddingModel>;
 }
 
@@ -71,7 +77,7 @@ export interface SourcePlugin<O extends TObject = TObject> {
 export type Plugin = VectorProviderPlugin | OnlineStorePlugin | RuntimePlugin | SourcePlugin;
 export type ProviderPlugin = VectorProviderPlugin | OnlineStorePlugin;
 /** Plugins whose definitions carry options checked against their schema. */
-export type OptionsPlugin = ProviderPlugin | SourcePlugin;
+export type OptionsPlugin = ProviderPlugin | SourcePlugin | (RuntimePlugin & { options: TObject });
 
 /** Declares a vector provider: `defineVectorProvider({ kind: 'hnsw', options: HnswOptions, create })`. */
 export function defineVectorProvider<O extends TObject>(def: Omit<VectorProviderPlugin<O>, 'plugin'>): VectorProviderPlugin<O> {
@@ -108,7 +114,7 @@ export function optionsProblem(plugin: OptionsPlugin, options: Record<string, un
   for (const e of Errors(plugin.options, options)) {
     const field = e.path.replace(/^\//, '').replace(/\//g, '.') || '(options)';
     const unknown = e.message === 'Unexpected property';
-    const what = plugin.plugin === 'source' ? 'source' : 'provider';
+    const what = plugin.plugin === 'source' ? 'source' : plugin.plugin === 'runtime' ? 'runtime' : 'provider';
     if (e.value === undefined && /required property/i.test(e.message)) return { field, message: `missing: a ${plugin.kind} ${what} needs it` };
     return { field, message: unknown ? `unknown option for a ${plugin.kind} ${what}` : `${e.message.replace(/^Expected/, 'expected')}, got ${JSON.stringify(e.value)}` };
   }

@@ -13,6 +13,7 @@ import { vectorProviderSuite } from '../providers/vector.suite.ts';
 
 const PLUGIN = path.resolve(import.meta.dirname, '../fixtures/plugins/map-online-store.ts');
 const VECTOR_PLUGIN = path.resolve(import.meta.dirname, '../fixtures/plugins/scan-vector-provider.ts');
+const RUNTIME_PLUGIN = path.resolve(import.meta.dirname, '../fixtures/plugins/hash-runtime.ts');
 const BIN = path.resolve(import.meta.dirname, '../../bin/nearline.mjs');
 const dirs: string[] = [];
 const dir = () => {
@@ -97,6 +98,35 @@ describe('plugins named in definitions', () => {
     const err = await store.put('f@v1', [['c', 3]]).catch((e: unknown) => e);
     expect(isNearlineError(err, 'NL_LIMIT_EXCEEDED')).toBe(true);
     expect(await store.count('f@v1')).toBe(2);
+  });
+
+  it('a runtime named by module path takes its own model fields, checked at apply, and embeds a text feature', async () => {
+    const home = dir();
+    const titles = ['red apple pie recipe', 'green tea ceremony', 'apple orchard in autumn', 'tea kettle whistle', 'blue whale song'];
+    writeFileSync(path.join(home, 'docs.jsonl'), titles.map((title, i) => JSON.stringify({ id: `d${i}`, title })).join('\n') + '\n');
+    const rel = path.relative(home, RUNTIME_PLUGIN);
+    const model = { name: 'grams', version: '1', runtime: rel.startsWith('.') ? rel : `./${rel}`, dims: 64, ngram: 3 };
+    const defs = (m: Record<string, unknown>) => ({
+      providers: [{ name: 'local', kind: 'hnsw' }],
+      entities: [{ name: 'doc', key: 'id' }],
+      sources: [{ name: 'docs', variant: 'v1', kind: 'jsonl', path: 'docs.jsonl' }],
+      models: [m],
+      features: [{ name: 'doc_vec', variant: 'v1', entity: 'doc', source: 'docs@v1', kind: 'embedding', text: { column: 'title', model: 'grams@1' }, metric: 'cosine', provider: 'local' }],
+    });
+    expect(await definitionError(defs({ ...model, dimz: 64 }), home)).toContain('models[0] (grams): field "dimz": unknown option for a hash runtime');
+    expect(await definitionError(defs({ ...model, dims: '64' }), home)).toContain('models[0] (grams): field "dims": expected integer, got "64"');
+    const loaded = await loadDefinitions(writeDefs(home, defs(model)));
+    expect(loaded.models[0].options).toEqual({ dims: 64, ngram: 3 });
+    const store = FeatureStore.open({ home });
+    try {
+      await store.apply(loaded);
+      expect(await store.registry.getFeature('doc_vec', 'v1')).toMatchObject({ dims: 64 });
+      await store.materialize('doc_vec@v1', { progress: false });
+      const res = await store.nearest({ feature: 'doc_vec', k: 2, query: { text: 'apple pie' } });
+      expect(res.hits[0].id).toBe('d0');
+    } finally {
+      await store.close();
+    }
   });
 
   it('refuses unknown and mistyped options at apply with the file, the object and the field', async () => {

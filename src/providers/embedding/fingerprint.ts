@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, readdirSync, statSync } from 'node:fs';
-import { join, relative, sep } from 'node:path';
-import { createEmbeddingModel } from '../index.ts';
+import { createReadStream, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { isAbsolute, join, relative, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createEmbeddingModel, pluginFor } from '../index.ts';
 import { invalidModel, modelLabel } from './common.ts';
 import type { ModelSpec } from './types.ts';
 import { useModelDir } from './use.ts';
@@ -63,6 +64,7 @@ async function modelDir(spec: ModelSpec): Promise<string | undefined> {
  * download (fetched first if absent, as registering the model will load it anyway).
  */
 export async function modelFingerprint(spec: ModelSpec): Promise<string> {
+  if (!spec.path && !spec.hub && spec.runtime !== 'use' && pluginFor('runtime', spec.runtime)?.model === 'packaged') return packagedFingerprint(spec);
   let dir = await modelDir(spec);
   if (dir === undefined) {
     const model = await createEmbeddingModel(spec);
@@ -76,6 +78,18 @@ export async function modelFingerprint(spec: ModelSpec): Promise<string> {
   const files = listFiles(dir, keep);
   if (files.length === 0) throw invalidModel(spec, `no model files in ${dir}`);
   return hashFiles(dir, files);
+}
+
+/**
+ * A plugin runtime that packages its model in its own code: its vectors depend on that module and on the
+ * definition's options, so the sha256 covers both.
+ */
+function packagedFingerprint(spec: ModelSpec): string {
+  const file = isAbsolute(spec.runtime) ? spec.runtime : fileURLToPath(import.meta.resolve(spec.runtime));
+  return createHash('sha256')
+    .update(readFileSync(file))
+    .update(`\0${JSON.stringify(spec.options ?? {})}`)
+    .digest('hex');
 }
 
 /** Loads a model, embeds a probe text, and reports its dims; failures are the model's coded errors. */

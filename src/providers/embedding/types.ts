@@ -20,6 +20,8 @@ export interface ModelSpec {
   maxTokens: number;
   /** Intra-op threads for the runtime. Default 1. */
   threads?: number;
+  /** A plugin runtime's own fields of the definition, checked against its options schema. */
+  options?: Record<string, unknown>;
 }
 
 /** A loaded embedding model. */
