@@ -64,7 +64,6 @@ function log(msg: string): void {
   process.stderr.write(`[ann] ${msg}\n`);
 }
 
-
 /** Step 2: a seeded shuffle; the last QUERIES words are held out as queries, the rest (or --limit of them) are indexed. */
 function split(all: Float32Array): { base: Float32Array; queries: Float32Array; n: number } {
   const total = all.length / SOURCE_DIMS;
@@ -202,7 +201,13 @@ async function nearlineEngine(base: Float32Array, queries: Float32Array, dir: st
   // threads: 1 keeps a single call on one core; concurrency comes from calls in flight, as in a server.
   const provider = createHnswProvider({ dir, threads: 1, ...(args.rescore ? { rescore: Number(args.rescore) } : {}) }, { name: 'bench', home: dir });
   await provider.open();
-  const c = await provider.collection({ name: 'glove', dims: DIMS, metric: 'cosine', index: { M, efConstruction: EF_CONSTRUCTION, quantization }, metadataFields: [] });
+  const c = await provider.collection({
+    name: 'glove',
+    dims: DIMS,
+    metric: 'cosine',
+    index: { M, efConstruction: EF_CONSTRUCTION, quantization },
+    metadataFields: [],
+  });
   const qs = rowsOf(queries);
   const labelOf = (id: string) => Number(id.slice(1));
   const batches = (ef: number) => {
@@ -322,9 +327,13 @@ function findPython(): string | null {
 async function cppEngine(python: string, base: Float32Array, queries: Float32Array, work: string) {
   await writeFile(join(work, 'base.f32'), base);
   await writeFile(join(work, 'queries.f32'), queries);
-  const child = spawn(python, [join(HERE, 'ann_hnswlib.py'), join(work, 'base.f32'), join(work, 'queries.f32'), `${DIMS}`, `${M}`, `${EF_CONSTRUCTION}`, `${K}`], {
-    stdio: ['pipe', 'pipe', 'inherit'],
-  });
+  const child = spawn(
+    python,
+    [join(HERE, 'ann_hnswlib.py'), join(work, 'base.f32'), join(work, 'queries.f32'), `${DIMS}`, `${M}`, `${EF_CONSTRUCTION}`, `${K}`],
+    {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    },
+  );
   const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
   const ask = async (cmd: string) => {
     if (cmd) child.stdin.write(`${cmd}\n`);
@@ -368,7 +377,12 @@ async function measureMemory(base: Float32Array, queries: Float32Array, quantiza
   const work = await mkdtemp(join(tmpdir(), 'nearline-ann-memory-'));
   const { engine, close } = await nearlineEngine(base, queries, work, quantization);
   await engine.build();
-  const out: Memory = { rssPerVector: engine.rssPerVector, heapPerVector: engine.heapPerVector, rssSlope: engine.rssSlope, graphPerVector: engine.graphPerVector };
+  const out: Memory = {
+    rssPerVector: engine.rssPerVector,
+    heapPerVector: engine.heapPerVector,
+    rssSlope: engine.rssSlope,
+    graphPerVector: engine.graphPerVector,
+  };
   process.stdout.write(`${JSON.stringify(out)}\n`);
   await close();
   await rm(work, { recursive: true, force: true });
@@ -376,11 +390,15 @@ async function measureMemory(base: Float32Array, queries: Float32Array, quantiza
 
 function memoryInChild(quantization: Quantization): Promise<Memory> {
   const argv = process.argv.slice(2).filter((a, i, all) => a !== '--memory' && all[i - 1] !== '--memory');
-  const child = spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), ...argv, '--memory', quantization], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), ...argv, '--memory', quantization], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   let text = '';
   child.stdout.on('data', (d: Buffer) => (text += d.toString()));
   return new Promise((resolve, reject) =>
-    child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(text.trim().split('\n').pop()!) as Memory) : reject(new Error(`memory child for ${quantization} exited ${code}`)))),
+    child.on('exit', (code) =>
+      code === 0 ? resolve(JSON.parse(text.trim().split('\n').pop()!) as Memory) : reject(new Error(`memory child for ${quantization} exited ${code}`)),
+    ),
   );
 }
 
@@ -420,7 +438,17 @@ async function main(): Promise<void> {
 
   const rows: string[][] = [];
   const int8Rows: string[][] = [];
-  const summary: Array<{ ef: number; recall: number; recallInt8: number; qps: number; qpsInt8: number; cpuRatioInt8: number; ratioCpp: number; cpuRatioCpp: number; scaling: number }> = [];
+  const summary: Array<{
+    ef: number;
+    recall: number;
+    recallInt8: number;
+    qps: number;
+    qpsInt8: number;
+    cpuRatioInt8: number;
+    ratioCpp: number;
+    cpuRatioCpp: number;
+    scaling: number;
+  }> = [];
   const fmt = (x: number | undefined, digits = 2) => (x === undefined || Number.isNaN(x) ? '-' : x.toFixed(digits));
   for (const ef of EFS) {
     const qps: Record<string, number[]> = {};
@@ -467,7 +495,15 @@ async function main(): Promise<void> {
       cpuRatioCpp: cpp ? pc.nearline / pc['C++ hnswlib'] : NaN,
       scaling,
     });
-    int8Rows.push([`${ef}`, fmt(rec.nearline, 4), fmt(rec['nearline int8'], 4), fmt(q.nearline, 0), fmt(q['nearline int8'], 0), fmt(median(int8Ratio)), fmt(median(int8CpuRatio))]);
+    int8Rows.push([
+      `${ef}`,
+      fmt(rec.nearline, 4),
+      fmt(rec['nearline int8'], 4),
+      fmt(q.nearline, 0),
+      fmt(q['nearline int8'], 0),
+      fmt(median(int8Ratio)),
+      fmt(median(int8CpuRatio)),
+    ]);
     if (BASELINES) {
       rows.push([
         `${ef}`,
@@ -495,13 +531,32 @@ async function main(): Promise<void> {
   await rm(work, { recursive: true, force: true });
 
   const markdown = (header: string[], body: string[][]) => [header, header.map(() => '---'), ...body].map((r) => `| ${r.join(' | ')} |`).join('\n');
-  const header = ['ef', 'recall nearline', 'recall hnswlib-node', 'recall C++', 'qps nearline 1 thread', 'qps hnswlib-node', 'qps C++', 'nearline / C++', 'nearline / hnswlib-node', 'per CPU-second: nearline / C++', 'per CPU-second: nearline / hnswlib-node', `qps nearline ${INFLIGHT} in flight`, 'concurrency scaling', 'cores nearline got (1 thread / in flight)', 'C++ hnswlib scaling, 2 threads'];
+  const header = [
+    'ef',
+    'recall nearline',
+    'recall hnswlib-node',
+    'recall C++',
+    'qps nearline 1 thread',
+    'qps hnswlib-node',
+    'qps C++',
+    'nearline / C++',
+    'nearline / hnswlib-node',
+    'per CPU-second: nearline / C++',
+    'per CPU-second: nearline / hnswlib-node',
+    `qps nearline ${INFLIGHT} in flight`,
+    'concurrency scaling',
+    'cores nearline got (1 thread / in flight)',
+    'C++ hnswlib scaling, 2 threads',
+  ];
   const int8Header = ['ef', 'recall f32', 'recall int8', 'qps f32 1 thread', 'qps int8 1 thread', 'int8 / f32 qps', 'int8 / f32 per CPU-second'];
   const target = summary.find((s) => s.recall >= 0.95);
   const int8Target = summary.find((s) => s.recallInt8 >= 0.95);
   const e32 = memory.none;
   const e8 = memory.int8;
-  const dataset = DIMS === SOURCE_DIMS ? `${DIMS}-d GloVe` : `${DIMS}-d vectors (${SOURCE_DIMS}-d GloVe times a fixed seeded Gaussian ${SOURCE_DIMS} x ${DIMS} matrix: rank ${SOURCE_DIMS})`;
+  const dataset =
+    DIMS === SOURCE_DIMS
+      ? `${DIMS}-d GloVe`
+      : `${DIMS}-d vectors (${SOURCE_DIMS}-d GloVe times a fixed seeded Gaussian ${SOURCE_DIMS} x ${DIMS} matrix: rank ${SOURCE_DIMS})`;
   const text = [
     `# ANN benchmark: ${n} x ${dataset} (cosine), ${QUERIES} held-out queries, k=${K}, M=${M}, efConstruction=${EF_CONSTRUCTION}`,
     '',
@@ -517,9 +572,13 @@ async function main(): Promise<void> {
     '',
     markdown(int8Header, int8Rows),
     '',
-    `Build (one thread): ${Object.entries(builds).map(([k, v]) => `${k} ${v.seconds.toFixed(1)} s (${v.cpu.toFixed(1)} CPU s)`).join(', ')}` +
+    `Build (one thread): ${Object.entries(builds)
+      .map(([k, v]) => `${k} ${v.seconds.toFixed(1)} s (${v.cpu.toFixed(1)} CPU s)`)
+      .join(', ')}` +
       `; int8 / f32: ${(builds['nearline int8'].seconds / builds.nearline.seconds).toFixed(2)}x the time, ${(builds['nearline int8'].cpu / builds.nearline.cpu).toFixed(2)}x the CPU time` +
-      (cpp ? `; nearline / C++ hnswlib: ${(builds.nearline.seconds / builds['C++ hnswlib'].seconds).toFixed(2)}x the time, ${(builds.nearline.cpu / builds['C++ hnswlib'].cpu).toFixed(2)}x the CPU time.` : '.'),
+      (cpp
+        ? `; nearline / C++ hnswlib: ${(builds.nearline.seconds / builds['C++ hnswlib'].seconds).toFixed(2)}x the time, ${(builds.nearline.cpu / builds['C++ hnswlib'].cpu).toFixed(2)}x the CPU time.`
+        : '.'),
     'Memory of each nearline collection is measured in a process of its own that builds only it.',
     `Resident memory per vector (RSS growth over the build / n): nearline ${e32.rssPerVector.toFixed(0)} B (of which JS heap: ids, metadata ${e32.heapPerVector.toFixed(0)} B), nearline int8 ${e8.rssPerVector.toFixed(0)} B (JS heap ${e8.heapPerVector.toFixed(0)} B): int8 / f32 ${(e8.rssPerVector / e32.rssPerVector).toFixed(2)}x` +
       `${node ? `; hnswlib-node ${node.rssPerVector.toFixed(0)} B` : ''}${cpp ? `, C++ hnswlib ${cpp.engine.rssPerVector.toFixed(0)} B` : ''}; hnswlib's estimate d*4 + M*2*4 = ${ESTIMATE} B -> nearline at ${(e32.rssPerVector / ESTIMATE).toFixed(2)}x${cpp ? `, ${(e32.rssPerVector / cpp.engine.rssPerVector).toFixed(2)}x C++ hnswlib's measured` : ''}.`,

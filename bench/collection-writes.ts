@@ -55,7 +55,10 @@ async function main(): Promise<void> {
   const opened: Array<{ tree: string; c: Collection; close: () => Promise<void>; home: string; next: number; offset: number }> = [];
   for (const tree of trees) {
     const { createHnswProvider } = (await import(pathToFileURL(join(tree, 'src/providers/vector/hnsw/provider.ts')).href)) as {
-      createHnswProvider: (o: object, ctx: { name: string; home: string }) => { open(): Promise<void>; collection(s: object): Promise<Collection>; close(): Promise<void> };
+      createHnswProvider: (
+        o: object,
+        ctx: { name: string; home: string },
+      ) => { open(): Promise<void>; collection(s: object): Promise<Collection>; close(): Promise<void> };
     };
     const home = await mkdtemp(join(tmpdir(), 'nearline-collection-writes-'));
     const p = createHnswProvider({}, { name: 'local', home });
@@ -63,7 +66,10 @@ async function main(): Promise<void> {
     const c = await p.collection({ name: 'glove', dims: DIMS, metric: 'cosine', index: { M: 16, efConstruction: 200, ef: 100 }, metadataFields: ['cat'] });
     const t0 = performance.now();
     for (let i = 0; i < ROWS; i += 5000) {
-      await c.upsert(Array.from({ length: Math.min(5000, ROWS - i) }, (_, j) => ({ id: `w${i + j}`, vector: vec(i + j), metadata: { cat: `c${(i + j) % 10}` } })), { logOffset: i + 5000 });
+      await c.upsert(
+        Array.from({ length: Math.min(5000, ROWS - i) }, (_, j) => ({ id: `w${i + j}`, vector: vec(i + j), metadata: { cat: `c${(i + j) % 10}` } })),
+        { logOffset: i + 5000 },
+      );
     }
     await c.flush();
     log(`${tree}: built ${ROWS} rows in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
@@ -82,19 +88,23 @@ async function main(): Promise<void> {
           while (running) {
             const ns = Array.from({ length: BATCH }, () => t.next++);
             const s = performance.now();
-            await t.c.upsert(ns.map((n) => ({ id: `p${n}`, vector: vec(n), metadata: { cat: `c${n % 10}` } })), { logOffset: ++t.offset });
+            await t.c.upsert(
+              ns.map((n) => ({ id: `p${n}`, vector: vec(n), metadata: { cat: `c${n % 10}` } })),
+              { logOffset: ++t.offset },
+            );
             for (const _ of ns) writeLatency.push(performance.now() - s);
           }
         })()
       : Promise.resolve();
-    const snapshot = writer && args.snapshots !== '0'
-      ? (async () => {
-          await new Promise((r) => setTimeout(r, (SECONDS * 1000) / 2));
-          const s = performance.now();
-          await t.c.flush();
-          snapshotMs = performance.now() - s;
-        })()
-      : Promise.resolve();
+    const snapshot =
+      writer && args.snapshots !== '0'
+        ? (async () => {
+            await new Promise((r) => setTimeout(r, (SECONDS * 1000) / 2));
+            const s = performance.now();
+            await t.c.flush();
+            snapshotMs = performance.now() - s;
+          })()
+        : Promise.resolve();
     const start = performance.now();
     const inflight: Array<Promise<void>> = [];
     for (let i = 0; ; i++) {
@@ -112,7 +122,12 @@ async function main(): Promise<void> {
     return { queryLatency, writeLatency, snapshotMs };
   }
 
-  const results = new Map(opened.map((t) => [t.tree, { alone: [] as number[], during: [] as number[], writeP50: [] as number[], writeP99: [] as number[], writes: [] as number[], snapshot: [] as number[] }]));
+  const results = new Map(
+    opened.map((t) => [
+      t.tree,
+      { alone: [] as number[], during: [] as number[], writeP50: [] as number[], writeP99: [] as number[], writes: [] as number[], snapshot: [] as number[] },
+    ]),
+  );
   for (let w = 0; w < WINDOWS; w++) {
     for (const t of opened) {
       const r = results.get(t.tree)!;
@@ -124,7 +139,9 @@ async function main(): Promise<void> {
       r.writeP99.push(pct(during.writeLatency, 0.99));
       r.writes.push(during.writeLatency.length / SECONDS);
       r.snapshot.push(during.snapshotMs);
-      log(`${t.tree} window ${w + 1}: query p99 ${r.alone.at(-1)!.toFixed(1)} -> ${r.during.at(-1)!.toFixed(1)} ms, upsert p99 ${r.writeP99.at(-1)!.toFixed(1)} ms, ${r.writes.at(-1)!.toFixed(0)} rows/s`);
+      log(
+        `${t.tree} window ${w + 1}: query p99 ${r.alone.at(-1)!.toFixed(1)} -> ${r.during.at(-1)!.toFixed(1)} ms, upsert p99 ${r.writeP99.at(-1)!.toFixed(1)} ms, ${r.writes.at(-1)!.toFixed(0)} rows/s`,
+      );
     }
   }
   const rows = opened.map((t) => {
@@ -134,7 +151,9 @@ async function main(): Promise<void> {
   });
   process.stdout.write(
     [
-      `${ROWS} GloVe rows, ${WINDOWS} windows of ${SECONDS} s per tree, rotating; queries paced at ${RATE}/s; upserts of ${BATCH} row(s); load average at the end ${loadavg().map((x) => x.toFixed(1)).join(' ')}. Medians over windows (range).`,
+      `${ROWS} GloVe rows, ${WINDOWS} windows of ${SECONDS} s per tree, rotating; queries paced at ${RATE}/s; upserts of ${BATCH} row(s); load average at the end ${loadavg()
+        .map((x) => x.toFixed(1))
+        .join(' ')}. Medians over windows (range).`,
       '',
       '| tree | query p99 alone, ms | query p99 beside writes, ms | ratio | upsert p50 / p99, ms | upserts/s | snapshot, ms |',
       '|---|---|---|---|---|---|---|',

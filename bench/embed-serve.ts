@@ -92,9 +92,13 @@ async function load(url: string, texts: string[]): Promise<LoadResult> {
 
 function runLoad(url: string, textsFile: string): Promise<LoadResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--role', 'load', '--url', url, '--seconds', String(SECONDS), '--texts', textsFile], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', fileURLToPath(import.meta.url), '--role', 'load', '--url', url, '--seconds', String(SECONDS), '--texts', textsFile],
+      {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
     let stdout = '';
     child.stdout.on('data', (d) => (stdout += d));
     child.on('error', reject);
@@ -128,7 +132,15 @@ async function rate(texts: string[]) {
   };
   await pass(pool);
   for (let r = 0; r < ROUNDS; r++) {
-    for (const [name, model] of r % 2 ? ([['pool', pool], ['main', main]] as const) : ([['main', main], ['pool', pool]] as const)) {
+    for (const [name, model] of r % 2
+      ? ([
+          ['pool', pool],
+          ['main', main],
+        ] as const)
+      : ([
+          ['main', main],
+          ['pool', pool],
+        ] as const)) {
       const x = await pass(model);
       out[name].push(x.rate);
       out[name === 'main' ? 'stallMain' : 'stallPool'].push(x.stall);

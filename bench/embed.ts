@@ -121,7 +121,13 @@ async function rawSession(path: string): Promise<Contender> {
       attention_mask: new ort.Tensor('int64', mask, [n, seq]),
       token_type_ids: new ort.Tensor('int64', new BigInt64Array(n * seq), [n, seq]),
     });
-    const vectors = poolTokens(out.last_hidden_state.data as Float32Array, ids.map((x) => x.length), seq, SHAPE.hidden, 'mean');
+    const vectors = poolTokens(
+      out.last_hidden_state.data as Float32Array,
+      ids.map((x) => x.length),
+      seq,
+      SHAPE.hidden,
+      'mean',
+    );
     for (const v of vectors) {
       const inv = 1 / Math.hypot(...v);
       for (let i = 0; i < v.length; i++) v[i] *= inv;

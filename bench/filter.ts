@@ -166,7 +166,21 @@ async function main(): Promise<void> {
       providers: [{ name: 'local', kind: 'hnsw' }],
       entities: [{ name: 'item', key: 'id' }],
       sources: [{ name: 'items', variant: 'v1', kind: 'jsonl', path: 'items.jsonl' }],
-      features: [{ name: 'item_vec', variant: 'v1', entity: 'item', source: 'items@v1', kind: 'embedding', vector: { column: 'vec' }, dims: DIMS, metric: 'cosine', provider: 'local', index: { M: 16, efConstruction: 200 }, metadata: ['cat', 'shard', 'n'] }],
+      features: [
+        {
+          name: 'item_vec',
+          variant: 'v1',
+          entity: 'item',
+          source: 'items@v1',
+          kind: 'embedding',
+          vector: { column: 'vec' },
+          dims: DIMS,
+          metric: 'cosine',
+          provider: 'local',
+          index: { M: 16, efConstruction: 200 },
+          metadata: ['cat', 'shard', 'n'],
+        },
+      ],
     },
     log,
   });

@@ -22,7 +22,12 @@ const BATCH = 1000;
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const us = (x: number) => `${x.toFixed(2)} µs`;
 
-const lines = [`# health bench: observe vs hnsw upsert, ${N.toLocaleString('en-US')} vectors per round, ${ROUNDS} rounds, batches of ${BATCH}`, '', '| dims | observe µs/vector (median, min–max) | hnsw upsert µs/vector (median, min–max) | observe / upsert |', '|---|---|---|---|'];
+const lines = [
+  `# health bench: observe vs hnsw upsert, ${N.toLocaleString('en-US')} vectors per round, ${ROUNDS} rounds, batches of ${BATCH}`,
+  '',
+  '| dims | observe µs/vector (median, min–max) | hnsw upsert µs/vector (median, min–max) | observe / upsert |',
+  '|---|---|---|---|',
+];
 for (const dims of [100, 512]) {
   const rnd = mulberry32(dims);
   const vectors = Array.from({ length: N }, () => Float32Array.from({ length: dims }, () => rnd() * 2 - 1));
@@ -52,7 +57,9 @@ for (const dims of [100, 512]) {
   }
   const o = median(observe);
   const u = median(upsert);
-  lines.push(`| ${dims} | ${us(o)} (${us(Math.min(...observe))}–${us(Math.max(...observe))}) | ${us(u)} (${us(Math.min(...upsert))}–${us(Math.max(...upsert))}) | ${(o / u).toFixed(3)} |`);
+  lines.push(
+    `| ${dims} | ${us(o)} (${us(Math.min(...observe))}–${us(Math.max(...observe))}) | ${us(u)} (${us(Math.min(...upsert))}–${us(Math.max(...upsert))}) | ${(o / u).toFixed(3)} |`,
+  );
 }
 const out = lines.join('\n') + '\n';
 process.stdout.write(out);

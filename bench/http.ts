@@ -104,14 +104,18 @@ async function pacedLoad(spec: LoadSpec & { rate: number }): Promise<LoadResult>
   const inflight = new Set<Promise<void>>();
   const fire = (due: number, body: string) => {
     const done = new Promise<void>((resolve) => {
-      const req = http.request(target, { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
-        res.resume();
-        res.on('end', () => {
-          if (res.statusCode! >= 200 && res.statusCode! < 300) latencies.push(performance.now() - due);
-          else non2xx++;
-          resolve();
-        });
-      });
+      const req = http.request(
+        target,
+        { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } },
+        (res) => {
+          res.resume();
+          res.on('end', () => {
+            if (res.statusCode! >= 200 && res.statusCode! < 300) latencies.push(performance.now() - due);
+            else non2xx++;
+            resolve();
+          });
+        },
+      );
       req.on('error', () => {
         errors++;
         resolve();
@@ -263,11 +267,7 @@ async function prepareHome(all: Float32Array): Promise<{ home: string; n: number
 // ---------------------------------------------------------------------------------------------
 // In-process reference: the same queries through store.nearest / nearestMany, `inflight` calls at a time.
 
-async function inProcess(
-  make: (i: number) => Promise<unknown>,
-  seconds: number,
-  inflight: number,
-): Promise<{ qps: number; p50: number; p99: number }> {
+async function inProcess(make: (i: number) => Promise<unknown>, seconds: number, inflight: number): Promise<{ qps: number; p50: number; p99: number }> {
   const lat: number[] = [];
   const end = performance.now() + seconds * 1000;
   let i = 0;
@@ -320,7 +320,12 @@ async function main(): Promise<void> {
     await load({ url, path: '/v1/nearest', bodies: cheapBodies, seconds: 3, connections: CONNECTIONS });
 
     // Rounds interleave every contender so that a noisy machine slows them alike; medians are reported.
-    const runs = { local: [] as Array<{ qps: number; p50: number; p99: number }>, localBatch: [] as Array<{ qps: number; p50: number; p99: number }>, max: [] as LoadResult[], batch: [] as LoadResult[] };
+    const runs = {
+      local: [] as Array<{ qps: number; p50: number; p99: number }>,
+      localBatch: [] as Array<{ qps: number; p50: number; p99: number }>,
+      max: [] as LoadResult[],
+      batch: [] as LoadResult[],
+    };
     for (let round = 1; round <= ROUNDS; round++) {
       log(`round ${round}/${ROUNDS}: in-process store.nearest, ${CONNECTIONS} in flight, ${SECONDS} s`);
       runs.local.push(await inProcess((i) => store.nearest({ feature: 'glove', k: K, query: { vector: f32Queries[i % QUERY_POOL] } }), SECONDS, CONNECTIONS));
@@ -331,7 +336,10 @@ async function main(): Promise<void> {
         await inProcess(
           (i) => {
             const at = (i * BATCH) % (QUERY_POOL - BATCH);
-            return store.nearestMany('glove', f32Queries.slice(at, at + BATCH).map((vector) => ({ k: K, query: { vector } })));
+            return store.nearestMany(
+              'glove',
+              f32Queries.slice(at, at + BATCH).map((vector) => ({ k: K, query: { vector } })),
+            );
           },
           SECONDS,
           BATCH_CONNECTIONS,
@@ -351,7 +359,13 @@ async function main(): Promise<void> {
 
     const each = (xs: number[]) => xs.map((x) => fmt(x, 0)).join(', ');
     rows.push(
-      [`in-process store.nearest (${CONNECTIONS} in flight)`, fmt(local.qps, 0), fmt(local.p50, 3), fmt(local.p99, 3), `rounds: ${each(runs.local.map((r) => r.qps))}`],
+      [
+        `in-process store.nearest (${CONNECTIONS} in flight)`,
+        fmt(local.qps, 0),
+        fmt(local.p50, 3),
+        fmt(local.p99, 3),
+        `rounds: ${each(runs.local.map((r) => r.qps))}`,
+      ],
       [
         `in-process store.nearestMany x${BATCH} (${BATCH_CONNECTIONS} in flight)`,
         fmt(localBatch.qps * BATCH, 0),
@@ -359,8 +373,20 @@ async function main(): Promise<void> {
         fmt(localBatch.p99, 3),
         `latency per call; rounds: ${each(runs.localBatch.map((r) => r.qps * BATCH))}`,
       ],
-      [`HTTP /v1/nearest, max (${CONNECTIONS} connections)`, fmt(max.rps, 0), fmt(max.p50, 3), fmt(max.p99, 3), `rounds: ${each(runs.max.map((r) => r.rps))}; ${max.non2xx} non-2xx`],
-      [`HTTP /v1/nearest at ${half} req/s (50% of max)`, fmt(atHalf.rps, 0), fmt(atHalf.p50, 3), fmt(atHalf.p99, 3), `${atHalf.non2xx} non-2xx, ${atHalf.errors} errors`],
+      [
+        `HTTP /v1/nearest, max (${CONNECTIONS} connections)`,
+        fmt(max.rps, 0),
+        fmt(max.p50, 3),
+        fmt(max.p99, 3),
+        `rounds: ${each(runs.max.map((r) => r.rps))}; ${max.non2xx} non-2xx`,
+      ],
+      [
+        `HTTP /v1/nearest at ${half} req/s (50% of max)`,
+        fmt(atHalf.rps, 0),
+        fmt(atHalf.p50, 3),
+        fmt(atHalf.p99, 3),
+        `${atHalf.non2xx} non-2xx, ${atHalf.errors} errors`,
+      ],
       [
         `HTTP /v1/nearest/batch x${BATCH}, max (${BATCH_CONNECTIONS} connections)`,
         fmt(batch.rps * BATCH, 0),
@@ -394,7 +420,7 @@ async function main(): Promise<void> {
     `# HTTP serving: ${n} x ${DIMS}-d GloVe (cosine, M=16, efConstruction=200, ef=100), k=${K}`,
     '',
     `Run ${new Date().toISOString()} on ${process.platform}/${process.arch}, ${cpus().length} cores, Node ${process.version}; ${ROUNDS} interleaved rounds of ${SECONDS} s loads, medians; load average ${loadavg()[0].toFixed(1)} at the end.`,
-    'Server: `build()` listening on 127.0.0.1 in the bench process. Load in a child process: autocannon at full speed; at a fixed rate, an open-loop paced client whose latencies count from each request\'s due time. Exact per-request latencies.',
+    "Server: `build()` listening on 127.0.0.1 in the bench process. Load in a child process: autocannon at full speed; at a fixed rate, an open-loop paced client whose latencies count from each request's due time. Exact per-request latencies.",
     `Queries: ${QUERY_POOL} GloVe words outside the index, as \`{vector}\` queries; the in-process rows run the same vectors through the store.`,
     '',
     table,
@@ -416,10 +442,17 @@ async function main(): Promise<void> {
 async function stallExperiment(urls: { lane: string; open: string }, cheapBodies: string[], queries: number[][], rate: number) {
   const slowKinds: Record<string, string[]> = {
     'k=1000 ef=4096': queries.slice(0, 50).map((vector) => JSON.stringify({ feature: 'glove', k: 1000, ef: 4096, query: { vector } })),
-    'filter bucket=7 (1%)': queries.slice(0, 50).map((vector) => JSON.stringify({ feature: 'glove', k: 10, query: { vector }, filter: { field: 'bucket', op: 'eq', value: 7 } })),
+    'filter bucket=7 (1%)': queries
+      .slice(0, 50)
+      .map((vector) => JSON.stringify({ feature: 'glove', k: 10, query: { vector }, filter: { field: 'bucket', op: 'eq', value: 7 } })),
     // 40 conditions evaluated per row on the JS thread before the graph walk: the filter cost the pool cannot take.
     'filter or of 40 (40%)': queries.slice(0, 50).map((vector) =>
-      JSON.stringify({ feature: 'glove', k: 10, query: { vector }, filter: { or: Array.from({ length: 40 }, (_, b) => ({ field: 'bucket', op: 'eq', value: b })) } }),
+      JSON.stringify({
+        feature: 'glove',
+        k: 10,
+        query: { vector },
+        filter: { or: Array.from({ length: 40 }, (_, b) => ({ field: 'bucket', op: 'eq', value: b })) },
+      }),
     ),
   };
   const secs = Math.max(5, Math.round(SECONDS / 2));
@@ -445,18 +478,75 @@ async function stallExperiment(urls: { lane: string; open: string }, cheapBodies
   const summary: string[] = [];
   const alone = cells.get('alone')!;
   const aloneRatio = med(alone, (r) => r.cheap.p99 / r.cheap.p50);
-  rows.push([`cheap at ${rate} req/s, alone`, fmt(med(alone, (r) => r.cheap.rps), 0), fmt(med(alone, (r) => r.cheap.p50), 3), fmt(med(alone, (r) => r.cheap.p99), 3), `p99/p50 ${fmt(aloneRatio, 1)}`]);
+  rows.push([
+    `cheap at ${rate} req/s, alone`,
+    fmt(
+      med(alone, (r) => r.cheap.rps),
+      0,
+    ),
+    fmt(
+      med(alone, (r) => r.cheap.p50),
+      3,
+    ),
+    fmt(
+      med(alone, (r) => r.cheap.p99),
+      3,
+    ),
+    `p99/p50 ${fmt(aloneRatio, 1)}`,
+  ]);
   for (const name of Object.keys(slowKinds)) {
     for (const lane of Object.keys(urls)) {
       const list = cells.get(`${name}|${lane}`)!;
       const label = `heavy lane ${lane === 'lane' ? 'on' : 'off'}`;
       const ratio = med(list, (r) => r.cheap.p99 / r.cheap.p50);
       rows.push(
-        [`cheap at ${rate} req/s + slow ${name}, ${label}`, fmt(med(list, (r) => r.cheap.rps), 0), fmt(med(list, (r) => r.cheap.p50), 3), fmt(med(list, (r) => r.cheap.p99), 3), `p99/p50 ${fmt(ratio, 1)}`],
-        [`  the slow ${name} queries, ${label}`, fmt(med(list, (r) => r.slow!.rps), 1), fmt(med(list, (r) => r.slow!.p50), 2), fmt(med(list, (r) => r.slow!.p99), 2), `${fmt(med(list, (r) => r.slow!.non2xx), 0)} non-2xx`],
+        [
+          `cheap at ${rate} req/s + slow ${name}, ${label}`,
+          fmt(
+            med(list, (r) => r.cheap.rps),
+            0,
+          ),
+          fmt(
+            med(list, (r) => r.cheap.p50),
+            3,
+          ),
+          fmt(
+            med(list, (r) => r.cheap.p99),
+            3,
+          ),
+          `p99/p50 ${fmt(ratio, 1)}`,
+        ],
+        [
+          `  the slow ${name} queries, ${label}`,
+          fmt(
+            med(list, (r) => r.slow!.rps),
+            1,
+          ),
+          fmt(
+            med(list, (r) => r.slow!.p50),
+            2,
+          ),
+          fmt(
+            med(list, (r) => r.slow!.p99),
+            2,
+          ),
+          `${fmt(
+            med(list, (r) => r.slow!.non2xx),
+            0,
+          )} non-2xx`,
+        ],
       );
       summary.push(
-        `- cheap next to slow ${name}, ${label}: p99/p50 **${fmt(ratio, 1)}**, p99 / p50 alone **${fmt(med(list, (r) => r.cheap.p99) / med(alone, (r) => r.cheap.p50), 1)}** (p50 ${fmt(med(list, (r) => r.cheap.p50), 2)} ms, p99 ${fmt(med(list, (r) => r.cheap.p99), 2)} ms, ${fmt(med(list, (r) => r.cheap.rps), 0)} of ${rate} req/s served; alone p99/p50 ${fmt(aloneRatio, 1)}; target <= 3)`,
+        `- cheap next to slow ${name}, ${label}: p99/p50 **${fmt(ratio, 1)}**, p99 / p50 alone **${fmt(med(list, (r) => r.cheap.p99) / med(alone, (r) => r.cheap.p50), 1)}** (p50 ${fmt(
+          med(list, (r) => r.cheap.p50),
+          2,
+        )} ms, p99 ${fmt(
+          med(list, (r) => r.cheap.p99),
+          2,
+        )} ms, ${fmt(
+          med(list, (r) => r.cheap.rps),
+          0,
+        )} of ${rate} req/s served; alone p99/p50 ${fmt(aloneRatio, 1)}; target <= 3)`,
       );
     }
   }

@@ -121,9 +121,18 @@ async function main(): Promise<void> {
 async function load(store: OnlineStore, ids: string[]): Promise<void> {
   for (let start = 0; start < ids.length; start += 10_000) {
     const chunk = ids.slice(start, start + 10_000);
-    await store.put(FEATURES[0], chunk.map((id, k) => [id, (start + k) * 0.25]));
-    await store.put(FEATURES[1], chunk.map((id, k) => [id, `segment-${(start + k) % 97}`]));
-    await store.put(FEATURES[2], chunk.map((id, k) => [id, vectorFor(start + k)]));
+    await store.put(
+      FEATURES[0],
+      chunk.map((id, k) => [id, (start + k) * 0.25]),
+    );
+    await store.put(
+      FEATURES[1],
+      chunk.map((id, k) => [id, `segment-${(start + k) % 97}`]),
+    );
+    await store.put(
+      FEATURES[2],
+      chunk.map((id, k) => [id, vectorFor(start + k)]),
+    );
   }
 }
 
@@ -139,8 +148,7 @@ async function sanityCheck(redis: OnlineStore, sqlite: OnlineStore, rawRead: Rea
   const [a, b] = await Promise.all([redis.get(batch, FEATURES), sqlite.get(batch, FEATURES)]);
   const rawRows = (await rawRead(batch)) as Array<[Error | null, Array<Buffer | null>]>;
   const bytes = (v: Float32Array) => Buffer.from(v.buffer, v.byteOffset, v.byteLength);
-  const same = (x: OnlineValue, y: OnlineValue) =>
-    x instanceof Float32Array && y instanceof Float32Array ? bytes(x).equals(bytes(y)) : Object.is(x, y);
+  const same = (x: OnlineValue, y: OnlineValue) => (x instanceof Float32Array && y instanceof Float32Array ? bytes(x).equals(bytes(y)) : Object.is(x, y));
   batch.forEach((id, i) => {
     const want: OnlineValue[] = [Number(id.slice(5)) * 0.25, `segment-${Number(id.slice(5)) % 97}`, vectorFor(Number(id.slice(5)))];
     for (let j = 0; j < FEATURES.length; j++) {
@@ -171,7 +179,10 @@ function quantile(sorted: number[], q: number): number {
 }
 
 function median(xs: number[]): number {
-  return quantile([...xs].sort((a, b) => a - b), 0.5);
+  return quantile(
+    [...xs].sort((a, b) => a - b),
+    0.5,
+  );
 }
 
 /** Median over rounds of raw time / contender time in the same round: noise that hits a whole round cancels out. */
@@ -194,7 +205,16 @@ function render(contenders: Contender[], info: { redisLoad: number; sqliteLoad: 
       `${ratio(raw.concurrentMs, c.concurrentMs).toFixed(2)}x`,
     ];
   });
-  const header = ['reader', 'p50', 'p50 vs raw', 'p99', 'reads/s (1 in flight)', 'vs raw (1 in flight)', `reads/s (${CONCURRENCY} in flight)`, `vs raw (${CONCURRENCY} in flight)`];
+  const header = [
+    'reader',
+    'p50',
+    'p50 vs raw',
+    'p99',
+    'reads/s (1 in flight)',
+    'vs raw (1 in flight)',
+    `reads/s (${CONCURRENCY} in flight)`,
+    `vs raw (${CONCURRENCY} in flight)`,
+  ];
   const table = [header, header.map(() => '---'), ...rows].map((r) => `| ${r.join(' | ')} |`).join('\n');
   const redisRatio = ratio(raw.serialMs, contenders[1].serialMs);
   const redisP50Ratio = ratio(raw.roundP50, contenders[1].roundP50);
@@ -223,7 +243,11 @@ Run ${new Date().toISOString()} with \`npm run bench:online -- --ids ${N_IDS} --
 
 function redisVersion(): string {
   try {
-    return execFileSync(process.env.REDIS_SERVER_BIN ?? 'redis-server', ['--version']).toString().split(' ').slice(0, 3).join(' ');
+    return execFileSync(process.env.REDIS_SERVER_BIN ?? 'redis-server', ['--version'])
+      .toString()
+      .split(' ')
+      .slice(0, 3)
+      .join(' ');
   } catch {
     return 'redis-server';
   }

@@ -60,9 +60,16 @@ function percentile(sorted: number[], p: number): number {
   if (!sorted.length) return NaN;
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
-const median = (xs: number[]) => percentile([...xs].sort((a, b) => a - b), 50);
+const median = (xs: number[]) =>
+  percentile(
+    [...xs].sort((a, b) => a - b),
+    50,
+  );
 
-type Autocannon = (opts: Record<string, unknown>, done: (err: Error | null, res: { requests: { total: number }; non2xx: number; errors: number }) => void) => unknown;
+type Autocannon = (
+  opts: Record<string, unknown>,
+  done: (err: Error | null, res: { requests: { total: number }; non2xx: number; errors: number }) => void,
+) => unknown;
 const autocannon = createRequire(import.meta.url)('autocannon') as Autocannon;
 
 /** CPU seconds (user + system) a process has used, from /proc (NaN where there is none). */
@@ -172,7 +179,13 @@ async function main(): Promise<void> {
     } finally {
       await store.close();
     }
-    const env = { ...process.env, NEARLINE_REGISTRY: settings.registryFile, NEARLINE_SNAPSHOTS: settings.snapshots, NEARLINE_LOG: redis.url, NEARLINE_LOG_LEVEL: 'warn' };
+    const env = {
+      ...process.env,
+      NEARLINE_REGISTRY: settings.registryFile,
+      NEARLINE_SNAPSHOTS: settings.snapshots,
+      NEARLINE_LOG: redis.url,
+      NEARLINE_LOG_LEVEL: 'warn',
+    };
     const start = async (name: string, cpu: number) => {
       const home = join(scratch, name);
       await mkdir(home, { recursive: true });
@@ -184,7 +197,9 @@ async function main(): Promise<void> {
     const b = await start('b', 1);
 
     const rnd = seeded(11);
-    const bodies = Array.from({ length: 500 }, () => JSON.stringify({ feature: 'word_vec@v1', k: 10, query: { vector: Array.from({ length: DIMS }, () => rnd() - 0.5) } }));
+    const bodies = Array.from({ length: 500 }, () =>
+      JSON.stringify({ feature: 'word_vec@v1', k: 10, query: { vector: Array.from({ length: DIMS }, () => rnd() - 0.5) } }),
+    );
     // Warm both nodes: first queries pay for lazy work (JIT, page cache).
     await queryLoad([a.url, b.url], bodies);
     const one: Run[] = [];
@@ -197,7 +212,9 @@ async function main(): Promise<void> {
       one.push(await measured([a.url], [pa], bodies));
       two.push(await measured([a.url, b.url], [pa, pb], bodies, 2 * CONNECTIONS));
       half.push(await measured([a.url], [pa], bodies, CONNECTIONS / 2));
-      log(`round ${r + 1}: one node ${one[r].qps.toFixed(0)} q/s on ${one[r].cores.toFixed(2)} cores, two nodes ${two[r].qps.toFixed(0)} q/s on ${two[r].cores.toFixed(2)} cores`);
+      log(
+        `round ${r + 1}: one node ${one[r].qps.toFixed(0)} q/s on ${one[r].cores.toFixed(2)} cores, two nodes ${two[r].qps.toFixed(0)} q/s on ${two[r].cores.toFixed(2)} cores`,
+      );
     }
 
     log(`lag: ${PUSH_RATE} rows/s pushed to A for ${LAG_SECONDS} s, B watched`);
@@ -209,7 +226,9 @@ async function main(): Promise<void> {
     // With a core per node, each node serves what it serves per CPU-second: two cores against one.
     const projected = (2 * pick(two, 'perCpu')) / pick(one, 'perCpu');
     const runs = (xs: Run[]) => xs.map((x) => x.qps.toFixed(0)).join(', ');
-    const load = loadavg().map((x) => x.toFixed(2)).join(' ');
+    const load = loadavg()
+      .map((x) => x.toFixed(2))
+      .join(' ');
     const table = [
       `| setup | queries/s (median of ${ROUNDS}) | runs | cores the nodes got | queries per node CPU-second |`,
       '|---|---:|---|---:|---:|',
@@ -231,7 +250,7 @@ async function main(): Promise<void> {
       pin
         ? 'Each node is pinned to its own core; the load generator (autocannon, unpinned, in the bench process) shares those two cores, so with two nodes it takes CPU from them: the two-node figure is a lower bound of what two machines would serve.'
         : 'taskset was not available: nodes and the load generator share every core.',
-      'Cores the nodes got: their CPU time (user + system, /proc/PID/stat) over the run\'s wall time. Queries per node CPU-second staying put from one node to two means the nodes do not slow each other down; with a core each, two nodes would then serve twice what one serves on its core.',
+      "Cores the nodes got: their CPU time (user + system, /proc/PID/stat) over the run's wall time. Queries per node CPU-second staying put from one node to two means the nodes do not slow each other down; with a core each, two nodes would then serve twice what one serves on its core.",
       'Lag: time from the push acknowledgement on A until B answers the row as its own top hit (B polled every 2 ms).',
     ].join('\n');
     const command = `npm run bench:replicas -- --rows ${ROWS} --dims ${DIMS} --seconds ${SECONDS} --connections ${CONNECTIONS} --rounds ${ROUNDS} --push-rate ${PUSH_RATE} --lag-seconds ${LAG_SECONDS}`;

@@ -82,10 +82,20 @@ async function loadRole(): Promise<void> {
   const target = new URL(spec.url);
   const request = (path: string, body: string) =>
     new Promise<number>((resolve) => {
-      const req = http.request({ host: target.hostname, port: target.port, path, method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
-        res.resume();
-        res.on('end', () => resolve(res.statusCode ?? 0));
-      });
+      const req = http.request(
+        {
+          host: target.hostname,
+          port: target.port,
+          path,
+          method: 'POST',
+          agent,
+          headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+        },
+        (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode ?? 0));
+        },
+      );
       req.on('error', () => resolve(0));
       req.end(body);
     });
@@ -133,11 +143,28 @@ async function loadRole(): Promise<void> {
       }
       await Promise.all(inflight);
     })();
-  if (spec.pushRate) tasks.push(paced(spec.pushRate, () => request('/v1/sources/items/push', pushBody()), () => out.pushes++, () => out.pushErrors++, out.pushLatency));
+  if (spec.pushRate)
+    tasks.push(
+      paced(
+        spec.pushRate,
+        () => request('/v1/sources/items/push', pushBody()),
+        () => out.pushes++,
+        () => out.pushErrors++,
+        out.pushLatency,
+      ),
+    );
   if (spec.queryRate) {
     let q = 0;
     const queryBody = () => JSON.stringify({ feature: 'item_vec', k: 10, query: { vector: vec(held - 1 - (q++ % 1000)) } });
-    tasks.push(paced(spec.queryRate, () => request('/v1/nearest', queryBody()), () => out.queries++, () => out.queryErrors++, out.queryLatency));
+    tasks.push(
+      paced(
+        spec.queryRate,
+        () => request('/v1/nearest', queryBody()),
+        () => out.queries++,
+        () => out.queryErrors++,
+        out.queryLatency,
+      ),
+    );
   }
   await Promise.all(tasks);
   agent.destroy();
@@ -150,7 +177,9 @@ async function loadRole(): Promise<void> {
 function runPhase(url: string, phase: Omit<Phase, 'url'>): Promise<PhaseResult> {
   const spec = JSON.stringify({ ...phase, url });
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--role', 'load', '--spec', spec], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--role', 'load', '--spec', spec], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d));
     child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`load generator exited ${code}`))));
@@ -169,7 +198,12 @@ function buildHome(all: Float32Array, size: number): Promise<string> {
   return buildStoreHome({
     prefix: `nearline-bench-write-${size}-`,
     size,
-    row: (i) => ({ id: `w${i}`, vec: Array.from(all.subarray(i * DIMS, (i + 1) * DIMS), (x) => Math.round(x * 1e5) / 1e5), cat: `c${i % 10}`, price: i % 1000 }),
+    row: (i) => ({
+      id: `w${i}`,
+      vec: Array.from(all.subarray(i * DIMS, (i + 1) * DIMS), (x) => Math.round(x * 1e5) / 1e5),
+      cat: `c${i % 10}`,
+      price: i % 1000,
+    }),
     defs: {
       providers: [
         { name: 'local', kind: 'hnsw' },
@@ -178,7 +212,19 @@ function buildHome(all: Float32Array, size: number): Promise<string> {
       entities: [{ name: 'item', key: 'id' }],
       sources: [{ name: 'items', variant: 'v1', kind: 'jsonl', path: 'items.jsonl' }],
       features: [
-        { name: 'item_vec', variant: 'v1', entity: 'item', source: 'items@v1', kind: 'embedding', vector: { column: 'vec' }, dims: DIMS, metric: 'cosine', provider: 'local', index: { M: 16, efConstruction: 200, ef: 100 }, metadata: ['cat'] },
+        {
+          name: 'item_vec',
+          variant: 'v1',
+          entity: 'item',
+          source: 'items@v1',
+          kind: 'embedding',
+          vector: { column: 'vec' },
+          dims: DIMS,
+          metric: 'cosine',
+          provider: 'local',
+          index: { M: 16, efConstruction: 200, ef: 100 },
+          metadata: ['cat'],
+        },
         { name: 'item_price', variant: 'v1', entity: 'item', source: 'items@v1', kind: 'scalar', column: 'price', type: 'float', provider: 'kv' },
       ],
     },
@@ -188,7 +234,10 @@ function buildHome(all: Float32Array, size: number): Promise<string> {
 
 /** C++ hnswlib's single-item insert rate into an index of `base` rows: one build, then `rounds` runs of 2,000 inserts. */
 function cppBaseline(f32: string, base: number, rounds: number): number[] {
-  const out = execFileSync('/usr/bin/python3', [join(HERE, 'write_hnswlib.py'), f32, String(DIMS), String(base), '2000', '16', '200', String(rounds)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  const out = execFileSync('/usr/bin/python3', [join(HERE, 'write_hnswlib.py'), f32, String(DIMS), String(base), '2000', '16', '200', String(rounds)], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   return out
     .trim()
     .split('\n')
@@ -206,14 +255,17 @@ async function main(): Promise<void> {
   // Clients push (and query) the last HELD_OUT vectors of the file, so no index holds them beforehand.
   if (Math.max(...sizes) > total - HELD_OUT) throw new Error(`at most ${total - HELD_OUT} rows`);
   const f32 = join(DATA, 'glove100.f32');
-  const hasCpp = !args['skip-cpp'] && existsSync('/usr/bin/python3') && (() => {
-    try {
-      execFileSync('/usr/bin/python3', ['-c', 'import hnswlib, numpy'], { stdio: 'ignore' });
-      return true;
-    } catch {
-      return false;
-    }
-  })();
+  const hasCpp =
+    !args['skip-cpp'] &&
+    existsSync('/usr/bin/python3') &&
+    (() => {
+      try {
+        execFileSync('/usr/bin/python3', ['-c', 'import hnswlib, numpy'], { stdio: 'ignore' });
+        return true;
+      } catch {
+        return false;
+      }
+    })();
   if (!hasCpp) log('C++ baseline skipped: apt-get install -y python3-hnswlib python3-numpy');
   // The baseline inserts the vectors right after its base; they are the same GloVe distribution.
   const { listen } = await import('../src/server/server.ts');
@@ -245,7 +297,9 @@ async function main(): Promise<void> {
       qAlone.push(pct(alone.queryLatency, 0.99));
       const during = await runPhase(url, { seconds, queryRate, pushers: clients, idBase: (idBase += 1_000_000) });
       qDuring.push(pct(during.queryLatency, 0.99));
-      log(`size ${size} round ${r + 1}: ${rate.toFixed(0)} rows/s, paced p99 ${pacedP99.at(-1)!.toFixed(1)} ms, query p99 ${qAlone.at(-1)!.toFixed(1)} -> ${qDuring.at(-1)!.toFixed(1)} ms`);
+      log(
+        `size ${size} round ${r + 1}: ${rate.toFixed(0)} rows/s, paced p99 ${pacedP99.at(-1)!.toFixed(1)} ms, query p99 ${qAlone.at(-1)!.toFixed(1)} -> ${qDuring.at(-1)!.toFixed(1)} ms`,
+      );
     }
     await server.close();
     // The baseline runs after the server stopped, so neither shares the cores with the other.
@@ -264,9 +318,13 @@ async function main(): Promise<void> {
     });
   }
   const header = Object.keys(rows[0]);
-  const table = [`| ${header.join(' | ')} |`, `|${header.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${header.map((h) => r[h]).join(' | ')} |`)].join('\n');
+  const table = [`| ${header.join(' | ')} |`, `|${header.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${header.map((h) => r[h]).join(' | ')} |`)].join(
+    '\n',
+  );
   const [small, large] = sizes;
-  const growth = large ? `acknowledged rows/s at ${large.toLocaleString('en')} rows = ${(summary.get(large)!.maxRate / summary.get(small)!.maxRate).toFixed(2)}x the rate at ${small.toLocaleString('en')}` : '';
+  const growth = large
+    ? `acknowledged rows/s at ${large.toLocaleString('en')} rows = ${(summary.get(large)!.maxRate / summary.get(small)!.maxRate).toFixed(2)}x the rate at ${small.toLocaleString('en')}`
+    : '';
   const md = `# Live writes: single-row pushes over HTTP
 
 \`npm run bench:write -- --sizes ${args.sizes} --seconds ${seconds} --clients ${clients} --rounds ${rounds}\` on ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}

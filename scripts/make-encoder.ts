@@ -160,13 +160,7 @@ function modelProto(nodes: Node[], initializers: Tensor[], inputs: Writer[], out
   for (const x of inputs) graph.message(11, x);
   for (const y of outputs) graph.message(12, y);
   // IR version 8 pairs with opset 17, the first opset with LayerNormalization.
-  return new Writer()
-    .int(1, 8)
-    .string(2, 'nearline make-encoder')
-    .string(3, '1')
-    .message(7, graph)
-    .message(8, new Writer().string(1, '').int(2, 17))
-    .finish();
+  return new Writer().int(1, 8).string(2, 'nearline make-encoder').string(3, '1').message(7, graph).message(8, new Writer().string(1, '').int(2, 17)).finish();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -194,7 +188,16 @@ function buildGraph(o: Required<EncoderOptions>): Uint8Array {
   const nodes: Node[] = [];
   const inits: Tensor[] = [];
   const weight = (name: string, dims: number[], std: number): string => {
-    inits.push({ name, dims, type: FLOAT, data: normal(rand, dims.reduce((a, b) => a * b, 1), std) });
+    inits.push({
+      name,
+      dims,
+      type: FLOAT,
+      data: normal(
+        rand,
+        dims.reduce((a, b) => a * b, 1),
+        std,
+      ),
+    });
     return name;
   };
   const constant = (name: string, dims: number[], values: number[]): string => {
@@ -216,12 +219,10 @@ function buildGraph(o: Required<EncoderOptions>): Uint8Array {
   const ones = (n: number) => new Array<number>(n).fill(1);
   const zeros = (n: number) => new Array<number>(n).fill(0);
   const layerNorm = (x: string, prefix: string): string =>
-    op(
-      'LayerNormalization',
-      [x, constant(`${prefix}.gamma`, [hidden], ones(hidden)), constant(`${prefix}.beta`, [hidden], zeros(hidden))],
-      `${prefix}.out`,
-      { axis: -1, epsilon: { float: 1e-12 } },
-    );
+    op('LayerNormalization', [x, constant(`${prefix}.gamma`, [hidden], ones(hidden)), constant(`${prefix}.beta`, [hidden], zeros(hidden))], `${prefix}.out`, {
+      axis: -1,
+      epsilon: { float: 1e-12 },
+    });
   const linear = (x: string, prefix: string, nIn: number, nOut: number): string => {
     const y = op('MatMul', [x, weight(`${prefix}.weight`, [nIn, nOut], 1 / Math.sqrt(nIn))], `${prefix}.mm`);
     return op('Add', [y, weight(`${prefix}.bias`, [nOut], 0.02)], `${prefix}.out`);

@@ -191,7 +191,11 @@ export function validateDefinitions(raw: unknown, file: string, baseDir: string)
     const kind = pluginSpecifier(f.str('kind'), baseDir);
     const options = f.rest(['name', 'kind']);
     const plugin = pluginFor('vector', kind) ?? pluginFor('online', kind);
-    if (!plugin) f.fail('kind', `unknown provider kind "${kind}" (built in: ${[...builtinKinds('vector'), ...builtinKinds('online')].join(', ')}; or a plugin's module path or package name)`);
+    if (!plugin)
+      f.fail(
+        'kind',
+        `unknown provider kind "${kind}" (built in: ${[...builtinKinds('vector'), ...builtinKinds('online')].join(', ')}; or a plugin's module path or package name)`,
+      );
     const problem = optionsProblem(plugin!, options);
     if (problem) f.fail(problem.field, problem.message);
     return { name, kind, options };
@@ -321,12 +325,30 @@ function checkUnique(defs: Definitions, fail: (where: string, msg: string) => ne
       set.add(item);
     }
   };
-  seen('providers', defs.providers.map((p) => p.name));
-  seen('entities', defs.entities.map((e) => e.name));
-  seen('sources', defs.sources.map((s) => refOf(s)));
-  seen('models', defs.models.map((m) => refOf(m)));
-  seen('features', defs.features.map((f) => refOf(f)));
-  seen('aliases', defs.aliases.map((a) => formatRef(a.feature, a.name)));
+  seen(
+    'providers',
+    defs.providers.map((p) => p.name),
+  );
+  seen(
+    'entities',
+    defs.entities.map((e) => e.name),
+  );
+  seen(
+    'sources',
+    defs.sources.map((s) => refOf(s)),
+  );
+  seen(
+    'models',
+    defs.models.map((m) => refOf(m)),
+  );
+  seen(
+    'features',
+    defs.features.map((f) => refOf(f)),
+  );
+  seen(
+    'aliases',
+    defs.aliases.map((a) => formatRef(a.feature, a.name)),
+  );
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {

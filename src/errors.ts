@@ -53,7 +53,10 @@ export class NearlineError extends Error {
   constructor(code: ErrorCode, args: readonly unknown[] = [], options?: { cause?: unknown }) {
     const [status, template] = ERRORS[code];
     let i = 0;
-    super(template.replace(/%s/g, () => String(args[i++] ?? '')), options);
+    super(
+      template.replace(/%s/g, () => String(args[i++] ?? '')),
+      options,
+    );
     this.name = 'NearlineError';
     this.code = code;
     this.status = status;

@@ -54,7 +54,11 @@ export function validateFilter(filter: unknown, fields: readonly string[], depth
  * `maxK` (NL_LIMIT_EXCEEDED, as the store limits it); the filter is checked against the metadata fields (NL_BAD_FILTER).
  * `where` prefixes the k message, as in `query 3: `.
  */
-export function validateQuery(q: { k: unknown; filter?: unknown }, fields: readonly string[], opts: { maxK?: number; where?: string } = {}): { k: number; filter: Filter | undefined } {
+export function validateQuery(
+  q: { k: unknown; filter?: unknown },
+  fields: readonly string[],
+  opts: { maxK?: number; where?: string } = {},
+): { k: number; filter: Filter | undefined } {
   const { maxK, where = '' } = opts;
   const k = q.k;
   if (maxK === undefined) {

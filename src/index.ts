@@ -6,9 +6,29 @@ export { Registry } from './registry/registry.ts';
 export { openRegistry, registryLocation } from './registry/open.ts';
 export { PostgresRegistry } from './registry/postgres.ts';
 export { SqliteRegistry } from './registry/sqlite.ts';
-export type { FeatureRecord, EmbeddingFeatureRecord, ScalarFeatureRecord, ModelRecord, PlanItem, PlanAction, AliasRecord, MaterializationState } from './registry/registry.ts';
+export type {
+  FeatureRecord,
+  EmbeddingFeatureRecord,
+  ScalarFeatureRecord,
+  ModelRecord,
+  PlanItem,
+  PlanAction,
+  AliasRecord,
+  MaterializationState,
+} from './registry/registry.ts';
 export { loadDefinitions, validateDefinitions } from './config.ts';
-export type { Definitions, FeatureDef, EmbeddingFeatureDef, ScalarFeatureDef, IndexParams, ModelDef, SourceDef, ProviderDef, EntityDef, AliasDef } from './config.ts';
+export type {
+  Definitions,
+  FeatureDef,
+  EmbeddingFeatureDef,
+  ScalarFeatureDef,
+  IndexParams,
+  ModelDef,
+  SourceDef,
+  ProviderDef,
+  EntityDef,
+  AliasDef,
+} from './config.ts';
 export { NearlineError, ERRORS, isNearlineError } from './errors.ts';
 export type { ErrorCode } from './errors.ts';
 export { validateFilter, validateQuery, compileFilter } from './filter.ts';

@@ -10,7 +10,7 @@ let root: string | undefined;
  */
 export function packageRoot(): string {
   if (root) return root;
-  for (let dir = dirname(fileURLToPath(import.meta.url)); ; ) {
+  for (let dir = dirname(fileURLToPath(import.meta.url)); ;) {
     const manifest = join(dir, 'package.json');
     if (existsSync(manifest) && (JSON.parse(readFileSync(manifest, 'utf8')) as { name?: string }).name === 'nearline') return (root = dir);
     const up = dirname(dir);

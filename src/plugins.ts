@@ -116,7 +116,10 @@ export function optionsProblem(plugin: OptionsPlugin, options: Record<string, un
     const unknown = e.message === 'Unexpected property';
     const what = plugin.plugin === 'source' ? 'source' : plugin.plugin === 'runtime' ? 'runtime' : 'provider';
     if (e.value === undefined && /required property/i.test(e.message)) return { field, message: `missing: a ${plugin.kind} ${what} needs it` };
-    return { field, message: unknown ? `unknown option for a ${plugin.kind} ${what}` : `${e.message.replace(/^Expected/, 'expected')}, got ${JSON.stringify(e.value)}` };
+    return {
+      field,
+      message: unknown ? `unknown option for a ${plugin.kind} ${what}` : `${e.message.replace(/^Expected/, 'expected')}, got ${JSON.stringify(e.value)}`,
+    };
   }
   return undefined;
 }

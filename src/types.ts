@@ -28,11 +28,7 @@ export interface Hit {
 export type FilterOp = 'eq' | 'ne' | 'in' | 'nin' | 'gt' | 'gte' | 'lt' | 'lte';
 
 /** Backend-neutral metadata filter; each provider translates it or rejects it, never ignores it. */
-export type Filter =
-  | { field: string; op: FilterOp; value: Scalar | Scalar[] }
-  | { and: Filter[] }
-  | { or: Filter[] }
-  | { not: Filter };
+export type Filter = { field: string; op: FilterOp; value: Scalar | Scalar[] } | { and: Filter[] } | { or: Filter[] } | { not: Filter };
 
 /** A value in the online store: a scalar, a vector, or null when absent. */
 export type OnlineValue = string | number | boolean | Vector | null;

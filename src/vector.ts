@@ -17,7 +17,8 @@ export function toVector(value: unknown, dims: number, what = 'vector'): Vector 
   const out = new Float32Array(dims);
   for (let i = 0; i < dims; i++) {
     const x = list[i];
-    if (typeof x !== 'number' || !Number.isFinite(x)) throw nlError('NL_BAD_VECTOR', `${what}: element ${i} is ${JSON.stringify(x) ?? String(x)}, not a finite number`);
+    if (typeof x !== 'number' || !Number.isFinite(x))
+      throw nlError('NL_BAD_VECTOR', `${what}: element ${i} is ${JSON.stringify(x) ?? String(x)}, not a finite number`);
     out[i] = x;
     if (!Number.isFinite(out[i])) throw nlError('NL_BAD_VECTOR', `${what}: element ${i} overflows float32`);
   }

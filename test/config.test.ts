@@ -48,7 +48,11 @@ describe('definitions', () => {
     ['a scalar without type', (d: any) => delete d.features[1].type, 'type'],
     ['a bad name', (d: any) => (d.entities[0].name = '9 lives'), 'not a valid name'],
     ['a csv source without a path', (d: any) => (d.sources[0] = { name: 's', variant: 'v1', kind: 'csv' }), 'field "path": missing: a csv source needs it'],
-    ['a sqlite source without a table', (d: any) => (d.sources[0] = { name: 's', variant: 'v1', kind: 'sqlite', path: 'x.db' }), 'field "table": missing: a sqlite source needs it'],
+    [
+      'a sqlite source without a table',
+      (d: any) => (d.sources[0] = { name: 's', variant: 'v1', kind: 'sqlite', path: 'x.db' }),
+      'field "table": missing: a sqlite source needs it',
+    ],
     ['an option a source kind does not have', (d: any) => (d.sources[0].delimiter = ';'), 'field "delimiter": unknown option for a jsonl source'],
     ['a non-positive index parameter', (d: any) => (d.features[0].index.M = 0), '"M"'],
     ['an unknown quantization', (d: any) => (d.features[0].index.quantization = 'int4'), 'expected one of none, int8'],
@@ -61,7 +65,10 @@ describe('definitions', () => {
   });
 
   it('reports a missing file and unparsable YAML as definition errors', async () => {
-    await expect(loadDefinitions('/nonexistent/defs.yaml')).rejects.toMatchObject({ code: 'NL_BAD_DEFINITION', message: expect.stringContaining('file not found') });
+    await expect(loadDefinitions('/nonexistent/defs.yaml')).rejects.toMatchObject({
+      code: 'NL_BAD_DEFINITION',
+      message: expect.stringContaining('file not found'),
+    });
     const dir = tempDir();
     writeFileSync(path.join(dir, 'bad.yaml'), 'features: [ {name: x\n');
     await expect(loadDefinitions(path.join(dir, 'bad.yaml'))).rejects.toMatchObject({ code: 'NL_BAD_DEFINITION' });

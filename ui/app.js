@@ -26,9 +26,14 @@ const when = (iso) => (iso ? new Date(iso).toLocaleString(undefined, { dateStyle
 const refOf = (f) => `${f.name}@${f.variant}`;
 const STATUS = { materialized: 'live', materializing: 'materializing', registered: 'registered', failed: 'failed', dropped: 'dropped' };
 const statusBadge = (s) => h('span', { class: `badge ${STATUS[s] || s}` }, STATUS[s] || s);
-const healthBadge = (hl) => (hl ? h('span', { class: `badge ${hl.status === 'warming' && hl.recent.count === 0 ? 'empty' : hl.status}`, title: healthTitle(hl) }, healthText(hl)) : h('span', { class: 'muted' }, '—'));
-const healthText = (hl) => (hl.status !== 'warming' ? hl.status : hl.recent.count === 0 ? 'no writes yet' : `${hl.recent.count}/${hl.thresholds.minSamples} writes`);
-const healthTitle = (hl) => (hl.drift ? `centroid distance ${fmt(hl.drift.centroidDistance)}, norm shift ${pct(hl.drift.normShift)}` : 'no writes since materialization');
+const healthBadge = (hl) =>
+  hl
+    ? h('span', { class: `badge ${hl.status === 'warming' && hl.recent.count === 0 ? 'empty' : hl.status}`, title: healthTitle(hl) }, healthText(hl))
+    : h('span', { class: 'muted' }, '—');
+const healthText = (hl) =>
+  hl.status !== 'warming' ? hl.status : hl.recent.count === 0 ? 'no writes yet' : `${hl.recent.count}/${hl.thresholds.minSamples} writes`;
+const healthTitle = (hl) =>
+  hl.drift ? `centroid distance ${fmt(hl.drift.centroidDistance)}, norm shift ${pct(hl.drift.normShift)}` : 'no writes since materialization';
 
 class ApiError extends Error {
   constructor(status, error) {
@@ -76,7 +81,8 @@ function page(title, sub, ...content) {
 function renderSession() {
   const el = document.getElementById('session');
   if (!state.keyRequired) el.replaceChildren(h('span', {}, 'open server (no API keys)'));
-  else if (state.key) el.replaceChildren(h('span', { class: 'mono' }, `key ${state.key.split('_')[1] || '…'}`), h('button', { class: 'link', onclick: forgetKey }, 'forget key'));
+  else if (state.key)
+    el.replaceChildren(h('span', { class: 'mono' }, `key ${state.key.split('_')[1] || '…'}`), h('button', { class: 'link', onclick: forgetKey }, 'forget key'));
   else el.replaceChildren(h('span', {}, 'no key'));
 }
 
@@ -139,15 +145,19 @@ function resolveRef(features, ref) {
 async function featuresPage() {
   const { features } = await registry();
   const health = new Map(
-    await Promise.all(
-      servable(features).map(async (f) => [refOf(f), await api(`/v1/features/${encodeURIComponent(refOf(f))}/health`).catch(() => null)]),
-    ),
+    await Promise.all(servable(features).map(async (f) => [refOf(f), await api(`/v1/features/${encodeURIComponent(refOf(f))}/health`).catch(() => null)])),
   );
   const rows = features.map((f) =>
     h(
       'tr',
       { class: 'clickable', onclick: () => (location.hash = `#/feature/${encodeURIComponent(refOf(f))}`) },
-      h('td', {}, h('a', { href: `#/feature/${encodeURIComponent(refOf(f))}` }, f.name), h('span', { class: 'muted' }, `@${f.variant}`), (f.aliases || []).map((a) => h('span', { class: 'chip' }, a))),
+      h(
+        'td',
+        {},
+        h('a', { href: `#/feature/${encodeURIComponent(refOf(f))}` }, f.name),
+        h('span', { class: 'muted' }, `@${f.variant}`),
+        (f.aliases || []).map((a) => h('span', { class: 'chip' }, a)),
+      ),
       h('td', {}, f.kind),
       h('td', {}, statusBadge(f.status)),
       h('td', { class: 'num' }, fmt(f.rows)),
@@ -169,7 +179,17 @@ async function featuresPage() {
         ? h(
             'table',
             { id: 'features' },
-            h('thead', {}, h('tr', {}, ['Feature', 'Kind', 'Status', 'Rows', 'Model', 'Metric / type', 'Source', 'Provider', 'Health'].map((t) => h('th', { class: t === 'Rows' ? 'num' : '' }, t)))),
+            h(
+              'thead',
+              {},
+              h(
+                'tr',
+                {},
+                ['Feature', 'Kind', 'Status', 'Rows', 'Model', 'Metric / type', 'Source', 'Provider', 'Health'].map((t) =>
+                  h('th', { class: t === 'Rows' ? 'num' : '' }, t),
+                ),
+              ),
+            ),
             h('tbody', {}, rows),
           )
         : h('p', { class: 'muted' }, 'Nothing registered yet: `nearline apply defs.yaml`.'),
@@ -202,7 +222,8 @@ function lineageSvg(f, model) {
         `<text class="name" x="${x + 14}" y="54">${esc(clip(n.name))}</text>` +
         `<text class="detail" x="${x + 14}" y="74">${esc(clip(n.detail, 28))}</text></g>`,
     );
-    if (i < nodes.length - 1) parts.push(`<path class="edge" marker-end="url(#arrow)" d="M${x + W + 4} ${10 + H / 2} L${x + W + GAP - 6} ${10 + H / 2}"></path>`);
+    if (i < nodes.length - 1)
+      parts.push(`<path class="edge" marker-end="url(#arrow)" d="M${x + W + 4} ${10 + H / 2} L${x + W + GAP - 6} ${10 + H / 2}"></path>`);
   });
   return `<svg viewBox="0 0 ${width} ${H + 20}" role="img" aria-label="lineage"><defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto"><path d="M0 0 L10 5 L0 10 z" fill="#9aa3b2"></path></marker></defs>${parts.join('')}</svg>`;
 }
@@ -214,12 +235,29 @@ function esc(s) {
 function healthTable(hl) {
   const row = (label, s) => {
     const n = (x) => (s.count ? fmt(x) : '—');
-    return h('tr', {}, h('td', {}, label), h('td', { class: 'num' }, fmt(s.count)), h('td', { class: 'num' }, n(s.normMean)), h('td', { class: 'num' }, n(s.normStd)), h('td', { class: 'num' }, n(s.zero)), h('td', { class: 'num' }, n(s.duplicates)));
+    return h(
+      'tr',
+      {},
+      h('td', {}, label),
+      h('td', { class: 'num' }, fmt(s.count)),
+      h('td', { class: 'num' }, n(s.normMean)),
+      h('td', { class: 'num' }, n(s.normStd)),
+      h('td', { class: 'num' }, n(s.zero)),
+      h('td', { class: 'num' }, n(s.duplicates)),
+    );
   };
   return h(
     'table',
     {},
-    h('thead', {}, h('tr', {}, ['', 'Vectors', 'Norm mean', 'Norm std', 'Zero', 'Duplicates'].map((t, i) => h('th', { class: i ? 'num' : '' }, t)))),
+    h(
+      'thead',
+      {},
+      h(
+        'tr',
+        {},
+        ['', 'Vectors', 'Norm mean', 'Norm std', 'Zero', 'Duplicates'].map((t, i) => h('th', { class: i ? 'num' : '' }, t)),
+      ),
+    ),
     h('tbody', {}, row('Baseline (materialized)', hl.baseline), row('Recent writes', hl.recent)),
   );
 }
@@ -253,7 +291,15 @@ async function featurePage(ref) {
                 const r = await api(`/v1/features/${encodeURIComponent(refOf(f))}/health?against=${encodeURIComponent(ev.target.value)}`);
                 const c = r.comparison;
                 compareOut.replaceChildren(
-                  h('p', {}, `${c.a} vs ${c.b}: centroid cosine distance `, h('b', {}, c.centroidDistance === null ? 'n/a (different dims)' : fmt(c.centroidDistance)), ', mean norm ', h('b', {}, pct(c.normShift)), ` (${fmt(c.a_stats.normMean)} → ${fmt(c.b_stats.normMean)})`),
+                  h(
+                    'p',
+                    {},
+                    `${c.a} vs ${c.b}: centroid cosine distance `,
+                    h('b', {}, c.centroidDistance === null ? 'n/a (different dims)' : fmt(c.centroidDistance)),
+                    ', mean norm ',
+                    h('b', {}, pct(c.normShift)),
+                    ` (${fmt(c.a_stats.normMean)} → ${fmt(c.b_stats.normMean)})`,
+                  ),
                 );
               } catch (e) {
                 compareOut.replaceChildren(errorBox(e));
@@ -292,7 +338,18 @@ async function featurePage(ref) {
   page(
     refOf(f),
     null,
-    h('div', { class: 'row', style: 'margin:-8px 0 16px' }, statusBadge(f.status), (f.aliases || []).map((a) => h('span', { class: 'chip' }, a)), f.kind === 'embedding' && f.status === 'materialized' ? [h('a', { href: `#/playground?feature=${encodeURIComponent(refOf(f))}` }, 'Query it'), h('a', { href: `#/map?feature=${encodeURIComponent(refOf(f))}` }, 'Map it')] : null),
+    h(
+      'div',
+      { class: 'row', style: 'margin:-8px 0 16px' },
+      statusBadge(f.status),
+      (f.aliases || []).map((a) => h('span', { class: 'chip' }, a)),
+      f.kind === 'embedding' && f.status === 'materialized'
+        ? [
+            h('a', { href: `#/playground?feature=${encodeURIComponent(refOf(f))}` }, 'Query it'),
+            h('a', { href: `#/map?feature=${encodeURIComponent(refOf(f))}` }, 'Map it'),
+          ]
+        : null,
+    ),
     h('div', { class: 'card lineage' }, h('h2', {}, 'Lineage'), h('div', { html: lineageSvg(f, model) })),
     h(
       'div',
@@ -310,7 +367,14 @@ async function featurePage(ref) {
             f.kind === 'embedding' ? ['Dims, metric', `${f.dims}, ${f.metric}`] : ['Column, type', `${f.column}, ${f.type}`],
             f.text ? ['Text column', f.text.column] : f.vector ? ['Vector column', f.vector.column] : null,
             model ? ['Model', `${model.name}@${model.version} (${model.runtime}, sha256 ${model.sha256.slice(0, 12)})`] : null,
-            f.index ? ['Index', Object.entries(f.index).map(([k, v]) => `${k}=${v}`).join(', ')] : null,
+            f.index
+              ? [
+                  'Index',
+                  Object.entries(f.index)
+                    .map(([k, v]) => `${k}=${v}`)
+                    .join(', '),
+                ]
+              : null,
             ['Metadata', f.metadata?.length ? f.metadata.join(', ') : '—'],
           ]
             .filter(Boolean)
@@ -321,7 +385,16 @@ async function featurePage(ref) {
         'div',
         { class: 'card' },
         h('h2', {}, 'Materialization'),
-        h('dl', { class: 'props' }, [['Status', statusBadge(f.status)], ['Rows', fmt(f.rows)], ['Registered', when(f.createdAt)], ['Materialized', when(f.materializedAt)]].flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, v)])),
+        h(
+          'dl',
+          { class: 'props' },
+          [
+            ['Status', statusBadge(f.status)],
+            ['Rows', fmt(f.rows)],
+            ['Registered', when(f.createdAt)],
+            ['Materialized', when(f.materializedAt)],
+          ].flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]),
+        ),
       ),
     ),
     h('div', { style: 'height:16px' }),
@@ -334,8 +407,29 @@ async function featurePage(ref) {
         ? h(
             'table',
             { id: 'alias-history' },
-            h('thead', {}, h('tr', {}, ['When', 'Alias', 'Moved', 'Who'].map((t) => h('th', {}, t)))),
-            h('tbody', {}, aliasMoves.map((e) => h('tr', {}, h('td', {}, when(e.at)), h('td', {}, e.name), h('td', {}, `${e.detail?.previous ?? '(new)'} → ${e.detail?.variant}`), h('td', { class: 'mono' }, e.actor)))),
+            h(
+              'thead',
+              {},
+              h(
+                'tr',
+                {},
+                ['When', 'Alias', 'Moved', 'Who'].map((t) => h('th', {}, t)),
+              ),
+            ),
+            h(
+              'tbody',
+              {},
+              aliasMoves.map((e) =>
+                h(
+                  'tr',
+                  {},
+                  h('td', {}, when(e.at)),
+                  h('td', {}, e.name),
+                  h('td', {}, `${e.detail?.previous ?? '(new)'} → ${e.detail?.variant}`),
+                  h('td', { class: 'mono' }, e.actor),
+                ),
+              ),
+            ),
           )
         : h('p', { class: 'muted' }, 'No alias of this feature has moved.'),
     ),
@@ -357,8 +451,30 @@ function eventsTable(events) {
   return h(
     'table',
     { id: 'events' },
-    h('thead', {}, h('tr', {}, ['When', 'Who', 'What', 'Name', 'Details'].map((t) => h('th', {}, t)))),
-    h('tbody', {}, events.map((e) => h('tr', {}, h('td', { style: 'white-space:nowrap' }, when(e.at)), h('td', { class: 'mono' }, e.actor), h('td', {}, `${e.action} ${e.action.startsWith(e.kind) ? '' : e.kind}`), h('td', {}, e.name), h('td', { class: 'muted' }, describe(e))))),
+    h(
+      'thead',
+      {},
+      h(
+        'tr',
+        {},
+        ['When', 'Who', 'What', 'Name', 'Details'].map((t) => h('th', {}, t)),
+      ),
+    ),
+    h(
+      'tbody',
+      {},
+      events.map((e) =>
+        h(
+          'tr',
+          {},
+          h('td', { style: 'white-space:nowrap' }, when(e.at)),
+          h('td', { class: 'mono' }, e.actor),
+          h('td', {}, `${e.action} ${e.action.startsWith(e.kind) ? '' : e.kind}`),
+          h('td', {}, e.name),
+          h('td', { class: 'muted' }, describe(e)),
+        ),
+      ),
+    ),
   );
 }
 
@@ -375,7 +491,15 @@ async function historyPage() {
       'div',
       { class: 'row', style: 'margin-bottom:12px' },
       h('span', { class: 'label' }, 'Feature'),
-      h('select', { id: 'history-feature', onchange: (ev) => (location.hash = ev.target.value ? `#/history?feature=${encodeURIComponent(ev.target.value)}` : '#/history') }, h('option', { value: '' }, 'all'), names.map((n) => h('option', { value: n, selected: n === feature }, n))),
+      h(
+        'select',
+        {
+          id: 'history-feature',
+          onchange: (ev) => (location.hash = ev.target.value ? `#/history?feature=${encodeURIComponent(ev.target.value)}` : '#/history'),
+        },
+        h('option', { value: '' }, 'all'),
+        names.map((n) => h('option', { value: n, selected: n === feature }, n)),
+      ),
     ),
     h('div', { class: 'card' }, events.length ? eventsTable(events) : h('p', { class: 'muted' }, 'No changes recorded.')),
   );
@@ -403,9 +527,22 @@ async function playgroundPage() {
   const { features } = await registry();
   const refs = refsOf(features);
   if (!refs.length) return page('Playground', null, h('div', { class: 'card muted' }, 'No live embedding feature to query yet.'));
-  const form = { feature: params.get('feature') && refs.includes(params.get('feature')) ? params.get('feature') : refs[0], mode: 'id', input: '', k: 10, conds: [], join: new Set(), diversity: false, lambda: 0.5 };
+  const form = {
+    feature: params.get('feature') && refs.includes(params.get('feature')) ? params.get('feature') : refs[0],
+    mode: 'id',
+    input: '',
+    k: 10,
+    conds: [],
+    join: new Set(),
+    diversity: false,
+    lambda: 0.5,
+  };
 
-  const featureSel = h('select', { id: 'pg-feature', onchange: (ev) => ((form.feature = ev.target.value), (form.conds = []), (form.join = new Set()), draw()) }, refs.map((r) => h('option', { value: r }, r)));
+  const featureSel = h(
+    'select',
+    { id: 'pg-feature', onchange: (ev) => ((form.feature = ev.target.value), (form.conds = []), (form.join = new Set()), draw()) },
+    refs.map((r) => h('option', { value: r }, r)),
+  );
   const left = h('div', { class: 'card' });
   const right = h('div', { class: 'stack' }, h('div', { class: 'card muted', id: 'pg-results' }, 'Run a query to see its hits.'));
   page('Playground', 'nearest-neighbour queries against the live API', h('div', { class: 'playground' }, left, right));
@@ -426,17 +563,43 @@ async function playgroundPage() {
     const joinable = features.filter((x) => x.kind === 'scalar' && x.entity === f.entity && x.status === 'materialized');
     if (form.mode === 'text' && !f.text) form.mode = 'id';
     featureSel.value = form.feature;
-    const modeBtn = (m, label, disabled) => h('button', { type: 'button', class: form.mode === m ? 'on' : '', disabled, title: disabled ? 'this feature has no model' : undefined, onclick: () => ((form.mode = m), (form.input = ''), draw()) }, label);
+    const modeBtn = (m, label, disabled) =>
+      h(
+        'button',
+        {
+          type: 'button',
+          class: form.mode === m ? 'on' : '',
+          disabled,
+          title: disabled ? 'this feature has no model' : undefined,
+          onclick: () => ((form.mode = m), (form.input = ''), draw()),
+        },
+        label,
+      );
     const input =
       form.mode === 'vector'
         ? h('textarea', { id: 'pg-input', rows: 4, placeholder: `[${f.dims} numbers]`, oninput: (ev) => (form.input = ev.target.value) }, form.input)
-        : h('input', { type: 'text', id: 'pg-input', value: form.input, placeholder: form.mode === 'id' ? 'an id, e.g. one from the map' : 'some text to embed', oninput: (ev) => (form.input = ev.target.value), style: 'width:100%' });
+        : h('input', {
+            type: 'text',
+            id: 'pg-input',
+            value: form.input,
+            placeholder: form.mode === 'id' ? 'an id, e.g. one from the map' : 'some text to embed',
+            oninput: (ev) => (form.input = ev.target.value),
+            style: 'width:100%',
+          });
     const condRows = form.conds.map((c, i) =>
       h(
         'div',
         { class: 'cond' },
-        h('select', { 'aria-label': 'field', onchange: (ev) => (c.field = ev.target.value) }, f.metadata.map((m) => h('option', { value: m, selected: m === c.field }, m))),
-        h('select', { 'aria-label': 'operator', onchange: (ev) => (c.op = ev.target.value) }, OPS.map((o) => h('option', { value: o, selected: o === c.op }, o))),
+        h(
+          'select',
+          { 'aria-label': 'field', onchange: (ev) => (c.field = ev.target.value) },
+          f.metadata.map((m) => h('option', { value: m, selected: m === c.field }, m)),
+        ),
+        h(
+          'select',
+          { 'aria-label': 'operator', onchange: (ev) => (c.op = ev.target.value) },
+          OPS.map((o) => h('option', { value: o, selected: o === c.op }, o)),
+        ),
         h('input', { type: 'text', 'aria-label': 'value', value: c.value, placeholder: 'value (a,b for in)', oninput: (ev) => (c.value = ev.target.value) }),
         h('button', { type: 'button', title: 'remove', onclick: () => (form.conds.splice(i, 1), draw()) }, '×'),
       ),
@@ -446,16 +609,34 @@ async function playgroundPage() {
         'form',
         { id: 'pg-form', onsubmit: (ev) => (ev.preventDefault(), run()) },
         h('div', { class: 'field' }, h('label', { for: 'pg-feature' }, 'Feature'), featureSel),
-        h('div', { class: 'field' }, h('span', { class: 'label' }, 'Query by'), h('div', { class: 'tabs' }, modeBtn('id', 'id'), modeBtn('text', 'text', !f.text), modeBtn('vector', 'vector'))),
+        h(
+          'div',
+          { class: 'field' },
+          h('span', { class: 'label' }, 'Query by'),
+          h('div', { class: 'tabs' }, modeBtn('id', 'id'), modeBtn('text', 'text', !f.text), modeBtn('vector', 'vector')),
+        ),
         h('div', { class: 'field' }, input),
-        h('div', { class: 'field' }, h('label', { for: 'pg-k' }, 'k'), h('input', { type: 'number', id: 'pg-k', min: 1, max: 1000, value: form.k, oninput: (ev) => (form.k = ev.target.value), style: 'width:90px' })),
+        h(
+          'div',
+          { class: 'field' },
+          h('label', { for: 'pg-k' }, 'k'),
+          h('input', { type: 'number', id: 'pg-k', min: 1, max: 1000, value: form.k, oninput: (ev) => (form.k = ev.target.value), style: 'width:90px' }),
+        ),
         h(
           'div',
           { class: 'field' },
           h('span', { class: 'label' }, 'Filter (all must hold)'),
           condRows,
           f.metadata.length
-            ? h('div', {}, h('button', { type: 'button', id: 'pg-add-cond', onclick: () => (form.conds.push({ field: f.metadata[0], op: 'eq', value: '' }), draw()) }, '+ condition'))
+            ? h(
+                'div',
+                {},
+                h(
+                  'button',
+                  { type: 'button', id: 'pg-add-cond', onclick: () => (form.conds.push({ field: f.metadata[0], op: 'eq', value: '' }), draw()) },
+                  '+ condition',
+                ),
+              )
             : h('span', { class: 'muted' }, 'this feature has no metadata fields'),
         ),
         joinable.length
@@ -463,14 +644,47 @@ async function playgroundPage() {
               'div',
               { class: 'field' },
               h('span', { class: 'label' }, 'Join scalar features'),
-              joinable.map((x) => h('label', { class: 'check' }, h('input', { type: 'checkbox', value: refOf(x), checked: form.join.has(refOf(x)), onchange: (ev) => (ev.target.checked ? form.join.add(refOf(x)) : form.join.delete(refOf(x))) }), refOf(x))),
+              joinable.map((x) =>
+                h(
+                  'label',
+                  { class: 'check' },
+                  h('input', {
+                    type: 'checkbox',
+                    value: refOf(x),
+                    checked: form.join.has(refOf(x)),
+                    onchange: (ev) => (ev.target.checked ? form.join.add(refOf(x)) : form.join.delete(refOf(x))),
+                  }),
+                  refOf(x),
+                ),
+              ),
             )
           : null,
         h(
           'div',
           { class: 'field' },
-          h('label', { class: 'check' }, h('input', { type: 'checkbox', id: 'pg-div', checked: form.diversity, onchange: (ev) => ((form.diversity = ev.target.checked), draw()) }), h('span', {}, 'Diversity (MMR re-ranking)')),
-          form.diversity ? h('div', { class: 'row' }, 'λ', h('input', { type: 'number', min: 0, max: 1, step: 0.1, value: form.lambda, oninput: (ev) => (form.lambda = ev.target.value), style: 'width:80px' }), h('span', { class: 'muted' }, '1 = relevance only')) : null,
+          h(
+            'label',
+            { class: 'check' },
+            h('input', { type: 'checkbox', id: 'pg-div', checked: form.diversity, onchange: (ev) => ((form.diversity = ev.target.checked), draw()) }),
+            h('span', {}, 'Diversity (MMR re-ranking)'),
+          ),
+          form.diversity
+            ? h(
+                'div',
+                { class: 'row' },
+                'λ',
+                h('input', {
+                  type: 'number',
+                  min: 0,
+                  max: 1,
+                  step: 0.1,
+                  value: form.lambda,
+                  oninput: (ev) => (form.lambda = ev.target.value),
+                  style: 'width:80px',
+                }),
+                h('span', { class: 'muted' }, '1 = relevance only'),
+              )
+            : null,
         ),
         h('button', { class: 'primary', type: 'submit', id: 'pg-run' }, 'Run query'),
       ),
@@ -491,20 +705,48 @@ async function playgroundPage() {
       const res = await api('/v1/nearest', { method: 'POST', body: b });
       const cols = b.include?.features || [];
       out.replaceChildren(
-        h('div', { class: 'row', style: 'justify-content:space-between;margin-bottom:8px' }, h('h2', { style: 'margin:0' }, `${res.hits.length} hits from ${res.feature}@${res.variant}`), h('span', { class: 'muted' }, `${res.took_ms} ms on the server`)),
+        h(
+          'div',
+          { class: 'row', style: 'justify-content:space-between;margin-bottom:8px' },
+          h('h2', { style: 'margin:0' }, `${res.hits.length} hits from ${res.feature}@${res.variant}`),
+          h('span', { class: 'muted' }, `${res.took_ms} ms on the server`),
+        ),
         h(
           'table',
           { id: 'hits' },
-          h('thead', {}, h('tr', {}, h('th', { class: 'num' }, '#'), h('th', {}, 'id'), h('th', { class: 'num' }, 'score'), cols.map((c) => h('th', {}, c)))),
+          h(
+            'thead',
+            {},
+            h(
+              'tr',
+              {},
+              h('th', { class: 'num' }, '#'),
+              h('th', {}, 'id'),
+              h('th', { class: 'num' }, 'score'),
+              cols.map((c) => h('th', {}, c)),
+            ),
+          ),
           h(
             'tbody',
             {},
             res.hits.map((hit, i) =>
-              h('tr', { 'data-id': hit.id, 'data-score': String(hit.score) }, h('td', { class: 'num muted' }, i + 1), h('td', { class: 'mono' }, hit.id), h('td', { class: 'num' }, hit.score.toFixed(4)), cols.map((c) => h('td', {}, fmtValue(hit.features?.[c])))),
+              h(
+                'tr',
+                { 'data-id': hit.id, 'data-score': String(hit.score) },
+                h('td', { class: 'num muted' }, i + 1),
+                h('td', { class: 'mono' }, hit.id),
+                h('td', { class: 'num' }, hit.score.toFixed(4)),
+                cols.map((c) => h('td', {}, fmtValue(hit.features?.[c]))),
+              ),
             ),
           ),
         ),
-        h('div', { class: 'row', style: 'margin-top:12px' }, h('button', { type: 'button', id: 'copy-curl', onclick: () => show(curlOf(b)) }, 'Copy as curl'), h('button', { type: 'button', id: 'copy-client', onclick: () => show(clientOf(b)) }, 'Copy as client code')),
+        h(
+          'div',
+          { class: 'row', style: 'margin-top:12px' },
+          h('button', { type: 'button', id: 'copy-curl', onclick: () => show(curlOf(b)) }, 'Copy as curl'),
+          h('button', { type: 'button', id: 'copy-client', onclick: () => show(clientOf(b)) }, 'Copy as client code'),
+        ),
         h('pre', { class: 'snippet', id: 'snippet', hidden: true }),
       );
     } catch (e) {
@@ -530,7 +772,11 @@ async function playgroundPage() {
 
 function fmtValue(v) {
   if (v === null || v === undefined) return '—';
-  if (Array.isArray(v)) return `[${v.slice(0, 3).map((x) => x.toFixed(3)).join(', ')}${v.length > 3 ? ', …' : ''}]`;
+  if (Array.isArray(v))
+    return `[${v
+      .slice(0, 3)
+      .map((x) => x.toFixed(3))
+      .join(', ')}${v.length > 3 ? ', …' : ''}]`;
   return typeof v === 'number' ? String(Number(v.toFixed(4))) : String(v);
 }
 
@@ -541,7 +787,7 @@ function curlOf(b) {
 }
 
 function clientOf(b) {
-  return `import { Nearline } from 'nearline/client';\n\nconst nl = new Nearline({ url: '${location.origin}'${state.key ? ", apiKey: process.env.NEARLINE_KEY" : ''} });\nconst { hits } = await nl.nearest(${JSON.stringify(b, null, 2)});`;
+  return `import { Nearline } from 'nearline/client';\n\nconst nl = new Nearline({ url: '${location.origin}'${state.key ? ', apiKey: process.env.NEARLINE_KEY' : ''} });\nconst { hits } = await nl.nearest(${JSON.stringify(b, null, 2)});`;
 }
 
 // ---------- map ----------
@@ -555,9 +801,23 @@ async function mapPage() {
   if (!refs.length) return page('Map', null, h('div', { class: 'card muted' }, 'No live embedding feature to map yet.'));
   const ref = params.get('feature') && resolveRef(features, params.get('feature')) ? refOf(resolveRef(features, params.get('feature'))) : refs[0];
   const box = h('div', { class: 'card' }, h('p', { class: 'muted' }, 'Computing the projection…'));
-  const side = h('div', { class: 'card', id: 'map-side' }, h('h2', {}, 'Neighbours'), h('p', { class: 'muted' }, 'Click a point to query its nearest neighbours.'));
-  const featureSel = h('select', { id: 'map-feature', onchange: (ev) => (location.hash = `#/map?feature=${encodeURIComponent(ev.target.value)}`) }, refs.map((r) => h('option', { value: r, selected: r === ref }, r)));
-  page('Map', 'a 2-D projection (PCA) of a sample of the variant’s vectors', h('div', { class: 'row', style: 'margin-bottom:12px' }, h('span', { class: 'label' }, 'Feature'), featureSel), h('div', { class: 'map-wrap' }, box, side));
+  const side = h(
+    'div',
+    { class: 'card', id: 'map-side' },
+    h('h2', {}, 'Neighbours'),
+    h('p', { class: 'muted' }, 'Click a point to query its nearest neighbours.'),
+  );
+  const featureSel = h(
+    'select',
+    { id: 'map-feature', onchange: (ev) => (location.hash = `#/map?feature=${encodeURIComponent(ev.target.value)}`) },
+    refs.map((r) => h('option', { value: r, selected: r === ref }, r)),
+  );
+  page(
+    'Map',
+    'a 2-D projection (PCA) of a sample of the variant’s vectors',
+    h('div', { class: 'row', style: 'margin-bottom:12px' }, h('span', { class: 'label' }, 'Feature'), featureSel),
+    h('div', { class: 'map-wrap' }, box, side),
+  );
 
   const map = await api(`/v1/features/${encodeURIComponent(ref)}/map`);
   if (!map.points.length) {
@@ -571,10 +831,23 @@ async function mapPage() {
   const tip = h('div', { class: 'tooltip', hidden: true });
   const legend = h('div', { class: 'legend' });
   const colorSel = map.fields.length
-    ? h('select', { id: 'map-color', onchange: (ev) => ((color = ev.target.value), draw()) }, map.fields.map((f) => h('option', { value: f }, f)))
+    ? h(
+        'select',
+        { id: 'map-color', onchange: (ev) => ((color = ev.target.value), draw()) },
+        map.fields.map((f) => h('option', { value: f }, f)),
+      )
     : null;
   box.replaceChildren(
-    h('div', { class: 'row', style: 'justify-content:space-between;margin-bottom:10px' }, h('span', { class: 'muted' }, `${fmt(map.points.length)} sampled of ${fmt(map.rows)} rows · axes explain ${(map.explained[0] * 100).toFixed(1)}% and ${(map.explained[1] * 100).toFixed(1)}% of the variance`), colorSel ? h('span', { class: 'row' }, h('span', { class: 'label' }, 'Colour by'), colorSel) : null),
+    h(
+      'div',
+      { class: 'row', style: 'justify-content:space-between;margin-bottom:10px' },
+      h(
+        'span',
+        { class: 'muted' },
+        `${fmt(map.points.length)} sampled of ${fmt(map.rows)} rows · axes explain ${(map.explained[0] * 100).toFixed(1)}% and ${(map.explained[1] * 100).toFixed(1)}% of the variance`,
+      ),
+      colorSel ? h('span', { class: 'row' }, h('span', { class: 'label' }, 'Colour by'), colorSel) : null,
+    ),
     h('div', { class: 'canvas-box' }, canvas, tip),
     legend,
   );
@@ -604,7 +877,9 @@ async function mapPage() {
     const index = new Map(sorted.map((v, i) => [v, i]));
     const colourOf = (i) => (i < PALETTE.length ? PALETTE[i] : '#9ca3af');
     legend.replaceChildren(
-      ...sorted.slice(0, PALETTE.length).map((v, i) => h('span', {}, h('span', { class: 'sw', style: `background:${colourOf(i)}` }), v === 'null' ? '(none)' : JSON.parse(v))),
+      ...sorted
+        .slice(0, PALETTE.length)
+        .map((v, i) => h('span', {}, h('span', { class: 'sw', style: `background:${colourOf(i)}` }), v === 'null' ? '(none)' : JSON.parse(v))),
       sorted.length > PALETTE.length ? h('span', { class: 'muted' }, `+${sorted.length - PALETTE.length} more in grey`) : null,
     );
     return values.map((v) => colourOf(index.get(JSON.stringify(v ?? null))));
@@ -686,9 +961,18 @@ async function mapPage() {
           'table',
           { id: 'map-hits' },
           h('thead', {}, h('tr', {}, h('th', {}, 'id'), h('th', { class: 'num' }, 'score'))),
-          h('tbody', {}, res.hits.map((x) => h('tr', { 'data-id': x.id }, h('td', { class: 'mono' }, x.id), h('td', { class: 'num' }, x.score.toFixed(4))))),
+          h(
+            'tbody',
+            {},
+            res.hits.map((x) => h('tr', { 'data-id': x.id }, h('td', { class: 'mono' }, x.id), h('td', { class: 'num' }, x.score.toFixed(4)))),
+          ),
         ),
-        h('p', { class: 'muted', style: 'margin-bottom:0' }, 'Highlighted on the map where they are in the sample. ', h('a', { href: `#/playground?feature=${encodeURIComponent(ref)}&id=${encodeURIComponent(selected)}` }, 'Open in the playground')),
+        h(
+          'p',
+          { class: 'muted', style: 'margin-bottom:0' },
+          'Highlighted on the map where they are in the sample. ',
+          h('a', { href: `#/playground?feature=${encodeURIComponent(ref)}&id=${encodeURIComponent(selected)}` }, 'Open in the playground'),
+        ),
       );
     } catch (e) {
       side.replaceChildren(errorBox(e));
@@ -718,7 +1002,10 @@ async function chartsPage() {
       }
       const present = s.values.some((v) => v !== null);
       const last = s.values[s.values.length - 1];
-      const now = last === null || last === undefined ? h('span', { class: 'value muted' }, '—') : h('span', { class: 'value' }, `${fmt(last, last < 10 ? 2 : 1)} ${s.unit}`);
+      const now =
+        last === null || last === undefined
+          ? h('span', { class: 'value muted' }, '—')
+          : h('span', { class: 'value' }, `${fmt(last, last < 10 ? 2 : 1)} ${s.unit}`);
       const head = h(
         'div',
         { class: 'chart-head' },
@@ -748,7 +1035,10 @@ async function chartsPage() {
           legend: { show: false },
           cursor: { drag: { x: false, y: false } },
           scales: { y: { range: (u, lo, hi) => [Math.min(0, lo), hi > 0 ? hi * 1.15 : 1] } },
-          axes: [{ stroke: '#6b7280', grid: { stroke: '#eef0f3' } }, { stroke: '#6b7280', grid: { stroke: '#eef0f3' }, size: 56 }],
+          axes: [
+            { stroke: '#6b7280', grid: { stroke: '#eef0f3' } },
+            { stroke: '#6b7280', grid: { stroke: '#eef0f3' }, size: 56 },
+          ],
           series: [{}, { label: s.label, stroke: '#4f46e5', width: 2, fill: 'rgba(79,70,229,0.08)', spanGaps: false }],
         },
         series,

@@ -13,7 +13,17 @@ export type { EmbedBody, EmbedResponse, OnlineBody, OnlineResponse, WriteVectors
 export type { Hit, NearestBatchBody, NearestBatchResponse, NearestBody, NearestResponse, Query } from '../server/schemas/nearest.ts';
 export type { AliasMoveBody, AliasMoveResponse, CompareBody, CompareReport, CompareResponse } from '../server/schemas/lifecycle.ts';
 export type { PushBody, PushResponse } from '../server/schemas/sources.ts';
-export type { AliasInfo, AliasesResponse, FeatureInfo, FeaturesResponse, HistoryQuery, HistoryResponse, ModelInfo, ModelsResponse, RegistryEvent } from '../server/schemas/registry.ts';
+export type {
+  AliasInfo,
+  AliasesResponse,
+  FeatureInfo,
+  FeaturesResponse,
+  HistoryQuery,
+  HistoryResponse,
+  ModelInfo,
+  ModelsResponse,
+  RegistryEvent,
+} from '../server/schemas/registry.ts';
 export type { Filter, FilterOp, Scalar } from '../types.ts';
 
 export interface NearlineOptions {
@@ -171,12 +181,18 @@ export class Nearline {
 
   /** A variant's embedding health: baseline, recent writes, drift; with `against`, compared with another variant (`GET /v1/features/{feature}/health`). */
   health(feature: string, query: HealthQuery = {}, opts?: CallOptions): Promise<HealthResponse> {
-    return this.call({ method: 'GET', path: `/v1/features/${seg(feature)}/health${query.against === undefined ? '' : `?against=${seg(query.against)}`}`, idempotent: true }, opts);
+    return this.call(
+      { method: 'GET', path: `/v1/features/${seg(feature)}/health${query.against === undefined ? '' : `?against=${seg(query.against)}`}`, idempotent: true },
+      opts,
+    );
   }
 
   /** A 2-D PCA map of a sample of a variant's vectors with their metadata (`GET /v1/features/{feature}/map`). */
   map(feature: string, query: MapQuery = {}, opts?: CallOptions): Promise<MapResponse> {
-    return this.call({ method: 'GET', path: `/v1/features/${seg(feature)}/map${query.refresh === undefined ? '' : `?refresh=${query.refresh}`}`, idempotent: true }, opts);
+    return this.call(
+      { method: 'GET', path: `/v1/features/${seg(feature)}/map${query.refresh === undefined ? '' : `?refresh=${query.refresh}`}`, idempotent: true },
+      opts,
+    );
   }
 
   /** The dashboard's charts: the last half hour of serving, push and process numbers (`GET /v1/dashboard/series`). */
@@ -244,7 +260,9 @@ export class Nearline {
       try {
         parsed = text ? JSON.parse(text) : undefined;
       } catch (e) {
-        throw new NearlineClientError('NL_BAD_RESPONSE', `${c.method} ${c.path}: HTTP ${res.status}, not JSON: ${text.slice(0, 200)}`, res.status, { cause: e });
+        throw new NearlineClientError('NL_BAD_RESPONSE', `${c.method} ${c.path}: HTTP ${res.status}, not JSON: ${text.slice(0, 200)}`, res.status, {
+          cause: e,
+        });
       }
       if (res.ok) return parsed as T;
       const err = (parsed as { error?: { code?: unknown; message?: unknown } } | undefined)?.error;

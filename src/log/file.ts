@@ -137,9 +137,7 @@ export async function openFileLog(dir: string, name: string, opts: FileLogOption
   }
 
   const listNames = async () =>
-    (await readdir(root).catch((e: NodeJS.ErrnoException) => (e.code === 'ENOENT' ? [] : Promise.reject(e))))
-      .filter((f) => /^\d{16}\.log$/.test(f))
-      .sort();
+    (await readdir(root).catch((e: NodeJS.ErrnoException) => (e.code === 'ENOENT' ? [] : Promise.reject(e)))).filter((f) => /^\d{16}\.log$/.test(f)).sort();
 
   // Scan every segment once: the end offset, each segment's range, and a torn tail to cut.
   const segments: Segment[] = [];
@@ -215,7 +213,10 @@ export async function openFileLog(dir: string, name: string, opts: FileLogOption
         const firsts: number[] = [];
         const bufs = batch.map((p) => {
           firsts.push(next);
-          const buf = encodeFrame(next, p.entries.map((e) => [e.key, e.data]));
+          const buf = encodeFrame(
+            next,
+            p.entries.map((e) => [e.key, e.data]),
+          );
           next += p.entries.length;
           return buf;
         });
@@ -226,7 +227,9 @@ export async function openFileLog(dir: string, name: string, opts: FileLogOption
           await fh.datasync();
         } catch (e) {
           // Cut back whatever part was written, so the next frame starts where the reader expects one.
-          await fh.truncate(seg.bytes).catch((te: Error) => (broken = new NearlineError('NL_LOG_CORRUPT', [name, `cannot cut a failed append: ${te.message}`])));
+          await fh
+            .truncate(seg.bytes)
+            .catch((te: Error) => (broken = new NearlineError('NL_LOG_CORRUPT', [name, `cannot cut a failed append: ${te.message}`])));
           throw e;
         }
         seg.bytes += data.length;
@@ -301,7 +304,12 @@ export async function openFileLog(dir: string, name: string, opts: FileLogOption
       const bufs: Buffer[] = [];
       for (let at = 0; at < kept.length; at += COMPACT_FRAME_ENTRIES) {
         const page = kept.slice(at, at + COMPACT_FRAME_ENTRIES);
-        bufs.push(encodeFrame(page.map(([, e]) => e.offset), page.map(([key, e]) => [key, e.data])));
+        bufs.push(
+          encodeFrame(
+            page.map(([, e]) => e.offset),
+            page.map(([key, e]) => [key, e.data]),
+          ),
+        );
       }
       const data = Buffer.concat(bufs);
       const target = join(root, segmentName(run[0].base));

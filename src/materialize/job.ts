@@ -113,14 +113,16 @@ export async function materialize(ctx: MaterializeContext, feature: FeatureRecor
     // Health as of the last checkpoint, which is where the rows are read again from.
     ctx.health?.reload(feature);
   }
-  const from: ReadFrom = resuming ? { position: state!.position, line: state!.line, ...(state!.cursor === undefined ? {} : { cursor: state!.cursor }) } : { position: 0, line: 0 };
+  const from: ReadFrom = resuming
+    ? { position: state!.position, line: state!.line, ...(state!.cursor === undefined ? {} : { cursor: state!.cursor }) }
+    : { position: 0, line: 0 };
   if (resuming) Object.assign(base, { resumedFrom: from.line });
   let rowsRead = resuming ? state!.rowsRead : 0;
   let skipped = resuming ? state!.rowsSkipped : 0;
   const report = new InvalidReport(ctx.invalidReport(feature), resuming);
-  const tooMany = (atEnd: boolean) =>
-    maxInvalid >= 1 ? skipped > maxInvalid : atEnd && skipped > Math.floor(maxInvalid * rowsRead);
-  const limitText = () => (maxInvalid >= 1 ? `${maxInvalid} rows` : `${+(maxInvalid * 100).toFixed(4)}% of the rows read (${Math.floor(maxInvalid * rowsRead)} of ${rowsRead})`);
+  const tooMany = (atEnd: boolean) => (maxInvalid >= 1 ? skipped > maxInvalid : atEnd && skipped > Math.floor(maxInvalid * rowsRead));
+  const limitText = () =>
+    maxInvalid >= 1 ? `${maxInvalid} rows` : `${+(maxInvalid * 100).toFixed(4)}% of the rows read (${Math.floor(maxInvalid * rowsRead)} of ${rowsRead})`;
 
   const entity = await registry.getEntity(feature.entity);
   if (!entity) throw nlError('NL_ENTITY_NOT_FOUND', feature.entity);
@@ -164,7 +166,10 @@ export async function materialize(ctx: MaterializeContext, feature: FeatureRecor
         batch.map((r) => r.id),
       );
     } else {
-      await online!.put(ref, batch.map((r) => [r.id, r.value ?? null]));
+      await online!.put(
+        ref,
+        batch.map((r) => [r.id, r.value ?? null]),
+      );
     }
     sinceCheckpoint += batch.length;
     batch = [];
@@ -211,13 +216,23 @@ export async function materialize(ctx: MaterializeContext, feature: FeatureRecor
     await writeBatch();
     if (tooMany(true)) throw tooManyInvalid();
     // The source's current rows are its file's rows overridden by the rows pushed to it.
-    if (opts.progress !== false) (opts.progress?.stream ?? process.stderr).write(`materialize ${ref}: backfill done, catching up on the rows pushed to ${feature.source.name}\n`);
+    if (opts.progress !== false)
+      (opts.progress?.stream ?? process.stderr).write(`materialize ${ref}: backfill done, catching up on the rows pushed to ${feature.source.name}\n`);
     const logOffset = await ctx.catchUp(feature, { collection, store: online });
     await checkpoint();
     const rows = collection ? await collection.count() : await online!.count(ref);
     await registry.finishMaterialization(feature.name, feature.variant, rows, logOffset);
     progress?.done(rows, `done${skipped ? `, ${skipped} invalid rows skipped` : ''}`);
-    return { ...base, status: 'done', rows, skipped, cacheHits, embedded, ...(report.path ? { invalidReport: report.path } : {}), seconds: (Date.now() - started) / 1000 };
+    return {
+      ...base,
+      status: 'done',
+      rows,
+      skipped,
+      cacheHits,
+      embedded,
+      ...(report.path ? { invalidReport: report.path } : {}),
+      seconds: (Date.now() - started) / 1000,
+    };
   } catch (e) {
     report.flush();
     const badRow = isNearlineError(e, 'NL_BAD_SOURCE_ROW') || isNearlineError(e, 'NL_DIMENSION_MISMATCH');

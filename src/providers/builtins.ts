@@ -28,7 +28,9 @@ function make(): readonly Plugin[] {
       dir: str('folder holding one sub-folder per collection; default <home>/indexes'),
       initialCapacity: int(1, 'slots allocated when a collection is created; default 1024'),
       exactScanBelow: int(0, 'a filtered query scans its matching rows exactly when at most this many match; default 2048'),
-      exactScanSelectivity: Type.Optional(Type.Number({ minimum: 0, maximum: 1, description: 'scan exactly below this fraction of matching rows; default 0.02' })),
+      exactScanSelectivity: Type.Optional(
+        Type.Number({ minimum: 0, maximum: 1, description: 'scan exactly below this fraction of matching rows; default 0.02' }),
+      ),
       threads: int(1, 'threads one call may use; default os.availableParallelism()'),
       snapshotWriter: Type.Optional(
         Type.Union([Type.Literal('inline'), Type.Literal('fork')], {
@@ -63,10 +65,16 @@ function make(): readonly Plugin[] {
       url: str('redis://[user:pass@]host:port[/db]; default redis://127.0.0.1:6379'),
       keyPrefix: Type.Optional(Type.String({ description: 'prefix of every key; default nl:' })),
       cluster: Type.Optional(
-        Type.Array(Type.Union([Type.String({ minLength: 1 }), Type.Object({ host: Type.String({ minLength: 1 }), port: Type.Integer({ minimum: 1, maximum: 65535 }) }, closed)]), {
-          minItems: 1,
-          description: 'Redis Cluster seed nodes, host:port or {host, port}',
-        }),
+        Type.Array(
+          Type.Union([
+            Type.String({ minLength: 1 }),
+            Type.Object({ host: Type.String({ minLength: 1 }), port: Type.Integer({ minimum: 1, maximum: 65535 }) }, closed),
+          ]),
+          {
+            minItems: 1,
+            description: 'Redis Cluster seed nodes, host:port or {host, port}',
+          },
+        ),
       ),
       connectTimeoutMs: int(1, 'default 2000'),
       commandTimeoutMs: int(1, 'default 2000'),
@@ -77,8 +85,14 @@ function make(): readonly Plugin[] {
 
   const path = Type.String({ minLength: 1, description: 'the file, relative to the definitions file' });
   const FileOptions = Type.Object({ path }, closed);
-  const CsvOptions = Type.Object({ path, delimiter: Type.Optional(Type.String({ minLength: 1, maxLength: 1, description: 'field delimiter; default ,' })) }, closed);
-  const SqliteSourceOptions = Type.Object({ path: Type.String({ minLength: 1, description: 'the SQLite database file' }), table: Type.String({ minLength: 1 }) }, closed);
+  const CsvOptions = Type.Object(
+    { path, delimiter: Type.Optional(Type.String({ minLength: 1, maxLength: 1, description: 'field delimiter; default ,' })) },
+    closed,
+  );
+  const SqliteSourceOptions = Type.Object(
+    { path: Type.String({ minLength: 1, description: 'the SQLite database file' }), table: Type.String({ minLength: 1 }) },
+    closed,
+  );
   const PostgresSourceOptions = Type.Object(
     {
       url: Type.String({
@@ -102,7 +116,8 @@ function make(): readonly Plugin[] {
     defineVectorProvider({
       kind: 'qdrant',
       options: QdrantOptions,
-      create: async (options, ctx) => (await peer('the qdrant provider', ['@qdrant/js-client-rest'], () => import('./vector/qdrant.ts'))).createQdrantProvider(options, ctx),
+      create: async (options, ctx) =>
+        (await peer('the qdrant provider', ['@qdrant/js-client-rest'], () => import('./vector/qdrant.ts'))).createQdrantProvider(options, ctx),
     }),
     defineOnlineStore({
       kind: 'sqlite',
@@ -127,7 +142,8 @@ function make(): readonly Plugin[] {
       model: 'folder-or-hub',
       // Tokenizing and tensor conversion run on the calling thread.
       supportsWorkers: true,
-      create: async (spec) => (await peer('the transformers runtime', ['@huggingface/transformers'], () => import('./embedding/transformers.ts'))).createTransformersModel(spec),
+      create: async (spec) =>
+        (await peer('the transformers runtime', ['@huggingface/transformers'], () => import('./embedding/transformers.ts'))).createTransformersModel(spec),
     }),
     // TensorFlow.js's WebAssembly backend runs a whole batch on the calling thread.
     defineRuntime({ kind: 'use', model: 'packaged', supportsWorkers: true, create: async (spec) => (await import('./embedding/use.ts')).createUseModel(spec) }),

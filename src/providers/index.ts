@@ -1,7 +1,15 @@
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { NearlineError, nlError } from '../errors.ts';
-import { isPlugin, type OnlineStorePlugin, type Plugin, type ProviderContext, type RuntimePlugin, type SourcePlugin, type VectorProviderPlugin } from '../plugins.ts';
+import {
+  isPlugin,
+  type OnlineStorePlugin,
+  type Plugin,
+  type ProviderContext,
+  type RuntimePlugin,
+  type SourcePlugin,
+  type VectorProviderPlugin,
+} from '../plugins.ts';
 import { builtinPlugins } from './builtins.ts';
 import type { EmbeddingModel, ModelSpec } from './embedding/types.ts';
 import type { OnlineStore } from './online/types.ts';
@@ -82,7 +90,10 @@ export async function importPlugin(specifier: string): Promise<Plugin> {
   // Outside a `"type": "module"` package tsx compiles a TypeScript plugin to CommonJS: its exports arrive as `default`.
   const candidate = isPlugin(mod.default) ? mod.default : (mod.default as Record<string, unknown> | undefined)?.default;
   if (!isPlugin(candidate)) {
-    throw nlError('NL_BAD_DEFINITION', `module ${specifier} does not export a plugin: its default export must be made by defineVectorProvider, defineOnlineStore, defineRuntime or defineSource`);
+    throw nlError(
+      'NL_BAD_DEFINITION',
+      `module ${specifier} does not export a plugin: its default export must be made by defineVectorProvider, defineOnlineStore, defineRuntime or defineSource`,
+    );
   }
   loaded.set(specifier, candidate);
   return candidate;

@@ -152,7 +152,11 @@ export abstract class RegistryCore {
       if (first.length > 1) {
         const variants = (await this.listFeatures(name)).filter((v) => v.status !== 'dropped');
         const list = variants.map((v) => `${formatRef(name, v.variant)} (${v.status})`).join(', ');
-        throw nlError('NL_AMBIGUOUS_FEATURE', name, `it has ${variants.length} variants and no alias prod: ${list}; name one, or run \`nearline alias set ${name} prod VARIANT\``);
+        throw nlError(
+          'NL_AMBIGUOUS_FEATURE',
+          name,
+          `it has ${variants.length} variants and no alias prod: ${list}; name one, or run \`nearline alias set ${name} prod VARIANT\``,
+        );
       }
       return toFeature(first[0]);
     }

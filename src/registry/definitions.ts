@@ -34,7 +34,8 @@ export abstract class DefinitionsRegistry extends RegistryCore {
       const old = await this.getEntity(e.name, q);
       if (!old) push('entity', e.name, 'create');
       else if (old.key === e.key) push('entity', e.name, 'unchanged');
-      else if ((await this.dependents('entity', e.name, undefined, q)).length) push('entity', e.name, 'refused', `key ${old.key} -> ${e.key} while features use it`, 'NL_CONFLICT');
+      else if ((await this.dependents('entity', e.name, undefined, q)).length)
+        push('entity', e.name, 'refused', `key ${old.key} -> ${e.key} while features use it`, 'NL_CONFLICT');
       else push('entity', e.name, 'update');
     }
     for (const s of defs.sources) {
@@ -44,7 +45,14 @@ export abstract class DefinitionsRegistry extends RegistryCore {
       else if (canonical(old) === canonical(s)) push('source', ref, 'unchanged');
       else {
         const used = (await this.dependents('source', s.name, s.variant, q)).filter((f) => f.status === 'materialized' || f.status === 'materializing');
-        if (used.length) push('source', ref, 'refused', `materialized by ${used.map((f) => refOf(f)).join(', ')}; a changed source is a new source variant`, 'NL_VARIANT_IMMUTABLE');
+        if (used.length)
+          push(
+            'source',
+            ref,
+            'refused',
+            `materialized by ${used.map((f) => refOf(f)).join(', ')}; a changed source is a new source variant`,
+            'NL_VARIANT_IMMUTABLE',
+          );
         else push('source', ref, 'update');
       }
     }
@@ -53,9 +61,16 @@ export abstract class DefinitionsRegistry extends RegistryCore {
       const old = await this.getModel(m.name, m.version, q);
       const probe = probes.get(ref);
       if (!old) push('model', ref, 'create');
-      else if (canonical(modelSpec(old)) !== canonical(m)) push('model', ref, 'refused', 'a registered model version is immutable; register a new version', 'NL_VARIANT_IMMUTABLE');
+      else if (canonical(modelSpec(old)) !== canonical(m))
+        push('model', ref, 'refused', 'a registered model version is immutable; register a new version', 'NL_VARIANT_IMMUTABLE');
       else if (probe && probe.sha256 !== old.sha256) {
-        push('model', ref, 'refused', `its files changed on disk (sha256 ${old.sha256.slice(0, 12)} -> ${probe.sha256.slice(0, 12)}); a new model means a new version`, 'NL_MODEL_CHANGED');
+        push(
+          'model',
+          ref,
+          'refused',
+          `its files changed on disk (sha256 ${old.sha256.slice(0, 12)} -> ${probe.sha256.slice(0, 12)}); a new model means a new version`,
+          'NL_MODEL_CHANGED',
+        );
       } else push('model', ref, 'unchanged');
     }
     const sources = new Set([...defs.sources.map((s) => refOf(s))]);
@@ -65,12 +80,15 @@ export abstract class DefinitionsRegistry extends RegistryCore {
       const ref = refOf(f);
       const where = `feature ${ref}`;
       const src = refOf(f.source);
-      if (!sources.has(src) && !(await this.getSource(f.source.name, f.source.variant, q))) throw nlError('NL_BAD_DEFINITION', `${where}: source ${src} is not defined`);
+      if (!sources.has(src) && !(await this.getSource(f.source.name, f.source.variant, q)))
+        throw nlError('NL_BAD_DEFINITION', `${where}: source ${src} is not defined`);
       if (!entities.has(f.entity) && !(await this.getEntity(f.entity, q))) throw nlError('NL_BAD_DEFINITION', `${where}: entity ${f.entity} is not defined`);
       const pkind = providerKinds.get(f.provider);
       if (!pkind) throw nlError('NL_BAD_DEFINITION', `${where}: provider ${f.provider} is not defined`);
-      if (f.kind === 'embedding' && providerRole(pkind) !== 'vector') throw nlError('NL_BAD_DEFINITION', `${where}: provider ${f.provider} (${pkind}) is not a vector provider`);
-      if (f.kind === 'scalar' && providerRole(pkind) !== 'online') throw nlError('NL_BAD_DEFINITION', `${where}: provider ${f.provider} (${pkind}) is not an online store`);
+      if (f.kind === 'embedding' && providerRole(pkind) !== 'vector')
+        throw nlError('NL_BAD_DEFINITION', `${where}: provider ${f.provider} (${pkind}) is not a vector provider`);
+      if (f.kind === 'scalar' && providerRole(pkind) !== 'online')
+        throw nlError('NL_BAD_DEFINITION', `${where}: provider ${f.provider} (${pkind}) is not an online store`);
       if (f.text) {
         const mref = refOf(f.text.model);
         const dims = modelDims.has(mref) ? modelDims.get(mref) : (await this.getModel(f.text.model.name, f.text.model.version, q))?.dims;
@@ -82,12 +100,19 @@ export abstract class DefinitionsRegistry extends RegistryCore {
       const old = await this.getFeature(f.name, f.variant, q);
       // `name@x` resolves to alias x first, and a provider may hold an alias `name__x` beside the collections,
       // where a collection of that name would be the aliased variant's.
-      if (!old && (await this.getAlias(f.name, f.variant, q))) push('feature', ref, 'refused', `${ref} is an alias; name the variant differently`, 'NL_CONFLICT');
+      if (!old && (await this.getAlias(f.name, f.variant, q)))
+        push('feature', ref, 'refused', `${ref} is an alias; name the variant differently`, 'NL_CONFLICT');
       else if (!old) push('feature', ref, 'create');
       else if (canonical(featureSpec(old)) === canonical(f)) push('feature', ref, 'unchanged');
       else if (old.status === 'materialized') push('feature', ref, 'refused', 'it is materialized; define a new variant instead', 'NL_VARIANT_IMMUTABLE');
       else if (old.status === 'materializing') {
-        push('feature', ref, 'refused', `a materialization of it is running or was interrupted; let it finish (or \`materialize ${ref}\` again), or define a new variant`, 'NL_VARIANT_IMMUTABLE');
+        push(
+          'feature',
+          ref,
+          'refused',
+          `a materialization of it is running or was interrupted; let it finish (or \`materialize ${ref}\` again), or define a new variant`,
+          'NL_VARIANT_IMMUTABLE',
+        );
       }
       // Registered or failed: it never published anything, so its definition may still change.
       else push('feature', ref, 'update', old.status === 'failed' ? 'redefines a variant whose materialization failed' : undefined);
@@ -146,7 +171,10 @@ export abstract class DefinitionsRegistry extends RegistryCore {
       const planned = new Map(plan.map((p) => [`${p.kind}:${p.name}`, p.action]));
       const moved = now_.find((p) => p.action !== 'unchanged' && planned.get(`${p.kind}:${p.name}`) !== p.action);
       if (moved) {
-        throw nlError('NL_CONFLICT', `${moved.kind} ${moved.name} changed in the registry since this plan was made (another apply?); plan again and re-run apply`);
+        throw nlError(
+          'NL_CONFLICT',
+          `${moved.kind} ${moved.name} changed in the registry since this plan was made (another apply?); plan again and re-run apply`,
+        );
       }
       await this.write(q, defs, now_, probes, actor);
     });
@@ -157,7 +185,12 @@ export abstract class DefinitionsRegistry extends RegistryCore {
     const t = now();
     for (const p of defs.providers) {
       if (!todo.has(`provider:${p.name}`)) continue;
-      await q.run('INSERT INTO providers VALUES (?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET kind = excluded.kind, options = excluded.options', [p.name, p.kind, JSON.stringify(p.options), t]);
+      await q.run('INSERT INTO providers VALUES (?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET kind = excluded.kind, options = excluded.options', [
+        p.name,
+        p.kind,
+        JSON.stringify(p.options),
+        t,
+      ]);
     }
     for (const e of defs.entities) {
       if (!todo.has(`entity:${e.name}`)) continue;
@@ -165,7 +198,13 @@ export abstract class DefinitionsRegistry extends RegistryCore {
     }
     for (const s of defs.sources) {
       if (!todo.has(`source:${refOf(s)}`)) continue;
-      await q.run('INSERT INTO sources VALUES (?, ?, ?, ?, ?) ON CONFLICT(name, variant) DO UPDATE SET kind = excluded.kind, spec = excluded.spec', [s.name, s.variant, s.kind, JSON.stringify(s), t]);
+      await q.run('INSERT INTO sources VALUES (?, ?, ?, ?, ?) ON CONFLICT(name, variant) DO UPDATE SET kind = excluded.kind, spec = excluded.spec', [
+        s.name,
+        s.variant,
+        s.kind,
+        JSON.stringify(s),
+        t,
+      ]);
     }
     for (const m of defs.models) {
       const ref = refOf(m);
@@ -183,7 +222,19 @@ export abstract class DefinitionsRegistry extends RegistryCore {
            source_name = excluded.source_name, source_variant = excluded.source_variant, provider = excluded.provider,
            model_name = excluded.model_name, model_version = excluded.model_version, spec = excluded.spec,
            status = 'registered', rows = 0, materialized_at = NULL`,
-        [f.name, f.variant, f.kind, f.entity, f.source.name, f.source.variant, f.provider, f.text?.model.name ?? null, f.text?.model.version ?? null, JSON.stringify(f), t],
+        [
+          f.name,
+          f.variant,
+          f.kind,
+          f.entity,
+          f.source.name,
+          f.source.variant,
+          f.provider,
+          f.text?.model.name ?? null,
+          f.text?.model.version ?? null,
+          JSON.stringify(f),
+          t,
+        ],
       );
       // A redefined variant starts over: a checkpoint of its old definition must not be resumed.
       await q.run('DELETE FROM materializations WHERE feature = ? AND variant = ?', [f.name, f.variant]);
@@ -192,7 +243,11 @@ export abstract class DefinitionsRegistry extends RegistryCore {
       if (p.action !== 'create' && p.action !== 'update') continue;
       if (p.kind === 'alias') continue; // recorded as alias.set, with the variants
       const feature = p.kind === 'feature' ? parseRef(p.name).name : null;
-      await this.recordEvent({ actor, action: p.action, kind: p.kind, name: p.name, feature, ...(p.reason ? { detail: { reason: p.reason } } : {}) }, undefined, q);
+      await this.recordEvent(
+        { actor, action: p.action, kind: p.kind, name: p.name, feature, ...(p.reason ? { detail: { reason: p.reason } } : {}) },
+        undefined,
+        q,
+      );
     }
     for (const a of defs.aliases) {
       if (todo.has(`alias:${formatRef(a.feature, a.name)}`)) await this.setAliasInTx(q, a.feature, a.name, a.variant, actor);
@@ -207,7 +262,8 @@ export abstract class DefinitionsRegistry extends RegistryCore {
    */
   async setAlias(feature: string, name: string, variant: string, opts: { force?: boolean; actor?: Actor } = {}): Promise<AliasRecord> {
     await this.change(async (q) => {
-      const problem = opts.force || (await this.getAlias(feature, name, q))?.variant === variant ? undefined : await this.aliasTargetProblem(feature, variant, q);
+      const problem =
+        opts.force || (await this.getAlias(feature, name, q))?.variant === variant ? undefined : await this.aliasTargetProblem(feature, variant, q);
       if (problem) throw nlError('NL_ALIAS_REFUSED', formatRef(feature, name), variant, `${problem}`);
       await this.setAliasInTx(q, feature, name, variant, opts.actor ?? osActor());
     });
@@ -224,7 +280,8 @@ export abstract class DefinitionsRegistry extends RegistryCore {
     if (!variants.some((f) => f.status === 'materialized')) return undefined;
     const target = variants.find((f) => f.variant === variant);
     const force = 'pass --force to point the alias anyway';
-    if (!target) return `${formatRef(feature, variant)} is not registered yet and ${feature} has materialized variants; apply it, materialize it, then move the alias (or ${force})`;
+    if (!target)
+      return `${formatRef(feature, variant)} is not registered yet and ${feature} has materialized variants; apply it, materialize it, then move the alias (or ${force})`;
     if (target.status !== 'materialized') {
       return `${formatRef(feature, variant)} is ${target.status}, not materialized, so every call through the alias would fail; materialize it first (or ${force})`;
     }
@@ -237,8 +294,18 @@ export abstract class DefinitionsRegistry extends RegistryCore {
     if (await this.getFeature(feature, name, q)) throw nlError('NL_CONFLICT', `alias ${name} would hide variant ${formatRef(feature, name)}`);
     const previous = (await this.getAlias(feature, name, q))?.variant ?? null;
     const t = now();
-    await q.run('INSERT INTO aliases VALUES (?, ?, ?, ?) ON CONFLICT(feature, name) DO UPDATE SET variant = excluded.variant, updated_at = excluded.updated_at', [feature, name, variant, t]);
-    await q.run('INSERT INTO alias_history (feature, name, variant, previous, at, actor) VALUES (?, ?, ?, ?, ?, ?)', [feature, name, variant, previous, t, actor]);
+    await q.run(
+      'INSERT INTO aliases VALUES (?, ?, ?, ?) ON CONFLICT(feature, name) DO UPDATE SET variant = excluded.variant, updated_at = excluded.updated_at',
+      [feature, name, variant, t],
+    );
+    await q.run('INSERT INTO alias_history (feature, name, variant, previous, at, actor) VALUES (?, ?, ?, ?, ?, ?)', [
+      feature,
+      name,
+      variant,
+      previous,
+      t,
+      actor,
+    ]);
     await this.recordEvent({ actor, action: 'alias.set', kind: 'alias', name: formatRef(feature, name), feature, detail: { variant, previous } }, t, q);
   }
 

@@ -44,7 +44,11 @@ export abstract class MaterializationRegistry extends DefinitionsRegistry {
   async resumeMaterialization(feature: string, variant: string): Promise<void> {
     const t = now();
     await this.change(async (q) => {
-      await q.run("UPDATE materializations SET status = 'running', finished_at = NULL, error = NULL, updated_at = ? WHERE feature = ? AND variant = ?", [t, feature, variant]);
+      await q.run("UPDATE materializations SET status = 'running', finished_at = NULL, error = NULL, updated_at = ? WHERE feature = ? AND variant = ?", [
+        t,
+        feature,
+        variant,
+      ]);
       await q.run("UPDATE features SET status = 'materializing' WHERE name = ? AND variant = ?", [feature, variant]);
     });
   }
@@ -55,17 +59,15 @@ export abstract class MaterializationRegistry extends DefinitionsRegistry {
   }
 
   /** Records how far a run got; called only after the providers made that much durable. */
-  async checkpoint(feature: string, variant: string, at: { position: number; line: number; cursor?: string; rowsRead: number; rowsSkipped: number }): Promise<void> {
-    await this.sql.run("UPDATE materializations SET status = 'running', position = ?, line = ?, cursor = ?, rows_read = ?, rows_skipped = ?, updated_at = ? WHERE feature = ? AND variant = ?", [
-      at.position,
-      at.line,
-      at.cursor ?? null,
-      at.rowsRead,
-      at.rowsSkipped,
-      now(),
-      feature,
-      variant,
-    ]);
+  async checkpoint(
+    feature: string,
+    variant: string,
+    at: { position: number; line: number; cursor?: string; rowsRead: number; rowsSkipped: number },
+  ): Promise<void> {
+    await this.sql.run(
+      "UPDATE materializations SET status = 'running', position = ?, line = ?, cursor = ?, rows_read = ?, rows_skipped = ?, updated_at = ? WHERE feature = ? AND variant = ?",
+      [at.position, at.line, at.cursor ?? null, at.rowsRead, at.rowsSkipped, now(), feature, variant],
+    );
   }
 
   /** Publishes the variant with the log offset its data contains: from here on it is servable and follows pushes. */
@@ -84,7 +86,11 @@ export abstract class MaterializationRegistry extends DefinitionsRegistry {
     await this.change(async (q) => {
       await q.run("UPDATE materializations SET status = 'failed', error = ?, updated_at = ? WHERE feature = ? AND variant = ?", [error, t, feature, variant]);
       await q.run("UPDATE features SET status = 'failed' WHERE name = ? AND variant = ?", [feature, variant]);
-      await this.recordEvent({ actor: osActor(), action: 'materialize.failed', kind: 'feature', name: formatRef(feature, variant), feature, detail: { error } }, t, q);
+      await this.recordEvent(
+        { actor: osActor(), action: 'materialize.failed', kind: 'feature', name: formatRef(feature, variant), feature, detail: { error } },
+        t,
+        q,
+      );
     });
   }
 

@@ -43,7 +43,8 @@ export class PostgresRegistry extends Registry {
     } catch {
       throw nlError('NL_BAD_REGISTRY', redact(url), 'not a URL; expected postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE');
     }
-    if (!parsed.hostname && !parsed.searchParams.get('host')) throw nlError('NL_BAD_REGISTRY', redact(url), 'no host; expected postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE');
+    if (!parsed.hostname && !parsed.searchParams.get('host'))
+      throw nlError('NL_BAD_REGISTRY', redact(url), 'no host; expected postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE');
     this.url = url;
     this.location = redact(url);
   }
@@ -72,7 +73,10 @@ export class PostgresRegistry extends Registry {
   private async connect(): Promise<Pool> {
     const { default: pg } = await peer('a PostgreSQL registry (NEARLINE_REGISTRY=postgres://...)', ['pg'], () => import('pg'));
     // Counts, offsets and epoch milliseconds are BIGINT here; they fit a JS number, as in the SQLite file.
-    const types = { getTypeParser: ((oid: number, format?: 'text' | 'binary') => (oid === 20 ? Number : pg.types.getTypeParser(oid, format))) as typeof pg.types.getTypeParser };
+    const types = {
+      getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+        oid === 20 ? Number : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+    };
     const pool = new pg.Pool({ connectionString: this.url, types, connectionTimeoutMillis: 10_000 });
     // An idle connection that breaks is replaced by the pool; the next query reports its own error.
     pool.on('error', () => undefined);
@@ -98,8 +102,7 @@ export class PostgresRegistry extends Registry {
    * is current is only read, so opening it never waits for a running apply.
    */
   private async migrate(client: PoolClient): Promise<void> {
-    const versions = async () =>
-      new Set((await client.query<{ version: number }>('SELECT version FROM schema_migrations')).rows.map((r) => r.version));
+    const versions = async () => new Set((await client.query<{ version: number }>('SELECT version FROM schema_migrations')).rows.map((r) => r.version));
     const exists = (await client.query<{ t: string | null }>("SELECT to_regclass('schema_migrations')::text AS t")).rows[0].t !== null;
     if (exists) {
       const current = await versions();
@@ -215,7 +218,11 @@ function redact(url: string): string {
 /** Errors of reaching the server (refused, unknown host, authentication, no such database), not of a statement. */
 function isConnectionError(e: unknown): boolean {
   const code = (e as { code?: string }).code ?? '';
-  return /^(ECONN|ENOTFOUND|EAI_|ETIMEDOUT|EHOSTUNREACH|EPIPE)/.test(code) || /^(08|28|3D|57P)/.test(code) || /Connection terminated|timeout exceeded when trying to connect/i.test(String((e as Error).message));
+  return (
+    /^(ECONN|ENOTFOUND|EAI_|ETIMEDOUT|EHOSTUNREACH|EPIPE)/.test(code) ||
+    /^(08|28|3D|57P)/.test(code) ||
+    /Connection terminated|timeout exceeded when trying to connect/i.test(String((e as Error).message))
+  );
 }
 
 function unavailable(location: string, e: unknown): NearlineError {

@@ -54,7 +54,9 @@ export abstract class Registry extends KeysRegistry {
 
   async listShadows(feature?: string): Promise<ShadowRecord[]> {
     const rows =
-      feature === undefined ? await this.sql.all('SELECT * FROM shadows ORDER BY feature, alias') : await this.sql.all('SELECT * FROM shadows WHERE feature = ? ORDER BY alias', [feature]);
+      feature === undefined
+        ? await this.sql.all('SELECT * FROM shadows ORDER BY feature, alias')
+        : await this.sql.all('SELECT * FROM shadows WHERE feature = ? ORDER BY alias', [feature]);
     return rows.map((r) => ({
       feature: r.feature,
       alias: r.alias,
@@ -70,15 +72,10 @@ export abstract class Registry extends KeysRegistry {
 
   /** Adds what a server measured on mirrored queries since its last report. */
   async addShadowResults(feature: string, alias: string, variant: string, queries: number, overlapSum: number, errors: number): Promise<void> {
-    await this.sql.run('UPDATE shadows SET queries = queries + ?, overlap_sum = overlap_sum + ?, errors = errors + ?, updated_at = ? WHERE feature = ? AND alias = ? AND variant = ?', [
-      queries,
-      overlapSum,
-      errors,
-      now(),
-      feature,
-      alias,
-      variant,
-    ]);
+    await this.sql.run(
+      'UPDATE shadows SET queries = queries + ?, overlap_sum = overlap_sum + ?, errors = errors + ?, updated_at = ? WHERE feature = ? AND alias = ? AND variant = ?',
+      [queries, overlapSum, errors, now(), feature, alias, variant],
+    );
   }
 
   /**

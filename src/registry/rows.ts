@@ -16,7 +16,13 @@ export function toModel(r: Row): ModelRecord {
 }
 
 export function toFeature(r: Row): FeatureRecord {
-  return { ...JSON.parse(r.spec), status: r.dropped_at ? 'dropped' : r.status, rows: r.dropped_at ? 0 : r.rows, createdAt: r.created_at, materializedAt: r.materialized_at };
+  return {
+    ...JSON.parse(r.spec),
+    status: r.dropped_at ? 'dropped' : r.status,
+    rows: r.dropped_at ? 0 : r.rows,
+    createdAt: r.created_at,
+    materializedAt: r.materialized_at,
+  };
 }
 
 export function featureSpec(f: FeatureRecord): FeatureDef {

@@ -161,9 +161,23 @@ function liveMetrics(metrics: Metrics, store: FeatureStore): void {
       const value = pick(s);
       return value === null ? [] : [{ labels: { feature: s.feature, alias: s.alias, variant: s.variant }, value }];
     });
-  metrics.gauge('nearline_shadow_overlap', 'mean overlap@k of mirrored queries with the alias\'s own answer, since this process started', shadow((s) => s.overlap));
-  metrics.gauge('nearline_shadow_queries_total', 'queries mirrored to a shadow variant and measured', shadow((s) => s.queries), 'counter');
-  metrics.gauge('nearline_shadow_errors_total', 'mirrored queries that failed on the shadow variant', shadow((s) => s.errors), 'counter');
+  metrics.gauge(
+    'nearline_shadow_overlap',
+    "mean overlap@k of mirrored queries with the alias's own answer, since this process started",
+    shadow((s) => s.overlap),
+  );
+  metrics.gauge(
+    'nearline_shadow_queries_total',
+    'queries mirrored to a shadow variant and measured',
+    shadow((s) => s.queries),
+    'counter',
+  );
+  metrics.gauge(
+    'nearline_shadow_errors_total',
+    'mirrored queries that failed on the shadow variant',
+    shadow((s) => s.errors),
+    'counter',
+  );
   let last: { at: number; stats: Promise<Awaited<ReturnType<FeatureStore['live']['stats']>>> } | undefined;
   // One read of the live layer per scrape, shared by the series below.
   const stats = () => {
@@ -174,20 +188,63 @@ function liveMetrics(metrics: Metrics, store: FeatureStore): void {
     (await stats()).sources.map((s) => ({ labels: { source: s.source }, value: pick(s) }));
   const perVariant = (pick: (v: Awaited<ReturnType<typeof stats>>['variants'][number]) => number) => async () =>
     (await stats()).variants.map((v) => ({ labels: { feature: v.feature, variant: v.variant, source: v.source }, value: pick(v) }));
-  metrics.gauge('nearline_push_rows_total', 'rows pushed (and vector writes) acknowledged by this process', async () => [{ labels: {}, value: (await stats()).pushedRows }], 'counter');
-  metrics.gauge('nearline_log_fsync_batches_total', 'fsyncs that made appends durable; concurrent pushes share one', perSource((s) => s.syncs), 'counter');
-  metrics.gauge('nearline_log_bytes', 'bytes of each source log on disk', perSource((s) => s.bytes));
-  metrics.gauge('nearline_log_end_offset', 'offset of the last durable entry of each source log', perSource((s) => s.end));
-  metrics.gauge('nearline_variant_applied_offset', 'log offset each variant has applied in memory', perVariant((v) => v.applied));
-  metrics.gauge('nearline_log_follow_errors_total', 'failed attempts to follow a log other nodes append to (retried each second)', perSource((s) => s.followErrors), 'counter');
-  metrics.gauge('nearline_variant_lag', 'log entries appended (by any node) that each variant has not applied here yet', perVariant((v) => v.lag));
+  metrics.gauge(
+    'nearline_push_rows_total',
+    'rows pushed (and vector writes) acknowledged by this process',
+    async () => [{ labels: {}, value: (await stats()).pushedRows }],
+    'counter',
+  );
+  metrics.gauge(
+    'nearline_log_fsync_batches_total',
+    'fsyncs that made appends durable; concurrent pushes share one',
+    perSource((s) => s.syncs),
+    'counter',
+  );
+  metrics.gauge(
+    'nearline_log_bytes',
+    'bytes of each source log on disk',
+    perSource((s) => s.bytes),
+  );
+  metrics.gauge(
+    'nearline_log_end_offset',
+    'offset of the last durable entry of each source log',
+    perSource((s) => s.end),
+  );
+  metrics.gauge(
+    'nearline_variant_applied_offset',
+    'log offset each variant has applied in memory',
+    perVariant((v) => v.applied),
+  );
+  metrics.gauge(
+    'nearline_log_follow_errors_total',
+    'failed attempts to follow a log other nodes append to (retried each second)',
+    perSource((s) => s.followErrors),
+    'counter',
+  );
+  metrics.gauge(
+    'nearline_variant_lag',
+    'log entries appended (by any node) that each variant has not applied here yet',
+    perVariant((v) => v.lag),
+  );
   metrics.gauge(
     'nearline_log_apply_embedded_texts_total',
     'texts embedded while applying the log (entries carry their embeddings: 0 unless a row predates its variant)',
     async () => [{ labels: {}, value: (await stats()).applyEmbeddedTexts }],
     'counter',
   );
-  metrics.gauge('nearline_variant_durable_offset', 'log offset each variant holds durably (snapshot)', perVariant((v) => v.durable));
-  metrics.gauge('nearline_snapshot_age_seconds', 'age of the oldest applied entry not yet in a snapshot (0: none pending)', perVariant((v) => v.snapshotAgeSeconds));
-  metrics.gauge('nearline_snapshot_duration_seconds', 'duration of the last background snapshot', perVariant((v) => v.lastSnapshotSeconds));
+  metrics.gauge(
+    'nearline_variant_durable_offset',
+    'log offset each variant holds durably (snapshot)',
+    perVariant((v) => v.durable),
+  );
+  metrics.gauge(
+    'nearline_snapshot_age_seconds',
+    'age of the oldest applied entry not yet in a snapshot (0: none pending)',
+    perVariant((v) => v.snapshotAgeSeconds),
+  );
+  metrics.gauge(
+    'nearline_snapshot_duration_seconds',
+    'duration of the last background snapshot',
+    perVariant((v) => v.lastSnapshotSeconds),
+  );
 }

@@ -79,10 +79,12 @@ export class Auth {
   /** The items whose feature reference the key may use, in order. */
   async visible<T>(key: ApiKeyRecord | null, items: T[], ref: (item: T) => string | null): Promise<T[]> {
     if (!key?.features) return items;
-    const keep = await Promise.all(items.map((item) => {
-      const r = ref(item);
-      return r === null ? true : this.allows(key, r);
-    }));
+    const keep = await Promise.all(
+      items.map((item) => {
+        const r = ref(item);
+        return r === null ? true : this.allows(key, r);
+      }),
+    );
     return items.filter((_, i) => keep[i]);
   }
 

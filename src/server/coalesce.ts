@@ -44,10 +44,15 @@ export class Coalescer {
       this.store.nearest(taken[0].req).then(taken[0].resolve, taken[0].reject);
       return;
     }
-    this.store.nearestMany(feature, taken.map((w) => w.req)).then(
-      (results) => taken.forEach((w, i) => w.resolve(results[i])),
-      // One bad query fails the whole batch; answer each on its own so that only it gets the error.
-      () => taken.forEach((w) => this.store.nearest(w.req).then(w.resolve, w.reject)),
-    );
+    this.store
+      .nearestMany(
+        feature,
+        taken.map((w) => w.req),
+      )
+      .then(
+        (results) => taken.forEach((w, i) => w.resolve(results[i])),
+        // One bad query fails the whole batch; answer each on its own so that only it gets the error.
+        () => taken.forEach((w) => this.store.nearest(w.req).then(w.resolve, w.reject)),
+      );
   }
 }

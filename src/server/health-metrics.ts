@@ -28,11 +28,31 @@ export function registerHealthGauges(metrics: Metrics, store: FeatureStore): voi
       return v === null ? [] : [{ labels: labels(r), value: v }];
     });
 
-  metrics.gauge('nearline_embedding_vectors', 'vectors observed: window="baseline" at materialization, "recent" the sliding window of writes since', perWindow((s) => s.count));
-  metrics.gauge('nearline_embedding_norm_mean', 'mean L2 norm of the vectors written, per window', perWindow((s) => s.normMean));
-  metrics.gauge('nearline_embedding_norm_stddev', 'standard deviation of the L2 norms, per window', perWindow((s) => s.normStd));
-  metrics.gauge('nearline_embedding_zero_vectors', 'all-zero vectors written, per window', perWindow((s) => s.zero));
-  metrics.gauge('nearline_embedding_duplicate_vectors', 'vectors written that equal one written before, per window', perWindow((s) => s.duplicates));
+  metrics.gauge(
+    'nearline_embedding_vectors',
+    'vectors observed: window="baseline" at materialization, "recent" the sliding window of writes since',
+    perWindow((s) => s.count),
+  );
+  metrics.gauge(
+    'nearline_embedding_norm_mean',
+    'mean L2 norm of the vectors written, per window',
+    perWindow((s) => s.normMean),
+  );
+  metrics.gauge(
+    'nearline_embedding_norm_stddev',
+    'standard deviation of the L2 norms, per window',
+    perWindow((s) => s.normStd),
+  );
+  metrics.gauge(
+    'nearline_embedding_zero_vectors',
+    'all-zero vectors written, per window',
+    perWindow((s) => s.zero),
+  );
+  metrics.gauge(
+    'nearline_embedding_duplicate_vectors',
+    'vectors written that equal one written before, per window',
+    perWindow((s) => s.duplicates),
+  );
   metrics.gauge(
     'nearline_embedding_drift_centroid_distance',
     'cosine distance between the centroid of recent writes and the baseline centroid (absent before any write)',
@@ -43,5 +63,9 @@ export function registerHealthGauges(metrics: Metrics, store: FeatureStore): voi
     'relative shift of the mean norm of recent writes from the baseline (absent before any write)',
     perVariant((r) => r.drift?.normShift ?? null),
   );
-  metrics.gauge('nearline_embedding_drifting', '1 when recent writes crossed a drift threshold (NEARLINE_DRIFT_*)', perVariant((r) => (r.drifting ? 1 : 0)));
+  metrics.gauge(
+    'nearline_embedding_drifting',
+    '1 when recent writes crossed a drift threshold (NEARLINE_DRIFT_*)',
+    perVariant((r) => (r.drifting ? 1 : 0)),
+  );
 }

@@ -82,7 +82,11 @@ export class SeriesRecorder {
   }
 
   /** uPlot's shape: one array of times (seconds) and one array of values per series. */
-  read(): { intervalSeconds: number; times: number[]; series: Array<{ key: SeriesKey; label: string; unit: string; help: string; values: Array<number | null> }> } {
+  read(): {
+    intervalSeconds: number;
+    times: number[];
+    series: Array<{ key: SeriesKey; label: string; unit: string; help: string; values: Array<number | null> }>;
+  } {
     return {
       intervalSeconds: this.intervalMs / 1000,
       times: [...this.times],
@@ -103,7 +107,10 @@ function derive(prev: Sample, now: Sample, dt: number): Record<SeriesKey, number
     push: pushed,
     logLag: logLag(now),
     snapshotAge: max(now, 'nearline_snapshot_age_seconds'),
-    shadowOverlap: mean(now, [...now.families.keys()].find((n) => n.startsWith('nearline_shadow_overlap'))),
+    shadowOverlap: mean(
+      now,
+      [...now.families.keys()].find((n) => n.startsWith('nearline_shadow_overlap')),
+    ),
     rss: rss === null ? null : rss / 1e6,
     loopLag: loop === null ? null : loop * 1000,
   };

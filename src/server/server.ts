@@ -31,7 +31,9 @@ export async function listen(opts: ListenOptions): Promise<{ address: string; cl
     const address = await app.listen({ port, host: bindTo });
     const withdraw = announceServing(store.home, address);
     if (keys === 0 && host === undefined) {
-      app.log.warn(`no API key exists, so the API is open and bound to 127.0.0.1 only; create one with \`nearline keys create\` or pass --host to bind elsewhere`);
+      app.log.warn(
+        `no API key exists, so the API is open and bound to 127.0.0.1 only; create one with \`nearline keys create\` or pass --host to bind elsewhere`,
+      );
     } else if (keys === 0) {
       app.log.warn(`no API key exists: the API is open to anyone who can reach ${address}`);
     }

@@ -17,8 +17,9 @@ export async function checkColumns(features: FeatureDef[], defs: Definitions, re
   for (const f of features) {
     const ref = refOf(f);
     const sref = refOf(f.source);
-    const spec = defs.sources.find((s) => s.name === f.source.name && s.variant === f.source.variant) ?? await registry.getSource(f.source.name, f.source.variant);
-    const key = (defs.entities.find((e) => e.name === f.entity) ?? await registry.getEntity(f.entity))?.key;
+    const spec =
+      defs.sources.find((s) => s.name === f.source.name && s.variant === f.source.variant) ?? (await registry.getSource(f.source.name, f.source.variant));
+    const key = (defs.entities.find((e) => e.name === f.entity) ?? (await registry.getEntity(f.entity)))?.key;
     if (!spec || key === undefined) continue; // the plan names what is undefined
     if (!columnsOf.has(sref)) columnsOf.set(sref, readColumns(spec));
     const { columns } = await columnsOf.get(sref)!;

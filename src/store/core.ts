@@ -175,7 +175,8 @@ export abstract class StoreCore {
    * use, undefined when turned off.
    */
   get embeddingCache(): EmbeddingCache | undefined {
-    if (!this.cache && this.cacheBytes > 0) this.cache = new EmbeddingCache({ file: path.join(this.home, 'cache', 'embeddings.db'), maxBytes: this.cacheBytes });
+    if (!this.cache && this.cacheBytes > 0)
+      this.cache = new EmbeddingCache({ file: path.join(this.home, 'cache', 'embeddings.db'), maxBytes: this.cacheBytes });
     return this.cache;
   }
 
@@ -188,7 +189,12 @@ export abstract class StoreCore {
       const rec = await this.registry.getModel(name, version);
       if (!rec) throw nlError('NL_MODEL_NOT_FOUND', formatRef(name, version));
       const sha = await modelFingerprint(rec);
-      if (sha !== rec.sha256) throw nlError('NL_MODEL_CHANGED', formatRef(name, version), `sha256 ${rec.sha256.slice(0, 12)} registered, ${sha.slice(0, 12)} on disk; register a new version`);
+      if (sha !== rec.sha256)
+        throw nlError(
+          'NL_MODEL_CHANGED',
+          formatRef(name, version),
+          `sha256 ${rec.sha256.slice(0, 12)} registered, ${sha.slice(0, 12)} on disk; register a new version`,
+        );
       const spec = modelSpec(rec);
       const model = await createEmbeddingModel(spec, { workers: this.embedWorkers });
       await model.open();

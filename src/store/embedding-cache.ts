@@ -28,7 +28,8 @@ export function cacheBytesFromEnv(env: NodeJS.ProcessEnv = process.env): number 
   const raw = env.NEARLINE_EMBED_CACHE_MB;
   if (raw === undefined || raw === '') return undefined;
   const mb = Number(raw);
-  if (!Number.isFinite(mb) || mb < 0) throw nlError('NL_BAD_REQUEST', `NEARLINE_EMBED_CACHE_MB must be a number of MiB from 0 (no cache), got ${JSON.stringify(raw)}`);
+  if (!Number.isFinite(mb) || mb < 0)
+    throw nlError('NL_BAD_REQUEST', `NEARLINE_EMBED_CACHE_MB must be a number of MiB from 0 (no cache), got ${JSON.stringify(raw)}`);
   return Math.floor(mb * 1024 * 1024);
 }
 
@@ -89,7 +90,12 @@ export class EmbeddingCache {
     const keys = texts.map((t) => entryKey(model, t));
     const found = new Map<string, { model: string; dims: number; vector: Buffer }>();
     // json_each keeps one statement for any batch size; keys travel as hex.
-    for (const row of this.select.all(JSON.stringify(keys.map((k) => k.toString('hex')))) as Array<{ key: Buffer; model: string; dims: number; vector: Buffer }>) {
+    for (const row of this.select.all(JSON.stringify(keys.map((k) => k.toString('hex')))) as Array<{
+      key: Buffer;
+      model: string;
+      dims: number;
+      vector: Buffer;
+    }>) {
       found.set(row.key.toString('hex'), row);
     }
     const used = this.tick();
@@ -156,7 +162,9 @@ function entryKey(model: string, text: string): Buffer {
  * settings must not share entries.
  */
 export function cacheModelId(sha256: string, spec: Pick<ModelSpec, 'runtime' | 'pooling' | 'normalize' | 'maxTokens'>): string {
-  return createHash('sha256').update(JSON.stringify([sha256, spec.runtime, spec.pooling, spec.normalize, spec.maxTokens])).digest('hex');
+  return createHash('sha256')
+    .update(JSON.stringify([sha256, spec.runtime, spec.pooling, spec.normalize, spec.maxTokens]))
+    .digest('hex');
 }
 
 /** A model that also says how many of the vectors it returned came from the cache. */

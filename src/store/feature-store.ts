@@ -72,7 +72,12 @@ export class FeatureStore extends QueryStore {
    */
   async apply(defs: Definitions, opts: ApplyOptions = {}): Promise<{ plan: PlanItem[]; applied: boolean }> {
     // Plugins named by module path load before planning: the plan asks each provider kind for its role.
-    const kinds = [...defs.providers.map((p) => p.kind), ...(await this.registry.listProviders()).map((p) => p.kind), ...defs.models.map((m) => m.runtime), ...defs.sources.map((s) => s.kind)];
+    const kinds = [
+      ...defs.providers.map((p) => p.kind),
+      ...(await this.registry.listProviders()).map((p) => p.kind),
+      ...defs.models.map((m) => m.runtime),
+      ...defs.sources.map((s) => s.kind),
+    ];
     for (const kind of new Set(kinds)) if (!isBuiltinKind(kind)) await importPlugin(kind);
     const probes = new Map<string, ModelProbe>();
     for (const m of defs.models) {
@@ -85,7 +90,9 @@ export class FeatureStore extends QueryStore {
     defs = await withModelDims(defs, probes, this.registry);
     const plan = await this.registry.plan(defs, probes, { force: opts.force });
     // Columns are checked for new and changed features, and for features over a new or changed source.
-    const changed = new Set(plan.filter((p) => (p.kind === 'feature' || p.kind === 'source') && (p.action === 'create' || p.action === 'update')).map((p) => p.name));
+    const changed = new Set(
+      plan.filter((p) => (p.kind === 'feature' || p.kind === 'source') && (p.action === 'create' || p.action === 'update')).map((p) => p.name),
+    );
     const check = defs.features.filter((f) => changed.has(refOf(f)) || changed.has(refOf(f.source)));
     await checkColumns(check, defs, this.registry);
     const refused = plan.some((p) => p.action === 'refused');
@@ -119,7 +126,8 @@ export class FeatureStore extends QueryStore {
     let report: CompareReport | undefined;
     if (opts.gate !== undefined) {
       const gates = parseGate(opts.gate);
-      if (previous === undefined) throw nlError('NL_CONFLICT', `alias ${formatRef(feature, name)} does not exist yet: there is nothing to compare ${variant} with`);
+      if (previous === undefined)
+        throw nlError('NL_CONFLICT', `alias ${formatRef(feature, name)} does not exist yet: there is nothing to compare ${variant} with`);
       if (previous !== variant) {
         report = await this.compare(formatRef(feature, previous), formatRef(feature, variant), { k: opts.k, sample: opts.sample, queries: opts.queries });
         const failed = failedGates(report, gates);
@@ -158,7 +166,11 @@ export class FeatureStore extends QueryStore {
       } catch (e) {
         const why = e instanceof Error ? e.message : String(e);
         const retry = current ? `; run \`nearline alias set ${feature} ${name} ${current.variant}\` to retry` : '';
-        throw new NearlineError('NL_PROVIDER_ERROR', [providerName, `${formatRef(feature, name)} moved in the registry, but its alias ${aliasName} did not follow (${why})${retry}`], { cause: e });
+        throw new NearlineError(
+          'NL_PROVIDER_ERROR',
+          [providerName, `${formatRef(feature, name)} moved in the registry, but its alias ${aliasName} did not follow (${why})${retry}`],
+          { cause: e },
+        );
       }
     };
     if (before && before.provider !== target?.provider) await move(before.provider, (p) => p.deleteAlias!(aliasName));
@@ -244,7 +256,8 @@ export class FeatureStore extends QueryStore {
     let queries: Array<Omit<NearestRequest, 'feature'>>;
     let norms: CompareReport['norms'] = null;
     if (opts.queries) {
-      if (!Array.isArray(opts.queries) || !opts.queries.length || opts.queries.length > 10_000) throw nlError('NL_BAD_REQUEST', 'queries must be a list of 1 to 10,000 query objects');
+      if (!Array.isArray(opts.queries) || !opts.queries.length || opts.queries.length > 10_000)
+        throw nlError('NL_BAD_REQUEST', 'queries must be a list of 1 to 10,000 query objects');
       queries = opts.queries.map((q) => ({ k, query: q as Query }));
     } else {
       const want = opts.sample ?? 1000;
@@ -258,7 +271,14 @@ export class FeatureStore extends QueryStore {
     const answers: Array<{ a: Hit[]; b: Hit[]; exactB: Hit[] }> = [];
     for (let at = 0; at < queries.length; at += 256) {
       const page = queries.slice(at, at + 256);
-      const [ra, rb, eb] = await Promise.all([this.nearestMany(base.a, page), this.nearestMany(base.b, page), this.nearestMany(base.b, page.map((q) => ({ ...q, exact: true })))]);
+      const [ra, rb, eb] = await Promise.all([
+        this.nearestMany(base.a, page),
+        this.nearestMany(base.b, page),
+        this.nearestMany(
+          base.b,
+          page.map((q) => ({ ...q, exact: true })),
+        ),
+      ]);
       page.forEach((_, i) => answers.push({ a: ra[i].hits, b: rb[i].hits, exactB: eb[i].hits }));
     }
     return summarize({ ...base, mode: opts.queries ? 'queries' : 'sample' }, answers, norms);
@@ -318,9 +338,14 @@ export class FeatureStore extends QueryStore {
     if (!feature) throw nlError('NL_FEATURE_NOT_FOUND', ref);
     if (feature.status === 'dropped') return feature;
     const aliases = (await this.registry.listAliases(name)).filter((a) => a.variant === variant);
-    if (aliases.length) throw nlError('NL_CONFLICT', `${ref} is served by alias ${aliases.map((a) => formatRef(name, a.name)).join(', ')}; move the alias first`);
+    if (aliases.length)
+      throw nlError('NL_CONFLICT', `${ref} is served by alias ${aliases.map((a) => formatRef(name, a.name)).join(', ')}; move the alias first`);
     const shadows = (await this.registry.listShadows(name)).filter((s) => s.variant === variant);
-    if (shadows.length) throw nlError('NL_CONFLICT', `${ref} receives shadow traffic of ${shadows.map((s) => formatRef(name, s.alias)).join(', ')}; stop it with fraction 0 first`);
+    if (shadows.length)
+      throw nlError(
+        'NL_CONFLICT',
+        `${ref} receives shadow traffic of ${shadows.map((s) => formatRef(name, s.alias)).join(', ')}; stop it with fraction 0 first`,
+      );
     if (feature.status === 'materializing') throw nlError('NL_CONFLICT', `${ref} is being materialized`);
     await this.dropData(feature);
     this.live.unfollow(feature);
@@ -331,11 +356,13 @@ export class FeatureStore extends QueryStore {
 
 /** Text features without `dims` take their model's, as probed (or registered). */
 async function withModelDims(defs: Definitions, probes: Map<string, ModelProbe>, registry: Registry): Promise<Definitions> {
-  const features = await Promise.all(defs.features.map(async (f) => {
-    if (!f.text || f.dims !== undefined) return f;
-    const mref = refOf(f.text.model);
-    const dims = probes.get(mref)?.dims ?? (await registry.getModel(f.text.model.name, f.text.model.version))?.dims;
-    return dims === undefined ? f : { ...f, dims };
-  }));
+  const features = await Promise.all(
+    defs.features.map(async (f) => {
+      if (!f.text || f.dims !== undefined) return f;
+      const mref = refOf(f.text.model);
+      const dims = probes.get(mref)?.dims ?? (await registry.getModel(f.text.model.name, f.text.model.version))?.dims;
+      return dims === undefined ? f : { ...f, dims };
+    }),
+  );
   return { ...defs, features };
 }

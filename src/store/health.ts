@@ -31,7 +31,8 @@ export function thresholdsFromEnv(env: NodeJS.ProcessEnv = process.env): DriftTh
     const raw = env[name];
     if (raw === undefined || raw === '') return fallback;
     const n = Number(raw);
-    if (!Number.isFinite(n) || n < 0 || (integer && !Number.isInteger(n))) throw nlError('NL_BAD_REQUEST', `${name} must be a non-negative ${integer ? 'integer' : 'number'}, got ${JSON.stringify(raw)}`);
+    if (!Number.isFinite(n) || n < 0 || (integer && !Number.isInteger(n)))
+      throw nlError('NL_BAD_REQUEST', `${name} must be a non-negative ${integer ? 'integer' : 'number'}, got ${JSON.stringify(raw)}`);
     return n;
   };
   return {

@@ -50,7 +50,8 @@ export function parseGate(expr: string): Gate[] {
     const m = /^([a-z_]+)\s*(>=|<=|>|<)\s*(-?\d+(?:\.\d+)?)$/.exec(part);
     if (!m) throw nlError('NL_BAD_REQUEST', `gate condition ${JSON.stringify(part)}: expected METRIC>=NUMBER with METRIC one of ${GATE_METRICS.join(', ')}`);
     const metric = m[1] === 'spearman' ? 'rank_correlation' : m[1];
-    if (!(GATE_METRICS as readonly string[]).includes(metric)) throw nlError('NL_BAD_REQUEST', `gate condition ${JSON.stringify(part)}: unknown metric ${m[1]} (have: ${GATE_METRICS.join(', ')})`);
+    if (!(GATE_METRICS as readonly string[]).includes(metric))
+      throw nlError('NL_BAD_REQUEST', `gate condition ${JSON.stringify(part)}: unknown metric ${m[1]} (have: ${GATE_METRICS.join(', ')})`);
     return { metric: metric as GateMetric, op: m[2] as Gate['op'], value: Number(m[3]) };
   });
 }

@@ -88,8 +88,27 @@ interface Target {
 }
 
 export interface LiveStats {
-  sources: Array<{ source: string; end: number; bytes: number; segments: number; syncs: number; appended: number; compactions: number; writable: boolean; followErrors: number }>;
-  variants: Array<{ feature: string; variant: string; source: string; applied: number; durable: number; lag: number; snapshotAgeSeconds: number; lastSnapshotSeconds: number }>;
+  sources: Array<{
+    source: string;
+    end: number;
+    bytes: number;
+    segments: number;
+    syncs: number;
+    appended: number;
+    compactions: number;
+    writable: boolean;
+    followErrors: number;
+  }>;
+  variants: Array<{
+    feature: string;
+    variant: string;
+    source: string;
+    applied: number;
+    durable: number;
+    lag: number;
+    snapshotAgeSeconds: number;
+    lastSnapshotSeconds: number;
+  }>;
   pushedRows: number;
   /** Texts embedded while applying the log: entries carry their embeddings, so this stays 0 unless a row predates its variant's model. */
   applyEmbeddedTexts: number;
@@ -134,7 +153,9 @@ async function entityKey(registry: Registry, f: FeatureRecord): Promise<string> 
 
 /** The columns a variant reads from a source row. */
 function columnsOf(f: FeatureRecord): string[] {
-  return [f.vector?.column, ...(f.text ? textColumns(f.text) : []), f.kind === 'scalar' ? f.column : undefined, ...f.metadata].filter((c): c is string => typeof c === 'string');
+  return [f.vector?.column, ...(f.text ? textColumns(f.text) : []), f.kind === 'scalar' ? f.column : undefined, ...f.metadata].filter(
+    (c): c is string => typeof c === 'string',
+  );
 }
 
 /** One source's log and the variants following it in this process. */
@@ -332,7 +353,13 @@ class LiveSource {
       const p = prepare({ line: e.offset, values: d.r, position: e.offset }, t.feature, t.key, false);
       // A row this variant cannot use (pushed before it existed, without its column) leaves its id absent.
       if ('reason' in p) ops.set(id, null);
-      else ops.set(id, { vector: p.vector ?? (embedKey && d.e?.[embedKey] ? decodeVector(d.e[embedKey]) : undefined), text: p.text, metadata: p.metadata, value: p.value });
+      else
+        ops.set(id, {
+          vector: p.vector ?? (embedKey && d.e?.[embedKey] ? decodeVector(d.e[embedKey]) : undefined),
+          text: p.text,
+          metadata: p.metadata,
+          value: p.value,
+        });
     }
     if (t.collection) {
       // Data the index cannot take (a zero vector under cosine) leaves the id absent rather than stop the log.
@@ -350,7 +377,10 @@ class LiveSource {
       if (deletes.length) await t.collection.delete(deletes, { logOffset: upserts.length ? t.applied : last });
       if (upserts.length || !deletes.length) await t.collection.upsert(upserts, { logOffset: last });
     } else {
-      await t.store!.put(t.ref, [...ops].map(([id, o]) => [id, o === null ? null : (o.value ?? null)]));
+      await t.store!.put(
+        t.ref,
+        [...ops].map(([id, o]) => [id, o === null ? null : (o.value ?? null)]),
+      );
     }
     if (t.applied <= t.durable) t.pendingSince = Date.now();
     t.applied = last;
@@ -375,7 +405,9 @@ export class Live {
     opts: LiveOptions = {},
   ) {
     this.where = logLocation(opts.dir ?? path.join(home, 'log'), opts.log ?? process.env.NEARLINE_LOG);
-    this.opts = { ...DEFAULTS, ...Object.fromEntries(Object.entries(opts).filter(([k, v]) => k !== 'dir' && k !== 'log' && v !== undefined)) } as Required<Omit<LiveOptions, 'dir' | 'log'>>;
+    this.opts = { ...DEFAULTS, ...Object.fromEntries(Object.entries(opts).filter(([k, v]) => k !== 'dir' && k !== 'log' && v !== undefined)) } as Required<
+      Omit<LiveOptions, 'dir' | 'log'>
+    >;
   }
 
   private source(name: string, writable = false): Promise<LiveSource> {
@@ -432,7 +464,8 @@ export class Live {
       const s = await p.catch(() => undefined);
       if (!s) continue;
       const end = s.log.shared ? await s.log.wait!(Infinity, 0) : s.log.end();
-      for (const t of s.targets.values()) out.push({ feature: t.feature.name, variant: t.feature.variant, source: s.name, applied: t.applied, end, lag: Math.max(0, end - t.applied) });
+      for (const t of s.targets.values())
+        out.push({ feature: t.feature.name, variant: t.feature.variant, source: s.name, applied: t.applied, end, lag: Math.max(0, end - t.applied) });
     }
     return out;
   }
@@ -451,7 +484,10 @@ export class Live {
 
   /** Forgets a dropped variant: pushes no longer reach it. */
   unfollow(feature: FeatureRecord): void {
-    void this.sources.get(feature.source.name)?.then((s) => s.unfollow(ref(feature)), () => undefined);
+    void this.sources.get(feature.source.name)?.then(
+      (s) => s.unfollow(ref(feature)),
+      () => undefined,
+    );
   }
 
   /**
@@ -496,14 +532,18 @@ export class Live {
         if (!known.has(col)) {
           const names = [...known].filter((c) => c !== '_deleted');
           const guess = closest(col, names);
-          throw nlError('NL_BAD_SOURCE_ROW', `${where}: column "${col}" is not a column of source ${sourceName}${guess ? ` (did you mean "${guess}"?)` : ''} (have: ${names.join(', ')})`);
+          throw nlError(
+            'NL_BAD_SOURCE_ROW',
+            `${where}: column "${col}" is not a column of source ${sourceName}${guess ? ` (did you mean "${guess}"?)` : ''} (have: ${names.join(', ')})`,
+          );
         }
       }
       if ('_deleted' in row && typeof row._deleted !== 'boolean') throw nlError('NL_BAD_SOURCE_ROW', `${where}: _deleted must be true or false`);
       let id: string | undefined;
       for (const key of keys) {
         const v = row[key];
-        if ((typeof v !== 'string' && typeof v !== 'number') || v === '') throw nlError('NL_BAD_SOURCE_ROW', `${where}: key column "${key}" must be a non-empty string or number`);
+        if ((typeof v !== 'string' && typeof v !== 'number') || v === '')
+          throw nlError('NL_BAD_SOURCE_ROW', `${where}: key column "${key}" must be a non-empty string or number`);
         if (id !== undefined && id !== String(v)) throw nlError('NL_BAD_SOURCE_ROW', `${where}: the key columns ${keys.join(', ')} disagree`);
         id = String(v);
       }
@@ -515,7 +555,8 @@ export class Live {
       for (const f of live) {
         const p = prepare({ line: i, values: row, position: 0 }, f, keyOf.get(ref(f))!, false);
         if ('reason' in p) throw nlError('NL_BAD_SOURCE_ROW', `${where}: ${ref(f)}: ${p.reason}`);
-        if (p.vector && f.kind === 'embedding' && !indexable(p.vector, f.metric)) throw nlError('NL_BAD_SOURCE_ROW', `${where}: ${ref(f)}: column "${f.vector!.column}": a zero vector has no cosine direction`);
+        if (p.vector && f.kind === 'embedding' && !indexable(p.vector, f.metric))
+          throw nlError('NL_BAD_SOURCE_ROW', `${where}: ${ref(f)}: column "${f.vector!.column}": a zero vector has no cosine direction`);
         if (p.vector) wrote(f, p.id, p.vector);
         const ek = embeddingKey(f);
         if (ek && p.text !== undefined && f.kind === 'embedding') {

@@ -112,8 +112,20 @@ export abstract class QueryStore extends StoreCore {
     const picked = reqs.map((r, i) => [r, out[i]] as const).filter(() => Math.random() < shadow.fraction);
     if (!picked.length) return;
     setImmediate(() => {
-      void this.nearestMany(formatRef(feature.name, shadow.variant), picked.map(([r]) => ({ ...r, include: undefined, diversity: r.diversity })))
-        .then((res) => res.forEach((r, i) => this.shadowTally.add(feature.name, alias, shadow.variant, overlapAt(picked[i][1].hits, r.hits, Math.min(picked[i][0].k ?? 10, Math.max(picked[i][1].hits.length, r.hits.length))))))
+      void this.nearestMany(
+        formatRef(feature.name, shadow.variant),
+        picked.map(([r]) => ({ ...r, include: undefined, diversity: r.diversity })),
+      )
+        .then((res) =>
+          res.forEach((r, i) =>
+            this.shadowTally.add(
+              feature.name,
+              alias,
+              shadow.variant,
+              overlapAt(picked[i][1].hits, r.hits, Math.min(picked[i][0].k ?? 10, Math.max(picked[i][1].hits.length, r.hits.length))),
+            ),
+          ),
+        )
         .catch(() => picked.forEach(() => this.shadowTally.add(feature.name, alias, shadow.variant, null)));
       this.shadowTimer ??= setTimeout(() => {
         this.shadowTimer = undefined;
@@ -186,7 +198,10 @@ export abstract class QueryStore extends StoreCore {
       };
       const pos = await parse(q.positive, 'positive');
       const neg = await parse(q.negative, 'negative');
-      vector = exampleVector(pos.map((p) => p.vector), neg.map((n) => n.vector));
+      vector = exampleVector(
+        pos.map((p) => p.vector),
+        neg.map((n) => n.vector),
+      );
       if (provider.supportsExamples && provider.searchExamples) examples = { positive: pos.map((p) => p.key), negative: neg.map((n) => n.key) };
     } else throw nlError('NL_BAD_REQUEST', 'query must be exactly one of {vector}, {id}, {text}, {positive, negative?}');
     if (filter && !provider.supportsFilter) throw nlError('NL_UNSUPPORTED', `provider ${provider.name} cannot filter`);
@@ -209,7 +224,10 @@ export abstract class QueryStore extends StoreCore {
 
   /** Joins scalar and vector features of the hits (stage 2's feature pull, in the same call); returns the variants used. */
   private async joinFeatures(hits: Hit[], refs: string[]): Promise<Record<string, string>> {
-    const { rows, variants } = await this.onlineWithVariants(hits.map((h) => h.id), refs);
+    const { rows, variants } = await this.onlineWithVariants(
+      hits.map((h) => h.id),
+      refs,
+    );
     hits.forEach((h, i) => (h.features = rows[i].features));
     return variants;
   }
@@ -240,7 +258,10 @@ export abstract class QueryStore extends StoreCore {
         for (const x of scalar) await this.live.follow(x.feature);
         if (scalar.length) {
           const store = await this.onlineStore(scalar[0].feature.provider);
-          const got = await store.get(ids, scalar.map((x) => refOf(x.feature)));
+          const got = await store.get(
+            ids,
+            scalar.map((x) => refOf(x.feature)),
+          );
           got.forEach((row, i) => scalar.forEach((x, j) => (rows[i].features[x.ref] = row[j])));
         }
         for (const x of list.filter((y) => y.feature.kind === 'embedding')) {
@@ -278,7 +299,8 @@ export abstract class QueryStore extends StoreCore {
       const metadata = u.metadata ?? {};
       for (const [key, value] of Object.entries(metadata)) {
         if (!feature.metadata.includes(key)) throw nlError('NL_BAD_REQUEST', `upserts[${i}].metadata.${key} is not a metadata field of ${feature.name}`);
-        if (value !== null && !['string', 'number', 'boolean'].includes(typeof value)) throw nlError('NL_BAD_REQUEST', `upserts[${i}].metadata.${key} must be a scalar`);
+        if (value !== null && !['string', 'number', 'boolean'].includes(typeof value))
+          throw nlError('NL_BAD_REQUEST', `upserts[${i}].metadata.${key} must be a scalar`);
         if (typeof value === 'number' && !Number.isFinite(value)) throw nlError('NL_BAD_REQUEST', `upserts[${i}].metadata.${key} must be finite`);
       }
       if (u.text !== undefined && (typeof u.text !== 'string' || !u.text.trim())) throw nlError('NL_BAD_TEXT', `upserts[${i}].text must be a non-empty string`);

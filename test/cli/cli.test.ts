@@ -37,7 +37,17 @@ describe('the CLI, as a new user runs it', () => {
   });
 
   it('nearest --vector with --filter returns only matching rows', () => {
-    const r = cli(home, 'nearest', 'word_vec@prod', '--vector', JSON.stringify(rows[9].vec), '--k', '7', '--filter', '{"and":[{"field":"lang","op":"eq","value":"fr"},{"field":"freq","op":"gte","value":5}]}');
+    const r = cli(
+      home,
+      'nearest',
+      'word_vec@prod',
+      '--vector',
+      JSON.stringify(rows[9].vec),
+      '--k',
+      '7',
+      '--filter',
+      '{"and":[{"field":"lang","op":"eq","value":"fr"},{"field":"freq","op":"gte","value":5}]}',
+    );
     expect(r.code).toBe(0);
     const hits = JSON.parse(r.out).hits as Array<{ id: string }>;
     expect(hits).toHaveLength(7);
@@ -60,7 +70,10 @@ describe('the CLI, as a new user runs it', () => {
     writeFileSync(file, queries.join('\n') + '\n');
     const r = cli(home, 'nearest', 'word_vec', '--queries', file, '--k', '3');
     expect(r.code).toBe(1);
-    const lines = r.out.trim().split('\n').map((l) => JSON.parse(l));
+    const lines = r.out
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(lines).toHaveLength(6);
     expect(lines[0].hits.map((h: { id: string }) => h.id)).toEqual(exactCosine(rows, rows[1].vec, 3, 'w1'));
     expect(lines[1].hits[0].id).toBe('w2');

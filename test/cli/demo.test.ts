@@ -15,7 +15,13 @@ describe('nearline demo', () => {
     expect(r.stdout).toMatch(/80 rows in/);
     const blocks = r.stdout.split('$ nearline nearest').slice(1);
     expect(blocks).toHaveLength(4);
-    for (const block of blocks) expect(block.trim().split('\n').filter((l) => /^\s+[01]\.\d{3}\s+\[/.test(l))).toHaveLength(5);
+    for (const block of blocks)
+      expect(
+        block
+          .trim()
+          .split('\n')
+          .filter((l) => /^\s+[01]\.\d{3}\s+\[/.test(l)),
+      ).toHaveLength(5);
     const hamOnly = blocks.find((b) => b.includes('"value":"ham"'))!;
     expect(hamOnly).not.toMatch(/\[spam\]/);
     expect(hamOnly).toMatch(/\[ham /);

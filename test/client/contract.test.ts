@@ -99,7 +99,16 @@ describe('client contract', () => {
     const res = await nl.push('items', { rows: [row] });
     expect(res).toEqual({ source: 'items', accepted: 1, offset: expect.any(Number) });
     expect((await nl.nearest({ feature: 'item_vec@v1', k: 1, query: { vector: vec } })).hits[0].id).toBe('pushed-1');
-    const bad = await expectCode(nl.push('items', { rows: [{ ...row, id: 'pushed-2' }, { ...row, id: 'pushed-3', vec: [1, 2] }] }), 'NL_BAD_SOURCE_ROW', 400);
+    const bad = await expectCode(
+      nl.push('items', {
+        rows: [
+          { ...row, id: 'pushed-2' },
+          { ...row, id: 'pushed-3', vec: [1, 2] },
+        ],
+      }),
+      'NL_BAD_SOURCE_ROW',
+      400,
+    );
     expect(bad.message).toContain('1');
     expect((await nl.online({ ids: ['pushed-2'], features: ['item_price'] })).rows[0].features.item_price).toBeNull();
   });
@@ -160,7 +169,6 @@ describe('client contract', () => {
     await expectCode(nl.nearest({ feature: 'item_vec', k: 5000, query: { id: 'i1' } }), 'NL_LIMIT_EXCEEDED', 400);
     await expectCode(nl.registry.models('nope@1'), 'NL_MODEL_NOT_FOUND', 404);
   });
-
 });
 
 describe('client retries and timeouts', () => {

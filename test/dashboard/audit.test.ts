@@ -57,7 +57,15 @@ describe('the audit trail: keys list / revoke, history', () => {
   it('records apply, alias moves, materialization and keys with when and who (the OS user for the CLI)', async () => {
     const r = cli(home, 'history', '--json');
     expect(r.code, r.err).toBe(0);
-    const events = JSON.parse(r.out) as Array<{ id: number; at: string; actor: string; action: string; kind: string; name: string; detail: Record<string, unknown> | null }>;
+    const events = JSON.parse(r.out) as Array<{
+      id: number;
+      at: string;
+      actor: string;
+      action: string;
+      kind: string;
+      name: string;
+      detail: Record<string, unknown> | null;
+    }>;
     const seen = events.map((e) => `${e.action} ${e.kind} ${e.name}`).reverse();
     expect(seen).toEqual([
       'create provider local',
@@ -79,7 +87,12 @@ describe('the audit trail: keys list / revoke, history', () => {
       expect(e.actor).toBe(ME);
       expect(Date.now() - Date.parse(e.at)).toBeLessThan(10 * 60_000);
     }
-    expect(events.filter((e) => e.action === 'alias.set').map((e) => e.detail).reverse()).toEqual([
+    expect(
+      events
+        .filter((e) => e.action === 'alias.set')
+        .map((e) => e.detail)
+        .reverse(),
+    ).toEqual([
       { variant: 'v1', previous: null },
       { variant: 'v2', previous: 'v1' },
       { variant: 'v1', previous: 'v2' },
@@ -118,7 +131,13 @@ describe('the audit trail: keys list / revoke, history', () => {
     const all = await get(app, '/v1/registry/history', 'admin');
     expect(all.status).toBe(200);
     expect(all.body.events).toHaveLength(14);
-    expect(all.body.events[0]).toMatchObject({ action: 'key.create', kind: 'key', name: keys.limited.id, actor: ME, detail: { scope: 'serve', features: ['word_freq'] } });
+    expect(all.body.events[0]).toMatchObject({
+      action: 'key.create',
+      kind: 'key',
+      name: keys.limited.id,
+      actor: ME,
+      detail: { scope: 'serve', features: ['word_freq'] },
+    });
 
     const serve = await get(app, '/v1/registry/history', 'serve');
     expect(serve.body.events.filter((e: { kind: string }) => e.kind === 'key')).toEqual([]);

@@ -27,7 +27,11 @@ describe('the dashboard routes', () => {
 
   const get = async (url: string, key?: string) => {
     const res = await app.inject({ method: 'GET', url, ...(key ? { headers: { authorization: `Bearer ${key}` } } : {}) });
-    return { status: res.statusCode, body: String(res.headers['content-type']).startsWith('application/json') ? res.json() : res.body, type: res.headers['content-type'] };
+    return {
+      status: res.statusCode,
+      body: String(res.headers['content-type']).startsWith('application/json') ? res.json() : res.body,
+      type: res.headers['content-type'],
+    };
   };
 
   it('serves the page, its module, its styles and uPlot from the installed package', async () => {
@@ -58,7 +62,12 @@ describe('the dashboard routes', () => {
     expect(a.status).toBe(200);
     expect(a.body).toMatchObject({ feature: 'word_vec', variant: 'v1', rows: 400, fields: ['lang', 'freq'] });
     expect(a.body.points).toHaveLength(400);
-    expect(a.body.points[0]).toEqual({ id: expect.any(String), x: expect.any(Number), y: expect.any(Number), metadata: { lang: expect.any(String), freq: expect.any(Number) } });
+    expect(a.body.points[0]).toEqual({
+      id: expect.any(String),
+      x: expect.any(Number),
+      y: expect.any(Number),
+      metadata: { lang: expect.any(String), freq: expect.any(Number) },
+    });
     expect(a.body.explained[0]).toBeGreaterThanOrEqual(a.body.explained[1]);
     const b = await get('/v1/features/word_vec@prod/map');
     expect(b.body.computedAt).toBe(a.body.computedAt);

@@ -38,7 +38,9 @@ describe('drift math on generated shifts', () => {
   const baseline = stats(gaussian(5000, MEAN, 0.3, 1));
 
   it('running sums give the norm mean and spread, the centroid and zero vectors', () => {
-    const s = stats([Float32Array.from([3, 4]), Float32Array.from([0, 0]), Float32Array.from([6, 8])].map((v) => Float32Array.from({ length: DIMS }, (_, i) => v[i] ?? 0)));
+    const s = stats(
+      [Float32Array.from([3, 4]), Float32Array.from([0, 0]), Float32Array.from([6, 8])].map((v) => Float32Array.from({ length: DIMS }, (_, i) => v[i] ?? 0)),
+    );
     expect(s.count).toBe(3);
     expect(s.normMean).toBeCloseTo(5);
     expect(s.normStd).toBeCloseTo(Math.sqrt((25 + 25 + 0) / 3));
@@ -106,7 +108,18 @@ describe('health of a variant: materialization is the baseline, writes are the r
     entities: [{ name: 'thing', key: 'id' }],
     sources: [{ name: 'things', variant: 'v1', kind: 'jsonl', path: 'things.jsonl' }],
     features: [
-      { name: 'thing_vec', variant, entity: 'thing', source: 'things@v1', kind: 'embedding', vector: { column: 'vec' }, dims: DIMS, metric: 'dot', provider: 'local', metadata: ['group'] },
+      {
+        name: 'thing_vec',
+        variant,
+        entity: 'thing',
+        source: 'things@v1',
+        kind: 'embedding',
+        vector: { column: 'vec' },
+        dims: DIMS,
+        metric: 'dot',
+        provider: 'local',
+        metadata: ['group'],
+      },
     ],
   });
 
@@ -142,14 +155,20 @@ describe('health of a variant: materialization is the baseline, writes are the r
 
   it('writes like the baseline do not drift; rotated writes do, and say by how much', async () => {
     const same = gaussian(100, MEAN, 0.3, 11);
-    await store.writeVectors('thing_vec@v1', same.map((v, i) => ({ id: `s${i}`, vector: Array.from(v) })));
+    await store.writeVectors(
+      'thing_vec@v1',
+      same.map((v, i) => ({ id: `s${i}`, vector: Array.from(v) })),
+    );
     let r = store.health.report(await v1());
     expect(r.recent.count).toBe(100);
     expect(r.status).toBe('ok');
     expect(r.drifting).toBe(false);
 
     const turned = gaussian(400, rotate(MEAN, 0.6), 0.3, 12);
-    await store.writeVectors('thing_vec@v1', turned.map((v, i) => ({ id: `t${i}`, vector: Array.from(v) })));
+    await store.writeVectors(
+      'thing_vec@v1',
+      turned.map((v, i) => ({ id: `t${i}`, vector: Array.from(v) })),
+    );
     r = store.health.report(await v1());
     expect(r.recent.count).toBe(500);
     expect(r.status).toBe('drifting');
@@ -168,7 +187,11 @@ describe('health of a variant: materialization is the baseline, writes are the r
   });
 
   it('the recent window slides: enough writes like the baseline end the drift', async () => {
-    const window = new HealthMonitor({ dir: path.join(home, 'window-test'), window: 400, thresholds: { centroidDistance: 0.05, normShift: 0.1, minSamples: 50 } });
+    const window = new HealthMonitor({
+      dir: path.join(home, 'window-test'),
+      window: 400,
+      thresholds: { centroidDistance: 0.05, normShift: 0.1, minSamples: 50 },
+    });
     const f = { ...(await v1()), name: 'w' };
     window.observe({ ...f, status: 'materializing' }, gaussian(1000, MEAN, 0.3, 20));
     window.observe(f, gaussian(400, rotate(MEAN, 0.8), 0.3, 21));
@@ -204,7 +227,8 @@ describe('health of a variant: materialization is the baseline, writes are the r
 
   it('nearline stats prints it, exits 3 while drifting, and --json has every number', () => {
     store.health.close(); // what the CLI reads is on disk
-    const cli = (...args: string[]) => spawnSync(process.execPath, [BIN, ...args, '--home', home], { encoding: 'utf8', env: { ...process.env, NEARLINE_DRIFT_MIN_SAMPLES: '50' } });
+    const cli = (...args: string[]) =>
+      spawnSync(process.execPath, [BIN, ...args, '--home', home], { encoding: 'utf8', env: { ...process.env, NEARLINE_DRIFT_MIN_SAMPLES: '50' } });
     const r = cli('stats', 'thing_vec@v1');
     expect(r.status, r.stderr).toBe(3);
     expect(r.stdout).toMatch(/^thing_vec@v1 {2}16 dims {2}status drifting {2}\(DRIFTING\)/);

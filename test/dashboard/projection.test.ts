@@ -32,7 +32,12 @@ describe('pca2, the map projection', () => {
     ];
     expect(pca2(v)).toEqual(pca2(v));
     expect(pca2([])).toEqual({ points: [], explained: [0, 0] });
-    expect(pca2([[1, 1], [1, 1]]).points).toEqual([
+    expect(
+      pca2([
+        [1, 1],
+        [1, 1],
+      ]).points,
+    ).toEqual([
       [0, 0],
       [0, 0],
     ]);

@@ -100,13 +100,30 @@ describe('the dashboard in a real browser', { timeout: 60_000 }, () => {
     for (let i = 0; i < 30; i++) await api('/v1/nearest', { feature: 'item_vec', k: 5, query: { id: `i${i}` } });
     // v2 receives writes half again as long as its baseline: its norm drifts.
     const rnd = seeded(9);
-    const upserts = Array.from({ length: 150 }, (_, i) => ({ id: `new${i}`, vector: Array.from({ length: DIMS }, () => (rnd() * 2 - 1) * 1.5), metadata: { category: 'books', price: 1 } }));
-    const put = await fetch(`${base}/v1/features/item_vec@v2/vectors`, { method: 'PUT', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify({ upserts }) });
+    const upserts = Array.from({ length: 150 }, (_, i) => ({
+      id: `new${i}`,
+      vector: Array.from({ length: DIMS }, () => (rnd() * 2 - 1) * 1.5),
+      metadata: { category: 'books', price: 1 },
+    }));
+    const put = await fetch(`${base}/v1/features/item_vec@v2/vectors`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ upserts }),
+    });
     expect(put.status).toBe(200);
 
     browser = await chromium.launch({
       executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
     });
     page = await browser.newPage({ viewport: { width: 1360, height: 900 } });
     page.on('console', (m) => m.type() === 'error' && problems.push(`console: ${m.text()}`));
@@ -147,7 +164,13 @@ describe('the dashboard in a real browser', { timeout: 60_000 }, () => {
     await page.waitForSelector('#alias-history tbody tr');
     const nodes = await page.$$eval('.lineage .node .name', (els) => els.map((e) => e.textContent));
     expect(nodes).toEqual(['items@v1', 'column vec', 'item_vec@v1', 'local']);
-    const moves = await page.$$eval('#alias-history tbody tr', (trs) => trs.map((tr) => Array.from(tr.querySelectorAll('td')).slice(1).map((td) => td.textContent)));
+    const moves = await page.$$eval('#alias-history tbody tr', (trs) =>
+      trs.map((tr) =>
+        Array.from(tr.querySelectorAll('td'))
+          .slice(1)
+          .map((td) => td.textContent),
+      ),
+    );
     expect(moves).toEqual([
       ['item_vec@prod', 'v2 → v1', expect.stringMatching(/^user:/)],
       ['item_vec@prod', 'v1 → v2', expect.stringMatching(/^user:/)],
@@ -174,7 +197,9 @@ describe('the dashboard in a real browser', { timeout: 60_000 }, () => {
     await page.check('input[value="item_price@v1"]');
     await page.click('#pg-run');
     await page.waitForSelector('#hits tbody tr');
-    const shown = await page.$$eval('#hits tbody tr', (trs) => trs.map((tr) => ({ id: tr.dataset.id, score: Number(tr.dataset.score), price: tr.querySelectorAll('td')[3].textContent })));
+    const shown = await page.$$eval('#hits tbody tr', (trs) =>
+      trs.map((tr) => ({ id: tr.dataset.id, score: Number(tr.dataset.score), price: tr.querySelectorAll('td')[3].textContent })),
+    );
     const truth = await api('/v1/nearest', {
       feature: 'item_vec@prod',
       k: 7,
@@ -184,7 +209,9 @@ describe('the dashboard in a real browser', { timeout: 60_000 }, () => {
     });
     expect(shown.map((s) => s.id)).toEqual(truth.hits.map((x: { id: string }) => x.id));
     expect(shown.map((s) => s.score)).toEqual(truth.hits.map((x: { score: number }) => x.score));
-    expect(shown.map((s) => s.price)).toEqual(truth.hits.map((x: { features: Record<string, number> }) => String(Number(x.features['item_price@v1'].toFixed(4)))));
+    expect(shown.map((s) => s.price)).toEqual(
+      truth.hits.map((x: { features: Record<string, number> }) => String(Number(x.features['item_price@v1'].toFixed(4)))),
+    );
     expect(shown).toHaveLength(7);
 
     await page.click('#copy-curl');
@@ -193,7 +220,13 @@ describe('the dashboard in a real browser', { timeout: 60_000 }, () => {
     expect(curl).toContain('authorization: Bearer $NEARLINE_KEY');
     expect(curl).not.toContain(key);
     const sent = JSON.parse(/-d '(.*)'$/s.exec(curl!)![1]);
-    expect(sent).toEqual({ feature: 'item_vec@prod', k: 7, query: { id: 'i4' }, filter: { field: 'category', op: 'in', value: ['music', 'garden'] }, include: { features: ['item_price@v1'] } });
+    expect(sent).toEqual({
+      feature: 'item_vec@prod',
+      k: 7,
+      query: { id: 'i4' },
+      filter: { field: 'category', op: 'in', value: ['music', 'garden'] },
+      include: { features: ['item_price@v1'] },
+    });
     await page.click('#copy-client');
     expect(await page.textContent('#snippet')).toMatch(/import \{ Nearline \} from 'nearline\/client'[\s\S]*nl\.nearest\(/);
     await shot('playground');
@@ -204,7 +237,9 @@ describe('the dashboard in a real browser', { timeout: 60_000 }, () => {
     expect(map.points.length).toBe(1500);
     await page.goto(`${base}/ui/#/map?feature=item_vec@v1`);
     await page.waitForFunction((n) => document.getElementById('map-canvas')?.dataset.points === String(n), map.points.length);
-    const points = await page.evaluate(() => (document.getElementById('map-canvas') as HTMLCanvasElement & { points: Array<{ id: string; x: number; y: number }> }).points);
+    const points = await page.evaluate(
+      () => (document.getElementById('map-canvas') as HTMLCanvasElement & { points: Array<{ id: string; x: number; y: number }> }).points,
+    );
     expect(new Set(points.map((p) => p.id))).toEqual(new Set(map.points.map((p: { id: string }) => p.id)));
     // Points are drawn, not just counted: the canvas has coloured pixels where a point is.
     const p = points.find((q) => q.id === 'i10')!;

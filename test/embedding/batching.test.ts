@@ -34,7 +34,10 @@ describe('batchesByLength', () => {
 
   it('returns results in input order', async () => {
     const texts = ['ccc', 'a', 'bb', 'dddd'];
-    const batches = batchesByLength(texts.map((t) => t.length), 4);
+    const batches = batchesByLength(
+      texts.map((t) => t.length),
+      4,
+    );
     const out = await embedInBatches(texts.length, batches, async (batch) => batch.map((i) => Float32Array.of(texts[i].length)));
     expect(out.map((v) => v[0])).toEqual([3, 1, 2, 4]);
   });

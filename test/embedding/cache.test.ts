@@ -88,7 +88,17 @@ describe('embedding cache in the store', () => {
     makeEncoder({ ...TINY, out: path.join(dir, 'models/tiny') });
     writeFileSync(path.join(dir, 'docs.jsonl'), DOCS.map((d) => JSON.stringify(d)).join('\n') + '\n');
     const store = FeatureStore.open({ home: dir, embeddingCacheBytes: 0, embedWorkers: 0 });
-    await store.apply(await loadDefinitions(writeDefs(dir, defs([{ variant: 'v1', model: 'tiny@1' }, { variant: 'v2', model: 'tiny@1' }]))));
+    await store.apply(
+      await loadDefinitions(
+        writeDefs(
+          dir,
+          defs([
+            { variant: 'v1', model: 'tiny@1' },
+            { variant: 'v2', model: 'tiny@1' },
+          ]),
+        ),
+      ),
+    );
     await store.materialize('doc_vec@v1', { progress: false });
     const again = await store.materialize('doc_vec@v2', { progress: false });
     expect(again).toMatchObject({ cacheHits: 0, embedded: DOCS.length });
@@ -137,7 +147,7 @@ describe('EmbeddingCache', () => {
     expect(Array.from(cache.get('model-a', 3, ['hello'])[0]!)).toEqual([1, 2, 3]);
     // A torn write: the entry claims 3 dims but holds 2 floats.
     const db = new Database(file);
-    db.prepare("UPDATE entries SET vector = ? WHERE dims = 3 AND vector = ?").run(Buffer.from(vec([9, 9]).buffer), Buffer.from(vec([4, 5, 6]).buffer));
+    db.prepare('UPDATE entries SET vector = ? WHERE dims = 3 AND vector = ?').run(Buffer.from(vec([9, 9]).buffer), Buffer.from(vec([4, 5, 6]).buffer));
     db.close();
     expect(cache.get('model-a', 3, ['world'])).toEqual([undefined]);
     cache.close();

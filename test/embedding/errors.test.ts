@@ -49,7 +49,8 @@ for (const runtime of ['onnx', 'transformers'] as const) {
       }
     });
 
-    const required = runtime === 'onnx' ? ['config.json', 'tokenizer.json', 'onnx/model.onnx'] : ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'onnx/model.onnx'];
+    const required =
+      runtime === 'onnx' ? ['config.json', 'tokenizer.json', 'onnx/model.onnx'] : ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'onnx/model.onnx'];
     for (const file of required) {
       it(`names a missing ${file} in NL_MODEL_INVALID`, async () => {
         const dir = variant(`${runtime}-no-${file.replace('/', '-')}`, (d) => rmSync(join(d, file)));

@@ -52,11 +52,20 @@ describe('onnx runtime', () => {
     const ids: number[][] = texts.map((t) => tokenizer.encode(t).ids);
     expect(ids[0].length).toBeLessThan(ids[1].length);
     const seq = ids[1].length;
-    const flat = (f: (row: number[], t: number) => number) => BigInt64Array.from(ids.flatMap((row) => Array.from({ length: seq }, (_, t) => BigInt(f(row, t)))));
+    const flat = (f: (row: number[], t: number) => number) =>
+      BigInt64Array.from(ids.flatMap((row) => Array.from({ length: seq }, (_, t) => BigInt(f(row, t)))));
     const session = await ort.InferenceSession.create(join(path, 'onnx', 'model.onnx'));
     const out = await session.run({
-      input_ids: new ort.Tensor('int64', flat((row, t) => row[t] ?? 0), [2, seq]),
-      attention_mask: new ort.Tensor('int64', flat((row, t) => (t < row.length ? 1 : 0)), [2, seq]),
+      input_ids: new ort.Tensor(
+        'int64',
+        flat((row, t) => row[t] ?? 0),
+        [2, seq],
+      ),
+      attention_mask: new ort.Tensor(
+        'int64',
+        flat((row, t) => (t < row.length ? 1 : 0)),
+        [2, seq],
+      ),
       token_type_ids: new ort.Tensor('int64', new BigInt64Array(2 * seq), [2, seq]),
     });
     await session.release();

@@ -68,11 +68,12 @@ export async function startPostgres(opts: { timeoutMs?: number } = {}): Promise<
   if (user) chownSync(dir, user.uid, user.gid);
   const data = join(dir, 'data');
   const env = { ...process.env, LC_ALL: 'C', LANG: 'C' };
-  const init = spawnSync(
-    join(bin, 'initdb'),
-    ['-D', data, '-U', 'postgres', '--auth-local=trust', '--auth-host=trust', '-E', 'UTF8', '--locale=C'],
-    { encoding: 'utf8', env, cwd: dir, ...user },
-  );
+  const init = spawnSync(join(bin, 'initdb'), ['-D', data, '-U', 'postgres', '--auth-local=trust', '--auth-host=trust', '-E', 'UTF8', '--locale=C'], {
+    encoding: 'utf8',
+    env,
+    cwd: dir,
+    ...user,
+  });
   if (init.status !== 0) {
     rmSync(dir, { recursive: true, force: true });
     throw new Error(`initdb failed (${init.status ?? init.error}):\n${init.stdout}${init.stderr}`);
@@ -102,11 +103,12 @@ interface LaunchOptions {
 }
 
 async function launch({ bin, dir, data, port, env, user, timeoutMs }: LaunchOptions): Promise<PostgresServer> {
-  const child = spawn(
-    join(bin, 'postgres'),
-    ['-D', data, '-p', String(port), '-h', '127.0.0.1', '-k', dir, '-c', 'fsync=on', '-c', 'max_connections=200'],
-    { stdio: ['ignore', 'pipe', 'pipe'], env, cwd: dir, ...user },
-  );
+  const child = spawn(join(bin, 'postgres'), ['-D', data, '-p', String(port), '-h', '127.0.0.1', '-k', dir, '-c', 'fsync=on', '-c', 'max_connections=200'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env,
+    cwd: dir,
+    ...user,
+  });
   const onExit = () => child.kill('SIGKILL');
   process.once('exit', onExit);
 

@@ -125,7 +125,11 @@ export function loadQdrantOpenApi(file = QDRANT_OPENAPI_PATH): OpenApiValidator 
     warned = true;
     return undefined;
   }
-  const doc = JSON.parse(readFileSync(file, 'utf8')) as { info: { title: string; version: string }; paths: Record<string, Record<string, Operation>>; components: { schemas: Json } };
+  const doc = JSON.parse(readFileSync(file, 'utf8')) as {
+    info: { title: string; version: string };
+    paths: Record<string, Record<string, Operation>>;
+    components: { schemas: Json };
+  };
   const ajv = makeAjv();
   const definitions = Object.fromEntries(Object.entries(doc.components.schemas).map(([name, schema]) => [name, convert(schema)]));
   ajv.addSchema({ $id: DOC_ID, definitions } as AnySchemaObject);

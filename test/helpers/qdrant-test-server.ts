@@ -213,8 +213,7 @@ function checkField(c: Json, payload: Json): boolean {
   return values.some((p) => {
     if (isEmpty != null) return (p === null || (Array.isArray(p) && p.length === 0)) === isEmpty;
     if (isNull != null) return (p === null || (Array.isArray(p) && p.some((x) => x === null))) === isNull;
-    const one = (x: unknown): boolean =>
-      (c.match != null && checkMatch(c.match as Json, x)) || (c.range != null && checkRange(c.range as Json, x));
+    const one = (x: unknown): boolean => (c.match != null && checkMatch(c.match as Json, x)) || (c.range != null && checkRange(c.range as Json, x));
     return Array.isArray(p) ? p.some(one) : one(p);
   });
 }
@@ -299,7 +298,14 @@ export async function startQdrantTestServer(options: TestServerOptions = {}): Pr
         quantization_config: c.quantization ?? null,
       },
       payload_schema: Object.fromEntries(
-        [...c.payloadSchema].map(([field, s]) => [field, { data_type: s.data_type, ...(s.params ? { params: s.params } : {}), points: [...c.points.values()].filter((p) => p.payload[field] !== undefined).length }]),
+        [...c.payloadSchema].map(([field, s]) => [
+          field,
+          {
+            data_type: s.data_type,
+            ...(s.params ? { params: s.params } : {}),
+            points: [...c.points.values()].filter((p) => p.payload[field] !== undefined).length,
+          },
+        ]),
       ),
     };
   }
@@ -390,7 +396,8 @@ export async function startQdrantTestServer(options: TestServerOptions = {}): Pr
         if (b[k] != null) throw new Unsupported(`create collection ${k}`);
       }
       const quantization = b.quantization_config as Json | undefined;
-      if (quantization != null && (quantization.scalar as Json | undefined)?.type !== 'int8') throw new Unsupported('create collection quantization_config other than scalar int8');
+      if (quantization != null && (quantization.scalar as Json | undefined)?.type !== 'int8')
+        throw new Unsupported('create collection quantization_config other than scalar int8');
       const hnsw = (b.hnsw_config ?? {}) as Json;
       collections.set(collection_name, {
         size: v.size,

@@ -39,7 +39,10 @@ export async function serveProcess(home: string, opts: ServeOptions = {}): Promi
   });
   const deadline = Date.now() + (opts.readyMs ?? 60_000);
   while (Date.now() < deadline) {
-    const ready = await fetch(`${url}/readyz`).then((r) => r.status === 200, () => false);
+    const ready = await fetch(`${url}/readyz`).then(
+      (r) => r.status === 200,
+      () => false,
+    );
     if (ready) return { url, child };
     await new Promise((r) => setTimeout(r, 50));
   }

@@ -10,7 +10,19 @@ const BIN = path.resolve(import.meta.dirname, '../../bin/nearline.mjs');
 const DIMS = 16;
 
 function feature(variant: string) {
-  return { name: 'item_vec', variant, entity: 'item', source: 'items@v1', kind: 'embedding', vector: { column: 'vec' }, dims: DIMS, metric: 'l2', provider: 'local', index: { M: 8, efConstruction: 64, ef: 32 }, metadata: [] };
+  return {
+    name: 'item_vec',
+    variant,
+    entity: 'item',
+    source: 'items@v1',
+    kind: 'embedding',
+    vector: { column: 'vec' },
+    dims: DIMS,
+    metric: 'l2',
+    provider: 'local',
+    index: { M: 8, efConstruction: 64, ef: 32 },
+    metadata: [],
+  };
 }
 
 describe('a new variant killed while it catches up on pushed rows', () => {
@@ -19,7 +31,13 @@ describe('a new variant killed while it catches up on pushed rows', () => {
     const rnd = seeded(23);
     const vec = () => Array.from({ length: DIMS }, () => Math.round((rnd() - 0.5) * 1e4) / 1e4);
     writeFileSync(path.join(home, 'items.jsonl'), Array.from({ length: 500 }, (_, i) => JSON.stringify({ id: `i${i}`, vec: vec() })).join('\n') + '\n');
-    const defs = { providers: [{ name: 'local', kind: 'hnsw' }], entities: [{ name: 'item', key: 'id' }], sources: [{ name: 'items', variant: 'v1', kind: 'jsonl', path: 'items.jsonl' }], features: [feature('v1')], aliases: [] };
+    const defs = {
+      providers: [{ name: 'local', kind: 'hnsw' }],
+      entities: [{ name: 'item', key: 'id' }],
+      sources: [{ name: 'items', variant: 'v1', kind: 'jsonl', path: 'items.jsonl' }],
+      features: [feature('v1')],
+      aliases: [],
+    };
     writeDefs(home, defs);
     // v1 takes 29,970 pushed rows (and 30 deletions of file rows) into the source's log.
     const store = FeatureStore.open({ home });

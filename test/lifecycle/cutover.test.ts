@@ -14,7 +14,19 @@ import { seeded, tempDir, writeDefs } from '../helpers/fixtures.ts';
 const DIMS = 12;
 
 function feature(variant: string, column: string) {
-  return { name: 'item_vec', variant, entity: 'item', source: 'items@v1', kind: 'embedding', vector: { column }, dims: DIMS, metric: 'cosine', provider: 'local', index: { M: 16, efConstruction: 100, ef: 64 }, metadata: [] };
+  return {
+    name: 'item_vec',
+    variant,
+    entity: 'item',
+    source: 'items@v1',
+    kind: 'embedding',
+    vector: { column },
+    dims: DIMS,
+    metric: 'cosine',
+    provider: 'local',
+    index: { M: 16, efConstruction: 100, ef: 64 },
+    metadata: [],
+  };
 }
 
 describe('cutover under push load', () => {
@@ -86,7 +98,9 @@ describe('cutover under push load', () => {
     expect(moved.report!.overlap).toBeGreaterThanOrEqual(0.5);
     // At cutover v2 holds every entity v1 holds.
     const ids = [...Array.from({ length: 3000 }, (_, i) => `i${i}`), ...acked];
-    const missing = (await store.online(ids, ['item_vec@v1', 'item_vec@v2'])).filter((r) => (r.features['item_vec@v1'] === null) !== (r.features['item_vec@v2'] === null));
+    const missing = (await store.online(ids, ['item_vec@v1', 'item_vec@v2'])).filter(
+      (r) => (r.features['item_vec@v1'] === null) !== (r.features['item_vec@v2'] === null),
+    );
     expect(missing.map((r) => r.id)).toEqual([]);
     await settle();
     stop = true;
@@ -98,7 +112,9 @@ describe('cutover under push load', () => {
     // Every acknowledged row reached both variants; every acknowledged deletion left both.
     const after = await store.online([...acked, ...deleted], ['item_vec@v1', 'item_vec@v2']);
     expect(after.filter((r) => acked.has(r.id) && (r.features['item_vec@v1'] === null || r.features['item_vec@v2'] === null))).toEqual([]);
-    expect(after.filter((r) => deleted.has(r.id) && !acked.has(r.id) && (r.features['item_vec@v1'] !== null || r.features['item_vec@v2'] !== null))).toEqual([]);
+    expect(after.filter((r) => deleted.has(r.id) && !acked.has(r.id) && (r.features['item_vec@v1'] !== null || r.features['item_vec@v2'] !== null))).toEqual(
+      [],
+    );
 
     // Rollback: prod answers exactly as v1 does.
     await store.rollbackAlias('item_vec', 'prod');

@@ -29,7 +29,19 @@ let rows: Row[];
 let store: FeatureStore;
 
 function feature(variant: string, column: string) {
-  return { name: 'item_vec', variant, entity: 'item', source: 'items@v1', kind: 'embedding', vector: { column }, dims: DIMS, metric: 'cosine', provider: 'local', index: { M: 16, efConstruction: 100, ef: 64 }, metadata: [] };
+  return {
+    name: 'item_vec',
+    variant,
+    entity: 'item',
+    source: 'items@v1',
+    kind: 'embedding',
+    vector: { column },
+    dims: DIMS,
+    metric: 'cosine',
+    provider: 'local',
+    index: { M: 16, efConstruction: 100, ef: 64 },
+    metadata: [],
+  };
 }
 
 beforeAll(async () => {
@@ -48,7 +60,12 @@ beforeAll(async () => {
     ],
     entities: [{ name: 'item', key: 'id' }],
     sources: [{ name: 'items', variant: 'v1', kind: 'jsonl', path: 'items.jsonl' }],
-    features: [feature('v1', 'vec'), feature('v2', 'vec2'), feature('v3', 'vec3'), { name: 'item_price', variant: 'v1', entity: 'item', source: 'items@v1', kind: 'scalar', column: 'price', type: 'float', provider: 'kv' }],
+    features: [
+      feature('v1', 'vec'),
+      feature('v2', 'vec2'),
+      feature('v3', 'vec3'),
+      { name: 'item_price', variant: 'v1', entity: 'item', source: 'items@v1', kind: 'scalar', column: 'price', type: 'float', provider: 'kv' },
+    ],
     aliases: [],
   });
   store = FeatureStore.open({ home });
@@ -170,7 +187,10 @@ describe('one builder per variant', () => {
     await store.apply(defs);
     const other = { id: 'builder-host:4242:abcd', host: 'builder-host', pid: 4242 };
     expect(await store.registry.acquireLease('item_vec', 'v4', other, 60_000, () => true)).toEqual({ ok: true });
-    await expect(store.materialize('item_vec@v4', { progress: false })).rejects.toMatchObject({ code: 'NL_LEASE_HELD', message: expect.stringMatching(/builder-host:4242/) });
+    await expect(store.materialize('item_vec@v4', { progress: false })).rejects.toMatchObject({
+      code: 'NL_LEASE_HELD',
+      message: expect.stringMatching(/builder-host:4242/),
+    });
     expect((await store.registry.getFeature('item_vec', 'v4'))!.status).toBe('registered');
     // A holder on this host whose process is gone loses its lease at once (a kill -9, then --resume).
     await store.registry.releaseLease('item_vec', 'v4', other.id);

@@ -74,11 +74,19 @@ describe('pushes survive kill -9 of the server', () => {
           if (n > 4 && rnd() < 0.15) {
             rows.push({ id: `c${c}_${Math.floor(rnd() * n)}`, _deleted: true });
           } else {
-            rows.push({ id: `c${c}_${n++}`, vec: Array.from({ length: DIMS }, () => Math.round((rnd() - 0.5) * 1e4) / 1e4), lang: rnd() < 0.5 ? 'en' : 'fr', freq: Math.floor(rnd() * 1000) });
+            rows.push({
+              id: `c${c}_${n++}`,
+              vec: Array.from({ length: DIMS }, () => Math.round((rnd() - 0.5) * 1e4) / 1e4),
+              lang: rnd() < 0.5 ? 'en' : 'fr',
+              freq: Math.floor(rnd() * 1000),
+            });
           }
         }
         // Within a batch the last row per id wins, as in the log.
-        const outcome = await post(push, { rows }).then((r) => r.status, () => 0);
+        const outcome = await post(push, { rows }).then(
+          (r) => r.status,
+          () => 0,
+        );
         for (const r of rows) {
           const state = '_deleted' in r ? null : (r as Row);
           if (outcome === 200) {
@@ -104,7 +112,9 @@ describe('pushes survive kill -9 of the server', () => {
     const ids = [...new Set([...acked.keys(), ...unacked.keys()])];
     const online = await post(`${second.url}/v1/online`, { ids, features: ['word_vec', 'word_freq'] });
     expect(online.status).toBe(200);
-    const got = new Map<string, { vec: number[] | null; freq: number | null }>(online.body.rows.map((r: any) => [r.id, { vec: r.features.word_vec, freq: r.features.word_freq }]));
+    const got = new Map<string, { vec: number[] | null; freq: number | null }>(
+      online.body.rows.map((r: any) => [r.id, { vec: r.features.word_vec, freq: r.features.word_freq }]),
+    );
     const unit = (v: number[]) => v.map((x) => x / Math.hypot(...v));
     const close = (a: number[], b: number[]) => a.every((x, i) => Math.abs(x - b[i]) < 1e-4);
     const matches = (g: { vec: number[] | null; freq: number | null }, state: Row | null | undefined) =>
@@ -128,14 +138,27 @@ describe('pushes survive kill -9 of the server', () => {
     expect(deleted).toBeGreaterThan(0);
     expect(checked).toBeGreaterThan(1400);
     // Metadata too: each acknowledged row is found under its own filter.
-    const live = [...acked].filter(([id, r]) => r !== null && !unacked.has(id)).map(([, r]) => r as Row).slice(0, 300);
+    const live = [...acked]
+      .filter(([id, r]) => r !== null && !unacked.has(id))
+      .map(([, r]) => r as Row)
+      .slice(0, 300);
     for (const lang of ['en', 'fr']) {
       const mine = live.filter((r) => r.lang === lang);
-      const res = await post(`${second.url}/v1/nearest/batch`, { feature: 'word_vec', k: 1, queries: mine.map((r) => ({ id: r.id })), filter: { field: 'lang', op: 'eq', value: lang } });
+      const res = await post(`${second.url}/v1/nearest/batch`, {
+        feature: 'word_vec',
+        k: 1,
+        queries: mine.map((r) => ({ id: r.id })),
+        filter: { field: 'lang', op: 'eq', value: lang },
+      });
       expect(res.status).toBe(200);
       // Querying by id excludes the id itself, so the check is that every hit has the filtered language.
       const hitIds: string[] = res.body.results.flatMap((r: any) => r.hits.map((h: any) => h.id));
-      const langOf = await post(`${second.url}/v1/nearest/batch`, { feature: 'word_vec', k: 1, queries: mine.map((r) => ({ vector: r.vec })), filter: { field: 'lang', op: 'eq', value: lang } });
+      const langOf = await post(`${second.url}/v1/nearest/batch`, {
+        feature: 'word_vec',
+        k: 1,
+        queries: mine.map((r) => ({ vector: r.vec })),
+        filter: { field: 'lang', op: 'eq', value: lang },
+      });
       expect(langOf.body.results.map((r: any) => r.hits[0]?.id)).toEqual(mine.map((r) => r.id));
       expect(hitIds.length).toBe(mine.length);
     }

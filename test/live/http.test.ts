@@ -30,7 +30,10 @@ describe('POST /v1/sources/:source/push', () => {
     expect(res.json()).toEqual({ source: 'items', accepted: 1, offset: 1 });
     for (const feature of ['item_vec@v1', 'item_vec@v2', 'other_vec@v1']) {
       const q = await post('/v1/nearest', { feature, k: 1, query: { vector: vec(2) }, filter: { field: 'lang', op: 'eq', value: 'de' } });
-      expect(q.json().hits.map((h: { id: string }) => h.id), feature).toEqual(['fresh']);
+      expect(
+        q.json().hits.map((h: { id: string }) => h.id),
+        feature,
+      ).toEqual(['fresh']);
     }
     const text = await post('/v1/nearest', { feature: 'doc_vec', k: 1, query: { text: 'quantum teapot' } });
     expect(text.json().hits[0]).toMatchObject({ id: 'fresh' });

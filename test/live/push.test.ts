@@ -22,7 +22,12 @@ const vec = (seed: number) => Array.from({ length: DIMS }, (_, i) => Math.sin(se
 /** What one id looks like to every variant: vector present, scalar value, and whether a metadata filter finds it. */
 async function view(store: FeatureStore, id: string, filter: unknown) {
   const [row] = await store.online([id], ['word_vec', 'word_freq']);
-  const byFilter = await store.nearest({ feature: 'word_vec', k: 5, query: { vector: Array.from((row.features.word_vec as Float32Array | null) ?? vec(1)) }, filter });
+  const byFilter = await store.nearest({
+    feature: 'word_vec',
+    k: 5,
+    query: { vector: Array.from((row.features.word_vec as Float32Array | null) ?? vec(1)) },
+    filter,
+  });
   return { hasVector: row.features.word_vec !== null, freq: row.features.word_freq, filtered: byFilter.hits.some((h) => h.id === id) };
 }
 
@@ -51,7 +56,13 @@ describe('push rows to a source', () => {
     const { store, home } = await setup();
     const before = await store.online(['w1', 'x'], ['word_vec', 'word_freq']);
     const cases: Array<[unknown[], RegExp]> = [
-      [[{ id: 'x', vec: vec(1), lang: 'en', freq: 1 }, { id: 'y', vec: [1, 2, 3], lang: 'en', freq: 1 }], /rows\[1\]: word_vec@v1: .*expected 8.*"vec"/],
+      [
+        [
+          { id: 'x', vec: vec(1), lang: 'en', freq: 1 },
+          { id: 'y', vec: [1, 2, 3], lang: 'en', freq: 1 },
+        ],
+        /rows\[1\]: word_vec@v1: .*expected 8.*"vec"/,
+      ],
       [[{ id: 'x', vec: vec(1), lang: 'en', freq: 'many' }], /rows\[0\]: word_freq@v1: "many" is not a finite number/],
       [[{ id: 'x', vec: vec(1), lang: 'en', freqq: 1 }], /rows\[0\]: column "freqq" is not a column of source words \(did you mean "freq"\?\)/],
       [[{ vec: vec(1), lang: 'en', freq: 1 }], /rows\[0\]: key column "id"/],
@@ -61,11 +72,19 @@ describe('push rows to a source', () => {
       [['not a row'], /rows\[0\]: expected an object/],
     ];
     for (const [rows, message] of cases) {
-      await expect(store.push('words', rows), JSON.stringify(rows).slice(0, 60)).rejects.toMatchObject({ code: 'NL_BAD_SOURCE_ROW', message: expect.stringMatching(message) });
+      await expect(store.push('words', rows), JSON.stringify(rows).slice(0, 60)).rejects.toMatchObject({
+        code: 'NL_BAD_SOURCE_ROW',
+        message: expect.stringMatching(message),
+      });
     }
     await expect(store.push('nope', [{ id: 'x' }])).rejects.toMatchObject({ code: 'NL_SOURCE_NOT_FOUND' });
     await expect(store.push('words', [])).rejects.toMatchObject({ code: 'NL_BAD_REQUEST' });
-    await expect(store.push('words', Array.from({ length: 1001 }, (_, i) => ({ id: `z${i}`, vec: vec(i), lang: 'en' })))).rejects.toMatchObject({ code: 'NL_LIMIT_EXCEEDED' });
+    await expect(
+      store.push(
+        'words',
+        Array.from({ length: 1001 }, (_, i) => ({ id: `z${i}`, vec: vec(i), lang: 'en' })),
+      ),
+    ).rejects.toMatchObject({ code: 'NL_LIMIT_EXCEEDED' });
     expect(await store.online(['w1', 'x'], ['word_vec', 'word_freq'])).toEqual(before);
     expect((await store.live.stats()).sources[0].end).toBe(0);
     const logDir = path.join(home, 'log', 'words');
@@ -133,7 +152,10 @@ describe('push rows to a source', () => {
   it('snapshots run in the background by rows, record their offset, and a reopen replays only past it', async () => {
     const { store, home } = await setup({ live: { snapshotEntries: 50, snapshotSeconds: 3600 } });
     for (let b = 0; b < 4; b++) {
-      await store.push('words', Array.from({ length: 40 }, (_, i) => ({ id: `p${b}_${i}`, vec: vec(b * 40 + i), lang: 'en', freq: i })));
+      await store.push(
+        'words',
+        Array.from({ length: 40 }, (_, i) => ({ id: `p${b}_${i}`, vec: vec(b * 40 + i), lang: 'en', freq: i })),
+      );
     }
     const manifest = () => JSON.parse(readFileSync(path.join(home, 'indexes', 'word_vec__v1', 'manifest.json'), 'utf8'));
     const deadline = Date.now() + 10_000;
@@ -165,7 +187,9 @@ describe('push rows to a source', () => {
     expect(r.rows).toBe(rows.length + 1 - 1);
     const got = await store.online(['late1', 'w3', 'w4'], ['word_vec@v2']);
     expect(got.map((x) => x.features['word_vec@v2'] !== null)).toEqual([true, true, false]);
-    expect(Array.from(got[1].features['word_vec@v2'] as Float32Array).map((x) => Math.round(x * 1e4) / 1e4)).toEqual(vec(10).map((x) => Math.round(x * 1e4) / 1e4));
+    expect(Array.from(got[1].features['word_vec@v2'] as Float32Array).map((x) => Math.round(x * 1e4) / 1e4)).toEqual(
+      vec(10).map((x) => Math.round(x * 1e4) / 1e4),
+    );
     // Pushes after it was built reach it too.
     await store.push('words', [{ id: 'late2', vec: vec(11), lang: 'fr', freq: 5 }]);
     const [late2] = await store.online(['late2'], ['word_vec@v2']);
@@ -176,7 +200,10 @@ describe('push rows to a source', () => {
   it('compaction keeps the log to the latest row per id once every variant has snapshotted past it', async () => {
     const { store, home } = await setup({ live: { snapshotEntries: 1, segmentBytes: 4096 } });
     for (let round = 0; round < 12; round++) {
-      await store.push('words', Array.from({ length: 20 }, (_, i) => ({ id: `c${i}`, vec: vec(round * 20 + i), lang: 'en', freq: round })));
+      await store.push(
+        'words',
+        Array.from({ length: 20 }, (_, i) => ({ id: `c${i}`, vec: vec(round * 20 + i), lang: 'en', freq: round })),
+      );
     }
     await store.live.snapshotDue(true);
     const stats = (await store.live.stats()).sources[0];

@@ -7,7 +7,10 @@ import type { LogEntry } from '../../src/log/types.ts';
 import { tempDir } from '../helpers/fixtures.ts';
 import { all, checkAppendOrder } from './log.suite.ts';
 
-const segmentFiles = (dir: string) => readdirSync(dir).filter((f) => f.endsWith('.log')).sort();
+const segmentFiles = (dir: string) =>
+  readdirSync(dir)
+    .filter((f) => f.endsWith('.log'))
+    .sort();
 
 describe('file log', () => {
   it('appends in order with contiguous offsets, and reads them back after a reopen', async () => {
@@ -19,7 +22,14 @@ describe('file log', () => {
     const dir = tempDir();
     const log = await openFileLog(dir, 'items', { writable: true });
     const n = 200;
-    const firsts = await Promise.all(Array.from({ length: n }, (_, i) => log.append([{ key: `k${i}`, data: i }, { key: `k${i}`, data: i + 1000 }])));
+    const firsts = await Promise.all(
+      Array.from({ length: n }, (_, i) =>
+        log.append([
+          { key: `k${i}`, data: i },
+          { key: `k${i}`, data: i + 1000 },
+        ]),
+      ),
+    );
     expect(new Set(firsts).size).toBe(n);
     expect([...firsts].sort((x, y) => x - y)).toEqual(Array.from({ length: n }, (_, i) => 1 + 2 * i));
     const stats = log.stats();

@@ -12,7 +12,10 @@ export async function all(log: Log, after = 0): Promise<LogEntry[]> {
 export async function checkAppendOrder(open: () => Promise<Log>): Promise<void> {
   const log = await open();
   expect(log.end()).toBe(0);
-  const a = await log.append([{ key: 'x', data: { v: 1 } }, { key: 'y', data: { v: 2 } }]);
+  const a = await log.append([
+    { key: 'x', data: { v: 1 } },
+    { key: 'y', data: { v: 2 } },
+  ]);
   const b = await log.append([{ key: 'x', data: { v: 3 } }]);
   expect([a, b, log.end()]).toEqual([1, 3, 3]);
   expect((await all(log, 1)).map((e) => [e.offset, e.key, e.data])).toEqual([

@@ -30,7 +30,12 @@ describe.skipIf(skipRedisTests())('redis log', () => {
     const name = source();
     const [one, two] = [await openRedisLog(redis.url, name), await openRedisLog(redis.url, name)];
     const count = 100;
-    const appends = Array.from({ length: count }, (_, i) => (i % 2 ? one : two).append([{ key: `k${i}`, data: i }, { key: `k${i}`, data: i + 1000 }]));
+    const appends = Array.from({ length: count }, (_, i) =>
+      (i % 2 ? one : two).append([
+        { key: `k${i}`, data: i },
+        { key: `k${i}`, data: i + 1000 },
+      ]),
+    );
     const firsts = await Promise.all(appends);
     expect([...firsts].sort((x, y) => x - y)).toEqual(Array.from({ length: count }, (_, i) => 1 + 2 * i));
     const entries = await all(one);

@@ -33,7 +33,10 @@ describe('materialization survives kill -9', () => {
     writeDefs(home, wordDefs(dims));
     expect(cli(home, ['apply', 'defs.yaml']).status).toBe(0);
 
-    const child = spawn(process.execPath, [BIN, 'materialize', 'word_vec@v1', '--home', home, '--batch', '500', '--checkpoint-rows', '5000'], { cwd: home, stdio: 'ignore' });
+    const child = spawn(process.execPath, [BIN, 'materialize', 'word_vec@v1', '--home', home, '--batch', '500', '--checkpoint-rows', '5000'], {
+      cwd: home,
+      stdio: 'ignore',
+    });
     const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, signal) => resolve(signal)));
     const deadline = Date.now() + 120_000;
     let seen = 0;

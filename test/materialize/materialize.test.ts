@@ -43,7 +43,13 @@ describe('materialization of precomputed vectors and scalars', () => {
     const norm = Math.hypot(...want);
     want.forEach((x, i) => expect(got[i]).toBeCloseTo(x / norm, 6));
     expect(online[2].features).toEqual({ word_freq: null, word_vec: null });
-    const res = await store.nearest({ feature: 'word_vec', k: 5, query: { vector: rows[3].vec }, filter: { field: 'lang', op: 'eq', value: 'fr' }, include: { features: ['word_freq'] } });
+    const res = await store.nearest({
+      feature: 'word_vec',
+      k: 5,
+      query: { vector: rows[3].vec },
+      filter: { field: 'lang', op: 'eq', value: 'fr' },
+      include: { features: ['word_freq'] },
+    });
     expect(res.hits).toHaveLength(5);
     for (const h of res.hits) {
       const row = rows[Number(h.id.slice(1))];

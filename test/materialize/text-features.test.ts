@@ -81,7 +81,10 @@ describe('text embedding features', () => {
     makeEncoder({ ...TINY, out: path.join(dir, 'models/tiny') });
     rmSync(path.join(dir, 'models/tiny/tokenizer.json'));
     const store = FeatureStore.open({ home: dir });
-    await expect(store.apply(await loadDefinitions(writeDefs(dir, defs())))).rejects.toMatchObject({ code: 'NL_MODEL_INVALID', message: expect.stringContaining('tokenizer.json') });
+    await expect(store.apply(await loadDefinitions(writeDefs(dir, defs())))).rejects.toMatchObject({
+      code: 'NL_MODEL_INVALID',
+      message: expect.stringContaining('tokenizer.json'),
+    });
     expect(await store.registry.listModels()).toEqual([]);
     await store.close();
   });

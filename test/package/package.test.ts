@@ -54,9 +54,15 @@ function loadsOf(entry: string, cwd: string, then = ''): { esm: string[]; cjs: s
   const file = path.join(work, `loads-${Math.random().toString(36).slice(2)}.txt`);
   writeFileSync(file, '');
   const script = `const m = await import(${JSON.stringify(entry)});\n${then}\nconst { createRequire } = await import('node:module');\nconsole.log(JSON.stringify(Object.keys(createRequire(import.meta.url).cache)));`;
-  const r = ok(run(process.execPath, ['--import', path.join(FIXTURES, 'record-loads.mjs'), '--input-type=module', '-e', script], cwd, { NEARLINE_LOADS_FILE: file }));
+  const r = ok(
+    run(process.execPath, ['--import', path.join(FIXTURES, 'record-loads.mjs'), '--input-type=module', '-e', script], cwd, { NEARLINE_LOADS_FILE: file }),
+  );
   const lines = r.stdout.trim().split('\n');
-  return { esm: readFileSync(file, 'utf8').split('\n').filter(Boolean), cjs: JSON.parse(lines.at(-1) ?? '[]') as string[], stdout: lines.slice(0, -1).join('\n') };
+  return {
+    esm: readFileSync(file, 'utf8').split('\n').filter(Boolean),
+    cjs: JSON.parse(lines.at(-1) ?? '[]') as string[],
+    stdout: lines.slice(0, -1).join('\n'),
+  };
 }
 
 const lazyLoaded = (urls: string[]) => urls.filter((u) => LAZY.some((p) => u.includes(`/node_modules/${p}`)));
@@ -117,7 +123,7 @@ describe('the packed package', () => {
     ]);
   });
 
-  it("compiles its hnsw addon from the shipped sources in the consumer, and an index works from the installed package", () => {
+  it('compiles its hnsw addon from the shipped sources in the consumer, and an index works from the installed package', () => {
     // nearline's own install script (node-gyp over native/, hnswlib's headers from hnswlib-node); the other
     // packages' native builds are theirs, and the repository's own `npm ci` runs them.
     ok(run('npm', ['rebuild', 'nearline', '--foreground-scripts'], consumer));
@@ -156,13 +162,25 @@ describe('the packed package', () => {
     writeFileSync(
       path.join(consumer, 'tsconfig.json'),
       JSON.stringify({
-        compilerOptions: { module: 'nodenext', moduleResolution: 'nodenext', target: 'es2022', strict: true, noEmit: true, skipLibCheck: true, types: ['node'], typeRoots: [path.join(ROOT, 'node_modules', '@types')] },
+        compilerOptions: {
+          module: 'nodenext',
+          moduleResolution: 'nodenext',
+          target: 'es2022',
+          strict: true,
+          noEmit: true,
+          skipLibCheck: true,
+          types: ['node'],
+          typeRoots: [path.join(ROOT, 'node_modules', '@types')],
+        },
         files: ['consumer.ts'],
       }),
     );
     ok(run(process.execPath, [path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], consumer));
     // The same file with one wrong type fails: the check is real.
-    writeFileSync(path.join(consumer, 'consumer.ts'), readFileSync(path.join(FIXTURES, 'consumer.ts'), 'utf8').replace("k: 10, query: { text", "k: '10', query: { text"));
+    writeFileSync(
+      path.join(consumer, 'consumer.ts'),
+      readFileSync(path.join(FIXTURES, 'consumer.ts'), 'utf8').replace('k: 10, query: { text', "k: '10', query: { text"),
+    );
     const bad = run(process.execPath, [path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], consumer);
     expect(bad.status).not.toBe(0);
     expect(bad.stdout).toContain("Type 'string' is not assignable to type 'number'");
@@ -184,7 +202,11 @@ describe('importing has no side effects', () => {
 
   it('opening a store and querying the registry still loads no server or runtime', () => {
     const cwd = mkdtempSync(path.join(work, 'cwd-'));
-    const { esm, cjs, stdout } = loadsOf(path.join(ROOT, 'dist', 'index.js'), cwd, `const store = m.openStore({ home: '.' }); console.log((await store.registry.listFeatures()).length); await store.close();`);
+    const { esm, cjs, stdout } = loadsOf(
+      path.join(ROOT, 'dist', 'index.js'),
+      cwd,
+      `const store = m.openStore({ home: '.' }); console.log((await store.registry.listFeatures()).length); await store.close();`,
+    );
     expect(stdout).toBe('0');
     expect(cjs.some((f) => f.includes('/node_modules/better-sqlite3/'))).toBe(true);
     expect(lazyLoaded([...esm, ...cjs])).toEqual([]);
@@ -192,7 +214,9 @@ describe('importing has no side effects', () => {
 
   it('nearline/client loads only itself', () => {
     const { esm, cjs } = loadsOf(path.join(ROOT, 'dist', 'client', 'index.js'), work);
-    expect(esm.filter((u) => !u.startsWith('node:') && !u.endsWith('/record-loads-hooks.mjs'))).toEqual([`file://${path.join(ROOT, 'dist', 'client', 'index.js')}`]);
+    expect(esm.filter((u) => !u.startsWith('node:') && !u.endsWith('/record-loads-hooks.mjs'))).toEqual([
+      `file://${path.join(ROOT, 'dist', 'client', 'index.js')}`,
+    ]);
     expect(cjs).toEqual([]);
   });
 

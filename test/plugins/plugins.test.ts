@@ -63,7 +63,11 @@ describe('plugins named in definitions', () => {
       await store.apply(await loadDefinitions(writeDefs(home, defs)));
       await store.materialize('word_vec@v1', { progress: false });
       const res = await store.nearest({ feature: 'word_vec', k: 3, query: { vector: rows[5].vec }, filter: { field: 'lang', op: 'eq', value: 'en' } });
-      const expected = exactCosine(rows.filter((r) => r.lang === 'en'), rows[5].vec, 3);
+      const expected = exactCosine(
+        rows.filter((r) => r.lang === 'en'),
+        rows[5].vec,
+        3,
+      );
       expect(res.hits.map((h) => h.id)).toEqual(expected);
     } finally {
       await store.close();
@@ -94,7 +98,10 @@ describe('plugins named in definitions', () => {
 
   it('the plugin enforces its own option at run time', async () => {
     const store = await createOnlineStore(PLUGIN, { maxIds: 2 }, { name: 'small', home: dir() });
-    await store.put('f@v1', [['a', 1], ['b', 2]]);
+    await store.put('f@v1', [
+      ['a', 1],
+      ['b', 2],
+    ]);
     const err = await store.put('f@v1', [['c', 3]]).catch((e: unknown) => e);
     expect(isNearlineError(err, 'NL_LIMIT_EXCEEDED')).toBe(true);
     expect(await store.count('f@v1')).toBe(2);
@@ -111,7 +118,18 @@ describe('plugins named in definitions', () => {
       entities: [{ name: 'doc', key: 'id' }],
       sources: [{ name: 'docs', variant: 'v1', kind: 'jsonl', path: 'docs.jsonl' }],
       models: [m],
-      features: [{ name: 'doc_vec', variant: 'v1', entity: 'doc', source: 'docs@v1', kind: 'embedding', text: { column: 'title', model: 'grams@1' }, metric: 'cosine', provider: 'local' }],
+      features: [
+        {
+          name: 'doc_vec',
+          variant: 'v1',
+          entity: 'doc',
+          source: 'docs@v1',
+          kind: 'embedding',
+          text: { column: 'title', model: 'grams@1' },
+          metric: 'cosine',
+          provider: 'local',
+        },
+      ],
     });
     expect(await definitionError(defs({ ...model, dimz: 64 }), home)).toContain('models[0] (grams): field "dimz": unknown option for a hash runtime');
     expect(await definitionError(defs({ ...model, dims: '64' }), home)).toContain('models[0] (grams): field "dims": expected integer, got "64"');
@@ -139,7 +157,13 @@ describe('plugins named in definitions', () => {
       'providers[0] (local): field "timeout": expected integer, got "5s"',
     );
     expect(await definitionError(with0({ name: 'local', kind: 'redis', cluster: [] }), at)).toContain('providers[0] (local): field "cluster"');
-    const plugin = { ...wordDefs(4), providers: [{ name: 'local', kind: 'hnsw' }, { name: 'kv', kind: relativePlugin(at), maxIds: 0 }] };
+    const plugin = {
+      ...wordDefs(4),
+      providers: [
+        { name: 'local', kind: 'hnsw' },
+        { name: 'kv', kind: relativePlugin(at), maxIds: 0 },
+      ],
+    };
     expect(await definitionError(plugin, at)).toContain('providers[1] (kv): field "maxIds": expected integer to be greater or equal to 1, got 0');
     expect(await definitionError(with0({ name: 'local', kind: 'hnws' }), at)).toContain('providers[0] (local): field "kind": cannot load plugin hnws');
   });
@@ -147,7 +171,13 @@ describe('plugins named in definitions', () => {
   it('apply from the CLI writes nothing when an option is wrong', async () => {
     const home = dir();
     writeWords(home, 10, 4);
-    const defs = { ...wordDefs(4), providers: [{ name: 'local', kind: 'hnsw', initialCapacity: -5 }, { name: 'kv', kind: 'sqlite' }] };
+    const defs = {
+      ...wordDefs(4),
+      providers: [
+        { name: 'local', kind: 'hnsw', initialCapacity: -5 },
+        { name: 'kv', kind: 'sqlite' },
+      ],
+    };
     const r = spawnSync(process.execPath, [BIN, 'apply', writeDefs(home, defs), '--home', home], { encoding: 'utf8' });
     expect(r.status).toBe(1);
     expect(r.stderr).toContain('error NL_BAD_DEFINITION');
@@ -164,7 +194,13 @@ describe('plugins named in definitions', () => {
   it('names a module that is not a plugin, one that does not load, and a plugin in the wrong role', async () => {
     const at = dir();
     writeFileSync(path.join(at, 'not-a-plugin.mjs'), 'export default { hello: "world" };\n');
-    const withKv = (kind: string) => ({ ...wordDefs(4), providers: [{ name: 'local', kind: 'hnsw' }, { name: 'kv', kind }] });
+    const withKv = (kind: string) => ({
+      ...wordDefs(4),
+      providers: [
+        { name: 'local', kind: 'hnsw' },
+        { name: 'kv', kind },
+      ],
+    });
     expect(await definitionError(withKv('./not-a-plugin.mjs'), at)).toContain(
       'providers[1] (kv): field "kind": module ' + path.join(at, 'not-a-plugin.mjs') + ' does not export a plugin',
     );
@@ -172,7 +208,13 @@ describe('plugins named in definitions', () => {
     // An online store cannot hold an embedding feature's vectors.
     const home = dir();
     writeWords(home, 10, 4);
-    const wrong = { ...wordDefs(4), providers: [{ name: 'local', kind: relativePlugin(home) }, { name: 'kv', kind: 'sqlite' }] };
+    const wrong = {
+      ...wordDefs(4),
+      providers: [
+        { name: 'local', kind: relativePlugin(home) },
+        { name: 'kv', kind: 'sqlite' },
+      ],
+    };
     const store = FeatureStore.open({ home });
     try {
       const err = await store.apply(await loadDefinitions(writeDefs(home, wrong))).catch((e: unknown) => e);

@@ -78,59 +78,63 @@ describe('hnsw searches beside inserts', () => {
     await p.close();
   }, 120_000);
 
-  it.each(['inline', 'fork'] as const)('a snapshot (%s writer) taken while log writes continue holds exactly the rows up to the offset it records', async (snapshotWriter) => {
-    const name = `snap-${snapshotWriter}`;
-    const p = createHnswProvider({ initialCapacity: 64, snapshotWriter }, { name: 'local', home });
-    await p.open();
-    const c: VectorCollection = await p.collection(spec(name));
-    const rand = mulberry32(12);
-    let offset = 0;
-    let stop = false;
-    /** Offset -> an earlier row it also rewrote in place, to -offset. */
-    const updates = new Map<number, string>();
-    const row = (id: string, x: number) => ({ id, vector: Float32Array.from({ length: dims }, () => x) });
-    // Offset o writes row r<o>; some offsets also update an earlier row, and the index grows as they go.
-    const writer = (async () => {
-      while (!stop) {
-        const batch = Array.from({ length: 1 + Math.floor(rand() * 20) }, () => ++offset);
-        const records = batch.map((o) => row(`r${o}`, o));
-        const last = batch[batch.length - 1];
-        if (last > 10 && rand() < 0.3) {
-          updates.set(last, `r${Math.floor(last / 2)}`);
-          records.push(row(`r${Math.floor(last / 2)}`, -last));
+  it.each(['inline', 'fork'] as const)(
+    'a snapshot (%s writer) taken while log writes continue holds exactly the rows up to the offset it records',
+    async (snapshotWriter) => {
+      const name = `snap-${snapshotWriter}`;
+      const p = createHnswProvider({ initialCapacity: 64, snapshotWriter }, { name: 'local', home });
+      await p.open();
+      const c: VectorCollection = await p.collection(spec(name));
+      const rand = mulberry32(12);
+      let offset = 0;
+      let stop = false;
+      /** Offset -> an earlier row it also rewrote in place, to -offset. */
+      const updates = new Map<number, string>();
+      const row = (id: string, x: number) => ({ id, vector: Float32Array.from({ length: dims }, () => x) });
+      // Offset o writes row r<o>; some offsets also update an earlier row, and the index grows as they go.
+      const writer = (async () => {
+        while (!stop) {
+          const batch = Array.from({ length: 1 + Math.floor(rand() * 20) }, () => ++offset);
+          const records = batch.map((o) => row(`r${o}`, o));
+          const last = batch[batch.length - 1];
+          if (last > 10 && rand() < 0.3) {
+            updates.set(last, `r${Math.floor(last / 2)}`);
+            records.push(row(`r${Math.floor(last / 2)}`, -last));
+          }
+          await c.upsert(records, { logOffset: last });
         }
-        await c.upsert(records, { logOffset: last });
+      })();
+      const copies: Array<{ dir: string; offset: number }> = [];
+      for (let i = 0; i < 6; i++) {
+        await c.flush();
+        const dir = await mkdtemp(join(tmpdir(), 'nearline-hnsw-snap-'));
+        await cp(join(home, 'indexes', name), join(dir, 'indexes', name), { recursive: true });
+        const manifest = JSON.parse(await readFile(join(dir, 'indexes', name, 'manifest.json'), 'utf8')) as { logOffset: number };
+        copies.push({ dir, offset: manifest.logOffset });
+        await new Promise((r) => setTimeout(r, 5));
       }
-    })();
-    const copies: Array<{ dir: string; offset: number }> = [];
-    for (let i = 0; i < 6; i++) {
-      await c.flush();
-      const dir = await mkdtemp(join(tmpdir(), 'nearline-hnsw-snap-'));
-      await cp(join(home, 'indexes', name), join(dir, 'indexes', name), { recursive: true });
-      const manifest = JSON.parse(await readFile(join(dir, 'indexes', name, 'manifest.json'), 'utf8')) as { logOffset: number };
-      copies.push({ dir, offset: manifest.logOffset });
-      await new Promise((r) => setTimeout(r, 5));
-    }
-    stop = true;
-    await writer;
-    await p.close();
-    expect(new Set(copies.map((x) => x.offset)).size).toBeGreaterThan(1);
-    for (const { dir, offset: at } of copies) {
-      const q = createHnswProvider({}, { name: 'local', home: dir });
-      await q.open();
-      const s = await q.collection(spec(name));
-      expect(s.logOffsets!().durable).toBe(at);
-      expect(await s.count()).toBe(at);
-      const ids = Array.from({ length: at + 1 }, (_, i) => `r${i + 1}`);
-      const got = await s.get(ids);
-      // Rows 1..offset, each with its latest value up to the offset; nothing written after it.
-      const value = new Map<string, number>(ids.slice(0, at).map((id, i) => [id, i + 1]));
-      for (const [o, id] of [...updates].sort((a, b) => a[0] - b[0])) if (o <= at) value.set(id, -o);
-      expect(got.map((r) => (r ? r.vector[0] : null))).toEqual(ids.map((id) => value.get(id) ?? null));
-      const hits = await s.search([{ vector: Float32Array.from({ length: dims }, () => at), k: 1 }]);
-      expect(hits[0][0].id).toBe(`r${at}`);
-      await q.close();
-      await rm(dir, { recursive: true, force: true });
-    }
-  }, 120_000);
+      stop = true;
+      await writer;
+      await p.close();
+      expect(new Set(copies.map((x) => x.offset)).size).toBeGreaterThan(1);
+      for (const { dir, offset: at } of copies) {
+        const q = createHnswProvider({}, { name: 'local', home: dir });
+        await q.open();
+        const s = await q.collection(spec(name));
+        expect(s.logOffsets!().durable).toBe(at);
+        expect(await s.count()).toBe(at);
+        const ids = Array.from({ length: at + 1 }, (_, i) => `r${i + 1}`);
+        const got = await s.get(ids);
+        // Rows 1..offset, each with its latest value up to the offset; nothing written after it.
+        const value = new Map<string, number>(ids.slice(0, at).map((id, i) => [id, i + 1]));
+        for (const [o, id] of [...updates].sort((a, b) => a[0] - b[0])) if (o <= at) value.set(id, -o);
+        expect(got.map((r) => (r ? r.vector[0] : null))).toEqual(ids.map((id) => value.get(id) ?? null));
+        const hits = await s.search([{ vector: Float32Array.from({ length: dims }, () => at), k: 1 }]);
+        expect(hits[0][0].id).toBe(`r${at}`);
+        await q.close();
+        await rm(dir, { recursive: true, force: true });
+      }
+    },
+    120_000,
+  );
 });

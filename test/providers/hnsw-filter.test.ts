@@ -113,7 +113,11 @@ describe('hnsw filters on columns', () => {
     await p.open();
     const c = await p.collection(spec('persist'));
     const rand = mulberry32(9);
-    const rows: VectorRecord[] = Array.from({ length: 500 }, (_, i) => ({ id: `p${i}`, vector: Float32Array.from({ length: DIMS }, () => rand()), metadata: meta(rand) }));
+    const rows: VectorRecord[] = Array.from({ length: 500 }, (_, i) => ({
+      id: `p${i}`,
+      vector: Float32Array.from({ length: DIMS }, () => rand()),
+      metadata: meta(rand),
+    }));
     await c.upsert(rows);
     await c.delete(['p1', 'p2']);
     await p.close();
@@ -122,10 +126,20 @@ describe('hnsw filters on columns', () => {
     const c2 = await again.collection(spec('persist'));
     const got = await c2.get(rows.map((r) => r.id));
     got.forEach((r, i) => expect(r?.metadata ?? null).toEqual(i === 1 || i === 2 ? null : rows[i].metadata));
-    const filter: Filter = { and: [{ field: 'cat', op: 'eq', value: 'c0' }, { field: 'n', op: 'gte', value: 10 }] };
+    const filter: Filter = {
+      and: [
+        { field: 'cat', op: 'eq', value: 'c0' },
+        { field: 'n', op: 'gte', value: 10 },
+      ],
+    };
     const pred = compileFilter(filter);
     const [hits] = await c2.search([{ vector: rows[0].vector, k: 500, filter }]);
-    expect(hits.map((h) => h.id).sort()).toEqual(rows.filter((r, i) => i !== 1 && i !== 2 && pred(r.metadata)).map((r) => r.id).sort());
+    expect(hits.map((h) => h.id).sort()).toEqual(
+      rows
+        .filter((r, i) => i !== 1 && i !== 2 && pred(r.metadata))
+        .map((r) => r.id)
+        .sort(),
+    );
     await again.close();
   });
 
@@ -133,7 +147,11 @@ describe('hnsw filters on columns', () => {
     const p = createHnswProvider({}, { name: 'local', home });
     await p.open();
     const c = await p.collection(spec('old'));
-    const rows = Array.from({ length: 20 }, (_, i) => ({ id: `o${i}`, vector: new Float32Array(DIMS).fill(i), metadata: { cat: i % 2 ? 'odd' : 'even', n: i } }));
+    const rows = Array.from({ length: 20 }, (_, i) => ({
+      id: `o${i}`,
+      vector: new Float32Array(DIMS).fill(i),
+      metadata: { cat: i % 2 ? 'odd' : 'even', n: i },
+    }));
     await c.upsert(rows);
     await p.close();
     // Rewrite the snapshot as format 1 wrote it.
@@ -178,7 +196,12 @@ describe('hnsw filters on columns', () => {
     await c.upsert([{ id: 'ok', vector: new Float32Array(DIMS), metadata: { cat: 'c0' } }]);
     const bad: unknown[] = [{ cat: ['c0'] }, { cat: { nested: 1 } }, { n: Infinity }, 'c0', [1]];
     for (const metadata of bad) {
-      await expect(c.upsert([{ id: 'new', vector: new Float32Array(DIMS) }, { id: 'ok', vector: new Float32Array(DIMS).fill(1), metadata: metadata as Metadata }])).rejects.toMatchObject({
+      await expect(
+        c.upsert([
+          { id: 'new', vector: new Float32Array(DIMS) },
+          { id: 'ok', vector: new Float32Array(DIMS).fill(1), metadata: metadata as Metadata },
+        ]),
+      ).rejects.toMatchObject({
         code: 'NL_BAD_REQUEST',
       });
     }

@@ -78,14 +78,23 @@ describe('hnsw int8 files', () => {
     await p.open();
     const c = await p.collection(spec('crash', dims));
     const a = new Float32Array(dims).fill(1);
-    await c.upsert([{ id: 'a', vector: a }, { id: 'b', vector: new Float32Array(dims).fill(2) }]);
+    await c.upsert([
+      { id: 'a', vector: a },
+      { id: 'b', vector: new Float32Array(dims).fill(2) },
+    ]);
     await c.flush();
     const m = await manifest('crash');
     const size = (await stat(join(folder('crash'), m.vectors!))).size;
     // Not flushed: 'a' is deleted and its label goes to 'x', 'b' is rewritten twice, 'y' is new.
     await c.delete(['a']);
-    await c.upsert([{ id: 'x', vector: new Float32Array(dims).fill(9) }, { id: 'b', vector: new Float32Array(dims).fill(3) }]);
-    await c.upsert([{ id: 'b', vector: new Float32Array(dims).fill(4) }, { id: 'y', vector: new Float32Array(dims).fill(5) }]);
+    await c.upsert([
+      { id: 'x', vector: new Float32Array(dims).fill(9) },
+      { id: 'b', vector: new Float32Array(dims).fill(3) },
+    ]);
+    await c.upsert([
+      { id: 'b', vector: new Float32Array(dims).fill(4) },
+      { id: 'y', vector: new Float32Array(dims).fill(5) },
+    ]);
     const grown = (await stat(join(folder('crash'), m.vectors!))).size;
     expect(grown).toBeGreaterThan(size);
 
@@ -99,7 +108,10 @@ describe('hnsw int8 files', () => {
     expect(got.map((r) => r && Array.from(r.vector))).toEqual([Array.from(a), Array.from(new Float32Array(dims).fill(2)), null, null]);
     const [hits] = await c2.search([{ vector: new Float32Array(dims).fill(1.1), k: 2 }]);
     expect(hits.map((h) => h.id)).toEqual(['a', 'b']);
-    await c2.upsert([{ id: 'z', vector: new Float32Array(dims).fill(7) }, { id: 'b', vector: new Float32Array(dims).fill(8) }]);
+    await c2.upsert([
+      { id: 'z', vector: new Float32Array(dims).fill(7) },
+      { id: 'b', vector: new Float32Array(dims).fill(8) },
+    ]);
     expect((await c2.get(['z', 'b'])).map((r) => r!.vector[0])).toEqual([7, 8]);
     // Each appended to rows of its own: neither overwrote the other's.
     expect((await c.get(['b', 'x', 'y', 'z'])).map((r) => r && r.vector[0])).toEqual([4, 9, 5, null]);
@@ -142,7 +154,10 @@ describe('hnsw int8 files', () => {
     await p.open();
     await p.collection(spec('shape', 4, 'int8'));
     await p.collection(spec('plain', 4, 'none'));
-    for (const [name, q] of [['shape', 'none'], ['plain', 'int8']] as const) {
+    for (const [name, q] of [
+      ['shape', 'none'],
+      ['plain', 'int8'],
+    ] as const) {
       const err = await p.collection(spec(name, 4, q)).catch((e: unknown) => e);
       expect(isNearlineError(err) && err.code).toBe('NL_CONFLICT');
     }

@@ -127,7 +127,10 @@ describe('distance kernels', () => {
   });
 
   it('NEARLINE_SIMD naming an unknown kernel makes indexes refuse to open with the reason', () => {
-    const out = inChild('avx9000', `console.log(JSON.stringify(a.kernels())); try { new a.Index('l2', 4, 16, 8, 50, 1); console.log('opened'); } catch (e) { console.log(e.message); }`);
+    const out = inChild(
+      'avx9000',
+      `console.log(JSON.stringify(a.kernels())); try { new a.Index('l2', 4, 16, 8, 50, 1); console.log('opened'); } catch (e) { console.log(e.message); }`,
+    );
     const [kernels, opened] = out.split('\n');
     expect(JSON.parse(kernels)).toMatchObject({ active: null, error: expect.stringContaining('NEARLINE_SIMD=avx9000') });
     expect(opened).toContain('NEARLINE_SIMD=avx9000');

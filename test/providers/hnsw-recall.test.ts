@@ -57,13 +57,24 @@ const home = await mkdtemp(join(tmpdir(), 'nearline-recall-'));
 afterAll(() => rm(home, { recursive: true, force: true }));
 
 // int8: codes in the graph, the best k * rescore candidates reordered by their f32 vectors on disk.
-for (const [metric, quantization] of [['l2', 'none'], ['cosine', 'none'], ['l2', 'int8'], ['cosine', 'int8']] as const) {
+for (const [metric, quantization] of [
+  ['l2', 'none'],
+  ['cosine', 'none'],
+  ['l2', 'int8'],
+  ['cosine', 'int8'],
+] as const) {
   it(`hnsw recall@10 >= 0.95 against an exact scan (${metric}, quantization ${quantization}, ${N} x ${DIMS}-d clustered)`, async () => {
     const data = clustered(42, N);
     const queries = clustered(43, QUERIES);
     const provider = createHnswProvider({}, { name: 'local', home });
     await provider.open();
-    const c = await provider.collection({ name: `recall_${metric}_${quantization}`, dims: DIMS, metric, index: { M: 16, efConstruction: 200, ef: 128, quantization }, metadataFields: [] });
+    const c = await provider.collection({
+      name: `recall_${metric}_${quantization}`,
+      dims: DIMS,
+      metric,
+      index: { M: 16, efConstruction: 200, ef: 128, quantization },
+      metadataFields: [],
+    });
     for (let i = 0; i < N; i += 5000) await c.upsert(data.slice(i, i + 5000).map((vector, j) => ({ id: `v${i + j}`, vector })));
     const results = await c.search(queries.map((vector) => ({ vector, k: K })));
     const norms = data.map((v) => Math.hypot(...v));

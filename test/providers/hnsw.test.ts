@@ -144,44 +144,45 @@ describe('hnsw files', () => {
     await expect(again.collection(spec('damaged'))).rejects.toMatchObject({ code: 'NL_PROVIDER_ERROR' });
   });
 
-  for (const quantization of ['none', 'int8'] as const) it(`a writer killed at any moment leaves the last flushed snapshot readable (quantization ${quantization})`, async () => {
-    const fixture = fileURLToPath(new URL('./hnsw-writer.fixture.ts', import.meta.url));
-    for (let round = 0; round < 4; round++) {
-      const name = `killed${round}`;
-      const child = spawn(process.execPath, ['--import', 'tsx', fixture, home, name, quantization], { stdio: ['ignore', 'pipe', 'inherit'] });
-      let flushed = 0;
-      child.stdout.on('data', (b: Buffer) => (flushed = Math.max(flushed, ...b.toString().trim().split('\n').map(Number))));
-      const target = 2 + round;
-      await new Promise<void>((resolve, reject) => {
-        child.on('exit', () => reject(new Error('writer exited on its own')));
-        const poll = setInterval(() => {
-          if (flushed >= target) {
-            clearInterval(poll);
-            // Lands at a different point of the snapshot each round.
-            setTimeout(() => {
-              child.removeAllListeners('exit');
-              child.on('exit', () => resolve());
-              child.kill('SIGKILL');
-            }, round * 7);
-          }
-        }, 1);
-      });
-      const p = createHnswProvider({}, { name: 'local', home });
-      await p.open();
-      const c = await p.collection({ name, dims: 32, metric: 'l2', index: { quantization }, metadataFields: ['gen'] });
-      const n = (await c.count()) - 20_000;
-      expect(n).toBeGreaterThanOrEqual(flushed);
-      expect(n).toBeLessThanOrEqual(flushed + 1);
-      const rows = await c.get(Array.from({ length: n }, (_, i) => `r${i + 1}`));
-      rows.forEach((r, i) => {
-        expect(r?.metadata).toEqual({ gen: i + 1 });
-        expect(r?.vector[31]).toBe(i + 1);
-      });
-      const [hits] = await c.search([{ vector: new Float32Array(32).fill(n), k: 1 }]);
-      expect(hits[0].id).toBe(`r${n}`);
-      await p.close();
-    }
-  }, 120_000);
+  for (const quantization of ['none', 'int8'] as const)
+    it(`a writer killed at any moment leaves the last flushed snapshot readable (quantization ${quantization})`, async () => {
+      const fixture = fileURLToPath(new URL('./hnsw-writer.fixture.ts', import.meta.url));
+      for (let round = 0; round < 4; round++) {
+        const name = `killed${round}`;
+        const child = spawn(process.execPath, ['--import', 'tsx', fixture, home, name, quantization], { stdio: ['ignore', 'pipe', 'inherit'] });
+        let flushed = 0;
+        child.stdout.on('data', (b: Buffer) => (flushed = Math.max(flushed, ...b.toString().trim().split('\n').map(Number))));
+        const target = 2 + round;
+        await new Promise<void>((resolve, reject) => {
+          child.on('exit', () => reject(new Error('writer exited on its own')));
+          const poll = setInterval(() => {
+            if (flushed >= target) {
+              clearInterval(poll);
+              // Lands at a different point of the snapshot each round.
+              setTimeout(() => {
+                child.removeAllListeners('exit');
+                child.on('exit', () => resolve());
+                child.kill('SIGKILL');
+              }, round * 7);
+            }
+          }, 1);
+        });
+        const p = createHnswProvider({}, { name: 'local', home });
+        await p.open();
+        const c = await p.collection({ name, dims: 32, metric: 'l2', index: { quantization }, metadataFields: ['gen'] });
+        const n = (await c.count()) - 20_000;
+        expect(n).toBeGreaterThanOrEqual(flushed);
+        expect(n).toBeLessThanOrEqual(flushed + 1);
+        const rows = await c.get(Array.from({ length: n }, (_, i) => `r${i + 1}`));
+        rows.forEach((r, i) => {
+          expect(r?.metadata).toEqual({ gen: i + 1 });
+          expect(r?.vector[31]).toBe(i + 1);
+        });
+        const [hits] = await c.search([{ vector: new Float32Array(32).fill(n), k: 1 }]);
+        expect(hits[0].id).toBe(`r${n}`);
+        await p.close();
+      }
+    }, 120_000);
 });
 
 describe('hnsw and the event loop', () => {

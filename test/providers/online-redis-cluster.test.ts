@@ -56,9 +56,18 @@ if (skipRedisTests()) {
       expect(owners.size).toBeGreaterThanOrEqual(2);
 
       const ids = Array.from({ length: 100 }, (_, i) => `u${i}`);
-      await store.put(features[0], ids.map((id, i) => [id, i]));
-      await store.put(features[1], ids.map((id, i) => [id, i % 2 === 0]));
-      await store.put(features[2], ids.map((id, i) => [id, new Float32Array([i, i + 0.5])]));
+      await store.put(
+        features[0],
+        ids.map((id, i) => [id, i]),
+      );
+      await store.put(
+        features[1],
+        ids.map((id, i) => [id, i % 2 === 0]),
+      );
+      await store.put(
+        features[2],
+        ids.map((id, i) => [id, new Float32Array([i, i + 0.5])]),
+      );
 
       await Promise.all(admins.map((a) => a.config('RESETSTAT')));
       const rows = await store.get(ids, features);

@@ -44,8 +44,14 @@ if (skipRedisTests()) {
     });
 
     it('keeps one hash per feature key, tagged for cluster slots, with typed binary values', async () => {
-      await store.put('item_vec@v1', [['i1', new Float32Array([1, -2.5])], ['i2', 7]]);
-      await store.put('item_vec@v2', [['i1', 'x'], ['i2', true]]);
+      await store.put('item_vec@v1', [
+        ['i1', new Float32Array([1, -2.5])],
+        ['i2', 7],
+      ]);
+      await store.put('item_vec@v2', [
+        ['i1', 'x'],
+        ['i2', true],
+      ]);
       expect(await admin.type('nl:{item_vec@v1}')).toBe('hash');
       expect(await admin.hlen('nl:{item_vec@v1}')).toBe(2);
       const raw = await admin.hgetBuffer('nl:{item_vec@v1}', 'i1');
@@ -56,9 +62,18 @@ if (skipRedisTests()) {
     it('reads 100 ids x 3 features with three HMGETs and no per-key commands', async () => {
       const ids = Array.from({ length: 100 }, (_, i) => `u${i}`);
       const features = ['rt_a@v1', 'rt_b@v1', 'rt_vec@v1'];
-      await store.put(features[0], ids.map((id, i) => [id, i]));
-      await store.put(features[1], ids.map((id, i) => [id, `s${i}`]));
-      await store.put(features[2], ids.map((id, i) => [id, new Float32Array(100).fill(i)]));
+      await store.put(
+        features[0],
+        ids.map((id, i) => [id, i]),
+      );
+      await store.put(
+        features[1],
+        ids.map((id, i) => [id, `s${i}`]),
+      );
+      await store.put(
+        features[2],
+        ids.map((id, i) => [id, new Float32Array(100).fill(i)]),
+      );
 
       await admin.config('RESETSTAT');
       const rows = await store.get(ids, features);
@@ -87,7 +102,10 @@ if (skipRedisTests()) {
     });
 
     it('deleteFeature and count touch one key and never scan the keyspace', async () => {
-      await store.put('del@v1', [['a', 1], ['b', 2]]);
+      await store.put('del@v1', [
+        ['a', 1],
+        ['b', 2],
+      ]);
       await admin.config('RESETSTAT');
       expect(await store.count('del@v1')).toBe(2);
       await store.deleteFeature('del@v1');

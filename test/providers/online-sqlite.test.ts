@@ -25,7 +25,10 @@ describe('sqlite online store', () => {
     try {
       const first = await createOnlineStore('sqlite', {}, { name: 'kv', home });
       await first.open();
-      await first.put('f@v1', [['a', true], ['b', new Float32Array([1.5, -2])]]);
+      await first.put('f@v1', [
+        ['a', true],
+        ['b', new Float32Array([1.5, -2])],
+      ]);
       await first.close();
       const second = createSqliteOnlineStore({ path: 'online.db' }, { name: 'kv', home: home });
       await second.open();

@@ -43,8 +43,15 @@ export function onlineStoreSuite(label: string, makeStore: () => Promise<OnlineS
       const a = key('a');
       const b = key('b');
       const c = key('c');
-      await store.put(a, [['u1', 1], ['u2', 2], ['u3', 3]]);
-      await store.put(b, [['u2', 'two'], ['u3', 'three']]);
+      await store.put(a, [
+        ['u1', 1],
+        ['u2', 2],
+        ['u3', 3],
+      ]);
+      await store.put(b, [
+        ['u2', 'two'],
+        ['u3', 'three'],
+      ]);
       await store.put(c, [['u1', vec([1, 2, 3])]]);
       const got = await store.get(['u3', 'missing', 'u1', 'u2', 'u1'], [c, a, key('never_written'), b]);
       expect(got).toEqual([
@@ -65,8 +72,14 @@ export function onlineStoreSuite(label: string, makeStore: () => Promise<OnlineS
     it('overwrites values, including with a different type', async () => {
       next();
       const f = key('f');
-      await store.put(f, [['u1', 1], ['u2', 'old']]);
-      await store.put(f, [['u1', 'now a string'], ['u2', vec([0.5])]]);
+      await store.put(f, [
+        ['u1', 1],
+        ['u2', 'old'],
+      ]);
+      await store.put(f, [
+        ['u1', 'now a string'],
+        ['u2', vec([0.5])],
+      ]);
       expect(await store.get(['u1', 'u2'], [f])).toEqual([['now a string'], [vec([0.5])]]);
       expect(await store.count(f)).toBe(2);
     });
@@ -74,8 +87,19 @@ export function onlineStoreSuite(label: string, makeStore: () => Promise<OnlineS
     it('deletes an id when its value is null, and the last row for an id wins', async () => {
       next();
       const f = key('f');
-      await store.put(f, [['u1', 1], ['u2', 2], ['u3', 3]]);
-      await store.put(f, [['u1', null], ['u3', 30], ['u3', null], ['u2', null], ['u2', 22], ['nobody', null]]);
+      await store.put(f, [
+        ['u1', 1],
+        ['u2', 2],
+        ['u3', 3],
+      ]);
+      await store.put(f, [
+        ['u1', null],
+        ['u3', 30],
+        ['u3', null],
+        ['u2', null],
+        ['u2', 22],
+        ['nobody', null],
+      ]);
       expect(await store.get(['u1', 'u2', 'u3', 'nobody'], [f])).toEqual([[null], [22], [null], [null]]);
       expect(await store.count(f)).toBe(1);
     });
@@ -84,16 +108,33 @@ export function onlineStoreSuite(label: string, makeStore: () => Promise<OnlineS
       next();
       const f = key('vec');
       const special = new Float32Array([
-        0, -0, 1, -1, Math.PI, 1e-45 /* smallest subnormal */, 3.4028234663852886e38, -3.4028234663852886e38, 1.17549435e-38, 0.1,
+        0,
+        -0,
+        1,
+        -1,
+        Math.PI,
+        1e-45 /* smallest subnormal */,
+        3.4028234663852886e38,
+        -3.4028234663852886e38,
+        1.17549435e-38,
+        0.1,
       ]);
       const random = new Float32Array(768);
       for (let i = 0; i < random.length; i++) random[i] = (Math.random() - 0.5) * 10 ** ((i % 20) - 10);
       // A view into a larger buffer must store only its own elements.
       const backing = new Float32Array([9, 9, 7, 8, 9, 9]);
       const view = backing.subarray(2, 4);
-      await store.put(f, [['special', special], ['random', random], ['view', view]]);
+      await store.put(f, [
+        ['special', special],
+        ['random', random],
+        ['view', view],
+      ]);
       const [[s], [r], [v]] = await store.get(['special', 'random', 'view'], [f]);
-      for (const [got, want] of [[s, special], [r, random], [v, new Float32Array([7, 8])]] as const) {
+      for (const [got, want] of [
+        [s, special],
+        [r, random],
+        [v, new Float32Array([7, 8])],
+      ] as const) {
         expect(got).toBeInstanceOf(Float32Array);
         expect(bits(got as Float32Array)).toEqual(bits(want));
       }
@@ -127,7 +168,10 @@ export function onlineStoreSuite(label: string, makeStore: () => Promise<OnlineS
         ['json-ish', '{"a":[1,2]}'],
       ];
       await store.put(f, values);
-      const got = await store.get(values.map(([id]) => id), [f]);
+      const got = await store.get(
+        values.map(([id]) => id),
+        [f],
+      );
       values.forEach(([id, want], i) => {
         const value = got[i][0];
         expect(typeof value, id).toBe(typeof want);
@@ -139,7 +183,10 @@ export function onlineStoreSuite(label: string, makeStore: () => Promise<OnlineS
       next();
       const v1 = key('item', 'v1');
       const v2 = key('item', 'v2');
-      await store.put(v1, [['i1', 'first'], ['i2', 1]]);
+      await store.put(v1, [
+        ['i1', 'first'],
+        ['i2', 1],
+      ]);
       await store.put(v2, [['i1', 'second']]);
       expect(await store.get(['i1', 'i2'], [v1, v2])).toEqual([
         ['first', 'second'],
@@ -158,7 +205,10 @@ export function onlineStoreSuite(label: string, makeStore: () => Promise<OnlineS
       next();
       const gone = key('gone');
       const kept = key('kept');
-      await store.put(gone, [['a', 1], ['b', vec([1])]]);
+      await store.put(gone, [
+        ['a', 1],
+        ['b', vec([1])],
+      ]);
       await store.put(kept, [['a', 2]]);
       await store.deleteFeature(gone);
       expect(await store.count(gone)).toBe(0);
@@ -177,7 +227,11 @@ export function onlineStoreSuite(label: string, makeStore: () => Promise<OnlineS
       next();
       const f = key('counted');
       expect(await store.count(f)).toBe(0);
-      await store.put(f, [['a', 1], ['b', 2], ['a', 3]]);
+      await store.put(f, [
+        ['a', 1],
+        ['b', 2],
+        ['a', 3],
+      ]);
       expect(await store.count(f)).toBe(2);
       await store.put(f, [['c', 'x']]);
       expect(await store.count(f)).toBe(3);
@@ -203,7 +257,11 @@ export function onlineStoreSuite(label: string, makeStore: () => Promise<OnlineS
           const f = key('bad');
           await store.put(f, [['keep', 'before']]);
           // The bad row comes last: nothing before it may be written either.
-          const rows = [['keep', 'after'], ['new', 1], ['bad', value]] as Array<[string, OnlineValue]>;
+          const rows = [
+            ['keep', 'after'],
+            ['new', 1],
+            ['bad', value],
+          ] as Array<[string, OnlineValue]>;
           const err = await store.put(f, rows).then(
             () => undefined,
             (e: unknown) => e,
@@ -234,9 +292,18 @@ export function onlineStoreSuite(label: string, makeStore: () => Promise<OnlineS
       next();
       const ids = Array.from({ length: 10_000 }, (_, i) => `id-${i}`);
       const [num, str, v] = [key('num'), key('str'), key('vec')];
-      await store.put(num, ids.map((id, i) => [id, i * 0.5]));
-      await store.put(str, ids.map((id, i) => [id, `s${i}`]));
-      await store.put(v, ids.filter((_, i) => i % 2 === 0).map((id, i) => [id, vec([i, -i, i / 3])]));
+      await store.put(
+        num,
+        ids.map((id, i) => [id, i * 0.5]),
+      );
+      await store.put(
+        str,
+        ids.map((id, i) => [id, `s${i}`]),
+      );
+      await store.put(
+        v,
+        ids.filter((_, i) => i % 2 === 0).map((id, i) => [id, vec([i, -i, i / 3])]),
+      );
       expect(await store.count(num)).toBe(10_000);
       expect(await store.count(v)).toBe(5_000);
       const wanted = [...ids].reverse();
@@ -250,7 +317,10 @@ export function onlineStoreSuite(label: string, makeStore: () => Promise<OnlineS
         if (i % 2 === 0) expect(bits(row[2] as Float32Array)).toEqual(bits(vec([i / 2, -i / 2, i / 6])));
         else expect(row[2]).toBeNull();
       }
-      await store.put(num, ids.map((id) => [id, null]));
+      await store.put(
+        num,
+        ids.map((id) => [id, null]),
+      );
       expect(await store.count(num)).toBe(0);
     });
   });

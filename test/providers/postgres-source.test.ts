@@ -28,7 +28,15 @@ describe.skipIf(skipPostgresTests())('postgres source', () => {
       await client.end();
     }
   };
-  const spec = (over: Partial<PostgresSourceSpec> = {}): PostgresSourceSpec => ({ name: 'items', variant: 'v1', kind: 'postgres', url, table: 'items', key: 'id', ...over });
+  const spec = (over: Partial<PostgresSourceSpec> = {}): PostgresSourceSpec => ({
+    name: 'items',
+    variant: 'v1',
+    kind: 'postgres',
+    url,
+    table: 'items',
+    key: 'id',
+    ...over,
+  });
 
   beforeAll(async () => {
     server = await startPostgres();
@@ -38,7 +46,16 @@ describe.skipIf(skipPostgresTests())('postgres source', () => {
       const blob = Buffer.alloc(8);
       blob.writeFloatLE(i, 0);
       blob.writeFloatLE(-i, 4);
-      await sql(`INSERT INTO items VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, [i * 10, `item ${i}`, (i * 1.5).toFixed(2), i, i % 2 === 0, new Date(Date.UTC(2026, 0, i)), [i, i / 2], blob]);
+      await sql(`INSERT INTO items VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, [
+        i * 10,
+        `item ${i}`,
+        (i * 1.5).toFixed(2),
+        i,
+        i % 2 === 0,
+        new Date(Date.UTC(2026, 0, i)),
+        [i, i / 2],
+        blob,
+      ]);
     }
   }, 120_000);
   afterAll(async () => {
@@ -71,7 +88,9 @@ describe.skipIf(skipPostgresTests())('postgres source', () => {
   });
 
   it('reads a query, keyed by a text column', async () => {
-    const source = createPostgresSource(spec({ table: undefined, query: `SELECT 'sku-' || lpad(id::text, 3, '0') AS sku, title FROM items WHERE stock > 5`, key: 'sku', pageSize: 2 }));
+    const source = createPostgresSource(
+      spec({ table: undefined, query: `SELECT 'sku-' || lpad(id::text, 3, '0') AS sku, title FROM items WHERE stock > 5`, key: 'sku', pageSize: 2 }),
+    );
     const rows = await all(source);
     expect(rows.map((r) => r.values.sku)).toEqual(['sku-060', 'sku-070', 'sku-080', 'sku-090', 'sku-100']);
     const resumed = await all(source, { position: 2, line: 2, cursor: rows[1].cursor });
@@ -86,7 +105,7 @@ describe.skipIf(skipPostgresTests())('postgres source', () => {
     await expect(createPostgresSource(spec({ url: 'postgres://postgres@127.0.0.1:1/x' })).columns()).rejects.toMatchObject({ code: 'NL_SOURCE_NOT_FOUND' });
     expect(() => createPostgresSource(spec({ query: 'SELECT 1' }))).toThrow(/exactly one of table or query/);
     expect(() => createPostgresSource(spec({ table: 'items; DROP TABLE items' }))).toThrow(/plain \[schema\.\]table/);
-    await expect(createPostgresSource(spec({ url: "postgres://u:${NEARLINE_TEST_UNSET_PW}@h/db" })).columns()).rejects.toThrow(/NEARLINE_TEST_UNSET_PW/);
+    await expect(createPostgresSource(spec({ url: 'postgres://u:${NEARLINE_TEST_UNSET_PW}@h/db' })).columns()).rejects.toThrow(/NEARLINE_TEST_UNSET_PW/);
     expect((await sql('SELECT count(*)::int AS n FROM items')).rows[0].n).toBe(10);
   });
 
@@ -94,20 +113,40 @@ describe.skipIf(skipPostgresTests())('postgres source', () => {
     const dir = tempDir();
     const rnd = seeded(11);
     await sql(`CREATE TABLE pages (page_id text PRIMARY KEY, emb real[], lang text)`);
-    for (let i = 0; i < 300; i++) await sql(`INSERT INTO pages VALUES ($1, $2, $3)`, [`p${String(i).padStart(3, '0')}`, Array.from({ length: 4 }, () => rnd() - 0.5), 'en']);
+    for (let i = 0; i < 300; i++)
+      await sql(`INSERT INTO pages VALUES ($1, $2, $3)`, [`p${String(i).padStart(3, '0')}`, Array.from({ length: 4 }, () => rnd() - 0.5), 'en']);
     // The view fails while computing the page that holds p200, as an outage would, after earlier pages were written.
-    const view = (fail: boolean) => sql(`CREATE OR REPLACE VIEW pages_view AS SELECT page_id, emb, lang, ${fail ? "1 / (CASE WHEN page_id = 'p200' THEN 0 ELSE 1 END)" : '1'} AS one FROM pages`);
+    const view = (fail: boolean) =>
+      sql(
+        `CREATE OR REPLACE VIEW pages_view AS SELECT page_id, emb, lang, ${fail ? "1 / (CASE WHEN page_id = 'p200' THEN 0 ELSE 1 END)" : '1'} AS one FROM pages`,
+      );
     await view(true);
     const defs = {
       providers: [{ name: 'local', kind: 'hnsw' }],
       entities: [{ name: 'page', key: 'page_id' }],
       sources: [{ name: 'pages', variant: 'v1', kind: 'postgres', url, table: 'pages_view', key: 'page_id', pageSize: 50 }],
-      features: [{ name: 'page_vec', variant: 'v1', entity: 'page', source: 'pages@v1', kind: 'embedding', vector: { column: 'emb' }, dims: 4, metric: 'cosine', provider: 'local', metadata: ['lang'] }],
+      features: [
+        {
+          name: 'page_vec',
+          variant: 'v1',
+          entity: 'page',
+          source: 'pages@v1',
+          kind: 'embedding',
+          vector: { column: 'emb' },
+          dims: 4,
+          metric: 'cosine',
+          provider: 'local',
+          metadata: ['lang'],
+        },
+      ],
     };
     const store = openStore({ home: dir });
     try {
       await store.apply(await loadDefinitions(writeDefs(dir, defs)));
-      await expect(store.materialize('page_vec@v1', { progress: false, batchSize: 20, checkpointRows: 40 })).rejects.toMatchObject({ code: 'NL_PROVIDER_ERROR', message: expect.stringContaining('division by zero') });
+      await expect(store.materialize('page_vec@v1', { progress: false, batchSize: 20, checkpointRows: 40 })).rejects.toMatchObject({
+        code: 'NL_PROVIDER_ERROR',
+        message: expect.stringContaining('division by zero'),
+      });
       const state = await store.registry.getMaterialization('page_vec', 'v1');
       expect(state).toMatchObject({ status: 'failed' });
       const after = JSON.parse(state!.cursor!) as string;
@@ -118,7 +157,8 @@ describe.skipIf(skipPostgresTests())('postgres source', () => {
       await view(false);
       const resumed = await store.materialize('page_vec@v1', { progress: false, resume: true });
       expect(resumed).toMatchObject({ status: 'done', rows: 300 });
-      const withLang = async (lang: string) => (await store.nearest({ feature: 'page_vec@v1', k: 5, query: { id: 'p005' }, filter: { field: 'lang', op: 'eq', value: lang } })).hits.map((h) => h.id);
+      const withLang = async (lang: string) =>
+        (await store.nearest({ feature: 'page_vec@v1', k: 5, query: { id: 'p005' }, filter: { field: 'lang', op: 'eq', value: lang } })).hits.map((h) => h.id);
       expect(await withLang('ahead')).toEqual(['p250']);
       expect(await withLang('behind')).toEqual([]);
     } finally {
@@ -130,19 +170,38 @@ describe.skipIf(skipPostgresTests())('postgres source', () => {
     const dir = tempDir();
     const rnd = seeded(7);
     await sql(`CREATE TABLE docs (doc_id text PRIMARY KEY, emb real[], lang text)`);
-    const docs = Array.from({ length: 300 }, (_, i) => ({ id: `d${String(i).padStart(3, '0')}`, emb: Array.from({ length: 8 }, () => rnd() - 0.5), lang: i % 2 ? 'en' : 'fr' }));
+    const docs = Array.from({ length: 300 }, (_, i) => ({
+      id: `d${String(i).padStart(3, '0')}`,
+      emb: Array.from({ length: 8 }, () => rnd() - 0.5),
+      lang: i % 2 ? 'en' : 'fr',
+    }));
     for (const d of docs) await sql(`INSERT INTO docs VALUES ($1, $2, $3)`, [d.id, d.emb, d.lang]);
     const defs = {
       providers: [{ name: 'local', kind: 'hnsw' }],
       entities: [{ name: 'doc', key: 'doc_id' }],
       sources: [{ name: 'docs', variant: 'v1', kind: 'postgres', url: '${NEARLINE_TEST_PG_URL}', table: 'docs', key: 'doc_id', pageSize: 64 }],
-      features: [{ name: 'doc_vec', variant: 'v1', entity: 'doc', source: 'docs@v1', kind: 'embedding', vector: { column: 'emb' }, dims: 8, metric: 'cosine', provider: 'local', metadata: ['lang'] }],
+      features: [
+        {
+          name: 'doc_vec',
+          variant: 'v1',
+          entity: 'doc',
+          source: 'docs@v1',
+          kind: 'embedding',
+          vector: { column: 'emb' },
+          dims: 8,
+          metric: 'cosine',
+          provider: 'local',
+          metadata: ['lang'],
+        },
+      ],
     };
     process.env.NEARLINE_TEST_PG_URL = url;
     const store = openStore({ home: dir });
     try {
       const bad = { ...defs, sources: [{ ...defs.sources[0], pageSze: 64 }] };
-      await expect(loadDefinitions(writeDefs(dir, bad, 'bad.yaml'))).rejects.toThrow(/sources\[0\] \(docs@v1\): field "pageSze": unknown option for a postgres source/);
+      await expect(loadDefinitions(writeDefs(dir, bad, 'bad.yaml'))).rejects.toThrow(
+        /sources\[0\] \(docs@v1\): field "pageSze": unknown option for a postgres source/,
+      );
       await store.apply(await loadDefinitions(writeDefs(dir, defs)));
       const result = await store.materialize('doc_vec@v1');
       expect(result.rows).toBe(300);

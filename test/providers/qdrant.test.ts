@@ -2,7 +2,14 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } 
 import { isNearlineError, type ErrorCode } from '../../src/errors.ts';
 import { compileFilter, validateFilter } from '../../src/filter.ts';
 import { toQdrantFilter } from '../../src/providers/vector/qdrant-filter.ts';
-import { createQdrantProvider, ID_KEY, pointId, type QdrantClientLike, type QdrantVectorOptions, type QdrantVectorProvider } from '../../src/providers/vector/qdrant.ts';
+import {
+  createQdrantProvider,
+  ID_KEY,
+  pointId,
+  type QdrantClientLike,
+  type QdrantVectorOptions,
+  type QdrantVectorProvider,
+} from '../../src/providers/vector/qdrant.ts';
 import type { CollectionSpec, VectorRecord } from '../../src/providers/vector/types.ts';
 import type { Filter, Metadata, Scalar } from '../../src/types.ts';
 import { loadQdrantOpenApi, QDRANT_OPENAPI_PATH } from '../helpers/qdrant-openapi.ts';
@@ -132,13 +139,23 @@ describe('qdrant provider specifics (test server)', () => {
       write_consistency_factor: 2,
     });
     expect(server.collectionNames()).toContain(`pre_${s.name}`);
-    await c.search([{ vector: vec([1, 0, 0, 0]), k: 3 }, { vector: vec([0, 1, 0, 0]), k: 2, ef: 7, exclude: ['x', 'y', 'x'] }]);
+    await c.search([
+      { vector: vec([1, 0, 0, 0]), k: 3 },
+      { vector: vec([0, 1, 0, 0]), k: 2, ef: 7, exclude: ['x', 'y', 'x'] },
+    ]);
     const batches = sent('POST /collections/{collection_name}/points/query/batch');
     expect(batches).toHaveLength(1);
     expect(batches[0].body).toEqual({
       searches: [
         { query: [1, 0, 0, 0], limit: 3, params: { hnsw_ef: 40 }, with_payload: [ID_KEY], with_vector: false },
-        { query: [0, 1, 0, 0], limit: 2, params: { hnsw_ef: 7 }, with_payload: [ID_KEY], with_vector: false, filter: { must_not: [{ has_id: [pointId('x'), pointId('y')] }] } },
+        {
+          query: [0, 1, 0, 0],
+          limit: 2,
+          params: { hnsw_ef: 7 },
+          with_payload: [ID_KEY],
+          with_vector: false,
+          filter: { must_not: [{ has_id: [pointId('x'), pointId('y')] }] },
+        },
       ],
     });
     server.requests.length = 0;
@@ -161,12 +178,18 @@ describe('qdrant provider specifics (test server)', () => {
       hnsw_config: { m: 12, ef_construct: 80 },
       quantization_config: { scalar: { type: 'int8', always_ram: true } },
     });
-    await c.upsert([{ id: 'a', vector: vec([1, 0, 0, 0]) }, { id: 'b', vector: vec([0, 1, 0, 0]) }]);
+    await c.upsert([
+      { id: 'a', vector: vec([1, 0, 0, 0]) },
+      { id: 'b', vector: vec([0, 1, 0, 0]) },
+    ]);
     expect((await c.search([{ vector: vec([1, 0.1, 0, 0]), k: 1 }]))[0].map((h) => h.id)).toEqual(['a']);
     await q.close();
     const again = provider();
     await again.open();
-    await expect(again.collection({ ...s, index: { M: 12, efConstruction: 80 } })).rejects.toMatchObject({ code: 'NL_CONFLICT', message: expect.stringContaining('quantization int8') });
+    await expect(again.collection({ ...s, index: { M: 12, efConstruction: 80 } })).rejects.toMatchObject({
+      code: 'NL_CONFLICT',
+      message: expect.stringContaining('quantization int8'),
+    });
     await again.dropCollection(s.name);
     await again.close();
   });
@@ -211,7 +234,11 @@ describe('qdrant provider specifics (test server)', () => {
     const s = specOf({ metric: 'dot', metadataFields: ['g'] });
     const c = await p.collection(s);
     const rand = mulberry32(5);
-    const rows: VectorRecord[] = Array.from({ length: 40 }, (_, i) => ({ id: `r${i}`, vector: vec([rand() - 0.5, rand() - 0.5, rand() - 0.5]), metadata: { g: i % 2 } }));
+    const rows: VectorRecord[] = Array.from({ length: 40 }, (_, i) => ({
+      id: `r${i}`,
+      vector: vec([rand() - 0.5, rand() - 0.5, rand() - 0.5]),
+      metadata: { g: i % 2 },
+    }));
     await c.upsert(rows);
     const byId = new Map(rows.map((r) => [r.id, r.vector]));
     const extra = vec([0.3, -0.2, 0.9]);
@@ -220,7 +247,9 @@ describe('qdrant provider specifics (test server)', () => {
       { positive: ['r3'], k: 3, filter: { field: 'g', op: 'eq', value: 0 }, exclude: ['r0'] },
     ]);
     const body = sent('POST /collections/{collection_name}/points/query/batch')[0].body as { searches: Array<{ query: unknown; filter?: unknown }> };
-    expect(body.searches[0].query).toEqual({ recommend: { positive: [pointId('r1'), Array.from(extra)], negative: [pointId('r2')], strategy: 'average_vector' } });
+    expect(body.searches[0].query).toEqual({
+      recommend: { positive: [pointId('r1'), Array.from(extra)], negative: [pointId('r2')], strategy: 'average_vector' },
+    });
     const avgPos = [0, 1, 2].map((i) => (byId.get('r1')![i] + extra[i]) / 2);
     const target = avgPos.map((v, i) => v + (v - byId.get('r2')![i]));
     const expected = rows
@@ -259,7 +288,11 @@ describe('qdrant provider specifics (test server)', () => {
 
   it('retries 503, 429 and reset connections with exponential backoff, then succeeds', async () => {
     const delays: number[] = [];
-    const q = createQdrantProvider({ url: server.url, retries: 5, retryDelay: 100 }, { name: 'vectors-q', home: '/x' }, { sleep: async (ms) => void delays.push(ms) });
+    const q = createQdrantProvider(
+      { url: server.url, retries: 5, retryDelay: 100 },
+      { name: 'vectors-q', home: '/x' },
+      { sleep: async (ms) => void delays.push(ms) },
+    );
     await q.open();
     const c = await q.collection(specOf());
     server.requests.length = 0;
@@ -343,7 +376,15 @@ describe('filter translation', () => {
     [
       'in mixed',
       { field: 'x', op: 'in', value: ['a', 1, true, 0.5, null] },
-      { should: [{ key: 'x', match: { value: 'a' } }, { key: 'x', match: { value: 1 } }, { key: 'x', match: { value: true } }, { key: 'x', range: { gte: 0.5, lte: 0.5 } }, { is_empty: { key: 'x' } }] },
+      {
+        should: [
+          { key: 'x', match: { value: 'a' } },
+          { key: 'x', match: { value: 1 } },
+          { key: 'x', match: { value: true } },
+          { key: 'x', range: { gte: 0.5, lte: 0.5 } },
+          { is_empty: { key: 'x' } },
+        ],
+      },
     ],
     ['in empty', { field: 'c', op: 'in', value: [] }, { must: [{ is_empty: { key: 'c' } }, { must_not: [{ is_empty: { key: 'c' } }] }] }],
     ['nin empty', { field: 'c', op: 'nin', value: [] }, { must_not: [{ must: [{ is_empty: { key: 'c' } }, { must_not: [{ is_empty: { key: 'c' } }] }] }] }],
@@ -354,8 +395,28 @@ describe('filter translation', () => {
     ['lte', { field: 'n', op: 'lte', value: -1 }, { must: [{ key: 'n', range: { lte: -1 } }] }],
     [
       'and / or / not',
-      { and: [{ or: [{ field: 'c', op: 'eq', value: 'a' }, { field: 'n', op: 'lt', value: 2 }] }, { not: { field: 'b', op: 'eq', value: true } }] },
-      { must: [{ should: [{ key: 'c', match: { value: 'a' } }, { key: 'n', range: { lt: 2 } }] }, { must_not: [{ key: 'b', match: { value: true } }] }] },
+      {
+        and: [
+          {
+            or: [
+              { field: 'c', op: 'eq', value: 'a' },
+              { field: 'n', op: 'lt', value: 2 },
+            ],
+          },
+          { not: { field: 'b', op: 'eq', value: true } },
+        ],
+      },
+      {
+        must: [
+          {
+            should: [
+              { key: 'c', match: { value: 'a' } },
+              { key: 'n', range: { lt: 2 } },
+            ],
+          },
+          { must_not: [{ key: 'b', match: { value: true } }] },
+        ],
+      },
     ],
   ];
   for (const [name, filter, expected] of table) {
@@ -364,7 +425,10 @@ describe('filter translation', () => {
       const doc = loadQdrantOpenApi();
       if (doc) {
         const body = { searches: [{ query: [0], filter: toQdrantFilter(filter), limit: 1 }] };
-        expect(doc.checkRequest({ method: 'POST', path: '/collections/c/points/query/batch', query: new URLSearchParams(), contentType: 'application/json', body }).errors).toEqual([]);
+        expect(
+          doc.checkRequest({ method: 'POST', path: '/collections/c/points/query/batch', query: new URLSearchParams(), contentType: 'application/json', body })
+            .errors,
+        ).toEqual([]);
       }
     });
   }
@@ -417,7 +481,10 @@ describe('filter translation', () => {
       filters.forEach((filter, i) => {
         const keep = compileFilter(filter);
         const expected = rows.filter((r) => keep(r.metadata)).map((r) => r.id);
-        expect(results[i].map((h) => h.id), JSON.stringify(filter)).toEqual(expected);
+        expect(
+          results[i].map((h) => h.id),
+          JSON.stringify(filter),
+        ).toEqual(expected);
       });
     } finally {
       await p.dropCollection(s.name);

@@ -71,7 +71,9 @@ describe('sources', () => {
   });
 
   it('a missing file is NL_SOURCE_NOT_FOUND', async () => {
-    await expect(all(createJsonlSource({ name: 'm', variant: 'v1', kind: 'jsonl', path: '/no/such.jsonl' }))).rejects.toMatchObject({ code: 'NL_SOURCE_NOT_FOUND' });
+    await expect(all(createJsonlSource({ name: 'm', variant: 'v1', kind: 'jsonl', path: '/no/such.jsonl' }))).rejects.toMatchObject({
+      code: 'NL_SOURCE_NOT_FOUND',
+    });
   });
 });
 

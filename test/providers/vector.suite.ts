@@ -55,11 +55,7 @@ const ids = (hits: Hit[]): string[] => hits.map((h) => h.id);
  * The conformance suite every vector backend passes. Collection names are random, so a backend
  * backed by a shared server can run it repeatedly without cleaning up between runs.
  */
-export function vectorProviderSuite(
-  label: string,
-  makeProvider: () => Promise<SuiteProvider>,
-  options: SuiteOptions = {},
-): void {
+export function vectorProviderSuite(label: string, makeProvider: () => Promise<SuiteProvider>, options: SuiteOptions = {}): void {
   const persistent = options.persistent ?? true;
 
   describe(`vector provider conformance: ${label}`, () => {
@@ -279,7 +275,10 @@ export function vectorProviderSuite(
         // A read issued before the write may or may not see it; one issued after its acknowledgement must.
         reads.push(c.search([{ vector: v, k: 3 }]));
         await c.upsert([{ id, vector: v, metadata: { n: 1000 + round } }]);
-        const [[[hit]], [[filtered]]] = await Promise.all([c.search([{ vector: v, k: 1 }]), c.search([{ vector: v, k: 1, filter: { field: 'n', op: 'gte', value: 1000 + round } }])]);
+        const [[[hit]], [[filtered]]] = await Promise.all([
+          c.search([{ vector: v, k: 1 }]),
+          c.search([{ vector: v, k: 1, filter: { field: 'n', op: 'gte', value: 1000 + round } }]),
+        ]);
         expect(hit.id).toBe(id);
         expect(filtered.id).toBe(id);
         if (round % 4 === 3) {
@@ -323,18 +322,40 @@ export function vectorProviderSuite(
         ['lte', { field: 'size', op: 'lte', value: 7 }, (i) => i <= 7],
         [
           'and',
-          { and: [{ field: 'size', op: 'gte', value: 10 }, { field: 'even', op: 'eq', value: false }] },
+          {
+            and: [
+              { field: 'size', op: 'gte', value: 10 },
+              { field: 'even', op: 'eq', value: false },
+            ],
+          },
           (i) => i >= 10 && i % 2 === 1,
         ],
         [
           'or',
-          { or: [{ field: 'size', op: 'lt', value: 3 }, { field: 'color', op: 'eq', value: 'blue' }] },
+          {
+            or: [
+              { field: 'size', op: 'lt', value: 3 },
+              { field: 'color', op: 'eq', value: 'blue' },
+            ],
+          },
           (i) => i < 3 || (i % 5 !== 4 && i % 3 === 2),
         ],
         ['not', { not: { field: 'size', op: 'lt', value: 25 } }, (i) => i >= 25],
         [
           'nested not(and(or))',
-          { not: { and: [{ or: [{ field: 'color', op: 'eq', value: 'red' }, { field: 'color', op: 'eq', value: 'green' }] }, { field: 'size', op: 'lte', value: 15 }] } },
+          {
+            not: {
+              and: [
+                {
+                  or: [
+                    { field: 'color', op: 'eq', value: 'red' },
+                    { field: 'color', op: 'eq', value: 'green' },
+                  ],
+                },
+                { field: 'size', op: 'lte', value: 15 },
+              ],
+            },
+          },
           (i) => !(i % 5 !== 4 && i % 3 !== 2 && i <= 15),
         ],
       ];
@@ -417,14 +438,28 @@ export function vectorProviderSuite(
 
         // Once written, every change is visible to the next filtered query.
         for (const group of ['odd', 'even']) {
-          const expected = [...model].filter(([, g]) => g === group).map(([id]) => id).sort();
+          const expected = [...model]
+            .filter(([, g]) => g === group)
+            .map(([id]) => id)
+            .sort();
           const [hits] = await c.search([{ vector: vec([20, 1, 0]), k: 100, filter: { field: 'group', op: 'eq', value: group } }]);
           expect(ids(hits).sort()).toEqual(expected);
         }
         await c.upsert([{ id: 'keep10', vector: vec([10, 0, 0]), metadata: { group: 'moved', n: 10 } }]);
         const [moved] = await c.search([{ vector: vec([10.2, 0, 0]), k: 3, filter: { field: 'group', op: 'eq', value: 'keep' } }]);
         expect(ids(moved)).toEqual(['keep11', 'keep9', 'keep12']);
-        const [ranged] = await c.search([{ vector: vec([10.2, 0, 0]), k: 2, filter: { and: [{ field: 'group', op: 'ne', value: 'keep' }, { field: 'n', op: 'lt', value: 100 }] } }]);
+        const [ranged] = await c.search([
+          {
+            vector: vec([10.2, 0, 0]),
+            k: 2,
+            filter: {
+              and: [
+                { field: 'group', op: 'ne', value: 'keep' },
+                { field: 'n', op: 'lt', value: 100 },
+              ],
+            },
+          },
+        ]);
         expect(ids(ranged)).toEqual(['keep10']);
       });
 
@@ -472,7 +507,13 @@ export function vectorProviderSuite(
 
       it('NaN or Infinity: NL_BAD_VECTOR, nothing written', async () => {
         const c = await seeded();
-        await expectCode(c.upsert([{ id: 'good', vector: vec([1, 2, 3]) }, { id: 'nan', vector: vec([1, NaN, 3]) }]), 'NL_BAD_VECTOR');
+        await expectCode(
+          c.upsert([
+            { id: 'good', vector: vec([1, 2, 3]) },
+            { id: 'nan', vector: vec([1, NaN, 3]) },
+          ]),
+          'NL_BAD_VECTOR',
+        );
         await expectCode(c.upsert([{ id: 'inf', vector: vec([Infinity, 2, 3]) }]), 'NL_BAD_VECTOR');
         expect(await c.count()).toBe(1);
         expect(await c.get(['good', 'nan', 'inf'])).toEqual([null, null, null]);

@@ -149,40 +149,49 @@ describe.each(BACKENDS)('registry and apply on $name', (backend) => {
     await store.close();
   });
 
-  it.skipIf(skip)('quantization is part of a variant: a bad value is refused before anything is written, int8 materializes an int8 index, none reads as absent', async () => {
-    const { home, store } = await setup();
-    await store.registry.listProviders(); // PostgreSQL connects (and migrates) on first use
-    const empty = await snapshot(store.registry);
-    const bad = wordDefs(8);
-    (bad.features[0].index as Record<string, unknown>).quantization = 'int4';
-    await expect(loadDefinitions(writeDefs(home, bad))).rejects.toMatchObject({ code: 'NL_BAD_DEFINITION', message: expect.stringContaining('"quantization": expected one of none, int8') });
-    expect(await snapshot(store.registry)).toEqual(empty);
+  it.skipIf(skip)(
+    'quantization is part of a variant: a bad value is refused before anything is written, int8 materializes an int8 index, none reads as absent',
+    async () => {
+      const { home, store } = await setup();
+      await store.registry.listProviders(); // PostgreSQL connects (and migrates) on first use
+      const empty = await snapshot(store.registry);
+      const bad = wordDefs(8);
+      (bad.features[0].index as Record<string, unknown>).quantization = 'int4';
+      await expect(loadDefinitions(writeDefs(home, bad))).rejects.toMatchObject({
+        code: 'NL_BAD_DEFINITION',
+        message: expect.stringContaining('"quantization": expected one of none, int8'),
+      });
+      expect(await snapshot(store.registry)).toEqual(empty);
 
-    const int8 = wordDefs(8);
-    (int8.features[0].index as Record<string, unknown>).quantization = 'int8';
-    await store.apply(await loadDefinitions(writeDefs(home, int8)));
-    expect(embedding(await store.registry.getFeature('word_vec', 'v1'))?.index).toEqual({ M: 16, efConstruction: 200, ef: 100, quantization: 'int8' });
-    await store.materialize('word_vec@v1', { progress: false });
-    const manifest = JSON.parse(readFileSync(path.join(home, 'indexes', 'word_vec__v1', 'manifest.json'), 'utf8')) as { quantization?: string };
-    expect(manifest.quantization).toBe('int8');
-    const { plan } = await store.apply(await loadDefinitions(writeDefs(home, wordDefs(8))));
-    expect(plan.find((p) => p.name === 'word_vec@v1')).toMatchObject({ action: 'refused', code: 'NL_VARIANT_IMMUTABLE' });
+      const int8 = wordDefs(8);
+      (int8.features[0].index as Record<string, unknown>).quantization = 'int8';
+      await store.apply(await loadDefinitions(writeDefs(home, int8)));
+      expect(embedding(await store.registry.getFeature('word_vec', 'v1'))?.index).toEqual({ M: 16, efConstruction: 200, ef: 100, quantization: 'int8' });
+      await store.materialize('word_vec@v1', { progress: false });
+      const manifest = JSON.parse(readFileSync(path.join(home, 'indexes', 'word_vec__v1', 'manifest.json'), 'utf8')) as { quantization?: string };
+      expect(manifest.quantization).toBe('int8');
+      const { plan } = await store.apply(await loadDefinitions(writeDefs(home, wordDefs(8))));
+      expect(plan.find((p) => p.name === 'word_vec@v1')).toMatchObject({ action: 'refused', code: 'NL_VARIANT_IMMUTABLE' });
 
-    // Spelled out, `none` is the default: variants defined before the field existed stay unchanged.
-    const v2 = wordDefs(8, { variant: 'v2' });
-    v2.aliases = [];
-    await store.apply(await loadDefinitions(writeDefs(home, v2)));
-    (v2.features[0].index as Record<string, unknown>).quantization = 'none';
-    const again = await store.apply(await loadDefinitions(writeDefs(home, v2)));
-    expect(again.plan.find((p) => p.name === 'word_vec@v2')?.action).toBe('unchanged');
-    await store.close();
-  });
+      // Spelled out, `none` is the default: variants defined before the field existed stay unchanged.
+      const v2 = wordDefs(8, { variant: 'v2' });
+      v2.aliases = [];
+      await store.apply(await loadDefinitions(writeDefs(home, v2)));
+      (v2.features[0].index as Record<string, unknown>).quantization = 'none';
+      const again = await store.apply(await loadDefinitions(writeDefs(home, v2)));
+      expect(again.plan.find((p) => p.name === 'word_vec@v2')?.action).toBe('unchanged');
+      await store.close();
+    },
+  );
 
   it.skipIf(skip)('rejects references to undefined objects before writing anything', async () => {
     const { home, store } = await setup();
     const defs = wordDefs(8);
     defs.features[0].provider = 'nowhere';
-    await expect(store.apply(await loadDefinitions(writeDefs(home, defs)))).rejects.toMatchObject({ code: 'NL_BAD_DEFINITION', message: expect.stringContaining('nowhere') });
+    await expect(store.apply(await loadDefinitions(writeDefs(home, defs)))).rejects.toMatchObject({
+      code: 'NL_BAD_DEFINITION',
+      message: expect.stringContaining('nowhere'),
+    });
     const scalarOnHnsw = wordDefs(8);
     scalarOnHnsw.features[1].provider = 'local';
     await expect(store.apply(await loadDefinitions(writeDefs(home, scalarOnHnsw)))).rejects.toMatchObject({ code: 'NL_BAD_DEFINITION' });
@@ -199,7 +208,10 @@ describe.each(BACKENDS)('registry and apply on $name', (backend) => {
     await other.apply(await loadDefinitions(writeDefs(home, wordDefs(8, { metric: 'dot' }), 'other.yaml')));
     await other.close();
     const events = (await store.registry.listEvents()).length;
-    await expect(store.registry.commit(defs, stale, new Map())).rejects.toMatchObject({ code: 'NL_CONFLICT', message: expect.stringContaining('since this plan was made') });
+    await expect(store.registry.commit(defs, stale, new Map())).rejects.toMatchObject({
+      code: 'NL_CONFLICT',
+      message: expect.stringContaining('since this plan was made'),
+    });
     expect((await store.registry.listEvents()).length).toBe(events);
     expect(embedding(await store.registry.getFeature('word_vec', 'v1'))?.metric).toBe('dot');
     await store.close();
@@ -357,7 +369,9 @@ describe.skipIf(skipPostgresTests())('PostgreSQL registry across processes', () 
     const admin = new pg.Client({ connectionString: location });
     await admin.connect();
     const listeners = async () =>
-      (await admin.query<{ pid: number }>("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'")).rows.map((r) => r.pid);
+      (await admin.query<{ pid: number }>("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'")).rows.map(
+        (r) => r.pid,
+      );
     try {
       await writer.apply(await loadDefinitions(writeDefs(home, wordDefs(8))));
       const v2 = wordDefs(8, { variant: 'v2' });
@@ -399,7 +413,8 @@ describe.skipIf(skipPostgresTests())('PostgreSQL registry across processes', () 
       await stores[0].apply(await loadDefinitions(writeDefs(home, v2)));
       await stores[0].materialize('word_vec@v1', { progress: false });
       await stores[0].materialize('word_vec@v2', { progress: false });
-      const nearest = async () => (await apps[1].inject({ method: 'POST', url: '/v1/nearest', payload: { feature: 'word_vec', k: 3, query: { id: 'w1' } } })).json();
+      const nearest = async () =>
+        (await apps[1].inject({ method: 'POST', url: '/v1/nearest', payload: { feature: 'word_vec', k: 3, query: { id: 'w1' } } })).json();
       expect(await nearest()).toMatchObject({ variant: 'v1' });
       const moved = await apps[0].inject({ method: 'PUT', url: '/v1/registry/aliases/word_vec/prod', payload: { variant: 'v2' } });
       expect(moved.json()).toMatchObject({ variant: 'v2', previous: 'v1' });
@@ -468,7 +483,10 @@ describe('SQLite registry across processes', () => {
       const other = new Database(path.join(home, 'nearline.db'));
       other.exec('BEGIN IMMEDIATE');
       try {
-        await expect(store.registry.setAlias('word_vec', 'prod', 'v1', { force: true })).rejects.toMatchObject({ code: 'NL_REGISTRY_BUSY', message: expect.stringContaining('nearline.db') });
+        await expect(store.registry.setAlias('word_vec', 'prod', 'v1', { force: true })).rejects.toMatchObject({
+          code: 'NL_REGISTRY_BUSY',
+          message: expect.stringContaining('nearline.db'),
+        });
       } finally {
         other.exec('ROLLBACK');
         other.close();

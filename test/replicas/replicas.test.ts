@@ -34,7 +34,11 @@ async function start(home: string): Promise<{ url: string; child: ChildProcess; 
 }
 
 async function call(url: string, method: string, body?: unknown): Promise<{ status: number; body: any }> {
-  const res = await fetch(url, { method, headers: body === undefined ? {} : { 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
+  const res = await fetch(url, {
+    method,
+    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
   const text = await res.text();
   return { status: res.status, body: res.headers.get('content-type')?.includes('json') ? JSON.parse(text) : text };
 }
@@ -115,11 +119,19 @@ describe.skipIf(skipRedisTests() || skipPostgresTests())('serving replicas on on
     expect((await push(a.url, [fresh])).status).toBe(200);
     const started = Date.now();
     const top = (url: string, vec: number[]) => nearest(url, { feature: 'item_vec@v1', k: 1, query: { vector: vec } }).then((r) => r.body.hits?.[0]?.id);
-    await eventually('B serves the row pushed to A', () => top(b.url, fresh.vec), (id) => id === 'fresh');
+    await eventually(
+      'B serves the row pushed to A',
+      () => top(b.url, fresh.vec),
+      (id) => id === 'fresh',
+    );
     console.log(`row pushed to A served by B after ${Date.now() - started} ms`);
     const other = row('other', 'amber kettle');
     expect((await push(b.url, [other])).status).toBe(200);
-    await eventually('A serves the row pushed to B', () => top(a.url, other.vec), (id) => id === 'other');
+    await eventually(
+      'A serves the row pushed to B',
+      () => top(a.url, other.vec),
+      (id) => id === 'other',
+    );
 
     // B dies; A takes more pushes (text rows, an overwrite, a deletion); B restarts and catches up.
     await kill9(b.child);

@@ -55,7 +55,10 @@ describe.skipIf(skipRedisTests())('stores sharing a Redis log', () => {
       await Promise.all(pushes);
       // Deletions through one store while the other pushes more.
       const deleted = [2, 7, 12, 17, 22, 27].map((i) => `x${i}a`);
-      const more = await Promise.all([...deleted.map((id) => y.push('items', [{ id, _deleted: true }])), ...[0, 1, 2].map((i) => x.push('items', [row(`z${i}`)]))]);
+      const more = await Promise.all([
+        ...deleted.map((id) => y.push('items', [{ id, _deleted: true }])),
+        ...[0, 1, 2].map((i) => x.push('items', [row(`z${i}`)])),
+      ]);
       const end = Math.max(...more.map((r) => r.offset));
       // Every offset handed out once: 30 pushes of 2 rows, 30 of 1, 6 deletions, 3 more rows.
       expect(end).toBe(30 * 2 + 30 + 6 + 3);

@@ -20,7 +20,10 @@ const PRODUCTS = Array.from({ length: 40 }, (_, i) => ({
 }));
 
 const csv = () =>
-  ['id,title,description,price,category,in_stock', ...PRODUCTS.map((p) => [p.id, p.title, `"${p.description}"`, p.price, p.category, p.in_stock].join(','))].join('\n') + '\n';
+  [
+    'id,title,description,price,category,in_stock',
+    ...PRODUCTS.map((p) => [p.id, p.title, `"${p.description}"`, p.price, p.category, p.in_stock].join(',')),
+  ].join('\n') + '\n';
 
 function catalogue(text: Record<string, unknown>, extra: Record<string, unknown> = {}, source = 'products@v1') {
   return {
@@ -36,7 +39,18 @@ function catalogue(text: Record<string, unknown>, extra: Record<string, unknown>
     ],
     models: [{ name: 'tiny', version: '1', runtime: 'onnx', path: 'tiny', pooling: 'mean', normalize: true, maxTokens: 64 }],
     features: [
-      { name: 'product_vec', variant: 'v1', entity: 'product', source, kind: 'embedding', text: { model: 'tiny@1', ...text }, dims: TINY.hidden, provider: 'local', metadata: ['category', 'in_stock'], ...extra },
+      {
+        name: 'product_vec',
+        variant: 'v1',
+        entity: 'product',
+        source,
+        kind: 'embedding',
+        text: { model: 'tiny@1', ...text },
+        dims: TINY.hidden,
+        provider: 'local',
+        metadata: ['category', 'in_stock'],
+        ...extra,
+      },
       { name: 'product_price', variant: 'v1', entity: 'product', source, kind: 'scalar', column: 'price', type: 'float', provider: 'kv' },
     ],
   };
@@ -60,7 +74,10 @@ describe('apply checks every referenced column against the source (regression: t
   const refused = async (defs: unknown, message: RegExp) => {
     const store = FeatureStore.open({ home: tempDir() });
     try {
-      await expect(store.apply(await loadDefinitions(writeDefs(home, defs, 'typo.yaml')))).rejects.toMatchObject({ code: 'NL_BAD_DEFINITION', message: expect.stringMatching(message) });
+      await expect(store.apply(await loadDefinitions(writeDefs(home, defs, 'typo.yaml')))).rejects.toMatchObject({
+        code: 'NL_BAD_DEFINITION',
+        message: expect.stringMatching(message),
+      });
       expect(await store.registry.listProviders()).toEqual([]);
     } finally {
       await store.close();
@@ -68,11 +85,17 @@ describe('apply checks every referenced column against the source (regression: t
   };
 
   it('a text column typo in a CSV: the header, and a did-you-mean', async () => {
-    await refused(catalogue({ column: 'titel' }), /feature product_vec@v1: column "titel" \(text\) is not in products\.csv \(have: id, title, description, price, category, in_stock\); did you mean "title"\?/);
+    await refused(
+      catalogue({ column: 'titel' }),
+      /feature product_vec@v1: column "titel" \(text\) is not in products\.csv \(have: id, title, description, price, category, in_stock\); did you mean "title"\?/,
+    );
   });
 
   it('a metadata typo, a scalar column typo, a template placeholder typo and an entity key typo', async () => {
-    await refused(catalogue({ column: 'title' }, { metadata: ['categroy'] }), /column "categroy" \(metadata\) is not in products\.csv.*did you mean "category"/);
+    await refused(
+      catalogue({ column: 'title' }, { metadata: ['categroy'] }),
+      /column "categroy" \(metadata\) is not in products\.csv.*did you mean "category"/,
+    );
     const prise = catalogue({ column: 'title' });
     prise.features[1].column = 'prise';
     await refused(prise, /feature product_price@v1: column "prise" \(column\).*did you mean "price"/);
@@ -83,7 +106,10 @@ describe('apply checks every referenced column against the source (regression: t
   });
 
   it('reads the first rows of a JSON Lines source and the columns of a sqlite table', async () => {
-    await refused(catalogue({ columns: ['title', 'desc'] }, {}, 'products@v2'), /column "desc" \(text\) is not in products\.jsonl \(have: id, title, description/);
+    await refused(
+      catalogue({ columns: ['title', 'desc'] }, {}, 'products@v2'),
+      /column "desc" \(text\) is not in products\.jsonl \(have: id, title, description/,
+    );
     await refused(catalogue({ column: 'name' }, {}, 'products@v3'), /column "name" \(text\) is not in table products of products\.db/);
   });
 
@@ -120,7 +146,11 @@ describe('texts from several columns (regression: users pre-concatenated title a
     makeEncoder({ ...TINY, out: path.join(home, 'tiny') });
     writeFileSync(path.join(home, 'products.csv'), csv());
     const defs = catalogue({ template: '{title}. {description}' });
-    (defs.features as Array<Record<string, unknown>>).push({ ...defs.features[0], variant: 'v2', text: { columns: ['title', 'description'], model: 'tiny@1' } });
+    (defs.features as Array<Record<string, unknown>>).push({
+      ...defs.features[0],
+      variant: 'v2',
+      text: { columns: ['title', 'description'], model: 'tiny@1' },
+    });
     store = FeatureStore.open({ home });
     await store.apply(await loadDefinitions(writeDefs(home, defs)));
     for (const ref of ['product_vec@v1', 'product_vec@v2']) expect((await store.materialize(ref, { progress: false })).rows).toBe(40);
@@ -164,7 +194,9 @@ describe('texts from several columns (regression: users pre-concatenated title a
 
   it('rejects a malformed text definition with the field', async () => {
     const bad = async (text: Record<string, unknown>) => loadDefinitions(writeDefs(home, catalogue(text), 'bad.yaml'));
-    await expect(bad({ column: 'title', template: '{title}' })).rejects.toThrow(/features\[0\] \(product_vec@v1\)\.text: field "column": a text feature needs exactly one of/);
+    await expect(bad({ column: 'title', template: '{title}' })).rejects.toThrow(
+      /features\[0\] \(product_vec@v1\)\.text: field "column": a text feature needs exactly one of/,
+    );
     await expect(bad({ template: '{title. {description}' })).rejects.toThrow(/field "template": unbalanced "\{"/);
     await expect(bad({ template: 'no placeholders' })).rejects.toThrow(/field "template": it names no column/);
   });

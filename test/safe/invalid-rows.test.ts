@@ -10,19 +10,31 @@ import { cli } from './helpers.ts';
 async function setup(bad: number, dims = 8) {
   const home = tempDir();
   writeWords(home, 200, 8);
-  appendFileSync(path.join(home, 'words.jsonl'), Array.from({ length: bad }, (_, i) => JSON.stringify({ id: `bad${i}`, vec: [1, 2, 3], lang: 'en', freq: 1 }) + '\n').join(''));
+  appendFileSync(
+    path.join(home, 'words.jsonl'),
+    Array.from({ length: bad }, (_, i) => JSON.stringify({ id: `bad${i}`, vec: [1, 2, 3], lang: 'en', freq: 1 }) + '\n').join(''),
+  );
   const store = FeatureStore.open({ home });
   await store.apply(await loadDefinitions(writeDefs(home, wordDefs(dims))));
   return { home, store };
 }
 
-const reportLines = (file: string) => readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+const reportLines = (file: string) =>
+  readFileSync(file, 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
 
 describe('--skip-invalid has a threshold and reports every bad row (regression: all rows invalid published an empty variant, exit 0)', () => {
   it('fails when every row is invalid, publishes nothing, and lists every row', async () => {
     const { store, home } = await setup(0, 9);
     const err = await store.materialize('word_vec@v1', { progress: false, skipInvalid: true }).catch((e: unknown) => e);
-    expect(err).toMatchObject({ code: 'NL_BAD_SOURCE_ROW', message: expect.stringMatching(/200 of 200 rows read are invalid, more than --max-invalid allows \(1% of the rows read \(2 of 200\)\); nothing was published/) });
+    expect(err).toMatchObject({
+      code: 'NL_BAD_SOURCE_ROW',
+      message: expect.stringMatching(
+        /200 of 200 rows read are invalid, more than --max-invalid allows \(1% of the rows read \(2 of 200\)\); nothing was published/,
+      ),
+    });
     expect(await store.registry.getFeature('word_vec', 'v1')).toMatchObject({ status: 'failed', rows: 0 });
     const report = path.join(home, 'reports', 'word_vec@v1.invalid.jsonl');
     expect((err as Error).message).toContain(report);
@@ -33,7 +45,8 @@ describe('--skip-invalid has a threshold and reports every bad row (regression: 
 
   it('a fraction or a count: 3 bad rows of 203 fail the default 1% and a count of 2, pass 0.05 and 3', async () => {
     const { store } = await setup(3);
-    const run = (maxInvalid?: number) => store.materialize('word_vec@v1', { progress: false, skipInvalid: true, ...(maxInvalid !== undefined ? { maxInvalid } : {}) });
+    const run = (maxInvalid?: number) =>
+      store.materialize('word_vec@v1', { progress: false, skipInvalid: true, ...(maxInvalid !== undefined ? { maxInvalid } : {}) });
     await expect(run()).rejects.toMatchObject({ code: 'NL_BAD_SOURCE_ROW', message: expect.stringContaining('3 of 203 rows read are invalid') });
     await expect(run(2)).rejects.toMatchObject({ message: expect.stringContaining('(2 rows)') });
     expect((await store.registry.getFeature('word_vec', 'v1'))!.status).toBe('failed');

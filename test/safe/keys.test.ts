@@ -39,7 +39,8 @@ describe('the first API key while a server serves openly (regression: every clie
     const server = await serve(dir);
     try {
       const body = JSON.stringify({ feature: 'word_vec', k: 2, query: { id: 'w1' } });
-      const nearest = (headers: Record<string, string> = {}) => fetch(`${server.address}/v1/nearest`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body });
+      const nearest = (headers: Record<string, string> = {}) =>
+        fetch(`${server.address}/v1/nearest`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body });
       expect((await nearest()).status).toBe(200);
       const refused = cli(dir, 'keys', 'create', '--scope', 'admin');
       expect(refused.code).toBe(1);

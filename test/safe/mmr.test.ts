@@ -31,16 +31,40 @@ describe('MMR diversity (regression: lambda 0.5 and 0.2 gave identical lists)', 
   let store: FeatureStore;
   const query = Array.from({ length: D }, (_, i) => (i === 0 ? 1 : 0));
   const ids = async (lambda?: number, candidates?: number) =>
-    (await store.nearest({ feature: 'vec', k: 5, query: { vector: query }, ...(lambda === undefined ? {} : { diversity: { lambda, ...(candidates ? { candidates } : {}) } }) })).hits;
+    (
+      await store.nearest({
+        feature: 'vec',
+        k: 5,
+        query: { vector: query },
+        ...(lambda === undefined ? {} : { diversity: { lambda, ...(candidates ? { candidates } : {}) } }),
+      })
+    ).hits;
 
   beforeAll(async () => {
     const home = tempDir();
-    writeFileSync(path.join(home, 'items.jsonl'), clusters().map((r) => JSON.stringify(r)).join('\n') + '\n');
+    writeFileSync(
+      path.join(home, 'items.jsonl'),
+      clusters()
+        .map((r) => JSON.stringify(r))
+        .join('\n') + '\n',
+    );
     writeDefs(home, {
       providers: [{ name: 'local', kind: 'hnsw' }],
       entities: [{ name: 'item', key: 'id' }],
       sources: [{ name: 'items', variant: 'v1', kind: 'jsonl', path: 'items.jsonl' }],
-      features: [{ name: 'vec', variant: 'v1', entity: 'item', source: 'items@v1', kind: 'embedding', vector: { column: 'vec' }, dims: D, metric: 'cosine', provider: 'local' }],
+      features: [
+        {
+          name: 'vec',
+          variant: 'v1',
+          entity: 'item',
+          source: 'items@v1',
+          kind: 'embedding',
+          vector: { column: 'vec' },
+          dims: D,
+          metric: 'cosine',
+          provider: 'local',
+        },
+      ],
     });
     store = FeatureStore.open({ home });
     await store.apply(await loadDefinitions(path.join(home, 'defs.yaml')));
@@ -75,7 +99,9 @@ describe('MMR diversity (regression: lambda 0.5 and 0.2 gave identical lists)', 
   it('draws from a pool of 4·k candidates by default; diversity.candidates widens it', async () => {
     // The nearest 20 are c0 and c1 only, so the default pool cannot reach c4.
     expect(new Set((await ids(0.2)).map((h) => cluster(h.id)))).toEqual(new Set(['c0', 'c1']));
-    await expect(store.nearest({ feature: 'vec', k: 5, query: { vector: query }, diversity: { lambda: 0.5, candidates: 3 } })).rejects.toMatchObject({ code: 'NL_LIMIT_EXCEEDED' });
+    await expect(store.nearest({ feature: 'vec', k: 5, query: { vector: query }, diversity: { lambda: 0.5, candidates: 3 } })).rejects.toMatchObject({
+      code: 'NL_LIMIT_EXCEEDED',
+    });
   });
 
   it('k and the filter are checked in one place: k outside 1..1000, an unknown field', async () => {

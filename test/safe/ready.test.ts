@@ -46,7 +46,18 @@ describe('dims are optional for text features (regression: they had to be copied
       entities: [{ name: 'doc', key: 'id' }],
       sources: [{ name: 'docs', variant: 'v1', kind: 'jsonl', path: 'docs.jsonl' }],
       models: [{ name: 'tiny', version: '1', runtime: 'onnx', path: 'tiny' }],
-      features: [{ name: 'doc_vec', variant: 'v1', entity: 'doc', source: 'docs@v1', kind: 'embedding', text: { column: 'body', model: 'tiny@1' }, provider: 'local', ...(dims ? { dims } : {}) }],
+      features: [
+        {
+          name: 'doc_vec',
+          variant: 'v1',
+          entity: 'doc',
+          source: 'docs@v1',
+          kind: 'embedding',
+          text: { column: 'body', model: 'tiny@1' },
+          provider: 'local',
+          ...(dims ? { dims } : {}),
+        },
+      ],
     });
     const store = FeatureStore.open({ home });
     try {

@@ -62,7 +62,11 @@ describe('a bare feature name never silently follows a new variant (regression: 
     const nearest = { feature: 'word_vec', k: 2, query: { id: 'w1' }, include: { features: ['word_freq'] } };
     let r = await app.inject({ method: 'POST', url: '/v1/nearest', payload: nearest });
     expect(r.json().variants).toEqual({ word_vec: 'word_vec@v1', word_freq: 'word_freq@v1' });
-    r = await app.inject({ method: 'POST', url: '/v1/nearest/batch', payload: { feature: 'word_vec', k: 2, queries: [{ id: 'w1' }], include: { features: ['word_freq'] } } });
+    r = await app.inject({
+      method: 'POST',
+      url: '/v1/nearest/batch',
+      payload: { feature: 'word_vec', k: 2, queries: [{ id: 'w1' }], include: { features: ['word_freq'] } },
+    });
     expect(r.json().variants).toEqual({ word_vec: 'word_vec@v1', word_freq: 'word_freq@v1' });
     r = await app.inject({ method: 'POST', url: '/v1/online', payload: { ids: ['w1'], features: ['word_freq', 'word_vec@prod'] } });
     expect(r.json().variants).toEqual({ word_freq: 'word_freq@v1', 'word_vec@prod': 'word_vec@v1' });
@@ -93,6 +97,8 @@ describe('a bare feature name never silently follows a new variant (regression: 
     const ok = cli(home, 'apply', 'v2-prod.yaml');
     expect(ok.code, ok.err).toBe(0);
     expect(ok.err).not.toContain('warning');
-    expect(JSON.parse(cli(home, 'nearest', 'word_vec', '--id', 'w1', '--k', '1', '--include-features', 'word_freq').out).variants.word_freq).toBe('word_freq@v1');
+    expect(JSON.parse(cli(home, 'nearest', 'word_vec', '--id', 'w1', '--k', '1', '--include-features', 'word_freq').out).variants.word_freq).toBe(
+      'word_freq@v1',
+    );
   });
 });

@@ -91,7 +91,17 @@ describe('POST /v1/nearest', () => {
   });
 
   it('applies a metadata filter and still returns k hits', async () => {
-    const res = await nearest({ feature: 'item_vec', k: 8, query: { id: 'i1' }, filter: { and: [{ field: 'lang', op: 'eq', value: 'fr' }, { field: 'bucket', op: 'lt', value: 5 }] } });
+    const res = await nearest({
+      feature: 'item_vec',
+      k: 8,
+      query: { id: 'i1' },
+      filter: {
+        and: [
+          { field: 'lang', op: 'eq', value: 'fr' },
+          { field: 'bucket', op: 'lt', value: 5 },
+        ],
+      },
+    });
     expect(res.status).toBe(200);
     expect(res.body.hits).toHaveLength(8);
     for (const h of res.body.hits) expect([byId(h.id).lang, byId(h.id).bucket < 5]).toEqual(['fr', true]);
@@ -225,7 +235,13 @@ describe('POST /v1/nearest/batch', () => {
     const res = await call({
       method: 'POST',
       url: '/v1/nearest/batch',
-      payload: { feature: 'item_vec', k: 3, queries: [{ id: 'i1' }, { id: 'i2' }], filter: { field: 'lang', op: 'eq', value: 'en' }, include: { features: ['item_price'] } },
+      payload: {
+        feature: 'item_vec',
+        k: 3,
+        queries: [{ id: 'i1' }, { id: 'i2' }],
+        filter: { field: 'lang', op: 'eq', value: 'en' },
+        include: { features: ['item_price'] },
+      },
     });
     expect(res.status).toBe(200);
     for (const r of res.body.results) {
@@ -241,7 +257,11 @@ describe('POST /v1/nearest/batch', () => {
     const many = Array.from({ length: 1025 }, () => ({ id: 'i1' }));
     expectError(await call({ method: 'POST', url: '/v1/nearest/batch', payload: { feature: 'item_vec', k: 1, queries: many } }), 400, 'NL_LIMIT_EXCEEDED');
     expectError(await call({ method: 'POST', url: '/v1/nearest/batch', payload: { feature: 'item_vec', k: 1, queries: [] } }), 400, 'NL_BAD_REQUEST');
-    expectError(await call({ method: 'POST', url: '/v1/nearest/batch', payload: { feature: 'item_vec', k: 1, queries: [{ id: 'i1' }, { id: 'zz' }] } }), 404, 'NL_ID_NOT_FOUND');
+    expectError(
+      await call({ method: 'POST', url: '/v1/nearest/batch', payload: { feature: 'item_vec', k: 1, queries: [{ id: 'i1' }, { id: 'zz' }] } }),
+      404,
+      'NL_ID_NOT_FOUND',
+    );
   });
 });
 
@@ -340,7 +360,14 @@ describe('GET /v1/registry', () => {
     );
     const one = await call({ method: 'GET', url: '/v1/registry/features/item_vec' });
     expect(one.body.features.map((f: { variant: string }) => f.variant)).toEqual(['v1', 'v2']);
-    expect(one.body.features[0]).toMatchObject({ kind: 'embedding', dims: DIMS, metric: 'cosine', status: 'materialized', aliases: ['prod'], metadata: ['lang', 'bucket'] });
+    expect(one.body.features[0]).toMatchObject({
+      kind: 'embedding',
+      dims: DIMS,
+      metric: 'cosine',
+      status: 'materialized',
+      aliases: ['prod'],
+      metadata: ['lang', 'bucket'],
+    });
     const alias = await call({ method: 'GET', url: '/v1/registry/features/item_vec@prod' });
     expect(alias.body.features.map((f: { variant: string }) => f.variant)).toEqual(['v1']);
     expectError(await call({ method: 'GET', url: '/v1/registry/features/nope' }), 404, 'NL_FEATURE_NOT_FOUND');
@@ -397,7 +424,9 @@ describe('ops endpoints', () => {
     const text = res.body;
     expect(text).toMatch(/# TYPE nearline_http_request_duration_seconds histogram/);
     // prom-client writes `le` first; Prometheus does not care about label order.
-    expect(text).toMatch(/nearline_http_request_duration_seconds_bucket\{le="0\.005",method="POST",route="\/v1\/nearest",feature="item_vec@v1",status="200"\} \d+/);
+    expect(text).toMatch(
+      /nearline_http_request_duration_seconds_bucket\{le="0\.005",method="POST",route="\/v1\/nearest",feature="item_vec@v1",status="200"\} \d+/,
+    );
     expect(text).toMatch(/nearline_http_request_duration_seconds_count\{method="POST",route="\/v1\/nearest",feature="",status="404"\} [1-9]/);
     expect(text).toMatch(/nearline_index_rows\{feature="item_vec",variant="v1"\} 300\n/);
     expect(text).toMatch(/nearline_http_errors_total\{code="NL_FEATURE_NOT_FOUND"\} [1-9]/);
@@ -415,7 +444,16 @@ describe('ops endpoints', () => {
     const spec = await call({ method: 'GET', url: '/docs/json' });
     expect(spec.status).toBe(200);
     expect(spec.body.openapi).toMatch(/^3\./);
-    for (const p of ['/v1/nearest', '/v1/nearest/batch', '/v1/online', '/v1/embed', '/v1/features/{feature}/vectors', '/v1/registry/features', '/healthz', '/metrics']) {
+    for (const p of [
+      '/v1/nearest',
+      '/v1/nearest/batch',
+      '/v1/online',
+      '/v1/embed',
+      '/v1/features/{feature}/vectors',
+      '/v1/registry/features',
+      '/healthz',
+      '/metrics',
+    ]) {
       expect(Object.keys(spec.body.paths)).toContain(p);
     }
     const op = spec.body.paths['/v1/nearest'].post;

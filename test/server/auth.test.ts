@@ -33,15 +33,30 @@ async function as(key: string | undefined, req: Req, header = key === undefined 
   return { status: res.statusCode, code: res.statusCode >= 400 ? (res.json().error?.code as string) : undefined, headers: res.headers, body: res.body };
 }
 
-const nearest = (feature: string, extra: object = {}): Req => ({ method: 'POST', url: '/v1/nearest', payload: { feature, k: 2, query: { id: 'i1' }, ...extra } });
+const nearest = (feature: string, extra: object = {}): Req => ({
+  method: 'POST',
+  url: '/v1/nearest',
+  payload: { feature, k: 2, query: { id: 'i1' }, ...extra },
+});
 const online = (features: string[]): Req => ({ method: 'POST', url: '/v1/online', payload: { ids: ['i1'], features } });
 const embed: Req = { method: 'POST', url: '/v1/embed', payload: { model: 'tiny@1', texts: ['a'] } };
-const put = (feature: string): Req => ({ method: 'PUT', url: `/v1/features/${feature}/vectors`, payload: { upserts: [{ id: 'k1', vector: [1, 0, 0, 0, 0, 0, 0, 0] }] } });
+const put = (feature: string): Req => ({
+  method: 'PUT',
+  url: `/v1/features/${feature}/vectors`,
+  payload: { upserts: [{ id: 'k1', vector: [1, 0, 0, 0, 0, 0, 0, 0] }] },
+});
 const registry: Req = { method: 'GET', url: '/v1/registry/features' };
 
 describe('API keys', () => {
   it('once a key exists, /v1 needs a valid bearer key: 401 NL_UNAUTHORIZED', async () => {
-    for (const req of [nearest('item_vec'), online(['item_price']), embed, put('item_vec@v2'), registry, { method: 'GET' as const, url: '/v1/registry/models' }]) {
+    for (const req of [
+      nearest('item_vec'),
+      online(['item_price']),
+      embed,
+      put('item_vec@v2'),
+      registry,
+      { method: 'GET' as const, url: '/v1/registry/models' },
+    ]) {
       const none = await as(undefined, req);
       expect({ url: req.url, status: none.status, code: none.code }).toEqual({ url: req.url, status: 401, code: 'NL_UNAUTHORIZED' });
       expect(none.headers['www-authenticate']).toBe('Bearer');
@@ -59,7 +74,9 @@ describe('API keys', () => {
 
   it('serve: nearest, batch, online, embed and registry reads, but no writes (403 NL_FORBIDDEN)', async () => {
     expect((await as(keys.serve, nearest('item_vec'))).status).toBe(200);
-    expect((await as(keys.serve, { method: 'POST', url: '/v1/nearest/batch', payload: { feature: 'item_vec', k: 1, queries: [{ id: 'i1' }] } })).status).toBe(200);
+    expect((await as(keys.serve, { method: 'POST', url: '/v1/nearest/batch', payload: { feature: 'item_vec', k: 1, queries: [{ id: 'i1' }] } })).status).toBe(
+      200,
+    );
     expect((await as(keys.serve, online(['item_price']))).status).toBe(200);
     expect((await as(keys.serve, embed)).status).toBe(200);
     expect((await as(keys.serve, registry)).status).toBe(200);
@@ -82,7 +99,11 @@ describe('API keys', () => {
       nearest('other_vec'),
       nearest('item_vec', { include: { features: ['item_price'] } }),
       { method: 'POST' as const, url: '/v1/nearest/batch', payload: { feature: 'other_vec', k: 1, queries: [{ id: 'i1' }] } },
-      { method: 'POST' as const, url: '/v1/nearest/batch', payload: { feature: 'item_vec', k: 1, queries: [{ id: 'i1' }], include: { features: ['item_title'] } } },
+      {
+        method: 'POST' as const,
+        url: '/v1/nearest/batch',
+        payload: { feature: 'item_vec', k: 1, queries: [{ id: 'i1' }], include: { features: ['item_title'] } },
+      },
       online(['item_vec', 'item_price']),
       { method: 'GET' as const, url: '/v1/registry/features/other_vec' },
       { method: 'GET' as const, url: '/v1/registry/aliases/other_vec' },

@@ -112,12 +112,15 @@ export async function makeHome(store: Omit<FeatureStoreOptions, 'home'> = {}): P
 }
 
 /** The app over a store on `home`, ready (indexes loaded). */
-export async function openApp(home: string, opts: Partial<BuildOptions> = {}): Promise<{ app: FastifyInstance; store: FeatureStore; close: () => Promise<void> }> {
+export async function openApp(
+  home: string,
+  opts: Partial<BuildOptions> = {},
+): Promise<{ app: FastifyInstance; store: FeatureStore; close: () => Promise<void> }> {
   const store = FeatureStore.open({ home });
   const app = await build({ store, auth: { cacheMs: 0 }, ...opts });
   await app.ready();
   // Indexes load in the background after listen; a loaded machine can take seconds.
-  for (const deadline = Date.now() + 60_000; Date.now() < deadline; ) {
+  for (const deadline = Date.now() + 60_000; Date.now() < deadline;) {
     if ((await app.inject({ method: 'GET', url: '/readyz' })).statusCode === 200) break;
     await new Promise((r) => setTimeout(r, 10));
   }

@@ -86,7 +86,11 @@ describe('provider aliases follow nearline aliases', () => {
     expect(alias).toMatchObject({ feature: 'item_vec', name: 'prod', variant: 'v2' });
     expect(previous).toBe('v1');
     expect((await store.registry.resolveFeature('item_vec')).variant).toBe('v2');
-    expect(aliasMoves().slice(before).map((r) => r.body)).toEqual([
+    expect(
+      aliasMoves()
+        .slice(before)
+        .map((r) => r.body),
+    ).toEqual([
       { actions: [{ delete_alias: { alias_name: 'item_vec__prod' } }, { create_alias: { alias_name: 'item_vec__prod', collection_name: 'item_vec__v2' } }] },
     ]);
     expect(await qdrantAliases()).toEqual({ item_vec__prod: 'item_vec__v2' });

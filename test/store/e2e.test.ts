@@ -220,7 +220,12 @@ describe.each(SETS)('end to end on $name', (set) => {
     set.afterStep?.();
   });
 
-  const filter = { and: [{ field: 'lang', op: 'in', value: ['fr', 'de'] }, { field: 'bucket', op: 'gte', value: 3 }] };
+  const filter = {
+    and: [
+      { field: 'lang', op: 'in', value: ['fr', 'de'] },
+      { field: 'bucket', op: 'gte', value: 3 },
+    ],
+  };
   const keep = (r: Row) => (r.lang === 'fr' || r.lang === 'de') && r.bucket >= 3;
   const probe = Array.from({ length: DIMS }, (_, i) => Math.sin(i + 1) / 2);
 
@@ -240,7 +245,10 @@ describe.each(SETS)('end to end on $name', (set) => {
 
     const byVector = await post('/v1/nearest', { feature: 'item_vec@prod', k: 12, query: { vector: probe }, filter: { not: filter }, include });
     expect(byVector.status).toBe(200);
-    expectExact(byVector.body.hits, exact(live, probe, 12, 'cosine', (r) => !keep(r)));
+    expectExact(
+      byVector.body.hits,
+      exact(live, probe, 12, 'cosine', (r) => !keep(r)),
+    );
     expect(byVector.body.hits.every((h: { features: object }) => Object.keys(h.features).length === 2)).toBe(true);
     record('nearest by vector', byVector.body.hits);
     set.afterStep?.();
@@ -256,7 +264,10 @@ describe.each(SETS)('end to end on $name', (set) => {
     expectExact(res.body.results[0].hits, exact(live, items[1].vec, 5, 'cosine', en, 'i1'));
     expectExact(res.body.results[1].hits, exact(live, probe, 5, 'cosine', en));
     expectExact(res.body.results[2].hits, exact(live, items[399].vec, 5, 'cosine', en, 'i399'));
-    expectExact(res.body.results[3].hits, exact(live, probe, 5, 'cosine', (r) => r.bucket < 3));
+    expectExact(
+      res.body.results[3].hits,
+      exact(live, probe, 5, 'cosine', (r) => r.bucket < 3),
+    );
     res.body.results.forEach((r: { hits: Array<{ id: string; score: number }> }, i: number) => record(`batch ${i}`, r.hits));
     set.afterStep?.();
   });
@@ -283,12 +294,21 @@ describe.each(SETS)('end to end on $name', (set) => {
     const near = probe.map((x, i) => x + (i % 2 ? 0.01 : -0.01));
     const res = await post(
       '/v1/features/item_vec/vectors',
-      { upserts: [{ id: 'new1', vector: near, metadata: { lang: 'en', bucket: 5 } }, { id: 'i3', vector: probe.map((x) => -x), metadata: { lang: 'fr', bucket: 9 } }], deletes: [gone] },
+      {
+        upserts: [
+          { id: 'new1', vector: near, metadata: { lang: 'en', bucket: 5 } },
+          { id: 'i3', vector: probe.map((x) => -x), metadata: { lang: 'fr', bucket: 9 } },
+        ],
+        deletes: [gone],
+      },
       'PUT',
     );
     expect(res.status, JSON.stringify(res.body)).toBe(200);
     expect(res.body).toMatchObject({ feature: 'item_vec', variant: 'v1', upserted: 2, deleted: 1 });
-    live.splice(live.findIndex((r) => r.id === gone), 1);
+    live.splice(
+      live.findIndex((r) => r.id === gone),
+      1,
+    );
     live[live.findIndex((r) => r.id === 'i3')] = { id: 'i3', vec: probe.map((x) => -x), lang: 'fr', bucket: 9 };
     live.push({ id: 'new1', vec: near, lang: 'en', bucket: 5 });
 
@@ -296,7 +316,12 @@ describe.each(SETS)('end to end on $name', (set) => {
     expect(after.body.hits[0].id).toBe('new1');
     expect(after.body.hits.map((h: { id: string }) => h.id)).not.toContain(gone);
     expectExact(after.body.hits, exact(live, probe, 5, 'cosine'));
-    const farthest = await post('/v1/nearest', { feature: 'item_vec', k: 1, query: { vector: probe.map((x) => -x) }, filter: { field: 'bucket', op: 'eq', value: 9 } });
+    const farthest = await post('/v1/nearest', {
+      feature: 'item_vec',
+      k: 1,
+      query: { vector: probe.map((x) => -x) },
+      filter: { field: 'bucket', op: 'eq', value: 9 },
+    });
     expect(farthest.body.hits.map((h: { id: string }) => h.id)).toEqual(['i3']);
     record('after upsert', after.body.hits);
     set.afterStep?.();
@@ -346,7 +371,9 @@ describe.each(SETS)('end to end on $name', (set) => {
         actions: [{ delete_alias: { alias_name: 'item_vec__prod' } }, { create_alias: { alias_name: 'item_vec__prod', collection_name: 'item_vec__v2' } }],
       });
       // A consumer that reads Qdrant directly through the alias sees the cutover too.
-      const direct = await server.raw('POST', '/collections/item_vec__prod/points/query/batch', { searches: [{ query: items[5].vec, limit: 4, with_payload: true }] });
+      const direct = await server.raw('POST', '/collections/item_vec__prod/points/query/batch', {
+        searches: [{ query: items[5].vec, limit: 4, with_payload: true }],
+      });
       expect(direct.status, JSON.stringify(direct.body)).toBe(200);
       const [{ points }] = (direct.body as { result: Array<{ points: Array<{ payload: Record<string, unknown> }> }> }).result;
       expect(points.map((p) => p.payload._nearline_id)).toEqual(['i5', ...exact(v2rows, items[5].vec, 3, 'l2', undefined, 'i5').map((h) => h.id)]);
@@ -360,11 +387,24 @@ describe('every provider set', () => {
     const runs = [...answers.entries()].filter(([, seen]) => Object.keys(seen).length > 0);
     expect(runs.length, 'provider sets that ran').toBeGreaterThanOrEqual(SETS.filter((s) => !s.skip).length);
     const [first, ...rest] = runs;
-    expect(Object.keys(first[1])).toEqual(['nearest by id', 'nearest by vector', 'batch 0', 'batch 1', 'batch 2', 'batch 3', 'after upsert', 'cli nearest', 'after alias switch']);
+    expect(Object.keys(first[1])).toEqual([
+      'nearest by id',
+      'nearest by vector',
+      'batch 0',
+      'batch 1',
+      'batch 2',
+      'batch 3',
+      'after upsert',
+      'cli nearest',
+      'after alias switch',
+    ]);
     for (const [, seen] of rest) {
       expect(Object.keys(seen)).toEqual(Object.keys(first[1]));
       for (const step of Object.keys(seen)) {
-        expect(seen[step].map((h) => h.id), step).toEqual(first[1][step].map((h) => h.id));
+        expect(
+          seen[step].map((h) => h.id),
+          step,
+        ).toEqual(first[1][step].map((h) => h.id));
         seen[step].forEach((h, i) => expect(h.score, `${step} #${i}`).toBeCloseTo(first[1][step][i].score, 4));
       }
     }

@@ -44,14 +44,21 @@ export const alias: Command = {
       if (!Number.isFinite(fraction)) throw nlError('NL_BAD_REQUEST', '--fraction must be a number from 0 to 1');
       return withStore(home, async (store) => {
         await store.shadowAlias(feature, name, variant, fraction);
-        process.stdout.write(fraction === 0 ? `${formatRef(feature, name)}: shadow traffic stopped\n` : `${formatRef(feature, name)}: ${fraction * 100}% of its nearest queries mirrored to ${variant}\n`);
+        process.stdout.write(
+          fraction === 0
+            ? `${formatRef(feature, name)}: shadow traffic stopped\n`
+            : `${formatRef(feature, name)}: ${fraction * 100}% of its nearest queries mirrored to ${variant}\n`,
+        );
         return 0;
       });
     }
     if (verb !== 'set' || !feature || !name || !variant || positionals.length !== 4) return usage();
     const inputs = values.gate === undefined ? {} : compareInputs(values);
     return withStore(home, async (store) => {
-      const { previous, report } = await store.setAlias(feature, name, variant, { force: Boolean(values.force), ...(values.gate !== undefined ? { gate: values.gate as string, ...inputs } : {}) });
+      const { previous, report } = await store.setAlias(feature, name, variant, {
+        force: Boolean(values.force),
+        ...(values.gate !== undefined ? { gate: values.gate as string, ...inputs } : {}),
+      });
       if (report) process.stdout.write(`${formatReport(report)}\n`);
       process.stdout.write(`${formatRef(feature, name)} -> ${variant}${previous && previous !== variant ? ` (was ${previous})` : ''}\n`);
       return 0;

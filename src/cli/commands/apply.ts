@@ -56,9 +56,20 @@ export const apply: Command = {
         const counts = ['create', 'update', 'unchanged', 'refused'].map((a) => `${plan.filter((p) => p.action === a).length} ${a}`);
         const refused = plan.some((p) => p.action === 'refused');
         const changes = plan.some((p) => p.action === 'create' || p.action === 'update');
-        const outcome = refused ? 'refused, nothing was written' : dryRun ? 'dry run, nothing was written' : !applied ? 'not confirmed, nothing was written' : changes ? 'applied' : 'nothing to change';
+        const outcome = refused
+          ? 'refused, nothing was written'
+          : dryRun
+            ? 'dry run, nothing was written'
+            : !applied
+              ? 'not confirmed, nothing was written'
+              : changes
+                ? 'applied'
+                : 'nothing to change';
         process.stdout.write(`plan: ${counts.join(', ')} — ${outcome}\n`);
-        if (needsYes) process.stderr.write('error NL_CONFIRMATION_REQUIRED: this apply changes what running callers get (warnings above) and stdin is not a terminal; re-run with --yes to apply it\n');
+        if (needsYes)
+          process.stderr.write(
+            'error NL_CONFIRMATION_REQUIRED: this apply changes what running callers get (warnings above) and stdin is not a terminal; re-run with --yes to apply it\n',
+          );
         return refused || (!applied && !dryRun) ? 1 : 0;
       },
       registryFile ? { registryFile } : {},

@@ -36,7 +36,9 @@ export const demo: Command = {
     writeFileSync(path.join(home, 'mail.jsonl'), mails.map((m) => JSON.stringify(m)).join('\n') + '\n');
     const defsFile = path.join(home, 'demo.yaml');
     writeFileSync(defsFile, YAML.stringify(definitions()));
-    process.stdout.write(`wrote ${mails.length} mails (${mails.filter((m) => m.label === 'spam').length} spam) to mail.jsonl and the definitions to demo.yaml\n\n`);
+    process.stdout.write(
+      `wrote ${mails.length} mails (${mails.filter((m) => m.label === 'spam').length} spam) to mail.jsonl and the definitions to demo.yaml\n\n`,
+    );
 
     return withStore(home, async (store) => {
       process.stdout.write('$ nearline apply demo.yaml\n');
@@ -48,8 +50,16 @@ export const demo: Command = {
         process.stdout.write(`  ${r.rows} rows ${r.status === 'unchanged' ? '(already materialized)' : `in ${r.seconds.toFixed(1)}s`}\n`);
       }
       for (const q of QUERIES) {
-        const res = await store.nearest({ feature: 'mail_vec', k: 5, query: { text: q.text }, ...(q.filter ? { filter: q.filter } : {}), include: { features: ['mail_subject', 'mail_label'] } });
-        process.stdout.write(`\n$ nearline nearest mail_vec --text ${JSON.stringify(q.text)} --k 5${q.filter ? ` --filter '${JSON.stringify(q.filter)}'` : ''}   (${res.took_ms.toFixed(1)} ms)\n`);
+        const res = await store.nearest({
+          feature: 'mail_vec',
+          k: 5,
+          query: { text: q.text },
+          ...(q.filter ? { filter: q.filter } : {}),
+          include: { features: ['mail_subject', 'mail_label'] },
+        });
+        process.stdout.write(
+          `\n$ nearline nearest mail_vec --text ${JSON.stringify(q.text)} --k 5${q.filter ? ` --filter '${JSON.stringify(q.filter)}'` : ''}   (${res.took_ms.toFixed(1)} ms)\n`,
+        );
         for (const h of res.hits) {
           const f = h.features ?? {};
           process.stdout.write(`  ${h.score.toFixed(3)}  [${String(f.mail_label).padEnd(4)}] ${truncate(String(f.mail_subject ?? ''), 70)}\n`);
@@ -110,7 +120,7 @@ export function loadMails(limit: number): Mail[] {
   const spam = corpus.filter((m) => m.group.startsWith('spam'));
   const ham = corpus.filter((m) => !m.group.startsWith('spam'));
   const ordered: typeof corpus = [];
-  for (let h = 0, s = 0; h < ham.length || s < spam.length; ) {
+  for (let h = 0, s = 0; h < ham.length || s < spam.length;) {
     if (h < ham.length && (s >= spam.length || h * spam.length <= s * ham.length)) ordered.push(ham[h++]);
     else ordered.push(spam[s++]);
   }

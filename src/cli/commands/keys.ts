@@ -27,10 +27,16 @@ export const keys: Command = {
     if (verb === 'create' && args.length === 0) {
       const scope = values.scope as (typeof SCOPES)[number];
       if (!SCOPES.includes(scope)) throw nlError('NL_BAD_REQUEST', `--scope must be one of ${SCOPES.join(', ')}`);
-      const features = values.features === undefined ? null : (values.features as string).split(',').map((s) => s.trim()).filter(Boolean);
+      const features =
+        values.features === undefined
+          ? null
+          : (values.features as string)
+              .split(',')
+              .map((s) => s.trim())
+              .filter(Boolean);
       return withStore(home, async ({ registry }) => {
         for (const f of features ?? []) if (!(await registry.listFeatures(parseRef(f).name)).length) throw nlError('NL_FEATURE_NOT_FOUND', f);
-        const serving = await registry.countKeys() === 0 ? await findServing(home) : [];
+        const serving = (await registry.countKeys()) === 0 ? await findServing(home) : [];
         if (serving.length) {
           const where = serving.map((s) => `${s.address} (pid ${s.pid})`).join(', ');
           const what = `a server is serving this home with no API key at ${where}: the first key turns authentication on, and every client without a key gets 401 NL_UNAUTHORIZED from then on`;

@@ -62,11 +62,13 @@ export const show: Command = {
         lineage: {
           source: source && { ref: refOf(source), ...source },
           model: model && { ref: refOf(model), runtime: model.runtime, dims: model.dims, sha256: model.sha256 },
-          ...(f.text ? { text: { ...(f.text.template !== undefined ? { template: f.text.template } : {}), columns: textColumns(f.text), model: refOf(f.text.model) } } : {}),
+          ...(f.text
+            ? { text: { ...(f.text.template !== undefined ? { template: f.text.template } : {}), columns: textColumns(f.text), model: refOf(f.text.model) } }
+            : {}),
           provider: { name: provider.name, kind: provider.kind },
           entity: await registry.getEntity(f.entity),
         },
-        materialization: await registry.getMaterialization(f.name, f.variant) ?? null,
+        materialization: (await registry.getMaterialization(f.name, f.variant)) ?? null,
         mutability: mutability(f.status),
         // Rows pushed to the source: how far this variant's durable state (snapshot) has applied its log.
         live: { source: f.source.name, logEnd: await store.live.logEnd(f.source.name), durableOffset: await registry.getLogOffset(f.name, f.variant) },
@@ -96,7 +98,11 @@ export function printTable(rows: Array<Record<string, unknown>>): void {
   const cols = [...new Set(rows.flatMap((r) => Object.keys(r)))];
   const cell = (v: unknown) => (v === undefined || v === null ? '' : String(v));
   const widths = cols.map((c) => Math.max(c.length, ...rows.map((r) => cell(r[c]).length)));
-  const line = (vals: string[]) => vals.map((v, i) => v.padEnd(widths[i])).join('  ').trimEnd() + '\n';
+  const line = (vals: string[]) =>
+    vals
+      .map((v, i) => v.padEnd(widths[i]))
+      .join('  ')
+      .trimEnd() + '\n';
   process.stdout.write(line(cols));
   for (const r of rows) process.stdout.write(line(cols.map((c) => cell(r[c]))));
 }

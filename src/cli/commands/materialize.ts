@@ -29,7 +29,8 @@ export const materializeCommand: Command = {
     }
     const int = (name: string) => (values[name] === undefined ? undefined : positiveInt(values[name] as string, name));
     const maxInvalid = values['max-invalid'] === undefined ? undefined : checkMaxInvalid(Number(values['max-invalid']));
-    if (maxInvalid !== undefined && !values['skip-invalid']) throw nlError('NL_BAD_REQUEST', '--max-invalid goes with --skip-invalid (without it, any invalid row fails the run)');
+    if (maxInvalid !== undefined && !values['skip-invalid'])
+      throw nlError('NL_BAD_REQUEST', '--max-invalid goes with --skip-invalid (without it, any invalid row fails the run)');
     return withStore(home, async (store) => {
       const result = await store.materialize(ref, {
         resume: Boolean(values.resume),
@@ -45,7 +46,9 @@ export const materializeCommand: Command = {
         for (const bad of result.invalid) process.stderr.write(`skipped line ${bad.line}: ${bad.reason}\n`);
         if (result.skipped > result.invalid.length) process.stderr.write(`... and ${result.skipped - result.invalid.length} more\n`);
         if (result.invalidReport) process.stderr.write(`every skipped row is listed in ${result.invalidReport}\n`);
-        process.stdout.write(`${formatRef(result.feature, result.variant)}: ${result.rows} rows materialized${result.skipped ? `, ${result.skipped} invalid rows skipped` : ''}${result.cacheHits + result.embedded ? `, ${result.embedded} texts embedded, ${result.cacheHits} from the embedding cache` : ''} in ${result.seconds.toFixed(1)}s\n`);
+        process.stdout.write(
+          `${formatRef(result.feature, result.variant)}: ${result.rows} rows materialized${result.skipped ? `, ${result.skipped} invalid rows skipped` : ''}${result.cacheHits + result.embedded ? `, ${result.embedded} texts embedded, ${result.cacheHits} from the embedding cache` : ''} in ${result.seconds.toFixed(1)}s\n`,
+        );
       }
       return 0;
     });

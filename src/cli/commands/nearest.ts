@@ -41,13 +41,24 @@ export const nearest: Command = {
     const include = {
       ...(values['include-vectors'] ? { vectors: true } : {}),
       ...(values['include-metadata'] ? { metadata: true } : {}),
-      ...(values['include-features'] !== undefined ? { features: (values['include-features'] as string).split(',').map((s) => s.trim()).filter(Boolean) } : {}),
+      ...(values['include-features'] !== undefined
+        ? {
+            features: (values['include-features'] as string)
+              .split(',')
+              .map((s) => s.trim())
+              .filter(Boolean),
+          }
+        : {}),
     };
     if (Object.keys(include).length) base.include = include;
     return withStore(home, async (store) => {
       if (values.queries !== undefined) return runQueries(store, feature, values.queries as string, base);
       const query =
-        values.vector !== undefined ? { vector: parseJson(values.vector as string, '--vector') } : values.id !== undefined ? { id: values.id as string } : { text: values.text as string };
+        values.vector !== undefined
+          ? { vector: parseJson(values.vector as string, '--vector') }
+          : values.id !== undefined
+            ? { id: values.id as string }
+            : { text: values.text as string };
       const result = await store.nearest({ feature, query, ...base });
       process.stdout.write(toJson(result, 2) + '\n');
       return 0;
@@ -65,7 +76,12 @@ async function runQueries(store: FeatureStore, feature: string, file: string, ba
     const ok = pending.filter((p) => p.req);
     let results: Array<unknown> = [];
     try {
-      results = ok.length ? await store.nearestMany(feature, ok.map((p) => p.req!)) : [];
+      results = ok.length
+        ? await store.nearestMany(
+            feature,
+            ok.map((p) => p.req!),
+          )
+        : [];
     } catch (e) {
       // One bad query must not sink its batch: answer the batch query by query.
       if (!(e instanceof NearlineError) || e.code === 'NL_FEATURE_NOT_FOUND' || e.code === 'NL_NOT_MATERIALIZED') throw e;

@@ -49,11 +49,17 @@ function text(r: HealthReport, c?: VariantComparison): string {
     r.drift
       ? `drift of recent writes: centroid cosine distance ${fmt(r.drift.centroidDistance)} (threshold ${t.centroidDistance}), norm shift ${pct(r.drift.normShift)} (threshold ±${t.normShift * 100}%)${r.recent.count < t.minSamples ? `; judged from ${t.minSamples} writes on, ${r.recent.count} so far` : ''}`
       : 'drift of recent writes: none written since materialization',
-    `centroid (first dims): [${r.baseline.centroid.slice(0, 8).map((x) => fmt(x, 3)).join(', ')}${r.dims > 8 ? ', …' : ''}]`,
+    `centroid (first dims): [${r.baseline.centroid
+      .slice(0, 8)
+      .map((x) => fmt(x, 3))
+      .join(', ')}${r.dims > 8 ? ', …' : ''}]`,
   ];
   if (!r.duplicatesTracked) lines.push('duplicates: no longer counted (too many vectors to keep hashes for)');
   if (c) {
-    lines.push('', `${c.a} vs ${c.b}: centroid cosine distance ${c.centroidDistance === null ? 'n/a (different dims)' : fmt(c.centroidDistance)}, norm shift ${pct(c.normShift)}`);
+    lines.push(
+      '',
+      `${c.a} vs ${c.b}: centroid cosine distance ${c.centroidDistance === null ? 'n/a (different dims)' : fmt(c.centroidDistance)}, norm shift ${pct(c.normShift)}`,
+    );
     lines.push(`  ${c.a}: ${c.a_stats.count} vectors, norm ${fmt(c.a_stats.normMean)} ± ${fmt(c.a_stats.normStd)}`);
     lines.push(`  ${c.b}: ${c.b_stats.count} vectors, norm ${fmt(c.b_stats.normMean)} ± ${fmt(c.b_stats.normStd)}`);
   }

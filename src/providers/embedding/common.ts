@@ -81,11 +81,7 @@ export function batchesByLength(lengths: readonly number[], budget = tokenBudget
 }
 
 /** Runs `run` on each batch and puts the vectors back in input order. */
-export async function embedInBatches(
-  count: number,
-  batches: number[][],
-  run: (batch: number[]) => Promise<Vector[]>,
-): Promise<Vector[]> {
+export async function embedInBatches(count: number, batches: number[][], run: (batch: number[]) => Promise<Vector[]>): Promise<Vector[]> {
   const out = new Array<Vector>(count);
   for (const batch of batches) {
     const vectors = await run(batch);

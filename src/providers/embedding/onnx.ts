@@ -90,7 +90,10 @@ class OnnxModel implements EmbeddingModel {
     const unknown = session.inputNames.find((n) => !FED_INPUTS.includes(n));
     if (missing || unknown) {
       await session.release();
-      throw invalidModel(spec, `onnx/model.onnx ${missing ? `has no ${missing} input` : `needs input ${unknown}, which an encoder is not fed`} (inputs: ${inputs})`);
+      throw invalidModel(
+        spec,
+        `onnx/model.onnx ${missing ? `has no ${missing} input` : `needs input ${unknown}, which an encoder is not fed`} (inputs: ${inputs})`,
+      );
     }
     this.feedTypeIds = session.inputNames.includes('token_type_ids');
     this.output = ['last_hidden_state', 'token_embeddings', 'sentence_embedding'].find((n) => session.outputNames.includes(n)) ?? session.outputNames[0];
@@ -128,10 +131,11 @@ class OnnxModel implements EmbeddingModel {
     const tokenizer = this.tokenizer;
     if (!tokenizer) throw providerError(modelLabel(this.spec), new Error('model is not open'));
     const ids = texts.map((t) => tokenizer.encode(t));
-    const batches = batchesByLength(ids.map((x) => x.length), tokenBudget(this.spec.threads));
-    const vectors = await embedInBatches(texts.length, batches, (batch) =>
-      this.run(batch.map((i) => ids[i])),
+    const batches = batchesByLength(
+      ids.map((x) => x.length),
+      tokenBudget(this.spec.threads),
     );
+    const vectors = await embedInBatches(texts.length, batches, (batch) => this.run(batch.map((i) => ids[i])));
     if (this.spec.normalize) for (const v of vectors) l2normalize(v);
     return vectors;
   }
@@ -171,7 +175,13 @@ class OnnxModel implements EmbeddingModel {
       const width = Number(out.dims[1]);
       return batch.map((_, b) => data.slice(b * width, (b + 1) * width));
     }
-    return poolTokens(data, batch.map((x) => x.length), seq, Number(out.dims[2]), this.spec.pooling);
+    return poolTokens(
+      data,
+      batch.map((x) => x.length),
+      seq,
+      Number(out.dims[2]),
+      this.spec.pooling,
+    );
   }
 }
 

@@ -16,15 +16,14 @@ export function embedWorkersFromEnv(env: NodeJS.ProcessEnv = process.env): numbe
   const raw = env.NEARLINE_EMBED_WORKERS;
   if (raw === undefined || raw === '') return availableParallelism();
   const n = Number(raw);
-  if (!Number.isInteger(n) || n < 0 || n > 256) throw nlError('NL_BAD_REQUEST', `NEARLINE_EMBED_WORKERS must be a whole number of threads from 0 to 256, got ${JSON.stringify(raw)}`);
+  if (!Number.isInteger(n) || n < 0 || n > 256)
+    throw nlError('NL_BAD_REQUEST', `NEARLINE_EMBED_WORKERS must be a whole number of threads from 0 to 256, got ${JSON.stringify(raw)}`);
   return n;
 }
 
 /** What the worker reports: `ready` once its model is open, then one `done` per batch. */
 export type WorkerMessage =
-  | { type: 'ready'; dims: number }
-  | { type: 'done'; id: number; dims: number; data: Float32Array }
-  | { type: 'failed'; id: number; error: SerializedError };
+  { type: 'ready'; dims: number } | { type: 'done'; id: number; dims: number; data: Float32Array } | { type: 'failed'; id: number; error: SerializedError };
 
 export interface SerializedError {
   code?: ErrorCode;

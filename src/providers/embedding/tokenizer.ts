@@ -75,4 +75,3 @@ export function loadTokenizer(spec: ModelSpec, dir: string, maxTokens: number): 
     },
   };
 }
-

@@ -104,7 +104,10 @@ class TransformersModel implements EmbeddingModel {
     if (!this.pipe) throw providerError(modelLabel(this.spec), new Error('model is not open'));
     // Character length orders texts well enough to group similar token lengths without tokenizing twice;
     // English averages about four characters per WordPiece token, which scales the token budget.
-    const batches = batchesByLength(texts.map((t) => t.length), 4 * tokenBudget(this.spec.threads));
+    const batches = batchesByLength(
+      texts.map((t) => t.length),
+      4 * tokenBudget(this.spec.threads),
+    );
     return embedInBatches(texts.length, batches, (batch) => this.embedBatch(batch.map((i) => texts[i])));
   }
 

@@ -12,7 +12,8 @@ const NEWLINE = 10;
 export function createCsvSource(spec: SourceSpec & { delimiter?: string }): Source {
   const path = spec.path!;
   const delimiter = spec.delimiter ?? ',';
-  if (delimiter.length !== 1 || delimiter === '"' || delimiter === '\n') throw nlError('NL_BAD_DEFINITION', `source ${spec.name}: bad CSV delimiter ${JSON.stringify(delimiter)}`);
+  if (delimiter.length !== 1 || delimiter === '"' || delimiter === '\n')
+    throw nlError('NL_BAD_DEFINITION', `source ${spec.name}: bad CSV delimiter ${JSON.stringify(delimiter)}`);
   return {
     size: () => fileSize(path),
     async columns() {

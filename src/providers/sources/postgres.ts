@@ -26,7 +26,8 @@ const NUMERIC = 1700;
  */
 export function createPostgresSource(spec: PostgresSourceSpec): Source {
   const where = `source ${refOf(spec)}`;
-  if ((spec.table === undefined) === (spec.query === undefined)) throw nlError('NL_BAD_DEFINITION', `${where}: a postgres source needs exactly one of table or query`);
+  if ((spec.table === undefined) === (spec.query === undefined))
+    throw nlError('NL_BAD_DEFINITION', `${where}: a postgres source needs exactly one of table or query`);
   if (!IDENT.test(spec.key)) throw nlError('NL_BAD_DEFINITION', `${where}: key ${JSON.stringify(spec.key)} is not a plain column name`);
   const relation = spec.table !== undefined ? tableName(spec.table, where) : `(${spec.query}) AS nearline_source`;
   const key = quote(spec.key);
@@ -74,7 +75,8 @@ export function createPostgresSource(spec: PostgresSourceSpec): Source {
           }
           for (const row of page) {
             const k = row[spec.key];
-            if (k === null || k === undefined) throw nlError('NL_BAD_DEFINITION', `${where}: key column ${spec.key} is null in a row; the key must be unique and not null`);
+            if (k === null || k === undefined)
+              throw nlError('NL_BAD_DEFINITION', `${where}: key column ${spec.key} is null in a row; the key must be unique and not null`);
             after = k instanceof Date ? k.toISOString() : k;
             read++;
             yield { line: read, values: plain(row), position: read, cursor: JSON.stringify(after) };
@@ -109,7 +111,8 @@ function quote(ident: string): string {
 
 function tableName(table: string, where: string): string {
   const parts = table.split('.');
-  if (parts.length > 2 || !parts.every((p) => IDENT.test(p))) throw nlError('NL_BAD_DEFINITION', `${where}: table ${JSON.stringify(table)} is not a plain [schema.]table name`);
+  if (parts.length > 2 || !parts.every((p) => IDENT.test(p)))
+    throw nlError('NL_BAD_DEFINITION', `${where}: table ${JSON.stringify(table)} is not a plain [schema.]table name`);
   return parts.map(quote).join('.');
 }
 

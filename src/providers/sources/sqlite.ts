@@ -44,7 +44,10 @@ export function createSqliteSource(spec: SourceSpec): Source {
       let after = from.position;
       for (;;) {
         const page = withDb(
-          (db) => db.prepare(`SELECT rowid AS "__nearline_rowid", * FROM "${table}" WHERE rowid > ? ORDER BY rowid LIMIT ${PAGE}`).all(after) as Array<Record<string, unknown>>,
+          (db) =>
+            db.prepare(`SELECT rowid AS "__nearline_rowid", * FROM "${table}" WHERE rowid > ? ORDER BY rowid LIMIT ${PAGE}`).all(after) as Array<
+              Record<string, unknown>
+            >,
         );
         for (const row of page) {
           const rowid = row.__nearline_rowid as number;

@@ -110,7 +110,19 @@ type ResolvedOptions = QdrantVectorOptions &
   Required<Pick<QdrantVectorOptions, 'url' | 'collectionPrefix' | 'onDisk' | 'timeout' | 'retries' | 'retryDelay' | 'batchSize'>>;
 
 function readOptions(raw: Record<string, unknown>): ResolvedOptions {
-  const known = ['url', 'apiKey', 'collectionPrefix', 'shardNumber', 'replicationFactor', 'writeConsistencyFactor', 'onDisk', 'timeout', 'retries', 'retryDelay', 'batchSize'];
+  const known = [
+    'url',
+    'apiKey',
+    'collectionPrefix',
+    'shardNumber',
+    'replicationFactor',
+    'writeConsistencyFactor',
+    'onDisk',
+    'timeout',
+    'retries',
+    'retryDelay',
+    'batchSize',
+  ];
   const unknown = Object.keys(raw).filter((k) => !known.includes(k));
   if (unknown.length) throw nlError('NL_BAD_DEFINITION', `qdrant provider: unknown option(s) ${unknown.join(', ')}`);
   const str = (k: string): string | undefined => {
@@ -143,7 +155,8 @@ function readOptions(raw: Record<string, unknown>): ResolvedOptions {
 /** Why a call may be retried, or undefined when it may not. */
 function transient(e: unknown): { reason: string; retryAfterMs?: number } | undefined {
   const err = e as { status?: number; name?: string; retry_after?: number; code?: string; cause?: { code?: string } } | undefined;
-  if (err?.name === 'QdrantClientResourceExhaustedError') return { reason: '429 Too Many Requests', retryAfterMs: Math.min((err.retry_after ?? 0) * 1000, 30_000) };
+  if (err?.name === 'QdrantClientResourceExhaustedError')
+    return { reason: '429 Too Many Requests', retryAfterMs: Math.min((err.retry_after ?? 0) * 1000, 30_000) };
   if (err?.status === 429 || err?.status === 503) return { reason: `${err.status} ${err.status === 429 ? 'Too Many Requests' : 'Service Unavailable'}` };
   const code = err?.code ?? err?.cause?.code;
   if (code && RETRY_CODES.has(code)) return { reason: code };
@@ -270,10 +283,12 @@ export function createQdrantProvider(options: QdrantVectorOptions, ctx: Provider
     }
 
     async search(queries: SearchQuery[]): Promise<Hit[][]> {
-      return this.run(queries.map((q) => {
-        checkVector(q.vector, this.spec.dims);
-        return { query: Array.from(q.vector), base: q };
-      }));
+      return this.run(
+        queries.map((q) => {
+          checkVector(q.vector, this.spec.dims);
+          return { query: Array.from(q.vector), base: q };
+        }),
+      );
     }
 
     async examples(queries: ExampleQuery[]): Promise<Hit[][]> {
@@ -330,10 +345,15 @@ export function createQdrantProvider(options: QdrantVectorOptions, ctx: Provider
       if (where !== undefined) must.push(toQdrantFilter(where));
       const exclude = [...new Set(q.exclude ?? [])].map(pointId);
       const filter: QFilter | undefined =
-        must.length || exclude.length
-          ? { ...(must.length ? { must } : {}), ...(exclude.length ? { must_not: [{ has_id: exclude }] } : {}) }
-          : undefined;
-      return { query, filter, limit, params: q.exact ? { exact: true } : { hnsw_ef: ef }, with_payload: q.includeMetadata ? [ID_KEY, ...this.spec.metadataFields] : [ID_KEY], with_vector: q.includeVectors === true };
+        must.length || exclude.length ? { ...(must.length ? { must } : {}), ...(exclude.length ? { must_not: [{ has_id: exclude }] } : {}) } : undefined;
+      return {
+        query,
+        filter,
+        limit,
+        params: q.exact ? { exact: true } : { hnsw_ef: ef },
+        with_payload: q.includeMetadata ? [ID_KEY, ...this.spec.metadataFields] : [ID_KEY],
+        with_vector: q.includeVectors === true,
+      };
     }
 
     async count(): Promise<number> {
@@ -409,7 +429,10 @@ export function createQdrantProvider(options: QdrantVectorOptions, ctx: Provider
       }
       const vectors = info.config.params.vectors as Schemas['VectorParams'] | undefined;
       if (vectors?.size !== spec.dims || vectors?.distance !== DISTANCE[spec.metric]) {
-        throw nlError('NL_CONFLICT', `qdrant collection ${qname} exists with dims ${vectors?.size} and distance ${vectors?.distance}, not ${spec.dims} ${DISTANCE[spec.metric]}`);
+        throw nlError(
+          'NL_CONFLICT',
+          `qdrant collection ${qname} exists with dims ${vectors?.size} and distance ${vectors?.distance}, not ${spec.dims} ${DISTANCE[spec.metric]}`,
+        );
       }
       const quantization = info.config.quantization_config && 'scalar' in info.config.quantization_config ? 'int8' : 'none';
       if (quantization !== (int8 ? 'int8' : 'none')) {
@@ -456,7 +479,8 @@ export function createQdrantProvider(options: QdrantVectorOptions, ctx: Provider
       const existing = await call('list aliases', (c) => c.getAliases());
       const out: Record<string, string> = {};
       for (const a of existing.aliases) {
-        if (a.alias_name.startsWith(o.collectionPrefix)) out[a.alias_name.slice(o.collectionPrefix.length)] = a.collection_name.slice(o.collectionPrefix.length);
+        if (a.alias_name.startsWith(o.collectionPrefix))
+          out[a.alias_name.slice(o.collectionPrefix.length)] = a.collection_name.slice(o.collectionPrefix.length);
       }
       return out;
     },

@@ -22,7 +22,14 @@ export async function lifecycleRoutes(app: FastifyInstance, ctx: ServerContext):
     const { feature, alias } = request.params as AliasParams;
     const body = request.body as AliasMoveBody;
     const r = await lanes.heavy.run(() =>
-      store.setAlias(feature, alias, body.variant, { force: body.force, gate: body.gate, sample: body.sample, queries: body.queries, k: body.k, actor: keyActor(request.apiKey) }),
+      store.setAlias(feature, alias, body.variant, {
+        force: body.force,
+        gate: body.gate,
+        sample: body.sample,
+        queries: body.queries,
+        k: body.k,
+        actor: keyActor(request.apiKey),
+      }),
     );
     return { feature, alias, variant: r.alias.variant, previous: r.previous ?? null, ...(r.report ? { report: r.report } : {}) };
   });

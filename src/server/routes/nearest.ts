@@ -90,11 +90,19 @@ export async function nearestRoutes(app: FastifyInstance, ctx: ServerContext): P
     const filtered = items.filter((i) => i.filter !== undefined);
     const rows = filtered.length ? await rowsOf(body.feature) : 0;
     const textBlocks = await store.textBlocks(body.feature);
-    const heavy = isHeavy({ ...body, filter: undefined, queries }, rows, textBlocks) || filtered.some((i) => isHeavy({ k, filter: i.filter, queries: [i.query] }, rows, textBlocks));
+    const heavy =
+      isHeavy({ ...body, filter: undefined, queries }, rows, textBlocks) ||
+      filtered.some((i) => isHeavy({ k, filter: i.filter, queries: [i.query] }, rows, textBlocks));
     const lane = heavy ? lanes.heavy : lanes.cheap;
     const results = await lane.run(() => store.nearestMany(body.feature, reqs));
     const first = results[0];
     request.servedFeature = formatRef(first.feature, first.variant);
-    return { feature: first.feature, variant: first.variant, results: results.map((r) => ({ hits: hitsJson(r.hits) })), took_ms: first.took_ms, variants: first.variants };
+    return {
+      feature: first.feature,
+      variant: first.variant,
+      results: results.map((r) => ({ hits: hitsJson(r.hits) })),
+      took_ms: first.took_ms,
+      variants: first.variants,
+    };
   });
 }

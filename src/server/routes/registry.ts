@@ -51,7 +51,7 @@ export async function registryRoutes(app: FastifyInstance, ctx: ServerContext): 
     const q = request.query as HistoryQuery;
     const limit = q.limit === undefined ? 100 : Number(q.limit);
     if (limit < 1 || limit > 1000) throw nlError('NL_BAD_REQUEST', 'limit must be from 1 to 1000');
-    const feature = (q.feature === undefined ? undefined : parseRef(q.feature).name);
+    const feature = q.feature === undefined ? undefined : parseRef(q.feature).name;
     if (feature !== undefined) {
       await auth.requireFeatures(request.apiKey, [feature]);
       if (!(await registry.listFeatures(feature)).length) throw nlError('NL_FEATURE_NOT_FOUND', feature);
@@ -59,8 +59,18 @@ export async function registryRoutes(app: FastifyInstance, ctx: ServerContext): 
     const admin = !request.apiKey || request.apiKey.scope === 'admin';
 
     // Filtering after the query can leave a page short; page on with `before` until a page comes back empty.
-    const events = await registry.listEvents({ ...(feature !== undefined ? { feature } : {}), limit, ...(q.before !== undefined ? { before: Number(q.before) } : {}) });
-    return { events: await auth.visible(request.apiKey, events.filter((e: RegistryEvent) => e.kind !== 'key' || admin), (e) => (e.kind === 'key' ? null : e.feature)) };
+    const events = await registry.listEvents({
+      ...(feature !== undefined ? { feature } : {}),
+      limit,
+      ...(q.before !== undefined ? { before: Number(q.before) } : {}),
+    });
+    return {
+      events: await auth.visible(
+        request.apiKey,
+        events.filter((e: RegistryEvent) => e.kind !== 'key' || admin),
+        (e) => (e.kind === 'key' ? null : e.feature),
+      ),
+    };
   });
 
   app.get('/registry/aliases/:name', { schema: s.alias, config }, async (request) => {

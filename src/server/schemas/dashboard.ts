@@ -65,7 +65,12 @@ export const MapResponse = Type.Object({
   explained: Type.Array(num, { description: 'share of the sample variance along each axis' }),
   fields: Type.Array(Type.String(), { description: 'metadata fields, to colour by' }),
   points: Type.Array(
-    Type.Object({ id: Type.String(), x: num, y: num, metadata: Type.Optional(Type.Unsafe<Record<string, unknown>>({ type: 'object', additionalProperties: true })) }),
+    Type.Object({
+      id: Type.String(),
+      x: num,
+      y: num,
+      metadata: Type.Optional(Type.Unsafe<Record<string, unknown>>({ type: 'object', additionalProperties: true })),
+    }),
   ),
   computedAt: Type.String(),
 });

@@ -2,7 +2,11 @@ import { Type, type Static } from '@sinclair/typebox';
 import { errorResponses, featureRef, HTTP_LIMITS } from './common.ts';
 import { Query } from './nearest.ts';
 
-const gate = Type.String({ minLength: 1, maxLength: 500, description: 'conditions over the comparison, e.g. `overlap>=0.6,recall>=0.95` (overlap, recall, rank_correlation)' });
+const gate = Type.String({
+  minLength: 1,
+  maxLength: 500,
+  description: 'conditions over the comparison, e.g. `overlap>=0.6,recall>=0.95` (overlap, recall, rank_correlation)',
+});
 const sample = Type.Integer({ minimum: 1, maximum: 100_000, description: 'entities held by both variants, each queried by id in both (default 1000)' });
 const queries = Type.Array(Query, { minItems: 1, maxItems: 10_000, description: 'query objects run on both variants instead of a sample' });
 const k = Type.Integer({ minimum: 1, maximum: HTTP_LIMITS.maxK, default: 10 });
@@ -15,17 +19,23 @@ export const CompareReport = Type.Object({
   k: Type.Integer(),
   mode: Type.Union([Type.Literal('sample'), Type.Literal('queries')]),
   queries: Type.Integer(),
-  overlap: Type.Number({ description: "mean |top-k(A) ∩ top-k(B)| / k" }),
+  overlap: Type.Number({ description: 'mean |top-k(A) ∩ top-k(B)| / k' }),
   recall: Type.Number({ description: "mean recall@k of B's index against an exact scan of B" }),
   rank_correlation: Type.Union([Type.Number(), Type.Null()], { description: 'mean Spearman correlation over the hits both share' }),
   norms: Type.Union([Type.Object({ a: Norms, b: Norms }), Type.Null()]),
 });
 export type CompareReport = Static<typeof CompareReport>;
 
-export const CompareBody = Type.Object({ a: featureRef, b: featureRef, k: Type.Optional(k), sample: Type.Optional(sample), queries: Type.Optional(queries), gate: Type.Optional(gate) }, { additionalProperties: false });
+export const CompareBody = Type.Object(
+  { a: featureRef, b: featureRef, k: Type.Optional(k), sample: Type.Optional(sample), queries: Type.Optional(queries), gate: Type.Optional(gate) },
+  { additionalProperties: false },
+);
 export type CompareBody = Static<typeof CompareBody>;
 
-export const CompareResponse = Type.Composite([CompareReport, Type.Object({ gate: Type.Optional(Type.Object({ passed: Type.Boolean(), failed: Type.Array(Type.String()) })) })]);
+export const CompareResponse = Type.Composite([
+  CompareReport,
+  Type.Object({ gate: Type.Optional(Type.Object({ passed: Type.Boolean(), failed: Type.Array(Type.String()) })) }),
+]);
 export type CompareResponse = Static<typeof CompareResponse>;
 
 export const compareSchema = {
@@ -62,7 +72,8 @@ export const AliasMoveResponse = Type.Object({
 export type AliasMoveResponse = Static<typeof AliasMoveResponse>;
 
 export const aliasMoveSchema = {
-  summary: 'point an alias at a variant (scope admin); with a gate, only if the comparison with its current variant passes (409 NL_GATE_FAILED otherwise, alias unchanged)',
+  summary:
+    'point an alias at a variant (scope admin); with a gate, only if the comparison with its current variant passes (409 NL_GATE_FAILED otherwise, alias unchanged)',
   tags: ['lifecycle'],
   params: AliasParams,
   body: AliasMoveBody,

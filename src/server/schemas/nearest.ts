@@ -36,9 +36,7 @@ const Include = Type.Object(
   {
     vectors: Type.Optional(Type.Boolean({ description: "return each hit's vector" })),
     metadata: Type.Optional(Type.Boolean({ description: "return each hit's metadata fields (like Qdrant's with_payload)" })),
-    features: Type.Optional(
-      Type.Array(featureRef, { maxItems: HTTP_LIMITS.features, description: 'scalar or embedding features joined to each hit' }),
-    ),
+    features: Type.Optional(Type.Array(featureRef, { maxItems: HTTP_LIMITS.features, description: 'scalar or embedding features joined to each hit' })),
   },
   { additionalProperties: false },
 );
@@ -100,7 +98,9 @@ export const NearestBatchBody = Type.Object(
     feature: featureRef,
     k: Type.Optional(k),
     queries: Type.Array(BatchQuery, { minItems: 1, maxItems: HTTP_LIMITS.batchQueries }),
-    filter: Type.Optional(Type.Unsafe<Static<typeof filter>>({ ...filter, description: `${filter.description}; applies to every query without its own filter` })),
+    filter: Type.Optional(
+      Type.Unsafe<Static<typeof filter>>({ ...filter, description: `${filter.description}; applies to every query without its own filter` }),
+    ),
     ef: Type.Optional(Type.Integer({ minimum: 1, maximum: HTTP_LIMITS.maxEf })),
     include: Type.Optional(Include),
   },

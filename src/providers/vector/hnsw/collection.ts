@@ -242,18 +242,20 @@ export class HnswCollection implements VectorCollection {
   }
 
   async delete(ids: string[], opts?: WriteOptions): Promise<void> {
-    await this.writes.run(() => this.lock.write(() => {
-      this.wrote(opts);
-      for (const id of ids) {
-        const label = this.labels.get(id);
-        if (label === undefined) continue;
-        this.index.markDelete(label);
-        this.labels.delete(id);
-        this.ids[label] = null;
-        this.columns.set(label, null);
-        this.free.push(label);
-      }
-    }));
+    await this.writes.run(() =>
+      this.lock.write(() => {
+        this.wrote(opts);
+        for (const id of ids) {
+          const label = this.labels.get(id);
+          if (label === undefined) continue;
+          this.index.markDelete(label);
+          this.labels.delete(id);
+          this.ids[label] = null;
+          this.columns.set(label, null);
+          this.free.push(label);
+        }
+      }),
+    );
   }
 
   async get(ids: string[]): Promise<Array<VectorRecord | null>> {
@@ -287,7 +289,16 @@ export class HnswCollection implements VectorCollection {
     const prepared: Prepared[] = queries.map((q, i) => {
       const { filter } = validateQuery(q, this.spec.metadataFields, { where: `query ${i}: ` });
       const ef = Math.max(q.ef ?? this.spec.index.ef ?? 100, q.k);
-      return { vector: this.prepare(q.vector, `query ${i}`), k: q.k, ef, filter, exclude: q.exclude, includeVectors: q.includeVectors, includeMetadata: q.includeMetadata, exact: q.exact };
+      return {
+        vector: this.prepare(q.vector, `query ${i}`),
+        k: q.k,
+        ef,
+        filter,
+        exclude: q.exclude,
+        includeVectors: q.includeVectors,
+        includeMetadata: q.includeMetadata,
+        exact: q.exact,
+      };
     });
     // Planned and, when small, answered at once without yielding, so no write can come in between.
     const now = this.lock.readNow(() => {
@@ -330,7 +341,8 @@ export class HnswCollection implements VectorCollection {
       members.forEach((m, j) => vectors.set(prepared[m].vector, j * dims));
       const task: Task = { members, vectors, k: q.k, ef: q.ef, exact: false, fallback: false };
       const compiled = compilePredicate(q.filter, this.excludedLabels(q.exclude), this.columns, live, this.ids.length, isLive);
-      if (q.exact) return { ...task, native: compiled?.native, exact: true, driver: compiled?.driver?.bits, scanned: compiled?.driver?.rows ?? this.ids.length };
+      if (q.exact)
+        return { ...task, native: compiled?.native, exact: true, driver: compiled?.driver?.bits, scanned: compiled?.driver?.rows ?? this.ids.length };
       if (!compiled) return task;
       task.native = compiled.native;
       task.fallback = true;
@@ -369,7 +381,15 @@ export class HnswCollection implements VectorCollection {
       if (short.length === 0) continue;
       const vectors = new Float32Array(short.length * dims);
       short.forEach((j, i) => vectors.set(t.vectors.subarray(j * dims, (j + 1) * dims), i * dims));
-      out.push({ ...t, members: short.map((j) => t.members[j]), vectors, exact: true, scanned: t.scanned ?? this.ids.length, fallback: false, found: undefined });
+      out.push({
+        ...t,
+        members: short.map((j) => t.members[j]),
+        vectors,
+        exact: true,
+        scanned: t.scanned ?? this.ids.length,
+        fallback: false,
+        found: undefined,
+      });
     }
     tasks.push(...out);
     return out;

@@ -117,7 +117,10 @@ export async function removeStale(dir: string, manifest: Manifest, shared?: stri
   for (const f of await readdir(dir)) {
     if (keep.has(f)) continue;
     if (shared !== undefined && !f.includes(`-${shared}.`)) {
-      const age = await stat(join(dir, f)).then((st) => Date.now() - st.mtimeMs, () => 0);
+      const age = await stat(join(dir, f)).then(
+        (st) => Date.now() - st.mtimeMs,
+        () => 0,
+      );
       if (age < SHARED_GRACE_MS) continue;
     }
     await rm(join(dir, f), { force: true });

@@ -168,7 +168,12 @@ class Builder {
     }
     if (nodes.length === 0) return this.always(false);
     if (nodes.length === 1) return nodes[0];
-    return { share: Math.min(1, nodes.reduce((s, n) => s + n.share, 0)) };
+    return {
+      share: Math.min(
+        1,
+        nodes.reduce((s, n) => s + n.share, 0),
+      ),
+    };
   }
 
   private range(c: Column | undefined, op: 'gt' | 'gte' | 'lt' | 'lte', v: number | string): Node {

@@ -46,12 +46,14 @@ export class RwLock {
       while (this.readers > 0) await new Promise<void>((resolve) => (this.drained = resolve));
       return fn();
     });
-    const done = run.then(
-      () => undefined,
-      () => undefined,
-    ).then(() => {
-      if (--this.writers === 0) this.busy = null;
-    });
+    const done = run
+      .then(
+        () => undefined,
+        () => undefined,
+      )
+      .then(() => {
+        if (--this.writers === 0) this.busy = null;
+      });
     this.tail = done;
     this.busy = done;
     return run;
