@@ -23,7 +23,7 @@ import type { VectorCollection } from '../src/providers/vector/types.ts';
 import type { Filter, Metadata } from '../src/types.ts';
 import { compileFilter } from '../src/filter.ts';
 import { GLOVE_DIMS, loadGlove } from './glove.ts';
-import { buildStoreHome } from './store-home.ts';
+import { buildStoreHome, itemDefs } from './store-home.ts';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const DIMS = GLOVE_DIMS;
@@ -162,26 +162,7 @@ async function main(): Promise<void> {
     prefix: 'nearline-filter-',
     size: n,
     row: (i) => ({ id: `w${i}`, vec: Array.from(base[i]), ...meta[i] }),
-    defs: {
-      providers: [{ name: 'local', kind: 'hnsw' }],
-      entities: [{ name: 'item', key: 'id' }],
-      sources: [{ name: 'items', variant: 'v1', kind: 'jsonl', path: 'items.jsonl' }],
-      features: [
-        {
-          name: 'item_vec',
-          variant: 'v1',
-          entity: 'item',
-          source: 'items@v1',
-          kind: 'embedding',
-          vector: { column: 'vec' },
-          dims: DIMS,
-          metric: 'cosine',
-          provider: 'local',
-          index: { M: 16, efConstruction: 200 },
-          metadata: ['cat', 'shard', 'n'],
-        },
-      ],
-    },
+    defs: itemDefs({ dims: DIMS, metadata: ['cat', 'shard', 'n'], index: { M: 16, efConstruction: 200 } }),
     log,
   });
   const store = FeatureStore.open({ home });

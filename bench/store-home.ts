@@ -9,6 +9,40 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import YAML from 'yaml';
 
+/**
+ * Definitions of the items every live benchmark builds: source `items` (items.jsonl), entity `item` keyed by
+ * `id`, and `item_vec@v1`, a cosine hnsw feature over the `vec` column with the given metadata and index.
+ * `scalars` adds scalar features on an embedded sqlite online store `kv`.
+ */
+export function itemDefs(opts: {
+  dims: number;
+  metadata: string[];
+  index: Record<string, number>;
+  scalars?: Array<{ name: string } & Record<string, unknown>>;
+}) {
+  return {
+    providers: [{ name: 'local', kind: 'hnsw' }, ...(opts.scalars?.length ? [{ name: 'kv', kind: 'sqlite' }] : [])],
+    entities: [{ name: 'item', key: 'id' }],
+    sources: [{ name: 'items', variant: 'v1', kind: 'jsonl', path: 'items.jsonl' }],
+    features: [
+      {
+        name: 'item_vec',
+        variant: 'v1',
+        entity: 'item',
+        source: 'items@v1',
+        kind: 'embedding',
+        vector: { column: 'vec' },
+        dims: opts.dims,
+        metric: 'cosine',
+        provider: 'local',
+        index: opts.index,
+        metadata: opts.metadata,
+      },
+      ...(opts.scalars ?? []).map((f) => ({ variant: 'v1', entity: 'item', source: 'items@v1', kind: 'scalar', provider: 'kv', ...f })),
+    ],
+  };
+}
+
 export async function buildStoreHome(opts: {
   prefix: string;
   size: number;

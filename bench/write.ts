@@ -21,7 +21,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { GLOVE_DIMS, loadGlove } from './glove.ts';
-import { buildStoreHome } from './store-home.ts';
+import { buildStoreHome, itemDefs } from './store-home.ts';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const DATA = join(HERE, 'data');
@@ -204,30 +204,12 @@ function buildHome(all: Float32Array, size: number): Promise<string> {
       cat: `c${i % 10}`,
       price: i % 1000,
     }),
-    defs: {
-      providers: [
-        { name: 'local', kind: 'hnsw' },
-        { name: 'kv', kind: 'sqlite' },
-      ],
-      entities: [{ name: 'item', key: 'id' }],
-      sources: [{ name: 'items', variant: 'v1', kind: 'jsonl', path: 'items.jsonl' }],
-      features: [
-        {
-          name: 'item_vec',
-          variant: 'v1',
-          entity: 'item',
-          source: 'items@v1',
-          kind: 'embedding',
-          vector: { column: 'vec' },
-          dims: DIMS,
-          metric: 'cosine',
-          provider: 'local',
-          index: { M: 16, efConstruction: 200, ef: 100 },
-          metadata: ['cat'],
-        },
-        { name: 'item_price', variant: 'v1', entity: 'item', source: 'items@v1', kind: 'scalar', column: 'price', type: 'float', provider: 'kv' },
-      ],
-    },
+    defs: itemDefs({
+      dims: DIMS,
+      metadata: ['cat'],
+      index: { M: 16, efConstruction: 200, ef: 100 },
+      scalars: [{ name: 'item_price', column: 'price', type: 'float' }],
+    }),
     log,
   });
 }
