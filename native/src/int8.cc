@@ -3,16 +3,7 @@
 #include <cmath>
 #include <cstring>
 
-#if defined(__x86_64__) || defined(_M_X64)
-#define NL_X86 1
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
-#elif defined(__aarch64__)
-#define NL_NEON 1
-#include <arm_neon.h>
-#endif
+#include "simd.h"
 
 namespace nearline {
 namespace {
