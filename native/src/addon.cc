@@ -7,7 +7,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <mutex>
@@ -25,16 +27,16 @@
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
-#if defined(__linux__)
+// POSIX: snapshots are written with write/fdatasync (full_vectors.h reads with pread).
 #include <fcntl.h>
+#include <time.h>
+#include <unistd.h>
+#if defined(__linux__)
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
-#include <cerrno>
 #endif
 
 namespace {
@@ -72,6 +74,9 @@ struct Shared {
   // Per internal id: 1 once its insert returned (every level linked), set after hnswlib's addPoint and read by
   // searches before they descend into a node. Sized like internal_of.
   std::vector<uint8_t> complete;
+
+  // The copy of the graph a snapshot writes (copyImage, writeImage); one snapshot at a time per index.
+  std::unique_ptr<class GraphImage> image;
 
   uint32_t InternalOf(size_t label) const { return __atomic_load_n(&internal_of[label], __ATOMIC_ACQUIRE); }
   bool Complete(hnswlib::tableint id) const { return __atomic_load_n(&complete[id], __ATOMIC_ACQUIRE) != 0; }
@@ -528,15 +533,15 @@ class AddWorker : public Napi::AsyncWorker {
   size_t n_, threads_;
 };
 
-class SaveWorker : public Napi::AsyncWorker {
+// Runs `work` on the thread pool; the promise resolves with undefined, or rejects with what it threw.
+class TaskWorker : public Napi::AsyncWorker {
  public:
-  SaveWorker(Napi::Env env, std::shared_ptr<Shared> s, std::string path, std::string slots)
-      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), s_(std::move(s)), path_(std::move(path)), slots_(std::move(slots)) {}
+  TaskWorker(Napi::Env env, std::function<void()> work)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), work_(std::move(work)) {}
   Napi::Promise Promise() { return deferred_.Promise(); }
   void Execute() override {
     try {
-      s_->index->saveIndex(path_);
-      if (s_->q) s_->q->full->SaveSlots(slots_);
+      work_();
     } catch (const std::exception& e) {
       SetError(e.what());
     }
@@ -546,8 +551,108 @@ class SaveWorker : public Napi::AsyncWorker {
 
  private:
   Napi::Promise::Deferred deferred_;
-  std::shared_ptr<Shared> s_;
-  std::string path_, slots_;
+  std::function<void()> work_;
+};
+
+// Writes a file in pieces, each flushed to disk and followed by a pause, so the source log's fdatasyncs (a
+// push's acknowledgement) never queue behind a whole snapshot: measured here, 8 MiB pieces with 10 ms pauses
+// took the log's median fsync beside a 110 MB snapshot from 7-11 ms to ~1 ms. Snapshots have time; pushes do
+// not. Only system calls: a forked child may use it.
+class PacedFile {
+ public:
+  static constexpr size_t kPiece = 8 << 20;
+  explicit PacedFile(int fd) : fd_(fd) {}
+
+  bool Write(const char* p, size_t n) {
+    while (n > 0) {
+      ssize_t w = write(fd_, p, std::min(n, kPiece - unsynced_));
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) return false;
+      p += w;
+      n -= static_cast<size_t>(w);
+      unsynced_ += static_cast<size_t>(w);
+      if (unsynced_ >= kPiece) {
+        if (fdatasync(fd_) != 0) return false;
+        unsynced_ = 0;
+        struct timespec pause = {0, 10 * 1000 * 1000};
+        nanosleep(&pause, nullptr);
+      }
+    }
+    return true;
+  }
+
+ private:
+  int fd_;
+  size_t unsynced_ = 0;
+};
+
+// hnswlib's file header (saveIndex's first fields, in its order).
+template <typename Put>
+void PutHeader(const Hnsw& h, size_t count, Put&& put) {
+  auto pod = [&](auto v) { put(&v, sizeof(v)); };
+  pod(h.offsetLevel0_);
+  pod(h.max_elements_);
+  pod(count);
+  pod(h.size_data_per_element_);
+  pod(h.label_offset_);
+  pod(h.offsetData_);
+  pod(h.maxlevel_);
+  pod(h.enterpoint_node_);
+  pod(h.maxM_);
+  pod(h.maxM0_);
+  pod(h.M_);
+  pod(h.mult_);
+  pod(h.ef_construction_);
+}
+
+// The bytes of element i's upper-level links as saveIndex writes them: their size, then the lists.
+template <typename Put>
+void PutUpperLinks(const Hnsw& h, size_t i, Put&& put) {
+  unsigned int n = h.element_levels_[i] > 0 ? static_cast<unsigned int>(h.size_links_per_element_ * h.element_levels_[i]) : 0;
+  put(&n, sizeof(n));
+  if (n) put(h.linkLists_[i], n);
+}
+
+// The graph in saveIndex's file format, copied in memory while writers wait (a memcpy of the bottom layer
+// and the upper links), then written to a file beside them. The bottom layer's buffer is allocated and
+// touched beforehand (Reserve), so the copy does not take page faults while writers wait.
+class GraphImage {
+ public:
+  void Reserve(size_t bytes) {
+    if (bytes <= capacity_) return;
+    level0_.reset(new char[bytes]);
+    std::memset(level0_.get(), 0, bytes);
+    capacity_ = bytes;
+  }
+
+  // Run with no insert, update, delete or resize in flight (searches may run: they only read).
+  void Copy(const Hnsw& h) {
+    size_t count = h.cur_element_count;
+    head_.clear();
+    links_.clear();
+    auto append = [](std::vector<char>& to) {
+      return [&to](const void* p, size_t n) { to.insert(to.end(), static_cast<const char*>(p), static_cast<const char*>(p) + n); };
+    };
+    PutHeader(h, count, append(head_));
+    level0Bytes_ = count * h.size_data_per_element_;
+    Reserve(level0Bytes_);
+    std::memcpy(level0_.get(), h.data_level0_memory_, level0Bytes_);
+    for (size_t i = 0; i < count; i++) PutUpperLinks(h, i, append(links_));
+  }
+
+  void Write(const std::string& path) const {
+    int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) throw std::runtime_error("cannot open " + path + ": " + std::strerror(errno));
+    PacedFile out(fd);
+    bool ok = out.Write(head_.data(), head_.size()) && out.Write(level0_.get(), level0Bytes_) && out.Write(links_.data(), links_.size());
+    ok = close(fd) == 0 && ok;
+    if (!ok) throw std::runtime_error("cannot write " + path + ": " + std::strerror(errno));
+  }
+
+ private:
+  std::unique_ptr<char[]> level0_;
+  size_t capacity_ = 0, level0Bytes_ = 0;
+  std::vector<char> head_, links_;
 };
 
 #if defined(__linux__)
@@ -578,30 +683,6 @@ class ForkSaveWorker : public Napi::AsyncWorker {
   void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
 
  private:
-  // Written in pieces, each flushed to disk and followed by a pause, so the source log's fdatasyncs (a push's
-  // acknowledgement) never queue behind the whole file: measured here, 8 MiB pieces with 10 ms pauses took the
-  // log's median fsync beside a 110 MB snapshot from 7-11 ms to ~1 ms. The child has time; pushes do not.
-  static constexpr size_t kPiece = 8 << 20;
-  size_t unsynced_ = 0;
-
-  bool WriteAll(int fd, const char* p, size_t n) {
-    while (n > 0) {
-      ssize_t w = write(fd, p, std::min(n, kPiece - unsynced_));
-      if (w < 0 && errno == EINTR) continue;
-      if (w <= 0) return false;
-      p += w;
-      n -= static_cast<size_t>(w);
-      unsynced_ += static_cast<size_t>(w);
-      if (unsynced_ >= kPiece) {
-        if (fdatasync(fd) != 0) return false;
-        unsynced_ = 0;
-        struct timespec pause = {0, 10 * 1000 * 1000};
-        nanosleep(&pause, nullptr);
-      }
-    }
-    return true;
-  }
-
   // In the child. Exit code 0, or 3-7 for the step that failed.
   int WriteChild(pid_t parent, char* buf, size_t cap) {
     // Dies with the server, and holds none of its files or sockets (a restarted server can listen again at once).
@@ -616,42 +697,26 @@ class ForkSaveWorker : public Napi::AsyncWorker {
     if (fd < 0) return 4;
     const Hnsw& h = *s_->index;
     size_t count = h.cur_element_count;
+    PacedFile file(fd);
     size_t used = 0;
     bool ok = true;
     auto flush = [&] {
-      ok = ok && WriteAll(fd, buf, used);
+      ok = ok && file.Write(buf, used);
       used = 0;
     };
     auto put = [&](const void* p, size_t n) {
       if (used + n > cap) flush();
       if (n > cap) {
-        ok = ok && WriteAll(fd, static_cast<const char*>(p), n);
+        ok = ok && file.Write(static_cast<const char*>(p), n);
         return;
       }
       std::memcpy(buf + used, p, n);
       used += n;
     };
-    auto pod = [&](auto v) { put(&v, sizeof(v)); };
-    pod(h.offsetLevel0_);
-    pod(h.max_elements_);
-    pod(count);
-    pod(h.size_data_per_element_);
-    pod(h.label_offset_);
-    pod(h.offsetData_);
-    pod(h.maxlevel_);
-    pod(h.enterpoint_node_);
-    pod(h.maxM_);
-    pod(h.maxM0_);
-    pod(h.M_);
-    pod(h.mult_);
-    pod(h.ef_construction_);
+    PutHeader(h, count, put);
     flush();
-    ok = ok && WriteAll(fd, h.data_level0_memory_, count * h.size_data_per_element_);
-    for (size_t i = 0; i < count && ok; i++) {
-      unsigned int n = h.element_levels_[i] > 0 ? static_cast<unsigned int>(h.size_links_per_element_ * h.element_levels_[i]) : 0;
-      pod(n);
-      if (n) put(h.linkLists_[i], n);
-    }
+    ok = ok && file.Write(h.data_level0_memory_, count * h.size_data_per_element_);
+    for (size_t i = 0; i < count && ok; i++) PutUpperLinks(h, i, put);
     flush();
     if (!ok) return 5;
     if (fsync(fd) != 0) return 6;
@@ -683,6 +748,9 @@ class Index : public Napi::ObjectWrap<Index> {
                                           InstanceMethod<&Index::Save>("save"),
                                           InstanceMethod<&Index::CompactVectors>("compactVectors"),
                                           InstanceMethod<&Index::ForkSave>("forkSave"),
+                                          InstanceMethod<&Index::ReserveImage>("reserveImage"),
+                                          InstanceMethod<&Index::CopyImage>("copyImage"),
+                                          InstanceMethod<&Index::WriteImage>("writeImage"),
                                       });
     exports.Set("Index", ctor);
     return exports;
@@ -841,8 +909,55 @@ class Index : public Napi::ObjectWrap<Index> {
 
   // save(path, slots?): the graph to path; for an int8 index, the slot table of its f32 vectors to slots.
   Napi::Value Save(const Napi::CallbackInfo& info) {
-    if (s_->q && !info[1].IsString()) throw Napi::TypeError::New(info.Env(), "an int8 index saves a slot table too: save(path, slots)");
-    auto* w = new SaveWorker(info.Env(), s_, info[0].As<Napi::String>().Utf8Value(), s_->q ? info[1].As<Napi::String>().Utf8Value() : "");
+    std::string slots = SlotsArg(info, 1);
+    std::string path = info[0].As<Napi::String>().Utf8Value();
+    return Run(info.Env(), [s = s_, path, slots] {
+      s->index->saveIndex(path);
+      if (s->q) s->q->full->SaveSlots(slots);
+    });
+  }
+
+  // reserveImage(): Promise: allocates (and touches) room for a copy of the graph as large as it is now plus
+  // some growth, so copyImage's memcpy, which writers wait for, takes no page faults. Runs beside anything.
+  Napi::Value ReserveImage(const Napi::CallbackInfo& info) {
+    if (!s_->image) s_->image = std::make_unique<GraphImage>();
+    const Hnsw& h = *s_->index;
+    size_t bytes = (h.cur_element_count + h.cur_element_count / 16 + 1024) * h.size_data_per_element_;
+    return Run(info.Env(), [s = s_, bytes] { s->image->Reserve(bytes); });
+  }
+
+  // copyImage(slots?): Promise: copies the graph in memory (for an int8 index, also saves its slot table to
+  // `slots`). Run it with no insert, update, delete or resize in flight; searches may run beside it.
+  Napi::Value CopyImage(const Napi::CallbackInfo& info) {
+    std::string slots = SlotsArg(info, 0);
+    if (!s_->image) s_->image = std::make_unique<GraphImage>();
+    return Run(info.Env(), [s = s_, slots] {
+      s->image->Copy(*s->index);
+      if (s->q) s->q->full->SaveSlots(slots);
+    });
+  }
+
+  // writeImage(path): Promise: writes the last copyImage to `path` in saveIndex's format (not fsynced), in
+  // paced pieces, beside writes, and frees it.
+  Napi::Value WriteImage(const Napi::CallbackInfo& info) {
+    if (!s_->image) throw Napi::Error::New(info.Env(), "writeImage before copyImage");
+    std::string path = info[0].As<Napi::String>().Utf8Value();
+    return Run(info.Env(), [s = s_, path] {
+      std::unique_ptr<GraphImage> image = std::move(s->image);
+      image->Write(path);
+      image.reset();
+      ReleaseFreePages();
+    });
+  }
+
+  std::string SlotsArg(const Napi::CallbackInfo& info, size_t i) {
+    if (!s_->q) return "";
+    if (!info[i].IsString()) throw Napi::TypeError::New(info.Env(), "an int8 index saves a slot table too: give its path");
+    return info[i].As<Napi::String>().Utf8Value();
+  }
+
+  static Napi::Value Run(Napi::Env env, std::function<void()> work) {
+    auto* w = new TaskWorker(env, std::move(work));
     w->Queue();
     return w->Promise();
   }

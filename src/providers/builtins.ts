@@ -33,8 +33,9 @@ function make(): readonly Plugin[] {
       ),
       threads: int(1, 'threads one call may use; default os.availableParallelism()'),
       snapshotWriter: Type.Optional(
-        Type.Union([Type.Literal('inline'), Type.Literal('fork')], {
-          description: 'inline: snapshots write the graph while writes wait; fork: a child process writes it, writes wait for the fork only; default inline',
+        Type.Union([Type.Literal('copy'), Type.Literal('inline'), Type.Literal('fork')], {
+          description:
+            'copy: writes wait while a snapshot copies the graph in memory, a thread writes the copy; inline: writes wait while the graph is written; fork: a child process writes it, writes wait for the fork only; default copy',
         }),
       ),
     },

@@ -78,7 +78,7 @@ describe('hnsw searches beside inserts', () => {
     await p.close();
   }, 120_000);
 
-  it.each(['inline', 'fork'] as const)(
+  it.each(['copy', 'inline', 'fork'] as const)(
     'a snapshot (%s writer) taken while log writes continue holds exactly the rows up to the offset it records',
     async (snapshotWriter) => {
       const name = `snap-${snapshotWriter}`;

@@ -26,9 +26,10 @@ import { Mutex, RwLock } from './rw-lock.ts';
  * index) takes the lock exclusively, in slices, so searches run between them.
  *
  * Writes that apply a source log carry its offset: they are durable in the log already, so they only advance
- * the offset the next snapshot records. A snapshot never holds searches back; writers wait while it writes
- * the graph (`snapshotWriter: 'inline'`) or, with `fork`, only while the addon forks a child process that
- * writes it from its copy-on-write image and fsyncs it while writes go on here.
+ * the offset the next snapshot records. A snapshot never holds searches back; writers wait while it copies
+ * the graph in memory (`snapshotWriter: 'copy'`, then a thread writes the copy while writes go on here), while
+ * it writes the graph (`inline`), or, with `fork`, only while the addon forks a child process that writes it
+ * from its copy-on-write image and fsyncs it.
  *
  * A search batch is planned in JS and run as few addon calls as possible: queries sharing k, ef and filter,
  * without exclude lists, go together. A filter is compiled once into a predicate the addon evaluates during
@@ -516,31 +517,35 @@ export class HnswCollection implements VectorCollection {
       if (this.vectorsFile) next.slots = `slots-${tag}.bin`;
       const files = [next.index, next.rows, next.columns!, ...(next.slots ? [next.slots] : [])];
       const indexTmp = join(this.dir, `${next.index}.tmp`);
+      const slotsTmp = next.slots && join(this.dir, `${next.slots}.tmp`);
+      const pending = () => this.dirty || force || this.applied > (this.manifest.logOffset ?? 0);
+      if (!pending()) return;
+      const mode = this.opts.snapshotWriter === 'fork' && slotsTmp ? 'copy' : this.opts.snapshotWriter;
+      // Outside the write lock: the memory the copy goes to, so writers wait for the memcpy alone.
+      if (mode === 'copy') await this.index.reserveImage();
       let dirty = false;
       const copy = await this.writes.run(async () => {
-        if (!this.dirty && !force && this.applied <= (this.manifest.logOffset ?? 0)) return undefined;
+        if (!pending()) return undefined;
         dirty = this.dirty;
         next.vectors = this.vectorsFile && (await this.compactVectors(tag));
         next.logOffset = this.applied;
         let writer: number | undefined;
-        // The forked writer saves the graph alone; an int8 index's slot table is saved with it, inline.
-        if (this.opts.snapshotWriter === 'fork' && !next.slots) {
+        let image = false;
+        try {
+          // The forked writer saves the graph alone; an int8 index's slot table is saved with a copy (above).
           // No child process (a platform without fork, or none to be had now): written inline instead.
-          writer = await this.index.forkSave(indexTmp).catch(() => undefined);
+          if (mode === 'fork') writer = await this.index.forkSave(indexTmp).catch(() => undefined);
+          if (mode === 'copy') image = (await this.index.copyImage(slotsTmp), true);
+          else if (writer === undefined) await this.index.save(indexTmp, slotsTmp);
+        } catch (e) {
+          throw providerError(this.opts.name, e);
         }
-        if (writer === undefined) {
-          try {
-            await this.index.save(indexTmp, next.slots && join(this.dir, `${next.slots}.tmp`));
-          } catch (e) {
-            throw providerError(this.opts.name, e);
-          }
-        }
-        const out = { writer, ids: this.ids.slice(), columns: this.columns.encode(this.ids.length) };
+        const out = { writer, image, ids: this.ids.slice(), columns: this.columns.encode(this.ids.length) };
         this.dirty = false;
         return out;
       });
       if (!copy) return;
-      const written = copy.writer === undefined ? Promise.resolve() : childDone(copy.writer);
+      const written = copy.writer !== undefined ? childDone(copy.writer) : copy.image ? this.index.writeImage(indexTmp) : Promise.resolve();
       try {
         const rows: RowsFile = { ids: copy.ids };
         await writeFileSynced(join(this.dir, `${next.rows}.tmp`), JSON.stringify(rows));

@@ -27,6 +27,15 @@ export interface NativeIndex {
    * and fsynced. Rejects where processes cannot fork.
    */
   forkSave(path: string): Promise<number>;
+  /** Allocates room for a copy of the graph as large as it is now plus some growth, so `copyImage` takes no page faults. */
+  reserveImage(): Promise<void>;
+  /**
+   * Copies the graph in memory (an int8 index also saves its slot table to `slots`). Run it with no write in
+   * flight; searches may run beside it.
+   */
+  copyImage(slots?: string): Promise<void>;
+  /** Writes the last `copyImage` to `path` in `save`'s format (not fsynced) and frees it; writes may run beside it. */
+  writeImage(path: string): Promise<void>;
   /**
    * An int8 index whose f32 file is mostly rows no live label uses rewrites the live ones into `path`
    * (fsynced) and continues there: true. Otherwise nothing happens: false. Nothing may run beside it.

@@ -46,12 +46,15 @@ export interface HnswVectorOptions {
    */
   rescore?: number;
   /**
-   * How a snapshot writes the graph. `inline`: on a thread of this process while writes wait (searches do
-   * not); the wait grows with the index. `fork` (Linux): a child process writes it from a copy-on-write image,
-   * so writes wait only for the fork, but every page the server writes meanwhile is copied, which slows
-   * searches and inserts under heavy writes (bench/results/write-ab-loaded.md). Default `inline`.
+   * How a snapshot writes the graph; searches never wait for it. `copy`: writes wait while the graph is
+   * copied in memory (one memcpy into a buffer allocated beforehand, ~10 ms per 100 MB), then a thread writes
+   * the copy beside them; it holds a second copy of the graph while it writes. `inline`: writes wait while a
+   * thread writes the graph to the file (the wait grows with the index, hundreds of ms at 200k x 100-d).
+   * `fork` (Linux, f32): a child process writes it from a copy-on-write image, so writes wait only for the
+   * fork, but every page the server writes meanwhile is copied, which slows searches and inserts under heavy
+   * writes (bench/results/write-ab-loaded.md). Default `copy`.
    */
-  snapshotWriter?: 'inline' | 'fork';
+  snapshotWriter?: 'copy' | 'inline' | 'fork';
 }
 
 const NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
@@ -76,7 +79,7 @@ export function createHnswProvider(options: HnswVectorOptions, ctx: ProviderCont
     threads: options.threads ?? availableParallelism(),
     rescore: options.rescore ?? 2,
     ...(shared !== undefined ? { shared } : {}),
-    snapshotWriter: options.snapshotWriter ?? 'inline',
+    snapshotWriter: options.snapshotWriter ?? 'copy',
   };
   const open = new Map<string, Promise<HnswCollection>>();
 
