@@ -15,14 +15,30 @@ export function toModel(r: Row): ModelRecord {
   return { ...JSON.parse(r.spec), dims: r.dims, sha256: r.sha256, createdAt: r.created_at };
 }
 
+/** Records of rows a cached read shares (frozen): the same row gives the same (frozen) record, parsed once. */
+const records = new WeakMap<Row, FeatureRecord>();
+
+function deepFreeze<T>(v: T): T {
+  if (v && typeof v === 'object' && !Object.isFrozen(v)) {
+    Object.freeze(v);
+    for (const x of Object.values(v)) deepFreeze(x);
+  }
+  return v;
+}
+
 export function toFeature(r: Row): FeatureRecord {
-  return {
+  const shared = Object.isFrozen(r);
+  const hit = shared ? records.get(r) : undefined;
+  if (hit) return hit;
+  const out: FeatureRecord = {
     ...JSON.parse(r.spec),
     status: r.dropped_at ? 'dropped' : r.status,
     rows: r.dropped_at ? 0 : r.rows,
     createdAt: r.created_at,
     materializedAt: r.materialized_at,
   };
+  if (shared) records.set(r, deepFreeze(out));
+  return out;
 }
 
 export function featureSpec(f: FeatureRecord): FeatureDef {

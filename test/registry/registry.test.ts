@@ -498,4 +498,33 @@ describe('SQLite registry across processes', () => {
       await store.close();
     }
   });
+
+  it('reads are cached until the file changes: a commit by another connection, or a write of this one, is seen by the next read', async () => {
+    const home = tempDir();
+    writeWords(home, 20, 8);
+    const store = FeatureStore.open({ home });
+    try {
+      await store.apply(await loadDefinitions(writeDefs(home, wordDefs(8))));
+      await store.registry.setAlias('word_vec', 'prod', 'v1', { force: true });
+      const before = await store.registry.resolveFeature('word_vec');
+      // The same read again is the same (shared, frozen) record.
+      expect(await store.registry.resolveFeature('word_vec')).toBe(before);
+      expect(Object.isFrozen(before)).toBe(true);
+      expect(() => ((before as { rows: number }).rows = 1)).toThrow(TypeError);
+      expect((await store.registry.getAlias('word_vec', 'prod'))?.variant).toBe('v1');
+      // Another connection (as another process would) deletes the alias: the next read sees it gone.
+      const other = new Database(path.join(home, 'nearline.db'));
+      try {
+        other.prepare("DELETE FROM aliases WHERE feature = 'word_vec' AND name = 'prod'").run();
+      } finally {
+        other.close();
+      }
+      expect(await store.registry.getAlias('word_vec', 'prod')).toBeUndefined();
+      // A write of this connection: seen at once too.
+      await store.registry.setAlias('word_vec', 'prod', 'v1', { force: true });
+      expect((await store.registry.getAlias('word_vec', 'prod'))?.variant).toBe('v1');
+    } finally {
+      await store.close();
+    }
+  });
 });
