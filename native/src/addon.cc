@@ -100,13 +100,35 @@ struct Shared {
   // One row into the graph (its code, for an int8 index, with the f32 vector to the file), under the label's
   // lock as hnswlib's addPoint(point, label) takes it; returns the internal id, to mark the node complete.
   // `code`: scratch.
+  // A deleted label comes back with its new vector before its deletion mark goes, so no search returns it
+  // with the vector of the row it held before (hnswlib's addPoint unmarks first).
   hnswlib::tableint Insert(const float* v, uint32_t label, std::vector<uint8_t>& code) {
     std::unique_lock<std::mutex> lock(index->getLabelOpMutex(label));
-    if (!q) return index->addPoint(v, label, -1);
-    q->full->Put(label, v);
-    code.resize(q->bytes);
-    nearline::QuantizeInt8(v, dims, code.data());
-    return index->addPoint(code.data(), label, -1);
+    const void* point = v;
+    if (q) {
+      q->full->Put(label, v);
+      code.resize(q->bytes);
+      nearline::QuantizeInt8(v, dims, code.data());
+      point = code.data();
+    }
+    hnswlib::tableint existing = 0;
+    bool found = false;
+    {
+      std::unique_lock<std::mutex> table(index->label_lookup_lock);
+      auto it = index->label_lookup_.find(label);
+      if (it != index->label_lookup_.end()) {
+        found = true;
+        existing = it->second;
+      }
+    }
+    if (!found || !index->isMarkedDeleted(existing)) return index->addPoint(point, label, -1);
+    // The vector while still deleted, the mark off, then the links repaired (which with the mark on would link
+    // the entry point to itself when it is this node); a search that meets the node unmarked reads the new vector.
+    std::memcpy(index->getDataByInternalId(existing), point, index->data_size_);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    index->unmarkDeletedInternal(existing);
+    index->updatePoint(point, existing, 1.0);
+    return existing;
   }
 
   void TrackAll() {
@@ -147,10 +169,12 @@ std::unique_ptr<hnswlib::SpaceInterface<float>> MakeSpace(const std::string& nam
   return std::make_unique<SimdSpace>(IsIp(name), dims, Active());
 }
 
-// A node's neighbour list at `level`, read without its lock while inserts may rewrite it: a search never waits
-// for an insert (on a crowded machine a lock holder can be descheduled, and the search with it). What it may
-// see instead is safe to walk: hnswlib writes lists in place, one 32-bit id at a time, and every id it ever
-// writes is a node whose vector is already stored, so a list read mid-update holds valid ids, old or new.
+// A node's neighbour list at `level`, read without its lock while inserts and updates may rewrite it: a search
+// never waits for a write (on a crowded machine a lock holder can be descheduled, and the search with it). What
+// it may see instead is safe to walk: hnswlib writes lists in place, one 32-bit id at a time, and every id it
+// ever writes is a node whose vector is already stored, so a list read mid-update holds valid ids, old or new.
+// A vector updated in place may be read half old, half new: its distance is off for that one search, the race
+// hnswlib's own searches beside its updatePoint have.
 // Sizes are clamped and ids past the element count dropped. Upper levels are reached only through nodes
 // whose insert finished (Shared::complete), since their lists live in memory allocated during the insert.
 inline int ReadLinks(const Hnsw& h, hnswlib::tableint node, int level, size_t limit, hnswlib::tableint* out) {
@@ -471,6 +495,9 @@ class SearchWorker : public Napi::AsyncWorker {
   Found found_;
 };
 
+// Rows an insert call must reach for its temporaries to be given back to the OS afterwards.
+constexpr size_t kTrimAfter = 1024;
+
 // Inserts (or, for a label already present, updates in place) on several threads: hnswlib's addPoint is thread-safe.
 class AddWorker : public Napi::AsyncWorker {
  public:
@@ -518,7 +545,9 @@ class AddWorker : public Napi::AsyncWorker {
     } catch (const std::exception& e) {
       if (error.empty()) error = e.what();
     }
-    ReleaseFreePages();
+    // After bulk loads only: malloc_trim locks the allocator's arenas while it walks them, which stalls every
+    // thread that allocates meanwhile (the event loop among them); small writes reuse what the last one freed.
+    if (n_ >= kTrimAfter) ReleaseFreePages();
     if (!error.empty()) SetError(error);
   }
 
@@ -944,9 +973,8 @@ class Index : public Napi::ObjectWrap<Index> {
     std::string path = info[0].As<Napi::String>().Utf8Value();
     return Run(info.Env(), [s = s_, path] {
       std::unique_ptr<GraphImage> image = std::move(s->image);
+      // Freed at once: a block this large has a mapping of its own (M_MMAP_THRESHOLD in Init).
       image->Write(path);
-      image.reset();
-      ReleaseFreePages();
     });
   }
 

@@ -78,6 +78,63 @@ describe('hnsw searches beside inserts', () => {
     await p.close();
   }, 120_000);
 
+  it("updates in place and revived deleted slots run beside searches: no hit carries a slot's earlier row, no get a half-written vector", async () => {
+    const p = createHnswProvider({ threads: 2, initialCapacity: 4096 }, { name: 'local', home });
+    await p.open();
+    const c: VectorCollection = await p.collection(spec('rewrites'));
+    const rand = mulberry32(21);
+    const vec = () => Float32Array.from({ length: dims }, () => rand());
+    const base = Array.from({ length: 3000 }, (_, i) => ({ id: `a${i}`, vector: vec(), metadata: { part: 'base' } }));
+    await c.upsert(base);
+    const gone = base.slice(2000).map((r) => r.id);
+    await c.delete(gone);
+    const before = new Map(base.map((r) => [r.id, r.vector]));
+    // One write: 1,000 rows rewritten in place and 1,000 new ids, which take the 1,000 deleted slots.
+    const updated = base.slice(0, 1000).map((r) => ({ id: r.id, vector: vec(), metadata: { part: 'updated' } }));
+    const revived = Array.from({ length: 1000 }, (_, i) => ({ id: `b${i}`, vector: vec(), metadata: { part: 'revived' } }));
+    const after = new Map([...updated, ...revived].map((r) => [r.id, r.vector]));
+    const deleted = new Set(gone);
+    let done = false;
+    const write = c.upsert([...updated, ...revived]).finally(() => (done = true));
+    let rounds = 0;
+    while (!done) {
+      const q = vec();
+      // A batch on the thread pool asking for the deleted rows' own vectors: a revived slot still holding its
+      // earlier row would come first, at distance 0, under its new id.
+      const olds = gone.slice((rounds * 64) % 1000, ((rounds * 64) % 1000) + 64).map((id) => before.get(id)!);
+      const batch = await c.search(olds.map((vector) => ({ vector, k: 3 })));
+      batch.forEach((hits, j) => {
+        for (const h of hits) {
+          expect(deleted.has(h.id), h.id).toBe(false);
+          if (h.id.startsWith('b')) expect(h.score).toBeCloseTo(-Math.sqrt(l2(olds[j], after.get(h.id)!)), 4);
+        }
+      });
+      const [first] = await c.search([{ vector: q, k: 10 }]);
+      for (const h of first) {
+        expect(deleted.has(h.id), h.id).toBe(false);
+        // A revived slot is found only once it holds its new row: its score is that row's distance.
+        if (h.id.startsWith('b')) expect(h.score).toBeCloseTo(-Math.sqrt(l2(q, after.get(h.id)!)), 4);
+        else if (!after.has(h.id)) expect(h.score).toBeCloseTo(-Math.sqrt(l2(q, before.get(h.id)!)), 4);
+      }
+      // A row being rewritten reads as its old or its new vector, never a mix.
+      const ids = [updated[rounds % 1000].id, revived[rounds % 1000].id];
+      const got = await c.get(ids);
+      const old = Array.from(before.get(ids[0])!);
+      const now = Array.from(after.get(ids[0])!);
+      expect([JSON.stringify(old), JSON.stringify(now)]).toContain(JSON.stringify(Array.from(got[0]!.vector)));
+      if (got[1]) expect(Array.from(got[1].vector)).toEqual(Array.from(after.get(ids[1])!));
+      rounds++;
+    }
+    await write;
+    expect(rounds).toBeGreaterThan(0);
+    expect(await c.count()).toBe(3000);
+    const found = await c.search([...updated, ...revived].map((r) => ({ vector: r.vector, k: 1, ef: 64 })));
+    expect(found.filter((hits, i) => hits[0]?.id === [...updated, ...revived][i].id).length).toBeGreaterThan(1980);
+    const got = await c.get([...updated, ...revived].map((r) => r.id));
+    got.forEach((g, i) => expect(Array.from(g!.vector)).toEqual(Array.from([...updated, ...revived][i].vector)));
+    await p.close();
+  }, 120_000);
+
   it.each(['copy', 'inline', 'fork'] as const)(
     'a snapshot (%s writer) taken while log writes continue holds exactly the rows up to the offset it records',
     async (snapshotWriter) => {

@@ -19,11 +19,12 @@ import { Mutex, RwLock } from './rw-lock.ts';
  * place: churn does not grow the index. Cosine collections store unit vectors (inner product on them), so
  * `get` returns the normalized vector. Writes between flushes live in memory only.
  *
- * Writes run one at a time (the `writes` mutex). Inserting new rows into free slots runs beside searches: the
- * addon's searches read links as inserts rewrite them, never waiting on a lock (native/src/addon.cc, ReadLinks
- * and Shared::complete say why that is safe). Anything
- * that changes rows a search may meet (updating a row in place, reviving a deleted slot, deleting, growing the
- * index) takes the lock exclusively, in slices, so searches run between them.
+ * Writes run one at a time (the `writes` mutex). Inserts and updates run beside searches: the addon's searches
+ * read links as writes rewrite them, never waiting on a lock (native/src/addon.cc, ReadLinks and
+ * Shared::complete say why that is safe); a revived deleted slot loses its deletion mark only once it holds
+ * its new row. A row updated in place may meet a search half written (its distance off for that search, as
+ * with hnswlib's own updates), but `get` and returned vectors wait for the update. Deleting and growing the
+ * index take the lock exclusively, in slices, so searches run between them.
  *
  * Writes that apply a source log carry its offset: they are durable in the log already, so they only advance
  * the offset the next snapshot records. A snapshot never holds searches back; writers wait while it copies
@@ -137,8 +138,11 @@ export class HnswCollection implements VectorCollection {
   private applied: number;
   /** int8: the full-precision vectors file the index writes to (a compaction moves it before a snapshot names it). */
   private vectorsFile: string | undefined;
-  /** Labels of new rows an insert running beside searches is adding: not readable by `get` until it ends. */
+  /** Labels of new rows a write running beside searches is adding: not readable by `get` until it ends. */
   private readonly adding = new Set<number>();
+  /** Labels of rows a write running beside searches is rewriting in place, and that write: `get` waits for it. */
+  private readonly updating = new Set<number>();
+  private inflight: Promise<unknown> = Promise.resolve();
 
   constructor(
     spec: CollectionSpec,
@@ -193,7 +197,7 @@ export class HnswCollection implements VectorCollection {
       // holds readers back for one slice at a time, not for the whole batch.
       for (let start = 0; start < rows.length; start += WRITE_SLICE) {
         const slice = rows.slice(start, start + WRITE_SLICE);
-        if (this.onlyNewSlots(slice)) await this.lock.read(() => this.insert(slice, true));
+        if (this.fits(slice)) await this.lock.read(() => this.insert(slice, true));
         else await this.lock.write(() => this.insert(slice, false));
       }
       if (opts?.logOffset !== undefined) this.dirty = dirtyBefore;
@@ -201,17 +205,23 @@ export class HnswCollection implements VectorCollection {
     });
   }
 
-  /** Whether inserting `rows` only fills never-used slots (no update, no revived slot, no resize): safe beside searches. */
-  private onlyNewSlots(rows: Array<[string, unknown]>): boolean {
-    if (this.free.length > 0 || this.ids.length + rows.length > this.index.capacity()) return false;
-    for (const [id] of rows) if (this.labels.has(id)) return false;
-    return true;
+  /** Slots the index needs for `rows` beyond those it holds (new ids take deleted slots first). */
+  private needed(rows: Array<[string, unknown]>): number {
+    const fresh = rows.filter(([id]) => !this.labels.has(id)).length;
+    return this.ids.length + Math.max(0, fresh - this.free.length);
   }
 
-  /** `beside`: searches may run meanwhile (onlyNewSlots holds); the new labels stay out of `get` until done. */
+  /** Whether writing `rows` needs no resize, which moves the graph: then it runs beside searches. */
+  private fits(rows: Array<[string, unknown]>): boolean {
+    return this.needed(rows) <= this.index.capacity();
+  }
+
+  /**
+   * `beside`: searches may run meanwhile (`fits` holds); new labels stay out of `get` until done, and `get`
+   * waits for updated ones.
+   */
   private async insert(rows: Array<[string, { vector: Float32Array; metadata: Metadata | null }]>, beside: boolean): Promise<void> {
-    const fresh = rows.filter(([id]) => !this.labels.has(id)).length;
-    const needed = this.ids.length + Math.max(0, fresh - this.free.length);
+    const needed = this.needed(rows);
     const capacity = this.index.capacity();
     // 1.5x rather than 2x: a resize copies the graph once in a while, but slack slots cost resident memory always.
     if (needed > capacity) {
@@ -226,20 +236,28 @@ export class HnswCollection implements VectorCollection {
         label = this.free.pop() ?? this.ids.length;
         this.ids[label] = id;
         this.labels.set(id, label);
-      }
+        if (beside) this.adding.add(label);
+      } else if (beside) this.updating.add(label);
       this.columns.set(label, row.metadata);
       vectors.set(row.vector, i * this.spec.dims);
       labels[i] = label;
-      if (beside) this.adding.add(label);
     });
     this.dirty = true;
+    const added = this.index.add(vectors, labels, this.opts.threads);
+    this.inflight = added.catch(() => undefined);
     try {
-      await this.index.add(vectors, labels, this.opts.threads);
+      await added;
     } catch (e) {
       throw providerError(this.opts.name, e);
     } finally {
       this.adding.clear();
+      this.updating.clear();
     }
+  }
+
+  /** Whether a write beside searches is rewriting any of `labels` in place (then wait for `inflight` and ask again). */
+  private rewriting(labels: number[]): boolean {
+    return this.updating.size > 0 && labels.some((l) => this.updating.has(l));
   }
 
   async delete(ids: string[], opts?: WriteOptions): Promise<void> {
@@ -261,6 +279,8 @@ export class HnswCollection implements VectorCollection {
 
   async get(ids: string[]): Promise<Array<VectorRecord | null>> {
     return this.lock.read(async () => {
+      // Checked right before the read, with no await between: no write can start in between.
+      while (this.rewriting(ids.flatMap((id) => this.labels.get(id) ?? []))) await this.inflight;
       const found = ids.map((id) => {
         const label = this.labels.get(id);
         return label === undefined || this.adding.has(label) ? undefined : label;
@@ -302,7 +322,10 @@ export class HnswCollection implements VectorCollection {
       };
     });
     // Planned and, when small, answered at once without yielding, so no write can come in between.
+    // Vectors to return are read once no write is rewriting rows in place (see `get`).
+    const vectors = prepared.some((q) => q.includeVectors);
     const now = this.lock.readNow(() => {
+      if (vectors && this.updating.size) return undefined;
       const tasks = this.plan(prepared);
       if (!tasks.every((t) => this.small(t))) return undefined;
       for (const t of tasks) t.found = this.runNow(t);
@@ -314,6 +337,7 @@ export class HnswCollection implements VectorCollection {
       const tasks = this.plan(prepared);
       await Promise.all(tasks.map(async (t) => (t.found = await this.run(t))));
       await Promise.all(this.fallbacks(tasks).map(async (t) => (t.found = await this.run(t))));
+      while (vectors && this.updating.size) await this.inflight;
       return this.assemble(prepared, tasks);
     });
   }
