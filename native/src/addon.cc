@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <exception>
 #include <functional>
 #include <limits>
 #include <memory>
@@ -973,8 +974,22 @@ class Index : public Napi::ObjectWrap<Index> {
     std::string path = info[0].As<Napi::String>().Utf8Value();
     return Run(info.Env(), [s = s_, path] {
       std::unique_ptr<GraphImage> image = std::move(s->image);
-      // Freed at once: a block this large has a mapping of its own (M_MMAP_THRESHOLD in Init).
-      image->Write(path);
+      // On a thread of its own behind the server's threads for the CPU (nice 10; best effort), so queries
+      // and inserts do not queue behind the write. The image is freed at once after: a block this large has
+      // a mapping of its own (M_MMAP_THRESHOLD in Init).
+      std::exception_ptr failed;
+      std::thread writer([&] {
+#if defined(__linux__)
+        setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), 10);
+#endif
+        try {
+          image->Write(path);
+        } catch (...) {
+          failed = std::current_exception();
+        }
+      });
+      writer.join();
+      if (failed) std::rethrow_exception(failed);
     });
   }
 
