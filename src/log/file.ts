@@ -30,6 +30,8 @@ const HEADER = 8;
 const SUFFIX = '.log';
 const LOCK = 'LOCK';
 const COMPACT_FRAME_ENTRIES = 512;
+/** Longest stretch of compaction work between two turns of the event loop, ms. */
+const COMPACT_SLICE_MS = 4;
 
 interface Segment {
   base: number;
@@ -293,16 +295,26 @@ export async function openFileLog(dir: string, name: string, opts: FileLogOption
     const run = segments.slice(0, n);
     if (!run.length || (run.length === 1 && run[0].compacted)) return null;
     compacting = true;
+    // Decoding and encoding a 64 MiB segment is about a second of JS: done in slices, so pushes and queries
+    // waiting on the event loop run between them instead of behind the whole compaction.
+    let sliceStart = performance.now();
+    const breathe = async () => {
+      if (performance.now() - sliceStart < COMPACT_SLICE_MS) return;
+      await new Promise((r) => setImmediate(r));
+      sliceStart = performance.now();
+    };
     try {
       const latest = new Map<string, { offset: number; data: unknown }>();
       for (const seg of run) {
         for (const f of frames(await readFile(join(root, segmentName(seg.base))))) {
           f.entries.forEach(([key, data], j) => latest.set(key, { offset: f.offsets[j], data }));
+          await breathe();
         }
       }
       const kept = [...latest.entries()].sort((a, b) => a[1].offset - b[1].offset);
       const bufs: Buffer[] = [];
       for (let at = 0; at < kept.length; at += COMPACT_FRAME_ENTRIES) {
+        await breathe();
         const page = kept.slice(at, at + COMPACT_FRAME_ENTRIES);
         bufs.push(
           encodeFrame(
