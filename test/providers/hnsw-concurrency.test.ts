@@ -163,6 +163,9 @@ describe('hnsw searches beside inserts', () => {
       })();
       const copies: Array<{ dir: string; offset: number }> = [];
       for (let i = 0; i < 6; i++) {
+        // Each snapshot after more writes than the last one (a loaded machine may run the writer slowly).
+        const seen = offset;
+        while (offset === seen) await new Promise((r) => setTimeout(r, 1));
         await c.flush();
         const dir = await mkdtemp(join(tmpdir(), 'nearline-hnsw-snap-'));
         await cp(join(home, 'indexes', name), join(dir, 'indexes', name), { recursive: true });
