@@ -39,6 +39,8 @@ const { values: args } = parseArgs({
     clients: { type: 'string', default: '16' },
     rounds: { type: 'string', default: '3' },
     'query-rate': { type: 'string', default: '200' },
+    /** The server's push lane: pushes handled at once (default: the server's own). */
+    'push-concurrency': { type: 'string' },
     /** Leave out the C++ baseline (when only nearline's figures are compared, e.g. before/after a change). */
     'skip-cpp': { type: 'boolean', default: false },
   },
@@ -256,7 +258,8 @@ async function main(): Promise<void> {
   let idBase = 0;
   for (const size of sizes) {
     const home = await buildHome(glove, size);
-    const server = await listen({ home, port: 0, host: '127.0.0.1', logger: false, live: { snapshotSeconds: 10 } });
+    const pushLane = args['push-concurrency'] ? { push: { concurrency: Number(args['push-concurrency']), queue: 4096 } } : {};
+    const server = await listen({ home, port: 0, host: '127.0.0.1', logger: false, live: { snapshotSeconds: 10 }, ...pushLane });
     const url = server.address;
     const max: number[] = [];
     const pushP50: number[] = [];

@@ -1,8 +1,8 @@
 import { mkdirSync } from 'node:fs';
 import { open, readdir, readFile, rename, rm, type FileHandle } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { crc32 } from 'node:zlib';
 import { nlError, NearlineError } from '../errors.ts';
+import { compactInWorker, encodeFrame, frames } from './frames.ts';
 import type { Log, LogEntry, LogStats } from './types.ts';
 
 /*
@@ -26,12 +26,8 @@ export interface FileLogOptions {
   writable?: boolean;
 }
 
-const HEADER = 8;
 const SUFFIX = '.log';
 const LOCK = 'LOCK';
-const COMPACT_FRAME_ENTRIES = 512;
-/** Longest stretch of compaction work between two turns of the event loop, ms. */
-const COMPACT_SLICE_MS = 4;
 
 interface Segment {
   base: number;
@@ -42,48 +38,9 @@ interface Segment {
   compacted: boolean;
 }
 
-interface Frame {
-  offsets: number[];
-  entries: Array<[string, unknown]>;
-}
-
 type Pending = { entries: Array<{ key: string; data: unknown }>; resolve: (first: number) => void; reject: (e: unknown) => void };
 
 const segmentName = (base: number) => `${String(base).padStart(16, '0')}${SUFFIX}`;
-
-function encodeFrame(offsets: number | number[], entries: Array<[string, unknown]>): Buffer {
-  const payload = Buffer.from(JSON.stringify({ o: offsets, e: entries }));
-  const out = Buffer.allocUnsafe(HEADER + payload.length);
-  out.writeUInt32LE(payload.length, 0);
-  out.writeUInt32LE(crc32(payload), 4);
-  payload.copy(out, HEADER);
-  return out;
-}
-
-/**
- * Frames of a segment's bytes, in order. Stops at the first frame that is incomplete or fails its CRC and
- * reports where the whole frames end, so the caller decides whether that is a torn tail or corruption.
- */
-function* frames(buf: Buffer): Generator<Frame, { end: number; torn: boolean }> {
-  let at = 0;
-  while (at < buf.length) {
-    if (buf.length - at < HEADER) return { end: at, torn: true };
-    const len = buf.readUInt32LE(at);
-    if (buf.length - at - HEADER < len) return { end: at, torn: true };
-    const payload = buf.subarray(at + HEADER, at + HEADER + len);
-    if (crc32(payload) !== buf.readUInt32LE(at + 4)) return { end: at, torn: true };
-    let parsed: { o: number | number[]; e: Array<[string, unknown]> };
-    try {
-      parsed = JSON.parse(payload.toString('utf8'));
-    } catch {
-      return { end: at, torn: true };
-    }
-    const offsets = Array.isArray(parsed.o) ? parsed.o : parsed.e.map((_, i) => (parsed.o as number) + i);
-    yield { offsets, entries: parsed.e };
-    at += HEADER + len;
-  }
-  return { end: at, torn: false };
-}
 
 async function syncDir(dir: string): Promise<void> {
   const fh = await open(dir, 'r');
@@ -295,52 +252,23 @@ export async function openFileLog(dir: string, name: string, opts: FileLogOption
     const run = segments.slice(0, n);
     if (!run.length || (run.length === 1 && run[0].compacted)) return null;
     compacting = true;
-    // Decoding and encoding a 64 MiB segment is about a second of JS: done in slices, so pushes and queries
-    // waiting on the event loop run between them instead of behind the whole compaction.
-    let sliceStart = performance.now();
-    const breathe = async () => {
-      if (performance.now() - sliceStart < COMPACT_SLICE_MS) return;
-      await new Promise((r) => setImmediate(r));
-      sliceStart = performance.now();
-    };
     try {
-      const latest = new Map<string, { offset: number; data: unknown }>();
-      for (const seg of run) {
-        for (const f of frames(await readFile(join(root, segmentName(seg.base))))) {
-          f.entries.forEach(([key, data], j) => latest.set(key, { offset: f.offsets[j], data }));
-          await breathe();
-        }
-      }
-      const kept = [...latest.entries()].sort((a, b) => a[1].offset - b[1].offset);
-      const bufs: Buffer[] = [];
-      for (let at = 0; at < kept.length; at += COMPACT_FRAME_ENTRIES) {
-        await breathe();
-        const page = kept.slice(at, at + COMPACT_FRAME_ENTRIES);
-        bufs.push(
-          encodeFrame(
-            page.map(([, e]) => e.offset),
-            page.map(([key, e]) => [key, e.data]),
-          ),
-        );
-      }
-      const data = Buffer.concat(bufs);
       const target = join(root, segmentName(run[0].base));
       const tmp = `${target}.compact`;
-      const fh = await open(tmp, 'w');
-      try {
-        await fh.writeFile(data);
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
+      // Decoding and encoding 64 MiB of frames is about a second of JS and its garbage: a worker thread does
+      // it (and writes and fsyncs the file), so pushes and queries on this thread never wait for it.
+      const bytes = await compactInWorker(
+        run.map((seg) => join(root, segmentName(seg.base))),
+        tmp,
+      );
       // The rename is the commit: readers holding the old file keep reading it; the superseded ones go after.
       await rename(tmp, target);
       for (const seg of run.slice(1)) await rm(join(root, segmentName(seg.base)), { force: true });
       await syncDir(root);
       const before = run.reduce((s, x) => s + x.bytes, 0);
-      segments.splice(0, run.length, { base: run[0].base, last: run[run.length - 1].last, bytes: data.length, compacted: true });
+      segments.splice(0, run.length, { base: run[0].base, last: run[run.length - 1].last, bytes, compacted: true });
       stats.compactions++;
-      return { before, after: data.length };
+      return { before, after: bytes };
     } finally {
       compacting = false;
     }
