@@ -57,6 +57,11 @@ const { values: args } = parseArgs({
 const DIMS = Number(args.dims);
 const BASELINES = args.baselines !== 'false';
 const QUERIES = Number(args.queries);
+/**
+ * Passes over the queries one timed single-thread search makes: at small ef one pass lasts a fifth of a second,
+ * too short to time against a shared machine's noise, so small ef runs several (about a second of work each).
+ */
+const passes = (ef: number) => Math.max(1, Math.round(160 / ef));
 const REPS = Number(args.reps);
 const INFLIGHT = Number(args.inflight);
 
@@ -192,7 +197,8 @@ interface Engine {
   /** Wall and CPU seconds (CPU: robust to other work on a shared machine). */
   build(): Promise<{ seconds: number; cpu: number }>;
   /** Wall and CPU seconds for all queries at this ef, single thread, plus the labels found. */
-  search(ef: number): Promise<{ seconds: number; cpu: number; labels: ArrayLike<number>[] }>;
+  /** `passes` times over the queries, timed as one; the labels of one pass. */
+  search(ef: number, passes: number): Promise<{ seconds: number; cpu: number; labels: ArrayLike<number>[] }>;
 }
 
 async function nearlineEngine(base: Float32Array, queries: Float32Array, dir: string, quantization: Quantization) {
@@ -254,12 +260,14 @@ async function nearlineEngine(base: Float32Array, queries: Float32Array, dir: st
       engine.graphPerVector = (await stat(join(dir, 'glove', manifest.index))).size / n;
       return { seconds, cpu: cpuSeconds };
     },
-    async search(ef) {
+    async search(ef, passes) {
       const labels: number[][] = [];
       const start = performance.now();
       const cpu = process.cpuUsage();
       // One call at a time: never more than one search thread busy.
-      for (const batch of batches(ef)) for (const hits of await c.search(batch)) labels.push(hits.map((h) => labelOf(h.id)));
+      for (let p = 0; p < passes; p++) {
+        for (const batch of batches(ef)) for (const hits of await c.search(batch)) if (p === 0) labels.push(hits.map((h) => labelOf(h.id)));
+      }
       const seconds = (performance.now() - start) / 1000;
       engine.cores = coresUsed(cpu, seconds);
       return { seconds, cpu: engine.cores * seconds, labels };
@@ -299,12 +307,17 @@ function hnswlibNodeEngine(base: Float32Array, queries: Float32Array) {
       engine.rssPerVector = ((await memoryAfterGc()).rss - before) / rows.length;
       return { seconds, cpu: cpuSeconds };
     },
-    async search(ef) {
+    async search(ef, passes) {
       index.setEf(ef);
       const labels: number[][] = [];
       const start = performance.now();
       const cpu = process.cpuUsage();
-      for (const q of qs) labels.push(index.searchKnn(Array.from(q), K).neighbors);
+      for (let p = 0; p < passes; p++) {
+        for (const q of qs) {
+          const found = index.searchKnn(Array.from(q), K).neighbors;
+          if (p === 0) labels.push(found);
+        }
+      }
       const seconds = (performance.now() - start) / 1000;
       return { seconds, cpu: coresUsed(cpu, seconds) * seconds, labels };
     },
@@ -342,7 +355,7 @@ async function cppEngine(python: string, base: Float32Array, queries: Float32Arr
     return JSON.parse(value) as { seconds: number; cpu?: number; rss?: number };
   };
   await ask('');
-  const engine: Engine & { rssPerVector: number; search(ef: number, threads?: number): ReturnType<Engine['search']> } = {
+  const engine: Engine & { rssPerVector: number; search(ef: number, passes: number, threads?: number): ReturnType<Engine['search']> } = {
     name: 'C++ hnswlib',
     rssPerVector: 0,
     async build() {
@@ -350,9 +363,9 @@ async function cppEngine(python: string, base: Float32Array, queries: Float32Arr
       engine.rssPerVector = (rss ?? 0) / (base.length / DIMS);
       return { seconds, cpu: cpu ?? seconds };
     },
-    async search(ef, threads = 1) {
+    async search(ef, passes, threads = 1) {
       const out = join(work, 'labels.i32');
-      const { seconds, cpu } = await ask(`search ${ef} ${out} ${threads}`);
+      const { seconds, cpu } = await ask(`search ${ef} ${out} ${threads} ${passes}`);
       const buf = await readFile(out);
       const flat = new Int32Array(buf.buffer, buf.byteOffset, buf.byteLength / 4);
       return { seconds, cpu: cpu ?? seconds, labels: Array.from({ length: QUERIES }, (_, i) => flat.subarray(i * K, (i + 1) * K)) };
@@ -463,9 +476,9 @@ async function main(): Promise<void> {
     const int8CpuRatio: number[] = [];
     for (let rep = 0; rep < REPS; rep++) {
       for (const e of engines) {
-        const { seconds, cpu, labels } = await e.search(ef);
-        (qps[e.name] ??= []).push(QUERIES / seconds);
-        (perCpu[e.name] ??= []).push(QUERIES / cpu);
+        const { seconds, cpu, labels } = await e.search(ef, passes(ef));
+        (qps[e.name] ??= []).push((QUERIES * passes(ef)) / seconds);
+        (perCpu[e.name] ??= []).push((QUERIES * passes(ef)) / cpu);
         rec[e.name] = recall(truth, labels);
         if (e === nearline.engine) cores.push(nearline.engine.cores);
       }
@@ -477,12 +490,14 @@ async function main(): Promise<void> {
         concCores.push(c.cores);
       }
       // What the machine lets two threads do right now: C++ hnswlib's own two-thread batch.
-      if (cpp) cppTwo.push(QUERIES / (await cpp.engine.search(ef, 2)).seconds);
+      if (cpp) cppTwo.push(QUERIES / (await cpp.engine.search(ef, 1, 2)).seconds);
     }
     const q = Object.fromEntries(Object.entries(qps).map(([k, v]) => [k, median(v)]));
     const pc = Object.fromEntries(Object.entries(perCpu).map(([k, v]) => [k, median(v)]));
     const cq = conc.length ? median(conc) : NaN;
     const ratioCpp = cpp ? q.nearline / q['C++ hnswlib'] : NaN;
+    // Each rep's ratio (the two ran one after the other), for the spread beside the ratio of medians.
+    const repRatios = cpp ? qps.nearline.map((x, i) => x / qps['C++ hnswlib'][i]) : [];
     const scaling = cq / q.nearline;
     summary.push({
       ef,
@@ -513,7 +528,7 @@ async function main(): Promise<void> {
         fmt(q.nearline, 0),
         fmt(q['hnswlib-node'], 0),
         fmt(q['C++ hnswlib'], 0),
-        fmt(ratioCpp),
+        repRatios.length ? `${fmt(ratioCpp)} (${fmt(Math.min(...repRatios))}–${fmt(Math.max(...repRatios))})` : fmt(ratioCpp),
         fmt(q.nearline / q['hnswlib-node']),
         cpp ? fmt(pc.nearline / pc['C++ hnswlib']) : '-',
         fmt(pc.nearline / pc['hnswlib-node']),
@@ -539,7 +554,7 @@ async function main(): Promise<void> {
     'qps nearline 1 thread',
     'qps hnswlib-node',
     'qps C++',
-    'nearline / C++',
+    'nearline / C++ (range of the reps)',
     'nearline / hnswlib-node',
     'per CPU-second: nearline / C++',
     'per CPU-second: nearline / hnswlib-node',
@@ -563,7 +578,7 @@ async function main(): Promise<void> {
     `Provider module: ${args.provider ?? 'src/providers/vector/hnsw/provider.ts'}. Run ${new Date().toISOString()} on ${process.platform}/${process.arch}, Node ${process.version}; medians of ${REPS} interleaved runs.`,
     `${cpus().length} cores; 1-minute load average ${loadAtStart.toFixed(1)} at start, ${loadavg()[0].toFixed(1)} at the end (other work on the machine shows here).`,
     `nearline's distance kernel: ${nativeAddon('bench').kernels().active} (of ${nativeAddon('bench').kernels().supported.join(', ')}; NEARLINE_SIMD forces one).`,
-    `Single thread: nearline answers batches of ${BATCH} queries one call at a time${BASELINES ? '; hnswlib-node one searchKnn(number[]) per query; C++ hnswlib knn_query(all, num_threads=1)' : ''}.`,
+    `Single thread: nearline answers batches of ${BATCH} queries one call at a time${BASELINES ? '; hnswlib-node one searchKnn(number[]) per query; C++ hnswlib knn_query(all, num_threads=1)' : ''}. Each timed run makes ${EFS.map((ef) => `${passes(ef)}`).join(' / ')} passes over the queries at ef ${EFS.join(' / ')}.`,
     ...(BASELINES ? [`Concurrent: ${INFLIGHT} calls of ${BATCH} queries in flight through nearline.`, '', markdown(header, rows)] : []),
     '',
     `## int8 (index.quantization: int8, rescoring k * ${args.rescore ?? 2} candidates in f32) against f32, same collection settings`,
