@@ -34,6 +34,29 @@ export function writeWords(dir: string, n: number, dims: number, seed = 1, file 
   return rows;
 }
 
+/**
+ * An embedding feature `name@variant` of entity `item` over source `items@v1`, the shape most store, server and
+ * lifecycle tests define; each gives its own dims, column, metric, provider, index and metadata.
+ */
+export function itemVecFeature(
+  variant: string,
+  o: { dims: number; name?: string; column?: string; metric?: string; provider?: string; index: Record<string, number>; metadata?: string[] },
+) {
+  return {
+    name: o.name ?? 'item_vec',
+    variant,
+    entity: 'item',
+    source: 'items@v1',
+    kind: 'embedding',
+    vector: { column: o.column ?? 'vec' },
+    dims: o.dims,
+    metric: o.metric ?? 'cosine',
+    provider: o.provider ?? 'local',
+    index: o.index,
+    metadata: o.metadata ?? [],
+  };
+}
+
 /** The definitions of PRODUCT.md's example, on a words file in `dir`. */
 export function wordDefs(dims: number, overrides: { metric?: string; variant?: string; source?: string } = {}) {
   const variant = overrides.variant ?? 'v1';

@@ -4,26 +4,12 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadDefinitions } from '../../src/config.ts';
 import { FeatureStore } from '../../src/store/feature-store.ts';
-import { seeded, tempDir, writeDefs } from '../helpers/fixtures.ts';
+import { itemVecFeature, seeded, tempDir, writeDefs } from '../helpers/fixtures.ts';
 
 const BIN = path.resolve(import.meta.dirname, '../../bin/nearline.mjs');
 const DIMS = 16;
 
-function feature(variant: string) {
-  return {
-    name: 'item_vec',
-    variant,
-    entity: 'item',
-    source: 'items@v1',
-    kind: 'embedding',
-    vector: { column: 'vec' },
-    dims: DIMS,
-    metric: 'l2',
-    provider: 'local',
-    index: { M: 8, efConstruction: 64, ef: 32 },
-    metadata: [],
-  };
-}
+const feature = (variant: string) => itemVecFeature(variant, { dims: DIMS, metric: 'l2', index: { M: 8, efConstruction: 64, ef: 32 } });
 
 describe('a new variant killed while it catches up on pushed rows', () => {
   it('resumes after kill -9 and ends with the file rows overridden by every pushed row', { timeout: 240_000 }, async () => {

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { loadDefinitions } from '../../src/config.ts';
 import { build } from '../../src/server/app.ts';
 import { FeatureStore } from '../../src/store/feature-store.ts';
-import { seeded, tempDir, writeDefs } from '../helpers/fixtures.ts';
+import { itemVecFeature, seeded, tempDir, writeDefs } from '../helpers/fixtures.ts';
 
 /*
  * A model change under live traffic, over real HTTP: 8 clients push rows and 4 query prod while item_vec@v2 is
@@ -13,21 +13,7 @@ import { seeded, tempDir, writeDefs } from '../helpers/fixtures.ts';
 
 const DIMS = 12;
 
-function feature(variant: string, column: string) {
-  return {
-    name: 'item_vec',
-    variant,
-    entity: 'item',
-    source: 'items@v1',
-    kind: 'embedding',
-    vector: { column },
-    dims: DIMS,
-    metric: 'cosine',
-    provider: 'local',
-    index: { M: 16, efConstruction: 100, ef: 64 },
-    metadata: [],
-  };
-}
+const feature = (variant: string, column: string) => itemVecFeature(variant, { dims: DIMS, column, index: { M: 16, efConstruction: 100, ef: 64 } });
 
 describe('cutover under push load', () => {
   it('no failed query, nothing missing from v2 at cutover, rollback restores v1 exactly', { timeout: 240_000 }, async () => {

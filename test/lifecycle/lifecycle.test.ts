@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadDefinitions } from '../../src/config.ts';
 import { build } from '../../src/server/app.ts';
 import { FeatureStore } from '../../src/store/feature-store.ts';
-import { seeded, tempDir, writeDefs } from '../helpers/fixtures.ts';
+import { itemVecFeature, seeded, tempDir, writeDefs } from '../helpers/fixtures.ts';
 
 /*
  * Model changes: item_vec@v1 (cosine over `vec`) serves as prod; v2 reads `vec2`, the same vectors with noise
@@ -28,21 +28,7 @@ let home: string;
 let rows: Row[];
 let store: FeatureStore;
 
-function feature(variant: string, column: string) {
-  return {
-    name: 'item_vec',
-    variant,
-    entity: 'item',
-    source: 'items@v1',
-    kind: 'embedding',
-    vector: { column },
-    dims: DIMS,
-    metric: 'cosine',
-    provider: 'local',
-    index: { M: 16, efConstruction: 100, ef: 64 },
-    metadata: [],
-  };
-}
+const feature = (variant: string, column: string) => itemVecFeature(variant, { dims: DIMS, column, index: { M: 16, efConstruction: 100, ef: 64 } });
 
 beforeAll(async () => {
   home = tempDir();

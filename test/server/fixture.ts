@@ -7,6 +7,7 @@ import { makeEncoder } from '../../scripts/make-encoder.ts';
 import { loadDefinitions } from '../../src/config.ts';
 import { build, type BuildOptions } from '../../src/server/app.ts';
 import { FeatureStore, type FeatureStoreOptions } from '../../src/store/feature-store.ts';
+import { itemVecFeature } from '../helpers/fixtures.ts';
 
 export const DIMS = 8;
 export const ITEMS = 300;
@@ -54,19 +55,8 @@ export async function makeHome(store: Omit<FeatureStoreOptions, 'home'> = {}): P
   const items = makeItems();
   writeFileSync(path.join(home, 'items.jsonl'), items.map((r) => JSON.stringify(r)).join('\n') + '\n');
   makeEncoder({ out: path.join(home, 'tiny'), layers: 1, hidden: 32, heads: 2, ffn: 64, vocab: 1000, maxPositions: 64, seed: 1 });
-  const vecFeature = (name: string, variant: string, metric: string) => ({
-    name,
-    variant,
-    entity: 'item',
-    source: 'items@v1',
-    kind: 'embedding',
-    vector: { column: 'vec' },
-    dims: DIMS,
-    metric,
-    provider: 'local',
-    index: { M: 16, efConstruction: 100, ef: 50 },
-    metadata: ['lang', 'bucket'],
-  });
+  const vecFeature = (name: string, variant: string, metric: string) =>
+    itemVecFeature(variant, { name, dims: DIMS, metric, index: { M: 16, efConstruction: 100, ef: 50 }, metadata: ['lang', 'bucket'] });
   const defs = {
     providers: [
       { name: 'local', kind: 'hnsw' },

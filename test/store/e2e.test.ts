@@ -5,7 +5,7 @@ import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { build } from '../../src/server/app.ts';
 import { FeatureStore } from '../../src/store/feature-store.ts';
-import { seeded, tempDir, writeDefs } from '../helpers/fixtures.ts';
+import { itemVecFeature, seeded, tempDir, writeDefs } from '../helpers/fixtures.ts';
 import { startQdrantTestServer, type QdrantTestServer } from '../helpers/qdrant-test-server.ts';
 import { skipRedisTests, startRedisServer, type RedisServer } from '../helpers/redis-server.ts';
 
@@ -143,19 +143,8 @@ describe.each(SETS)('end to end on $name', (set) => {
   beforeAll(async () => {
     home = tempDir('nearline-e2e-');
     writeFileSync(path.join(home, 'items.jsonl'), items.map((r) => JSON.stringify(r)).join('\n') + '\n');
-    const embedding = (variant: string, metric: Metric) => ({
-      name: 'item_vec',
-      variant,
-      entity: 'item',
-      source: 'items@v1',
-      kind: 'embedding',
-      vector: { column: 'vec' },
-      dims: DIMS,
-      metric,
-      provider: 'vec',
-      index: { M: 16, efConstruction: 200, ef: 200 },
-      metadata: ['lang', 'bucket'],
-    });
+    const embedding = (variant: string, metric: Metric) =>
+      itemVecFeature(variant, { dims: DIMS, metric, provider: 'vec', index: { M: 16, efConstruction: 200, ef: 200 }, metadata: ['lang', 'bucket'] });
     writeDefs(home, {
       providers: await set.start(),
       entities: [{ name: 'item', key: 'id' }],
