@@ -197,8 +197,11 @@ export class HnswCollection implements VectorCollection {
       // holds readers back for one slice at a time, not for the whole batch.
       for (let start = 0; start < rows.length; start += WRITE_SLICE) {
         const slice = rows.slice(start, start + WRITE_SLICE);
-        if (this.fits(slice)) await this.lock.read(() => this.insert(slice, true));
-        else await this.lock.write(() => this.insert(slice, false));
+        // Writes take turns (`writes`), so what the slice needs stays true until it runs. Without a resize,
+        // which moves the graph, it runs beside searches.
+        const needed = this.needed(slice);
+        if (needed <= this.index.capacity()) await this.lock.read(() => this.insert(slice, needed, true));
+        else await this.lock.write(() => this.insert(slice, needed, false));
       }
       if (opts?.logOffset !== undefined) this.dirty = dirtyBefore;
       this.wrote(opts);
@@ -211,17 +214,11 @@ export class HnswCollection implements VectorCollection {
     return this.ids.length + Math.max(0, fresh - this.free.length);
   }
 
-  /** Whether writing `rows` needs no resize, which moves the graph: then it runs beside searches. */
-  private fits(rows: Array<[string, unknown]>): boolean {
-    return this.needed(rows) <= this.index.capacity();
-  }
-
   /**
-   * `beside`: searches may run meanwhile (`fits` holds); new labels stay out of `get` until done, and `get`
-   * waits for updated ones.
+   * `needed`: this.needed(rows). `beside`: searches may run meanwhile (no resize); new labels stay out of `get`
+   * until done, and `get` waits for updated ones.
    */
-  private async insert(rows: Array<[string, { vector: Float32Array; metadata: Metadata | null }]>, beside: boolean): Promise<void> {
-    const needed = this.needed(rows);
+  private async insert(rows: Array<[string, { vector: Float32Array; metadata: Metadata | null }]>, needed: number, beside: boolean): Promise<void> {
     const capacity = this.index.capacity();
     // 1.5x rather than 2x: a resize copies the graph once in a while, but slack slots cost resident memory always.
     if (needed > capacity) {
