@@ -1,6 +1,7 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { isNearlineError } from '../../src/errors.ts';
 import { createOnlineStore } from '../../src/providers/index.ts';
@@ -35,6 +36,29 @@ describe('sqlite online store', () => {
       expect(await second.get(['a', 'b'], ['f@v1'])).toEqual([[true], [new Float32Array([1.5, -2])]]);
       expect(await second.count('f@v1')).toBe(2);
       await second.close();
+    } finally {
+      rmSync(home, { recursive: true, force: true });
+    }
+  });
+
+  it('checkpoints from a worker thread: after flush() the database file alone holds every commit', async () => {
+    const home = mkdtempSync(join(tmpdir(), 'nearline-online-'));
+    try {
+      const store = createSqliteOnlineStore({}, { name: 'kv', home });
+      await store.open();
+      // Past SQLite's 1,000-page mark: with its own checkpoints the last of these commits would copy the WAL.
+      for (let b = 0; b < 10; b++)
+        await store.put(
+          'f@v1',
+          Array.from({ length: 500 }, (_, i) => [`id-${b}-${i}`, 'x'.repeat(200)] as [string, string]),
+        );
+      await store.flush!();
+      // The database file alone (no WAL beside it) holds every row.
+      copyFileSync(join(home, 'online.db'), join(home, 'copy.db'));
+      const copy = new Database(join(home, 'copy.db'), { readonly: true });
+      expect(copy.prepare('SELECT count(*) FROM online_values').pluck().get()).toBe(5000);
+      copy.close();
+      await store.close();
     } finally {
       rmSync(home, { recursive: true, force: true });
     }

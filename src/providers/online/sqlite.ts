@@ -4,6 +4,7 @@ import Database from 'better-sqlite3';
 import { nlError, providerError } from '../../errors.ts';
 import type { OnlineValue } from '../../types.ts';
 import type { ProviderContext } from '../index.ts';
+import { Checkpointer } from './checkpointer.ts';
 import type { OnlineStore } from './types.ts';
 import { checkFeatureKey, checkGetArgs, validatePut } from './values.ts';
 
@@ -49,6 +50,8 @@ export function createSqliteOnlineStore(options: SqliteOnlineOptions, ctx: Provi
   const path = resolvePath(options.path, ctx.home);
   let db: Database.Database | undefined;
   let stmts: ReturnType<typeof prepare> | undefined;
+  /** Checkpoints off the event loop (a file database whose worker started); SQLite's own otherwise. */
+  let checkpointer: Checkpointer | undefined;
 
   function prepare(conn: Database.Database) {
     const upsert = conn.prepare(UPSERT_SQL);
@@ -79,6 +82,13 @@ export function createSqliteOnlineStore(options: SqliteOnlineOptions, ctx: Provi
       db.pragma('mmap_size = 268435456');
       db.pragma('cache_size = -65536');
       db.exec(SCHEMA);
+      if (path !== ':memory:') {
+        const c = new Checkpointer(path);
+        if (c.start()) {
+          db.pragma('wal_autocheckpoint = 0');
+          checkpointer = c;
+        }
+      }
       stmts = prepare(db);
       return stmts;
     } catch (e) {
@@ -97,6 +107,8 @@ export function createSqliteOnlineStore(options: SqliteOnlineOptions, ctx: Provi
     },
 
     async close() {
+      await checkpointer?.close();
+      checkpointer = undefined;
       db?.close();
       db = undefined;
       stmts = undefined;
@@ -110,6 +122,7 @@ export function createSqliteOnlineStore(options: SqliteOnlineOptions, ctx: Provi
       } catch (e) {
         throw providerError(ctx.name, e);
       }
+      checkpointer?.wrote(sets.size + deletes.size);
     },
 
     async get(ids, features) {
@@ -166,7 +179,8 @@ export function createSqliteOnlineStore(options: SqliteOnlineOptions, ctx: Provi
     async flush() {
       statements();
       try {
-        db!.pragma('wal_checkpoint(PASSIVE)');
+        if (checkpointer) await checkpointer.checkpoint();
+        else db!.pragma('wal_checkpoint(PASSIVE)');
       } catch (e) {
         throw providerError(ctx.name, e);
       }
