@@ -36,6 +36,15 @@ export abstract class RegistryCore {
   private generation = 0;
   protected cacheResolved = false;
 
+  /**
+   * A value that changes whenever what the registry holds may have changed, here or in another process, or
+   * undefined when this backend cannot tell (nothing may be kept then): while it stays equal, a caller may keep
+   * what it derived from its reads, as serving does with a source's push plan.
+   */
+  changeToken(): unknown {
+    return this.cacheResolved ? this.generation : undefined;
+  }
+
   /** Forgets every resolved reference: a feature or alias changed here or in another process. */
   protected invalidate(): void {
     this.generation++;

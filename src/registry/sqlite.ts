@@ -59,6 +59,8 @@ export class SqliteRegistry extends Registry {
   private readonly reads = new Map<string, unknown>();
   /** `data_version` when the cache was last known good. */
   private readVersion: unknown;
+  /** Counts the times the cache was cleared: `changeToken()`. */
+  private epoch = 0;
   private dataVersion!: Database.Statement;
 
   constructor(file: string) {
@@ -74,15 +76,27 @@ export class SqliteRegistry extends Registry {
     this.dataVersion = this.db.prepare('PRAGMA data_version').pluck();
   }
 
+  /** Clears the cache when another connection committed since it was filled. */
+  private checkVersion(): void {
+    const version = this.dataVersion.get();
+    if (version !== this.readVersion) {
+      this.wrote();
+      this.readVersion = version;
+    }
+  }
+
+  /** Moves on each commit seen, by this connection or another; undefined inside a transaction of this one. */
+  override changeToken(): unknown {
+    if (this.db.inTransaction) return undefined;
+    this.checkVersion();
+    return this.epoch;
+  }
+
   private cachedRead(kind: 'all' | 'get', sql: string, params: readonly unknown[]): unknown {
     const st = this.stmt(sql);
     // A transaction of this connection may be open (across awaits): what it wrote is not committed yet.
     if (this.db.inTransaction) return kind === 'all' ? st.all(...params) : st.get(...params);
-    const version = this.dataVersion.get();
-    if (version !== this.readVersion) {
-      this.reads.clear();
-      this.readVersion = version;
-    }
+    this.checkVersion();
     const key = `${kind}\0${sql}\0${JSON.stringify(params)}`;
     if (this.reads.has(key)) return this.reads.get(key);
     const out = freezeRows(kind === 'all' ? st.all(...params) : st.get(...params));
@@ -94,6 +108,7 @@ export class SqliteRegistry extends Registry {
   /** This connection wrote: `data_version` only counts other connections' commits. */
   private wrote(): void {
     this.reads.clear();
+    this.epoch++;
   }
 
   async close(): Promise<void> {

@@ -72,6 +72,17 @@ export interface VectorWrite {
   metadata: Metadata;
 }
 
+/** What a push checks its rows against: the source's variants as the registry has them. */
+interface PushPlan {
+  /** Materialized variants: every row is validated against and applied to each. */
+  live: FeatureRecord[];
+  /** Each variant's entity key column, by variant reference. */
+  keyOf: Map<string, string>;
+  keys: string[];
+  /** Columns a row may carry. */
+  known: Set<string>;
+}
+
 interface Target {
   feature: FeatureRecord;
   ref: string;
@@ -396,6 +407,8 @@ export class Live {
   private snapshotting: Promise<void> | null = null;
   private pushedRows = 0;
   private closed = false;
+  /** Each source's push plan and the registry change token it was read under. */
+  private readonly plans = new Map<string, { token: unknown; plan: PushPlan }>();
   /** Columns of each source variant's file (its header, or its first rows): fixed, as a source variant is. */
   private readonly fileColumns = new Map<string, Promise<string[]>>();
 
@@ -501,19 +514,34 @@ export class Live {
     return t.applied;
   }
 
-  /** Rows pushed to a source: validated against every variant, durable, applied everywhere, in that order. */
-  async push(sourceName: string, rows: unknown[]): Promise<PushResult> {
+  /**
+   * What a push to `sourceName` checks rows against, read from the registry once and kept while its change token
+   * holds (one `data_version` check per push on SQLite instead of a read per variant).
+   */
+  private async pushPlan(sourceName: string): Promise<PushPlan> {
     const { registry } = this.ctx;
+    const token = registry.changeToken();
+    const kept = this.plans.get(sourceName);
+    if (token !== undefined && kept?.token === token) return kept.plan;
     if (!(await registry.listSourceVariants(sourceName)).length) throw nlError('NL_SOURCE_NOT_FOUND', sourceName);
-    if (!Array.isArray(rows) || rows.length === 0) throw nlError('NL_BAD_REQUEST', 'rows must be a non-empty array');
-    if (rows.length > this.opts.maxRows) throw nlError('NL_LIMIT_EXCEEDED', `at most ${this.opts.maxRows} rows per push, got ${rows.length}`);
     const features = await registry.featuresOfSource(sourceName);
     const live = features.filter((f) => f.status === 'materialized');
-    // Read once per push: a row of any variant is keyed by its entity's key column.
+    // A row of any variant is keyed by its entity's key column.
     const keyOf = new Map(await Promise.all(features.map(async (f) => [ref(f), await entityKey(registry, f)] as const)));
     const keys = [...new Set(keyOf.values())];
     // A row may carry any column of the source (a variant built later may read it), and nothing else.
     const known = new Set([...keys, ...features.flatMap(columnsOf), ...(await this.sourceColumns(sourceName)), '_deleted']);
+    const plan = { live, keyOf, keys, known };
+    // Read after the token was taken: a change since then moves the token, and the next push reads again.
+    if (token !== undefined) this.plans.set(sourceName, { token, plan });
+    return plan;
+  }
+
+  /** Rows pushed to a source: validated against every variant, durable, applied everywhere, in that order. */
+  async push(sourceName: string, rows: unknown[]): Promise<PushResult> {
+    const { live, keyOf, keys, known } = await this.pushPlan(sourceName);
+    if (!Array.isArray(rows) || rows.length === 0) throw nlError('NL_BAD_REQUEST', 'rows must be a non-empty array');
+    if (rows.length > this.opts.maxRows) throw nlError('NL_LIMIT_EXCEEDED', `at most ${this.opts.maxRows} rows per push, got ${rows.length}`);
     const entries: Array<{ key: string; data: { r: Record<string, unknown>; e?: Record<string, string> } }> = [];
     const texts = new Map<string, { feature: EmbeddingFeatureRecord; rows: number[]; texts: string[]; features: FeatureRecord[]; ids: string[] }>();
     const written = new Map<string, { feature: FeatureRecord; vectors: Vector[]; ids: string[] }>();

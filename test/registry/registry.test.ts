@@ -5,6 +5,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadDefinitions } from '../../src/config.ts';
+import { isNearlineError } from '../../src/errors.ts';
 import { openRegistry, registryLocation } from '../../src/registry/open.ts';
 import { REGISTRY_LOCK } from '../../src/registry/postgres.ts';
 import type { FeatureRecord, Registry, Row } from '../../src/registry/registry.ts';
@@ -523,6 +524,66 @@ describe('SQLite registry across processes', () => {
       // A write of this connection: seen at once too.
       await store.registry.setAlias('word_vec', 'prod', 'v1', { force: true });
       expect((await store.registry.getAlias('word_vec', 'prod'))?.variant).toBe('v1');
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('the change token holds while nothing commits and moves on a commit by another connection or a write of this one', async () => {
+    const home = tempDir();
+    writeWords(home, 20, 8);
+    const store = FeatureStore.open({ home });
+    try {
+      await store.apply(await loadDefinitions(writeDefs(home, wordDefs(8))));
+      const first = store.registry.changeToken();
+      expect(first).not.toBeUndefined();
+      await store.registry.listFeatures();
+      expect(store.registry.changeToken()).toBe(first);
+      const other = new Database(path.join(home, 'nearline.db'));
+      try {
+        other.prepare("UPDATE features SET rows = rows + 1 WHERE name = 'word_freq'").run();
+      } finally {
+        other.close();
+      }
+      const second = store.registry.changeToken();
+      expect(second).not.toBe(first);
+      await store.registry.setAlias('word_vec', 'prod', 'v1', { force: true });
+      expect(store.registry.changeToken()).not.toBe(second);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('a push checks its rows against a variant another process published after the previous push', async () => {
+    const home = tempDir();
+    writeWords(home, 20, 8);
+    const store = FeatureStore.open({ home });
+    try {
+      await store.apply(await loadDefinitions(writeDefs(home, wordDefs(8))));
+      await store.materialize('word_vec@v1', { progress: false });
+      await store.push('words', [{ id: 'n1', vec: [1, 2, 3, 4, 5, 6, 7, 8] }]);
+      // Another process would publish a new variant; here a second connection to the file does: a variant of
+      // word_freq that reads column freq, made materialized by hand so no log is needed.
+      const other = new Database(path.join(home, 'nearline.db'));
+      try {
+        const row = other.prepare("SELECT * FROM features WHERE name = 'word_freq'").get() as Record<string, unknown>;
+        other
+          .prepare(
+            `INSERT INTO features (${Object.keys(row).join(', ')}) VALUES (${Object.keys(row)
+              .map(() => '?')
+              .join(', ')})`,
+          )
+          .run(
+            ...Object.entries(row).map(
+              ([k, v]) => ({ variant: 'v9', status: 'materialized', spec: JSON.stringify({ ...JSON.parse(row.spec as string), variant: 'v9' }) })[k] ?? v,
+            ),
+          );
+      } finally {
+        other.close();
+      }
+      const err = await store.push('words', [{ id: 'n2', vec: [1, 2, 3, 4, 5, 6, 7, 8], freq: 'many' }]).catch((e: unknown) => e);
+      expect(isNearlineError(err, 'NL_BAD_SOURCE_ROW')).toBe(true);
+      expect((err as Error).message).toContain('word_freq@v9');
     } finally {
       await store.close();
     }
