@@ -428,6 +428,8 @@ export class HealthMonitor {
   private state(feature: FeatureRecord): VariantState {
     const k = key(feature);
     let state = this.states.get(k);
+    // Observations not yet written win over the file, so a push stats nothing while they are pending.
+    if (state?.dirty) return state;
     const file = this.file(feature, 'json');
     let mtime = 0;
     try {
@@ -435,7 +437,7 @@ export class HealthMonitor {
     } catch {
       // No file yet: nothing was observed, or it was observed here only.
     }
-    if (state && (state.dirty || mtime === state.mtime)) return state;
+    if (state && mtime === state.mtime) return state;
     state = mtime ? this.read(feature, mtime) : this.fresh(feature);
     this.states.set(k, state);
     return state;
