@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { CollectionSpec } from '../../src/providers/vector/types.ts';
+import { encodeRows } from '../../src/providers/vector/hnsw/files.ts';
 import { createHnswProvider } from '../../src/providers/vector/hnsw/provider.ts';
 import { mulberry32, vectorProviderSuite } from './vector.suite.ts';
 
@@ -247,5 +248,14 @@ describe('hnsw id bookkeeping', () => {
     expect(got.map((r) => (r ? r.vector[1] : null))).toEqual(all.map((i) => model.get(i) ?? null));
     await p.close();
     await rm(home, { recursive: true, force: true });
+  });
+});
+
+describe('hnsw rows file', () => {
+  it('encodeRows writes what JSON.stringify writes, a slice of ids at a time', async () => {
+    for (const n of [0, 1, 16_384, 40_001]) {
+      const ids = Array.from({ length: n }, (_, i) => (i % 7 === 3 ? null : `id "${i}" \u00e9\n`));
+      expect(await encodeRows(ids)).toBe(JSON.stringify({ ids }));
+    }
   });
 });

@@ -5,7 +5,7 @@ import { validateQuery } from '../../../filter.ts';
 import type { Filter, Hit, Metadata } from '../../../types.ts';
 import type { CollectionSpec, LogOffsets, SearchQuery, VectorCollection, VectorRecord, WriteOptions } from '../types.ts';
 import type { Columns } from './columns.ts';
-import { FORMAT, fsyncFile, MANIFEST, readManifest, removeStale, syncDir, writeAtomic, writeFileSynced, type Manifest, type RowsFile } from './files.ts';
+import { encodeRows, FORMAT, fsyncFile, MANIFEST, readManifest, removeStale, syncDir, writeAtomic, writeFileSynced, type Manifest } from './files.ts';
 import { IdIndex } from './id-index.ts';
 import { nativeAddon, type Found, type NativeFilter, type NativeIndex } from './native.ts';
 import { compilePredicate } from './predicate.ts';
@@ -568,8 +568,7 @@ export class HnswCollection implements VectorCollection {
       if (!copy) return;
       const written = copy.writer !== undefined ? childDone(copy.writer) : copy.image ? this.index.writeImage(indexTmp) : Promise.resolve();
       try {
-        const rows: RowsFile = { ids: copy.ids };
-        await writeFileSynced(join(this.dir, `${next.rows}.tmp`), JSON.stringify(rows));
+        await writeFileSynced(join(this.dir, `${next.rows}.tmp`), await encodeRows(copy.ids));
         await writeFileSynced(join(this.dir, `${next.columns}.tmp`), copy.columns);
         await written;
         for (const f of files) await fsyncFile(join(this.dir, `${f}.tmp`));
