@@ -79,6 +79,27 @@ struct Shared {
   // The copy of the graph a snapshot writes (copyImage, writeImage); one snapshot at a time per index.
   std::unique_ptr<class GraphImage> image;
 
+  // While a copy runs beside writes (beginCopy .. finishCopy): the internal ids whose memory a write may have
+  // changed, each node an insert, update or delete touched and every node it links to on any level. Writes
+  // run one row at a time meanwhile (AddWorker), so a node's lists right before and right after its write
+  // name every list the write changed.
+  std::atomic<bool> tracking{false};
+  std::mutex dirtyLock;
+  std::vector<uint32_t> dirty;
+
+  void MarkAround(hnswlib::tableint id) {
+    std::vector<uint32_t> ids{id};
+    const Hnsw& h = *index;
+    auto add = [&](const hnswlib::linklistsizeint* list) {
+      const hnswlib::tableint* to = reinterpret_cast<const hnswlib::tableint*>(list + 1);
+      ids.insert(ids.end(), to, to + h.getListCount(const_cast<hnswlib::linklistsizeint*>(list)));
+    };
+    add(h.get_linklist0(id));
+    for (int level = 1; level <= h.element_levels_[id]; level++) add(h.get_linklist(id, level));
+    std::lock_guard<std::mutex> lock(dirtyLock);
+    dirty.insert(dirty.end(), ids.begin(), ids.end());
+  }
+
   uint32_t InternalOf(size_t label) const { return __atomic_load_n(&internal_of[label], __ATOMIC_ACQUIRE); }
   bool Complete(hnswlib::tableint id) const { return __atomic_load_n(&complete[id], __ATOMIC_ACQUIRE) != 0; }
   void MarkComplete(hnswlib::tableint id) { __atomic_store_n(&complete[id], 1, __ATOMIC_RELEASE); }
@@ -122,13 +143,20 @@ struct Shared {
         existing = it->second;
       }
     }
-    if (!found || !index->isMarkedDeleted(existing)) return index->addPoint(point, label, -1);
+    bool track = tracking.load(std::memory_order_acquire);
+    if (track && found) MarkAround(existing);
+    if (!found || !index->isMarkedDeleted(existing)) {
+      hnswlib::tableint id = index->addPoint(point, label, -1);
+      if (track) MarkAround(id);
+      return id;
+    }
     // The vector while still deleted, the mark off, then the links repaired (which with the mark on would link
     // the entry point to itself when it is this node); a search that meets the node unmarked reads the new vector.
     std::memcpy(index->getDataByInternalId(existing), point, index->data_size_);
     __atomic_thread_fence(__ATOMIC_RELEASE);
     index->unmarkDeletedInternal(existing);
     index->updatePoint(point, existing, 1.0);
+    if (track) MarkAround(existing);
     return existing;
   }
 
@@ -536,7 +564,8 @@ class AddWorker : public Napi::AsyncWorker {
         }
       }
     };
-    size_t extra = std::min(threads_, std::max<size_t>(1, n_ / 64)) - 1;
+    // One row at a time while a copy tracks what writes touch (Shared::tracking).
+    size_t extra = s_->tracking.load(std::memory_order_acquire) ? 0 : std::min(threads_, std::max<size_t>(1, n_ / 64)) - 1;
     std::vector<std::thread> pool;
     for (size_t t = 0; t < extra; t++) pool.emplace_back(work);
     work();
@@ -655,19 +684,61 @@ class GraphImage {
     capacity_ = bytes;
   }
 
-  // Run with no insert, update, delete or resize in flight (searches may run: they only read).
+  // Run with no insert, update, delete or resize in flight (searches may run: they only read). Beside
+  // writes (with no resize in flight), the copy may catch nodes mid-write: FixUp recopies those.
   void Copy(const Hnsw& h) {
-    size_t count = h.cur_element_count;
+    count_ = h.cur_element_count;
     head_.clear();
     links_.clear();
-    auto append = [](std::vector<char>& to) {
-      return [&to](const void* p, size_t n) { to.insert(to.end(), static_cast<const char*>(p), static_cast<const char*>(p) + n); };
-    };
-    PutHeader(h, count, append(head_));
-    level0Bytes_ = count * h.size_data_per_element_;
+    linkAt_.assign(count_, 0);
+    PutHeader(h, count_, Append(head_));
+    level0Bytes_ = count_ * h.size_data_per_element_;
     Reserve(level0Bytes_);
     std::memcpy(level0_.get(), h.data_level0_memory_, level0Bytes_);
-    for (size_t i = 0; i < count; i++) PutUpperLinks(h, i, append(links_));
+    for (size_t i = 0; i < count_; i++) {
+      linkAt_[i] = links_.size();
+      // A node an insert beside this copy has counted but not yet given its upper lists: zeros, recopied later.
+      unsigned int n = h.element_levels_[i] > 0 ? static_cast<unsigned int>(h.size_links_per_element_ * h.element_levels_[i]) : 0;
+      char* upper = n ? h.linkLists_[i] : nullptr;
+      Append(links_)(&n, sizeof(n));
+      if (upper) Append(links_)(upper, n);
+      else links_.resize(links_.size() + n, 0);
+    }
+  }
+
+  // After a Copy beside writes, with none in flight now: the nodes those writes touched (`dirty`) copied
+  // again, the nodes added since appended, and the header as it is now. False when a node's upper lists
+  // changed size (cannot happen to a node that existed; then the caller copies everything again).
+  bool FixUp(const Hnsw& h, const std::vector<uint32_t>& dirty) {
+    size_t per = h.size_data_per_element_;
+    for (uint32_t id : dirty) {
+      if (id >= count_) continue;
+      std::memcpy(level0_.get() + id * per, h.data_level0_memory_ + id * per, per);
+      unsigned int n = h.element_levels_[id] > 0 ? static_cast<unsigned int>(h.size_links_per_element_ * h.element_levels_[id]) : 0;
+      unsigned int had;
+      std::memcpy(&had, links_.data() + linkAt_[id], sizeof(had));
+      if (had != n) return false;
+      if (n) std::memcpy(links_.data() + linkAt_[id] + sizeof(n), h.linkLists_[id], n);
+    }
+    size_t count = h.cur_element_count;
+    if (count > count_) {
+      if (count * per > capacity_) {
+        std::unique_ptr<char[]> grown(new char[count * per]);
+        std::memcpy(grown.get(), level0_.get(), count_ * per);
+        level0_ = std::move(grown);
+        capacity_ = count * per;
+      }
+      std::memcpy(level0_.get() + count_ * per, h.data_level0_memory_ + count_ * per, (count - count_) * per);
+      for (size_t i = count_; i < count; i++) {
+        linkAt_.push_back(links_.size());
+        PutUpperLinks(h, i, Append(links_));
+      }
+      count_ = count;
+      level0Bytes_ = count * per;
+    }
+    head_.clear();
+    PutHeader(h, count_, Append(head_));
+    return true;
   }
 
   void Write(const std::string& path) const {
@@ -680,9 +751,17 @@ class GraphImage {
   }
 
  private:
+  struct Appender {
+    std::vector<char>& to;
+    void operator()(const void* p, size_t n) const { to.insert(to.end(), static_cast<const char*>(p), static_cast<const char*>(p) + n); }
+  };
+  static Appender Append(std::vector<char>& to) { return Appender{to}; }
+
   std::unique_ptr<char[]> level0_;
-  size_t capacity_ = 0, level0Bytes_ = 0;
+  size_t capacity_ = 0, level0Bytes_ = 0, count_ = 0;
   std::vector<char> head_, links_;
+  // Where each node's upper lists start in links_ (their size field).
+  std::vector<size_t> linkAt_;
 };
 
 #if defined(__linux__)
@@ -770,6 +849,8 @@ class Index : public Napi::ObjectWrap<Index> {
                                           InstanceMethod<&Index::Resize>("resize"),
                                           InstanceMethod<&Index::Add>("add"),
                                           InstanceMethod<&Index::MarkDelete>("markDelete"),
+                                          InstanceMethod<&Index::BeginCopy>("beginCopy"),
+                                          InstanceMethod<&Index::FinishCopy>("finishCopy"),
                                           InstanceMethod<&Index::Vectors>("vectors"),
                                           InstanceMethod<&Index::Search>("search"),
                                           InstanceMethod<&Index::SearchSync>("searchSync"),
@@ -852,7 +933,14 @@ class Index : public Napi::ObjectWrap<Index> {
   }
 
   Napi::Value MarkDelete(const Napi::CallbackInfo& info) {
-    Guard(info.Env(), [&] { s_->index->markDelete(info[0].As<Napi::Number>().Uint32Value()); });
+    uint32_t label = info[0].As<Napi::Number>().Uint32Value();
+    Guard(info.Env(), [&] {
+      s_->index->markDelete(label);
+      if (s_->tracking.load(std::memory_order_acquire) && label < s_->internal_of.size() && s_->InternalOf(label) != kNoInternal) {
+        std::lock_guard<std::mutex> lock(s_->dirtyLock);
+        s_->dirty.push_back(s_->InternalOf(label));
+      }
+    });
     return info.Env().Undefined();
   }
 
@@ -954,6 +1042,32 @@ class Index : public Napi::ObjectWrap<Index> {
     const Hnsw& h = *s_->index;
     size_t bytes = (h.cur_element_count + h.cur_element_count / 16 + 1024) * h.size_data_per_element_;
     return Run(info.Env(), [s = s_, bytes] { s->image->Reserve(bytes); });
+  }
+
+  // beginCopy(): from now until finishCopy, writes record the nodes they touch and run one row at a time, so
+  // that copyImage may run beside them. Call it with no write in flight.
+  Napi::Value BeginCopy(const Napi::CallbackInfo& info) {
+    if (s_->q) throw Napi::Error::New(info.Env(), "an int8 index copies its graph with writes held back");
+    {
+      std::lock_guard<std::mutex> lock(s_->dirtyLock);
+      s_->dirty.clear();
+    }
+    s_->tracking.store(true, std::memory_order_release);
+    return info.Env().Undefined();
+  }
+
+  // finishCopy(): boolean: with no write in flight, brings the copy made since beginCopy up to now (the nodes
+  // writes touched, those they added, the header) and stops tracking. False: the copy could not be brought up
+  // to date (copy again with writes held back).
+  Napi::Value FinishCopy(const Napi::CallbackInfo& info) {
+    s_->tracking.store(false, std::memory_order_release);
+    std::vector<uint32_t> dirty;
+    {
+      std::lock_guard<std::mutex> lock(s_->dirtyLock);
+      dirty.swap(s_->dirty);
+    }
+    bool ok = s_->image && s_->image->FixUp(*s_->index, dirty);
+    return Napi::Boolean::New(info.Env(), ok);
   }
 
   // copyImage(slots?): Promise: copies the graph in memory (for an int8 index, also saves its slot table to

@@ -131,6 +131,8 @@ export class HnswCollection implements VectorCollection {
   /** Serializes writes with the part of a snapshot that reads the graph; searches never wait for it. */
   private readonly writes = new Mutex();
   private readonly snapshots = new Mutex();
+  /** A snapshot's copy of the graph running beside writes (settles with its error, if any). */
+  private copying: Promise<unknown> | undefined;
   private readonly labels: IdIndex;
   /** Written to outside any log since the last snapshot. */
   private dirty = false;
@@ -201,7 +203,11 @@ export class HnswCollection implements VectorCollection {
         // which moves the graph, it runs beside searches.
         const needed = this.needed(slice);
         if (needed <= this.index.capacity()) await this.lock.read(() => this.insert(slice, needed, true));
-        else await this.lock.write(() => this.insert(slice, needed, false));
+        else {
+          // A snapshot copying the graph beside writes reads the memory a resize moves.
+          if (this.copying) await this.copying;
+          await this.lock.write(() => this.insert(slice, needed, false));
+        }
       }
       if (opts?.logOffset !== undefined) this.dirty = dirtyBefore;
       this.wrote(opts);
@@ -544,8 +550,29 @@ export class HnswCollection implements VectorCollection {
       const mode = this.opts.snapshotWriter === 'fork' && slotsTmp ? 'copy' : this.opts.snapshotWriter;
       // Outside the write lock: the memory the copy goes to, so writers wait for the memcpy alone.
       if (mode === 'copy') await this.index.reserveImage();
+      // An f32 graph is copied beside writes, which record the nodes they touch meanwhile; writers then wait
+      // only while those few nodes are copied again. (int8: the slot table is saved with writes held back.)
+      const beside = mode === 'copy' && !slotsTmp;
+      let tracking = false;
+      if (beside) {
+        tracking = await this.writes.run(async () => {
+          if (!pending()) return false;
+          this.index.beginCopy();
+          return true;
+        });
+        if (!tracking) return;
+        // A resize moves the graph: inserts that need one wait for this copy (upsert).
+        this.copying = this.index.copyImage().catch((e: unknown) => e);
+        const failed = await this.copying;
+        this.copying = undefined;
+        if (failed) {
+          await this.writes.run(async () => void this.index.finishCopy());
+          throw providerError(this.opts.name, failed);
+        }
+      }
       let dirty = false;
       const copy = await this.writes.run(async () => {
+        if (tracking && !this.index.finishCopy()) tracking = false;
         if (!pending()) return undefined;
         dirty = this.dirty;
         next.vectors = this.vectorsFile && (await this.compactVectors(tag));
@@ -556,7 +583,8 @@ export class HnswCollection implements VectorCollection {
           // The forked writer saves the graph alone; an int8 index's slot table is saved with a copy (above).
           // No child process (a platform without fork, or none to be had now): written inline instead.
           if (mode === 'fork') writer = await this.index.forkSave(indexTmp).catch(() => undefined);
-          if (mode === 'copy') image = (await this.index.copyImage(slotsTmp), true);
+          if (tracking) image = true;
+          else if (mode === 'copy') image = (await this.index.copyImage(slotsTmp), true);
           else if (writer === undefined) await this.index.save(indexTmp, slotsTmp);
         } catch (e) {
           throw providerError(this.opts.name, e);

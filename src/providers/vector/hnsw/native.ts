@@ -34,6 +34,16 @@ export interface NativeIndex {
    * flight; searches may run beside it.
    */
   copyImage(slots?: string): Promise<void>;
+  /**
+   * f32 indexes: from now until `finishCopy`, writes record what they touch (and run one row at a time), so a
+   * `copyImage` may run beside them, with no resize in flight. Call it with no write in flight.
+   */
+  beginCopy(): void;
+  /**
+   * With no write in flight: brings the copy made since `beginCopy` up to now and stops the recording. False
+   * when it could not (then copy again with writes held back).
+   */
+  finishCopy(): boolean;
   /** Writes the last `copyImage` to `path` in `save`'s format (not fsynced) and frees it; writes may run beside it. */
   writeImage(path: string): Promise<void>;
   /**
