@@ -690,6 +690,8 @@ class GraphImage {
     count_ = h.cur_element_count;
     head_.clear();
     links_.clear();
+    // Room for the nodes writes add before FixUp, so it does not reallocate these while writers wait.
+    linkAt_.reserve(count_ + count_ / 16 + 1024);
     linkAt_.assign(count_, 0);
     PutHeader(h, count_, Append(head_));
     level0Bytes_ = count_ * h.size_data_per_element_;
@@ -704,6 +706,7 @@ class GraphImage {
       if (upper) Append(links_)(upper, n);
       else links_.resize(links_.size() + n, 0);
     }
+    links_.reserve(links_.size() + links_.size() / 16 + 4096);
   }
 
   // After a Copy beside writes, with none in flight now: the nodes those writes touched (`dirty`) copied

@@ -148,7 +148,7 @@ describe('hnsw searches beside inserts', () => {
       let stop = false;
       /** Offset -> an earlier row it also rewrote in place, to -offset. */
       const updates = new Map<number, string>();
-      const row = (id: string, x: number) => ({ id, vector: Float32Array.from({ length: dims }, () => x) });
+      const row = (id: string, x: number) => ({ id, vector: Float32Array.from({ length: dims }, () => x), metadata: { part: x < 0 ? 'updated' : 'new' } });
       // Offset o writes row r<o>; some offsets also update an earlier row, and the index grows as they go.
       const writer = (async () => {
         while (!stop) {
@@ -190,8 +190,9 @@ describe('hnsw searches beside inserts', () => {
         const value = new Map<string, number>(ids.slice(0, at).map((id, i) => [id, i + 1]));
         for (const [o, id] of [...updates].sort((a, b) => a[0] - b[0])) if (o <= at) value.set(id, -o);
         expect(got.map((r) => (r ? r.vector[0] : null))).toEqual(ids.map((id) => value.get(id) ?? null));
-        // No row copied while a write changed it: every component of a row holds its one value.
+        // No row copied while a write changed it: every component of a row holds its one value, and its metadata goes with it.
         for (const r of got) if (r) expect(r.vector.every((x) => x === r.vector[0])).toBe(true);
+        expect(got.map((r) => r?.metadata?.part ?? null)).toEqual(got.map((r) => (r ? (r.vector[0] < 0 ? 'updated' : 'new') : null)));
         const hits = await s.search([{ vector: Float32Array.from({ length: dims }, () => at), k: 1 }]);
         expect(hits[0][0].id).toBe(`r${at}`);
         // The graph as copied is whole: every row is found from the entry point.

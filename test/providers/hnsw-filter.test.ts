@@ -232,4 +232,21 @@ describe('hnsw filters on columns', () => {
     for (let l = 0; l < 1000; l++) expect(back.get(l)).toEqual(cols.get(l));
     expect(back.fields.get('flag')!.boolRows).toEqual(cols.fields.get('flag')!.boolRows);
   });
+
+  it('an encoding made a slice at a time and patched with the rows written since equals an encoding made now', async () => {
+    const cols = new Columns(4096);
+    for (let l = 0; l < 3000; l++) cols.set(l, { cat: `c${l % 5}`, price: l / 3 });
+    const shape = cols.shape();
+    const early = await cols.encodeSliced(4096, 700);
+    const touched = new Set<number>();
+    for (const l of [5, 999, 2999, 3000, 3500]) {
+      cols.set(l, l === 999 ? null : { cat: 'c2', price: -l });
+      touched.add(l);
+    }
+    expect(cols.patch(early, 4096, shape, touched)).toBe(true);
+    expect(early.equals(cols.encode(4096))).toBe(true);
+    // A string new to the dictionary changes the header: the patch refuses, and the caller encodes again.
+    cols.set(7, { cat: 'brand new', price: 1 });
+    expect(cols.patch(early, 4096, shape, [7])).toBe(false);
+  });
 });

@@ -64,6 +64,20 @@ export type Settings = Required<Omit<HnswVectorOptions, 'dir'>> & { name: string
 const SYNC_WORK = 160;
 
 /** Rows an upsert inserts per hold of the write lock. */
+/** Ids and column rows a snapshot copies beside writes between turns of the event loop. */
+const COPY_SLICE = 16_384;
+
+/** A copy of `from`, a slice at a time with the event loop free in between (it may grow meanwhile). */
+async function copySliced<T>(from: T[]): Promise<T[]> {
+  const out: T[] = [];
+  for (let at = 0; at < from.length; at += COPY_SLICE) {
+    if (at > 0) await new Promise<void>((resolve) => setImmediate(resolve));
+    const end = Math.min(from.length, at + COPY_SLICE);
+    for (let i = at; i < end; i++) out.push(from[i]);
+  }
+  return out;
+}
+
 const WRITE_SLICE = 256;
 
 function checkVector(v: unknown, dims: number, what: string): Float32Array {
@@ -131,8 +145,10 @@ export class HnswCollection implements VectorCollection {
   /** Serializes writes with the part of a snapshot that reads the graph; searches never wait for it. */
   private readonly writes = new Mutex();
   private readonly snapshots = new Mutex();
-  /** A snapshot's copy of the graph running beside writes (settles with its error, if any). */
+  /** A snapshot's copy of the graph, ids and columns running beside writes (settles with its error, if any). */
   private copying: Promise<unknown> | undefined;
+  /** Meanwhile, the labels whose id or metadata writes changed. */
+  private touched: Set<number> | undefined;
   private readonly labels: IdIndex;
   /** Written to outside any log since the last snapshot. */
   private dirty = false;
@@ -242,6 +258,7 @@ export class HnswCollection implements VectorCollection {
         if (beside) this.adding.add(label);
       } else if (beside) this.updating.add(label);
       this.columns.set(label, row.metadata);
+      this.touched?.add(label);
       vectors.set(row.vector, i * this.spec.dims);
       labels[i] = label;
     });
@@ -274,6 +291,7 @@ export class HnswCollection implements VectorCollection {
           this.labels.delete(id);
           this.ids[label] = null;
           this.columns.set(label, null);
+          this.touched?.add(label);
           this.free.push(label);
         }
       }),
@@ -553,26 +571,44 @@ export class HnswCollection implements VectorCollection {
       // An f32 graph is copied beside writes, which record the nodes they touch meanwhile; writers then wait
       // only while those few nodes are copied again. (int8: the slot table is saved with writes held back.)
       const beside = mode === 'copy' && !slotsTmp;
+      // The ids and the columns likewise, a slice at a time, and patched with the labels writes touched.
       let tracking = false;
+      let early: { ids: Array<string | null>; rows: number; shape: Array<[string, number]>; columns: Buffer } | undefined;
       if (beside) {
         tracking = await this.writes.run(async () => {
           if (!pending()) return false;
           this.index.beginCopy();
+          this.touched = new Set();
           return true;
         });
         if (!tracking) return;
-        // A resize moves the graph: inserts that need one wait for this copy (upsert).
-        this.copying = this.index.copyImage().catch((e: unknown) => e);
+        // A resize moves the graph and the columns' arrays: inserts that need one wait for this (upsert).
+        this.copying = (async () => {
+          await this.index.copyImage();
+          // Rows up to the capacity: no label can pass it before the copy is brought up to date.
+          const rows = Math.min(this.index.capacity(), this.columns.rowsCapacity);
+          const shape = this.columns.shape();
+          const ids = await copySliced(this.ids);
+          early = { ids, rows, shape, columns: await this.columns.encodeSliced(rows, COPY_SLICE) };
+        })().then(
+          () => undefined,
+          (e: unknown) => e ?? new Error('snapshot copy failed'),
+        );
         const failed = await this.copying;
         this.copying = undefined;
         if (failed) {
-          await this.writes.run(async () => void this.index.finishCopy());
+          await this.writes.run(async () => {
+            this.index.finishCopy();
+            this.touched = undefined;
+          });
           throw providerError(this.opts.name, failed);
         }
       }
       let dirty = false;
       const copy = await this.writes.run(async () => {
         if (tracking && !this.index.finishCopy()) tracking = false;
+        const touched = this.touched;
+        this.touched = undefined;
         if (!pending()) return undefined;
         dirty = this.dirty;
         next.vectors = this.vectorsFile && (await this.compactVectors(tag));
@@ -589,7 +625,15 @@ export class HnswCollection implements VectorCollection {
         } catch (e) {
           throw providerError(this.opts.name, e);
         }
-        const out = { writer, image, ids: this.ids.slice(), columns: this.columns.encode(this.ids.length) };
+        // The ids and columns copied beside writes, patched; else copied now (int8, or a field or string came since).
+        const patched = tracking && early !== undefined && touched !== undefined && this.columns.patch(early.columns, early.rows, early.shape, touched);
+        if (patched) {
+          for (let label = early!.ids.length; label < this.ids.length; label++) early!.ids[label] = this.ids[label];
+          for (const label of touched!) early!.ids[label] = this.ids[label] ?? null;
+        }
+        const out = patched
+          ? { writer, image, ids: early!.ids, columns: early!.columns }
+          : { writer, image, ids: this.ids.slice(), columns: this.columns.encode(this.ids.length) };
         this.dirty = false;
         return out;
       });

@@ -139,6 +139,18 @@ export class Column {
 
 const MAGIC = 'NLCOLS1\n';
 
+/** Rows [from, to) of `columns` into `out`, an encoding of `rows` rows whose header is written. */
+function encodeRows(out: Buffer, columns: Column[], rows: number, from: number, to: number): void {
+  const align = (n: number) => Math.ceil(n / 8) * 8;
+  const per = align(rows) + rows * 8;
+  let at = align(MAGIC.length + 4 + out.readUInt32LE(MAGIC.length));
+  for (const c of columns) {
+    out.set(c.tags.subarray(from, to), at + from);
+    out.set(new Uint8Array(c.values.buffer, from * 8, (to - from) * 8), at + align(rows) + from * 8);
+    at += per;
+  }
+}
+
 export class Columns {
   readonly fields = new Map<string, Column>();
 
@@ -184,6 +196,30 @@ export class Columns {
    * field the tags and the values, each 8-byte aligned. Counts and bitmaps are rebuilt on load.
    */
   encode(rows: number): Buffer {
+    const { out, columns } = this.encodeHeader(rows);
+    encodeRows(out, columns, rows, 0, rows);
+    return out;
+  }
+
+  /**
+   * `encode(rows)` a slice of rows at a time, the event loop free in between; writes landing meanwhile go in
+   * with `patch`. With `shape()` taken at the start.
+   */
+  async encodeSliced(rows: number, slice: number): Promise<Buffer> {
+    const { out, columns } = this.encodeHeader(rows);
+    for (let from = 0; from < rows; from += slice) {
+      if (from > 0) await new Promise<void>((resolve) => setImmediate(resolve));
+      encodeRows(out, columns, rows, from, Math.min(rows, from + slice));
+    }
+    return out;
+  }
+
+  get rowsCapacity(): number {
+    return this.capacity;
+  }
+
+  /** The file's header written into a buffer of its whole size, and the columns it names, in order. */
+  private encodeHeader(rows: number): { out: Buffer; columns: Column[] } {
     const fields = [...this.fields].map(([name, c]) => ({ name, dict: c.dict }));
     const header = Buffer.from(JSON.stringify({ rows, fields }));
     const align = (n: number) => Math.ceil(n / 8) * 8;
@@ -193,13 +229,34 @@ export class Columns {
     out.write(MAGIC, 0, 'latin1');
     out.writeUInt32LE(header.length, MAGIC.length);
     header.copy(out, MAGIC.length + 4);
-    let at = start;
-    for (const c of this.fields.values()) {
-      out.set(c.tags.subarray(0, rows), at);
-      out.set(new Uint8Array(c.values.buffer, 0, rows * 8), at + align(rows));
-      at += per;
+    return { out, columns: [...this.fields.values()] };
+  }
+
+  /** What `patch` needs to know of an `encode(rows)`: the fields it wrote and their dictionaries' sizes then. */
+  shape(): Array<[name: string, dictSize: number]> {
+    return [...this.fields].map(([name, c]) => [name, c.dict.length]);
+  }
+
+  /**
+   * Rewrites `labels` (all below `rows`) in `buf`, an `encode(rows)` made when the columns had `shape`, to what
+   * they hold now. False when a field or a dictionary entry came since (the header would change): encode again.
+   */
+  patch(buf: Buffer, rows: number, shape: Array<[string, number]>, labels: Iterable<number>): boolean {
+    const now = this.shape();
+    if (now.length !== shape.length || now.some(([name, size], i) => name !== shape[i][0] || size !== shape[i][1])) return false;
+    const align = (n: number) => Math.ceil(n / 8) * 8;
+    const start = align(MAGIC.length + 4 + buf.readUInt32LE(MAGIC.length));
+    const per = align(rows) + rows * 8;
+    const columns = [...this.fields.values()];
+    for (const label of labels) {
+      if (label >= rows) return false;
+      columns.forEach((c, i) => {
+        const at = start + per * i;
+        buf[at + label] = c.tags[label];
+        buf.writeDoubleLE(c.values[label], at + align(rows) + label * 8);
+      });
     }
-    return out;
+    return true;
   }
 
   static decode(buf: Buffer, capacity: number): Columns {
