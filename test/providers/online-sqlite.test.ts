@@ -5,6 +5,7 @@ import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { isNearlineError } from '../../src/errors.ts';
 import { createOnlineStore } from '../../src/providers/index.ts';
+import { Checkpointer } from '../../src/providers/online/checkpointer.ts';
 import { createSqliteOnlineStore } from '../../src/providers/online/sqlite.ts';
 import { onlineStoreSuite } from './online.suite.ts';
 
@@ -59,6 +60,23 @@ describe('sqlite online store', () => {
       expect(copy.prepare('SELECT count(*) FROM online_values').pluck().get()).toBe(5000);
       copy.close();
       await store.close();
+    } finally {
+      rmSync(home, { recursive: true, force: true });
+    }
+  });
+
+  it('a checkpoint worker that ends on its own says so, and refuses checkpoints after', async () => {
+    const home = mkdtempSync(join(tmpdir(), 'nearline-online-'));
+    try {
+      // A directory is no database: the worker's connection fails as it starts.
+      let lost!: () => void;
+      const ended = new Promise<void>((resolve) => (lost = resolve));
+      const c = new Checkpointer(home, () => lost());
+      expect(c.start()).toBe(true);
+      await ended;
+      expect(c.running).toBe(false);
+      await expect(c.checkpoint()).rejects.toThrow('not running');
+      await c.close();
     } finally {
       rmSync(home, { recursive: true, force: true });
     }

@@ -37,9 +37,15 @@ export class Checkpointer {
   private readonly waiting = new Map<number, { resolve: () => void; reject: (e: Error) => void }>();
   private rows = 0;
   private last = Date.now();
-  private running: Promise<void> | undefined;
+  private inflight: Promise<void> | undefined;
 
-  constructor(private readonly path: string) {}
+  private closed = false;
+
+  /** `lost`: the worker ended on its own (not by `close`); the caller takes SQLite's own checkpoints back. */
+  constructor(
+    private readonly path: string,
+    private readonly lost: () => void,
+  ) {}
 
   /** Starts the worker; false when none can be had here (the caller keeps SQLite's own checkpoints then). */
   start(): boolean {
@@ -56,7 +62,9 @@ export class Checkpointer {
       const fail = (e: Error) => {
         for (const w of this.waiting.values()) w.reject(e);
         this.waiting.clear();
+        if (!this.worker) return;
         this.worker = undefined;
+        if (!this.closed) this.lost();
       };
       worker.on('error', fail);
       worker.on('exit', (code) => fail(new Error(`checkpoint worker exited with ${code}`)));
@@ -70,27 +78,33 @@ export class Checkpointer {
   /** `n` rows were committed: starts a checkpoint in the background when one is due. */
   wrote(n: number): void {
     this.rows += n;
-    if (this.running || (this.rows < CHECKPOINT_ROWS && Date.now() - this.last < CHECKPOINT_MS)) return;
+    if (this.inflight || (this.rows < CHECKPOINT_ROWS && Date.now() - this.last < CHECKPOINT_MS)) return;
     void this.checkpoint().catch(() => undefined);
   }
 
   /** Runs a checkpoint (after the one in flight) and resolves once every commit so far is in the database file. */
   async checkpoint(): Promise<void> {
-    if (this.running) await this.running.catch(() => undefined);
+    if (this.inflight) await this.inflight.catch(() => undefined);
     const worker = this.worker;
     if (!worker) throw new Error('the checkpoint worker is not running');
     this.rows = 0;
     this.last = Date.now();
     const id = this.next++;
-    this.running = new Promise<void>((resolve, reject) => {
+    this.inflight = new Promise<void>((resolve, reject) => {
       this.waiting.set(id, { resolve, reject });
       worker.postMessage(id);
-    }).finally(() => (this.running = undefined));
-    return this.running;
+    }).finally(() => (this.inflight = undefined));
+    return this.inflight;
+  }
+
+  /** Whether checkpoints run in the worker (false once it ended). */
+  get running(): boolean {
+    return this.worker !== undefined;
   }
 
   async close(): Promise<void> {
-    await this.running?.catch(() => undefined);
+    this.closed = true;
+    await this.inflight?.catch(() => undefined);
     const worker = this.worker;
     this.worker = undefined;
     await worker?.terminate();

@@ -82,14 +82,16 @@ export function createSqliteOnlineStore(options: SqliteOnlineOptions, ctx: Provi
       db.pragma('mmap_size = 268435456');
       db.pragma('cache_size = -65536');
       db.exec(SCHEMA);
+      stmts = prepare(db);
       if (path !== ':memory:') {
-        const c = new Checkpointer(path);
+        const conn = db;
+        // Should the worker end, SQLite checkpoints in the writer's commits again rather than let the WAL grow.
+        const c = new Checkpointer(path, () => conn.open && conn.pragma('wal_autocheckpoint = 1000'));
         if (c.start()) {
-          db.pragma('wal_autocheckpoint = 0');
+          conn.pragma('wal_autocheckpoint = 0');
           checkpointer = c;
         }
       }
-      stmts = prepare(db);
       return stmts;
     } catch (e) {
       db?.close();
@@ -179,7 +181,7 @@ export function createSqliteOnlineStore(options: SqliteOnlineOptions, ctx: Provi
     async flush() {
       statements();
       try {
-        if (checkpointer) await checkpointer.checkpoint();
+        if (checkpointer?.running) await checkpointer.checkpoint();
         else db!.pragma('wal_checkpoint(PASSIVE)');
       } catch (e) {
         throw providerError(ctx.name, e);
