@@ -1,4 +1,4 @@
-import { setTimeout as sleep } from 'node:timers/promises';
+import { setImmediate, setTimeout as sleep } from 'node:timers/promises';
 import { NearlineError } from '../errors.ts';
 
 export interface LaneOptions {
@@ -57,7 +57,7 @@ export class Lane {
       await new Promise<void>((resolve) => this.waiting.push(resolve));
     } else this.running++;
     try {
-      if (this.opts.yieldBetween) await new Promise<void>((resolve) => setImmediate(resolve));
+      if (this.opts.yieldBetween) await setImmediate();
       const { share } = this.opts;
       if (share !== undefined && this.yieldTo && this.yieldTo.active + this.yieldTo.queued > 0) {
         const wait = this.notBefore - performance.now();

@@ -1,11 +1,24 @@
 import { rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { setImmediate } from 'node:timers/promises';
 import { nlError, providerError } from '../../../errors.ts';
 import { validateQuery } from '../../../filter.ts';
 import type { Filter, Hit, Metadata } from '../../../types.ts';
 import type { CollectionSpec, LogOffsets, SearchQuery, VectorCollection, VectorRecord, WriteOptions } from '../types.ts';
 import type { Columns } from './columns.ts';
-import { encodeRows, FORMAT, fsyncFile, MANIFEST, readManifest, removeStale, syncDir, writeAtomic, writeFileSynced, type Manifest } from './files.ts';
+import {
+  encodeRows,
+  FORMAT,
+  fsyncFile,
+  MANIFEST,
+  readManifest,
+  removeStale,
+  SLICE_ROWS,
+  syncDir,
+  writeAtomic,
+  writeFileSynced,
+  type Manifest,
+} from './files.ts';
 import { IdIndex } from './id-index.ts';
 import { nativeAddon, type Found, type NativeFilter, type NativeIndex } from './native.ts';
 import { compilePredicate } from './predicate.ts';
@@ -63,21 +76,18 @@ export type Settings = Required<Omit<HnswVectorOptions, 'dir'>> & { name: string
  */
 const SYNC_WORK = 160;
 
-/** Rows an upsert inserts per hold of the write lock. */
-/** Ids and column rows a snapshot copies beside writes between turns of the event loop. */
-const COPY_SLICE = 16_384;
-
 /** A copy of `from`, a slice at a time with the event loop free in between (it may grow meanwhile). */
 async function copySliced<T>(from: T[]): Promise<T[]> {
   const out: T[] = [];
-  for (let at = 0; at < from.length; at += COPY_SLICE) {
-    if (at > 0) await new Promise<void>((resolve) => setImmediate(resolve));
-    const end = Math.min(from.length, at + COPY_SLICE);
+  for (let at = 0; at < from.length; at += SLICE_ROWS) {
+    if (at > 0) await setImmediate();
+    const end = Math.min(from.length, at + SLICE_ROWS);
     for (let i = at; i < end; i++) out.push(from[i]);
   }
   return out;
 }
 
+/** Rows an upsert inserts per hold of the write lock. */
 const WRITE_SLICE = 256;
 
 function checkVector(v: unknown, dims: number, what: string): Float32Array {
@@ -589,7 +599,7 @@ export class HnswCollection implements VectorCollection {
           const rows = Math.min(this.index.capacity(), this.columns.rowsCapacity);
           const shape = this.columns.shape();
           const ids = await copySliced(this.ids);
-          early = { ids, rows, shape, columns: await this.columns.encodeSliced(rows, COPY_SLICE) };
+          early = { ids, rows, shape, columns: await this.columns.encodeSliced(rows, SLICE_ROWS) };
         })().then(
           () => undefined,
           (e: unknown) => e ?? new Error('snapshot copy failed'),

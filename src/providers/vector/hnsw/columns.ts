@@ -1,3 +1,4 @@
+import { setImmediate } from 'node:timers/promises';
 import type { Metadata, Scalar } from '../../../types.ts';
 
 /*
@@ -208,7 +209,7 @@ export class Columns {
   async encodeSliced(rows: number, slice: number): Promise<Buffer> {
     const { out, columns } = this.encodeHeader(rows);
     for (let from = 0; from < rows; from += slice) {
-      if (from > 0) await new Promise<void>((resolve) => setImmediate(resolve));
+      if (from > 0) await setImmediate();
       encodeRows(out, columns, rows, from, Math.min(rows, from + slice));
     }
     return out;
