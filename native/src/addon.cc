@@ -664,10 +664,15 @@ void PutHeader(const Hnsw& h, size_t count, Put&& put) {
   pod(h.ef_construction_);
 }
 
+// The size of element i's upper-level lists, as saveIndex writes it before them.
+unsigned int UpperBytes(const Hnsw& h, size_t i) {
+  return h.element_levels_[i] > 0 ? static_cast<unsigned int>(h.size_links_per_element_ * h.element_levels_[i]) : 0;
+}
+
 // The bytes of element i's upper-level links as saveIndex writes them: their size, then the lists.
 template <typename Put>
 void PutUpperLinks(const Hnsw& h, size_t i, Put&& put) {
-  unsigned int n = h.element_levels_[i] > 0 ? static_cast<unsigned int>(h.size_links_per_element_ * h.element_levels_[i]) : 0;
+  unsigned int n = UpperBytes(h, i);
   put(&n, sizeof(n));
   if (n) put(h.linkLists_[i], n);
 }
@@ -700,7 +705,7 @@ class GraphImage {
     for (size_t i = 0; i < count_; i++) {
       linkAt_[i] = links_.size();
       // A node an insert beside this copy has counted but not yet given its upper lists: zeros, recopied later.
-      unsigned int n = h.element_levels_[i] > 0 ? static_cast<unsigned int>(h.size_links_per_element_ * h.element_levels_[i]) : 0;
+      unsigned int n = UpperBytes(h, i);
       char* upper = n ? h.linkLists_[i] : nullptr;
       Append(links_)(&n, sizeof(n));
       if (upper) Append(links_)(upper, n);
@@ -717,7 +722,7 @@ class GraphImage {
     for (uint32_t id : dirty) {
       if (id >= count_) continue;
       std::memcpy(level0_.get() + id * per, h.data_level0_memory_ + id * per, per);
-      unsigned int n = h.element_levels_[id] > 0 ? static_cast<unsigned int>(h.size_links_per_element_ * h.element_levels_[id]) : 0;
+      unsigned int n = UpperBytes(h, id);
       unsigned int had;
       std::memcpy(&had, links_.data() + linkAt_[id], sizeof(had));
       if (had != n) return false;
