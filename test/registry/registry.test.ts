@@ -475,12 +475,31 @@ describe('where the registry lives', () => {
 });
 
 describe('SQLite registry across processes', () => {
-  it('a write that waits too long for another connection holding the file is a coded error and changes nothing', async () => {
+  /** A store on a home of 20 words with their definitions applied, closed after `fn`. */
+  async function withWords(fn: (store: FeatureStore, home: string) => Promise<void>): Promise<void> {
     const home = tempDir();
     writeWords(home, 20, 8);
     const store = FeatureStore.open({ home });
     try {
       await store.apply(await loadDefinitions(writeDefs(home, wordDefs(8))));
+      await fn(store, home);
+    } finally {
+      await store.close();
+    }
+  }
+
+  /** `fn` on a second connection to the home's registry file, as another process would run it. */
+  function elsewhere<T>(home: string, fn: (db: Database.Database) => T): T {
+    const other = new Database(path.join(home, 'nearline.db'));
+    try {
+      return fn(other);
+    } finally {
+      other.close();
+    }
+  }
+
+  it('a write that waits too long for another connection holding the file is a coded error and changes nothing', async () => {
+    await withWords(async (store, home) => {
       const other = new Database(path.join(home, 'nearline.db'));
       other.exec('BEGIN IMMEDIATE');
       try {
@@ -495,17 +514,11 @@ describe('SQLite registry across processes', () => {
       expect((await store.registry.aliasHistory('word_vec', 'prod')).length).toBe(1);
       await store.registry.setAlias('word_vec', 'prod', 'v1', { force: true });
       expect((await store.registry.aliasHistory('word_vec', 'prod')).length).toBe(2);
-    } finally {
-      await store.close();
-    }
+    });
   });
 
   it('reads are cached until the file changes: a commit by another connection, or a write of this one, is seen by the next read', async () => {
-    const home = tempDir();
-    writeWords(home, 20, 8);
-    const store = FeatureStore.open({ home });
-    try {
-      await store.apply(await loadDefinitions(writeDefs(home, wordDefs(8))));
+    await withWords(async (store, home) => {
       await store.registry.setAlias('word_vec', 'prod', 'v1', { force: true });
       const before = await store.registry.resolveFeature('word_vec');
       // The same read again is the same (shared, frozen) record.
@@ -514,58 +527,35 @@ describe('SQLite registry across processes', () => {
       expect(() => ((before as { rows: number }).rows = 1)).toThrow(TypeError);
       expect((await store.registry.getAlias('word_vec', 'prod'))?.variant).toBe('v1');
       // Another connection (as another process would) deletes the alias: the next read sees it gone.
-      const other = new Database(path.join(home, 'nearline.db'));
-      try {
-        other.prepare("DELETE FROM aliases WHERE feature = 'word_vec' AND name = 'prod'").run();
-      } finally {
-        other.close();
-      }
+      elsewhere(home, (other) => other.prepare("DELETE FROM aliases WHERE feature = 'word_vec' AND name = 'prod'").run());
       expect(await store.registry.getAlias('word_vec', 'prod')).toBeUndefined();
       // A write of this connection: seen at once too.
       await store.registry.setAlias('word_vec', 'prod', 'v1', { force: true });
       expect((await store.registry.getAlias('word_vec', 'prod'))?.variant).toBe('v1');
-    } finally {
-      await store.close();
-    }
+    });
   });
 
   it('the change token holds while nothing commits and moves on a commit by another connection or a write of this one', async () => {
-    const home = tempDir();
-    writeWords(home, 20, 8);
-    const store = FeatureStore.open({ home });
-    try {
-      await store.apply(await loadDefinitions(writeDefs(home, wordDefs(8))));
+    await withWords(async (store, home) => {
       const first = store.registry.changeToken();
       expect(first).not.toBeUndefined();
       await store.registry.listFeatures();
       expect(store.registry.changeToken()).toBe(first);
-      const other = new Database(path.join(home, 'nearline.db'));
-      try {
-        other.prepare("UPDATE features SET rows = rows + 1 WHERE name = 'word_freq'").run();
-      } finally {
-        other.close();
-      }
+      elsewhere(home, (other) => other.prepare("UPDATE features SET rows = rows + 1 WHERE name = 'word_freq'").run());
       const second = store.registry.changeToken();
       expect(second).not.toBe(first);
       await store.registry.setAlias('word_vec', 'prod', 'v1', { force: true });
       expect(store.registry.changeToken()).not.toBe(second);
-    } finally {
-      await store.close();
-    }
+    });
   });
 
   it('a push checks its rows against a variant another process published after the previous push', async () => {
-    const home = tempDir();
-    writeWords(home, 20, 8);
-    const store = FeatureStore.open({ home });
-    try {
-      await store.apply(await loadDefinitions(writeDefs(home, wordDefs(8))));
+    await withWords(async (store, home) => {
       await store.materialize('word_vec@v1', { progress: false });
       await store.push('words', [{ id: 'n1', vec: [1, 2, 3, 4, 5, 6, 7, 8] }]);
       // Another process would publish a new variant; here a second connection to the file does: a variant of
       // word_freq that reads column freq, made materialized by hand so no log is needed.
-      const other = new Database(path.join(home, 'nearline.db'));
-      try {
+      elsewhere(home, (other) => {
         const row = other.prepare("SELECT * FROM features WHERE name = 'word_freq'").get() as Record<string, unknown>;
         other
           .prepare(
@@ -578,14 +568,10 @@ describe('SQLite registry across processes', () => {
               ([k, v]) => ({ variant: 'v9', status: 'materialized', spec: JSON.stringify({ ...JSON.parse(row.spec as string), variant: 'v9' }) })[k] ?? v,
             ),
           );
-      } finally {
-        other.close();
-      }
+      });
       const err = await store.push('words', [{ id: 'n2', vec: [1, 2, 3, 4, 5, 6, 7, 8], freq: 'many' }]).catch((e: unknown) => e);
       expect(isNearlineError(err, 'NL_BAD_SOURCE_ROW')).toBe(true);
       expect((err as Error).message).toContain('word_freq@v9');
-    } finally {
-      await store.close();
-    }
+    });
   });
 });
